@@ -1,0 +1,346 @@
+//! Records shared by the kernel programs and userspace.
+//!
+//! Every record is `#[repr(C)]`, made of fixed-size integers and byte arrays only, and starts
+//! with an [`EventHeader`] so userspace can tell records apart and check their length before it
+//! reads one. Times are `CLOCK_BOOTTIME` nanoseconds (`bpf_ktime_get_boot_ns`, the clock of
+//! `task_struct::start_boottime`), so a task's age and a zombie's lifetime are differences of
+//! values taken on one clock.
+#![no_std]
+
+/// `TASK_COMM_LEN` in the kernel.
+pub const COMM_LEN: usize = 16;
+/// Pid namespace levels whose pid numbers are recorded for a task (root level first).
+/// `wait4` returns a pid as the waiter's namespace sees it; these let userspace find the
+/// zombie that was reaped whatever namespace level the waiter lives at.
+pub const MAX_PID_LEVELS: usize = 4;
+/// Subreaper ancestors recorded in a reaper snapshot (the nearest ones first).
+pub const MAX_SUBREAPERS: usize = 8;
+/// How many ancestors the snapshot walks when it looks for subreapers.
+pub const MAX_ANCESTORS: usize = 16;
+/// Threads of the exiting task's group scanned for a live one (`find_alive_thread`).
+pub const MAX_THREADS: usize = 32;
+/// Threads of a subreaper ancestor scanned for a live one. The verifier explores the
+/// ancestor walk once per (ancestor, subreapers found) pair, so this stays small.
+pub const MAX_ANCESTOR_THREADS: usize = 4;
+/// Children of one exiting task whose adoption is followed. More are counted, not followed.
+pub const MAX_CHILDREN: usize = 256;
+/// Bytes of the command line kept at exec.
+pub const ARGS_LEN: usize = 192;
+/// Bytes of the executable's path kept at exec.
+pub const FILENAME_LEN: usize = 128;
+
+/// Record kinds, the first field of every record.
+pub mod kind {
+    pub const FORK: u32 = 1;
+    pub const EXEC: u32 = 2;
+    pub const EXIT: u32 = 3;
+    pub const DEAD: u32 = 4;
+    pub const REPARENT: u32 = 5;
+    pub const WAIT: u32 = 6;
+    pub const FREE: u32 = 7;
+    pub const SUBREAPER: u32 = 8;
+    /// Not a record: the slot of [`super::LOST_SLOTS`] that counts children of an exiting
+    /// task that could not be followed (more than `MAX_CHILDREN`, or the pending map was full).
+    pub const CHILDREN_OVERFLOW: u32 = 9;
+    pub const COUNT: u32 = 10;
+}
+
+/// Number of slots in the per-CPU lost-event counter map, indexed by [`kind`].
+pub const LOST_SLOTS: u32 = kind::COUNT;
+
+/// Which wait syscall reaped a zombie.
+pub mod wait_syscall {
+    pub const WAIT4: u32 = 1;
+    pub const WAITID: u32 = 2;
+}
+
+/// `task_struct::exit_state` values.
+pub mod exit_state {
+    pub const EXIT_DEAD: u32 = 0x10;
+    pub const EXIT_ZOMBIE: u32 = 0x20;
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EventHeader {
+    pub kind: u32,
+    pub cpu: u32,
+    /// `CLOCK_BOOTTIME` nanoseconds.
+    pub ts_ns: u64,
+}
+
+/// Identifies one task for its whole life: pids are reused, (tid, start time) is not.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct TaskId {
+    /// Global thread id (`task_struct::pid`).
+    pub tid: u32,
+    /// Global process id (`task_struct::tgid`).
+    pub tgid: u32,
+    /// `task_struct::start_boottime`, nanoseconds.
+    pub start_ns: u64,
+}
+
+/// A task as a record shows it: identity, its pids in its own pid namespace, the namespace.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TaskInfo {
+    pub id: TaskId,
+    /// Thread id in the task's own pid namespace.
+    pub ns_tid: u32,
+    /// Process id (the group leader's pid) in the task's own pid namespace.
+    pub ns_tgid: u32,
+    /// Inode number of the task's pid namespace (what `/proc/PID/ns/pid` links to).
+    pub pidns: u32,
+    /// Depth of that namespace (0 = the initial one).
+    pub level: u32,
+    pub comm: [u8; COMM_LEN],
+}
+
+/// One pid number of a task at one namespace level.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UPid {
+    pub nr: u32,
+    pub pidns: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ForkEvent {
+    pub hdr: EventHeader,
+    /// The task that called fork/clone.
+    pub parent: TaskInfo,
+    pub child: TaskInfo,
+    /// The child's `real_parent` (differs from `parent` for threads and `CLONE_PARENT`).
+    pub real_parent: TaskId,
+    /// Bit 0: the child is a thread (same thread group as its creator).
+    pub flags: u32,
+    pub _pad: u32,
+}
+
+pub const FORK_FLAG_THREAD: u32 = 1;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ExecEvent {
+    pub hdr: EventHeader,
+    /// After exec: the new comm. `task.id.tid` is the group leader's pid.
+    pub task: TaskInfo,
+    /// The thread id that called exec (differs from the tgid when a non-leader thread did).
+    pub old_tid: u32,
+    /// Bytes of `args` that are valid (NUL-separated argv, possibly cut short).
+    pub args_len: u32,
+    /// Length of the full command line, to tell when `args` was cut.
+    pub args_total: u32,
+    pub _pad: u32,
+    pub filename: [u8; FILENAME_LEN],
+    pub args: [u8; ARGS_LEN],
+}
+
+/// A subreaper ancestor of an exiting task, as `find_new_reaper` would consider it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SubreaperAncestor {
+    /// The ancestor (the task on the `real_parent` chain).
+    pub task: TaskId,
+    /// Its first thread without `PF_EXITING` (`find_alive_thread`); tid 0 if none.
+    pub alive_thread: TaskId,
+    /// Non-zero when no live thread was found among the threads scanned but more exist.
+    pub scan_incomplete: u32,
+    pub _pad: u32,
+}
+
+/// The state `find_new_reaper` reads, captured when a task with children exits, before the
+/// kernel reparents them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ReaperSnapshot {
+    /// First live thread of the exiting task's group (tid 0 if none).
+    pub alive_thread: TaskId,
+    /// Non-zero when no live thread was found among the threads scanned but more exist.
+    pub alive_scan_incomplete: u32,
+    pub _pad0: u32,
+    /// The pid namespace's `child_reaper`.
+    pub child_reaper: TaskInfo,
+    /// `signal->has_child_subreaper` of the exiting task.
+    pub has_child_subreaper: u32,
+    /// Subreaper ancestors found, nearest first (at most `MAX_SUBREAPERS`).
+    pub nr_subreapers: u32,
+    pub subreapers: [SubreaperAncestor; MAX_SUBREAPERS],
+    /// The walk stopped at `MAX_ANCESTORS` before leaving the namespace level.
+    pub ancestors_truncated: u32,
+    pub _pad: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ExitEvent {
+    pub hdr: EventHeader,
+    pub task: TaskInfo,
+    /// The parent (`real_parent`) at exit.
+    pub parent: TaskId,
+    /// `task_struct::exit_code`: a wait status (exit code << 8, or signal | 0x80 for a core).
+    pub exit_code: u32,
+    /// The whole thread group has exited with this task.
+    pub group_dead: u32,
+    /// Children on the task's `children` list whose adoption will be reported.
+    pub children_followed: u32,
+    /// Non-zero when the task had more than `MAX_CHILDREN` children (or the pending map was
+    /// full): the rest are not followed, and the overflow is counted in the lost counters.
+    pub children_truncated: u32,
+    /// Valid only when `children_followed > 0`.
+    pub snapshot: ReaperSnapshot,
+}
+
+/// The task finished exiting (`sched_switch` away from it with `TASK_DEAD`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DeadEvent {
+    pub hdr: EventHeader,
+    pub task: TaskInfo,
+    /// Its parent now: the task that has to reap it.
+    pub parent: TaskInfo,
+    /// [`exit_state`]: `EXIT_ZOMBIE` waits to be reaped, `EXIT_DEAD` was auto-reaped.
+    pub exit_state: u32,
+    pub exit_code: u32,
+    /// Pid numbers at levels `0..=task.level` (capped at `MAX_PID_LEVELS`).
+    pub pids: [UPid; MAX_PID_LEVELS],
+}
+
+/// One orphan adopted by a new parent, read after the kernel reparented it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ReparentEvent {
+    pub hdr: EventHeader,
+    /// The orphan (its namespace pids are known to userspace from earlier records).
+    pub orphan: TaskId,
+    pub orphan_comm: [u8; COMM_LEN],
+    /// The parent that died.
+    pub father: TaskId,
+    /// The orphan's `real_parent` after reparenting: the kernel's choice. The kernel picks one
+    /// reaper for all children of a task, so it is read once per exit; see `REPARENT_*` flags.
+    pub reaper: TaskInfo,
+    /// `signal->is_child_subreaper` of the reaper.
+    pub reaper_is_subreaper: u32,
+    /// The orphan's `exit_state` when read (a zombie child is adopted as a zombie).
+    pub orphan_exit_state: u32,
+    /// `REPARENT_*` bits.
+    pub flags: u32,
+    pub _pad: u32,
+}
+
+/// The orphan was released before its new parent could be read (`reaper` is empty).
+pub const REPARENT_RELEASED: u32 = 1;
+/// This orphan's parent is not the one read for its siblings: only `reaper.id` is filled.
+pub const REPARENT_REAPER_ID_ONLY: u32 = 2;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WaitEvent {
+    pub hdr: EventHeader,
+    pub waiter: TaskInfo,
+    /// [`wait_syscall`].
+    pub syscall: u32,
+    /// The reaped pid as the waiter's namespace numbers it.
+    pub pid: u32,
+    /// Wait status (`wait4`) or `si_status` (`waitid`).
+    pub status: i32,
+    /// `waitid` only: `si_code` (CLD_EXITED, CLD_KILLED, CLD_DUMPED).
+    pub code: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FreeEvent {
+    pub hdr: EventHeader,
+    pub task: TaskId,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SubreaperEvent {
+    pub hdr: EventHeader,
+    pub task: TaskInfo,
+    /// The new value of `PR_SET_CHILD_SUBREAPER`.
+    pub enabled: u32,
+    pub _pad: u32,
+}
+
+/// Kernel structure offsets, resolved by userspace from the running kernel's BTF
+/// (`/sys/kernel/btf/vmlinux`) and written into the program's read-only data before load.
+/// The eBPF side has no CO-RE, so this is how one build runs on many kernels.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Offsets {
+    pub task_pid: u32,
+    pub task_tgid: u32,
+    pub task_flags: u32,
+    pub task_real_parent: u32,
+    pub task_group_leader: u32,
+    pub task_children: u32,
+    pub task_sibling: u32,
+    pub task_thread_node: u32,
+    pub task_comm: u32,
+    pub task_exit_state: u32,
+    pub task_exit_code: u32,
+    pub task_start_boottime: u32,
+    pub task_signal: u32,
+    pub task_thread_pid: u32,
+    pub task_mm: u32,
+    pub signal_thread_head: u32,
+    /// Byte holding `signal_struct::is_child_subreaper`, and the bit in it.
+    pub signal_is_child_subreaper_byte: u32,
+    pub signal_is_child_subreaper_bit: u32,
+    pub signal_has_child_subreaper_byte: u32,
+    pub signal_has_child_subreaper_bit: u32,
+    pub pid_level: u32,
+    pub pid_numbers: u32,
+    pub upid_size: u32,
+    pub upid_nr: u32,
+    pub upid_ns: u32,
+    pub pidns_child_reaper: u32,
+    /// `pid_namespace::ns.inum`.
+    pub pidns_inum: u32,
+    pub mm_arg_start: u32,
+    pub mm_arg_end: u32,
+    pub binprm_filename: u32,
+    /// Non-zero once userspace filled the table; the programs do nothing before.
+    pub valid: u32,
+    pub _pad: u32,
+}
+
+/// A child saved when its parent exits, to read its new parent once reparenting is done.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PendingChild {
+    /// Kernel address of the child's `task_struct`.
+    pub task: u64,
+    pub id: TaskId,
+}
+
+/// The children of one exiting task, from `sched_process_exit` to its final `sched_switch`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct PendingChildren {
+    pub father: TaskId,
+    pub count: u32,
+    pub _pad: u32,
+    pub children: [PendingChild; MAX_CHILDREN],
+}
+
+/// Arguments of a pending wait or prctl call, kept from syscall entry to exit.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PendingCall {
+    pub arg0: u64,
+    pub arg1: u64,
+    pub arg2: u64,
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    // SAFETY: plain #[repr(C)] integers and byte arrays, explicitly padded; any bit pattern is valid.
+    unsafe impl aya::Pod for Offsets {}
+}

@@ -1,0 +1,236 @@
+//! Kernel structure offsets for the eBPF programs, read from the running kernel's BTF.
+//!
+//! The Rust eBPF toolchain has no CO-RE relocations, so the programs read fields at offsets
+//! that userspace resolves here, at load time, from `/sys/kernel/btf/vmlinux`. One build then
+//! runs on any kernel that has BTF and the fields below; a kernel without one of them gets an
+//! error naming the missing field instead of programs that read garbage.
+
+use anyhow::{Context, Result, anyhow, bail};
+use btf_rs::{Btf, Type};
+use reaper_trace_common::Offsets;
+
+pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+/// Where a member lives inside its outermost struct.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FieldPos {
+    /// Offset in bits from the start of the struct.
+    pub bit_offset: u32,
+    /// Width in bits when the member is a bitfield.
+    pub bitfield: Option<u32>,
+}
+
+impl FieldPos {
+    pub fn byte(&self) -> u32 {
+        self.bit_offset / 8
+    }
+}
+
+pub struct KernelTypes {
+    btf: Btf,
+}
+
+impl KernelTypes {
+    pub fn load() -> Result<Self> {
+        let btf = Btf::from_file(VMLINUX_BTF).with_context(|| {
+            format!("cannot read kernel BTF at {VMLINUX_BTF}: reaper-trace needs a kernel built with CONFIG_DEBUG_INFO_BTF=y")
+        })?;
+        Ok(Self { btf })
+    }
+
+    fn struct_type(&self, name: &str) -> Result<btf_rs::Struct> {
+        let types = self
+            .btf
+            .resolve_types_by_name(name)
+            .map_err(|e| anyhow!("kernel BTF has no type {name}: {e}"))?;
+        types
+            .into_iter()
+            .find_map(|t| match t {
+                Type::Struct(s) => Some(s),
+                _ => None,
+            })
+            .ok_or_else(|| anyhow!("kernel BTF has no struct {name}"))
+    }
+
+    /// Follows typedefs and qualifiers to the underlying type.
+    fn strip(&self, mut ty: Type) -> Result<Type> {
+        loop {
+            ty = match &ty {
+                Type::Typedef(t) => self.btf.resolve_chained_type(t)?,
+                Type::Const(t) | Type::Volatile(t) | Type::Restrict(t) => {
+                    self.btf.resolve_chained_type(t)?
+                }
+                Type::TypeTag(t) => self.btf.resolve_chained_type(t)?,
+                _ => return Ok(ty),
+            };
+        }
+    }
+
+    /// Finds `member` in `st`, looking into anonymous structs and unions.
+    fn find_member(&self, st: &btf_rs::Struct, member: &str) -> Result<Option<(FieldPos, Type)>> {
+        for m in &st.members {
+            let name = self.btf.resolve_name(m).unwrap_or_default();
+            if name == member {
+                let ty = self.strip(self.btf.resolve_chained_type(m)?)?;
+                return Ok(Some((
+                    FieldPos {
+                        bit_offset: m.bit_offset(),
+                        bitfield: m.bitfield_size().filter(|&b| b != 0),
+                    },
+                    ty,
+                )));
+            }
+            if name.is_empty() {
+                let ty = self.strip(self.btf.resolve_chained_type(m)?)?;
+                if let Type::Struct(inner) | Type::Union(inner) = &ty
+                    && let Some((pos, t)) = self.find_member(inner, member)?
+                {
+                    return Ok(Some((
+                        FieldPos {
+                            bit_offset: m.bit_offset() + pos.bit_offset,
+                            ..pos
+                        },
+                        t,
+                    )));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Position of a dotted member path (`"ns.inum"`) in struct `st_name`.
+    pub fn field(&self, st_name: &str, path: &str) -> Result<FieldPos> {
+        let mut st = self.struct_type(st_name)?;
+        let mut total = 0u32;
+        let mut parts = path.split('.').peekable();
+        while let Some(part) = parts.next() {
+            let (pos, ty) = self
+                .find_member(&st, part)?
+                .ok_or_else(|| anyhow!("kernel struct {st_name} has no member {path}"))?;
+            total += pos.bit_offset;
+            if parts.peek().is_none() {
+                return Ok(FieldPos {
+                    bit_offset: total,
+                    bitfield: pos.bitfield,
+                });
+            }
+            st = match ty {
+                Type::Struct(s) | Type::Union(s) => s,
+                _ => bail!("{st_name}.{path}: {part} is not a struct"),
+            };
+        }
+        bail!("empty member path for {st_name}")
+    }
+
+    fn byte_offset(&self, st: &str, path: &str) -> Result<u32> {
+        let pos = self.field(st, path)?;
+        if pos.bitfield.is_some() || pos.bit_offset % 8 != 0 {
+            bail!("{st}.{path} is a bitfield, expected a whole field");
+        }
+        Ok(pos.byte())
+    }
+
+    pub fn struct_size(&self, name: &str) -> Result<u32> {
+        Ok(self.struct_type(name)?.size() as u32)
+    }
+
+    /// Resolves every offset the programs use.
+    pub fn offsets(&self) -> Result<Offsets> {
+        let o = |st: &str, path: &str| self.byte_offset(st, path);
+        let is_sub = self.field("signal_struct", "is_child_subreaper")?;
+        let has_sub = self.field("signal_struct", "has_child_subreaper")?;
+        Ok(Offsets {
+            task_pid: o("task_struct", "pid")?,
+            task_tgid: o("task_struct", "tgid")?,
+            task_flags: o("task_struct", "flags")?,
+            task_real_parent: o("task_struct", "real_parent")?,
+            task_group_leader: o("task_struct", "group_leader")?,
+            task_children: o("task_struct", "children")?,
+            task_sibling: o("task_struct", "sibling")?,
+            task_thread_node: o("task_struct", "thread_node")
+                .context("reaper-trace needs Linux 6.7 or later (task_struct::thread_node)")?,
+            task_comm: o("task_struct", "comm")?,
+            task_exit_state: o("task_struct", "exit_state")?,
+            task_exit_code: o("task_struct", "exit_code")?,
+            task_start_boottime: o("task_struct", "start_boottime")?,
+            task_signal: o("task_struct", "signal")?,
+            task_thread_pid: o("task_struct", "thread_pid")?,
+            task_mm: o("task_struct", "mm")?,
+            signal_thread_head: o("signal_struct", "thread_head")?,
+            signal_is_child_subreaper_byte: is_sub.byte(),
+            signal_is_child_subreaper_bit: is_sub.bit_offset % 8,
+            signal_has_child_subreaper_byte: has_sub.byte(),
+            signal_has_child_subreaper_bit: has_sub.bit_offset % 8,
+            pid_level: o("pid", "level")?,
+            pid_numbers: o("pid", "numbers")?,
+            upid_size: self.struct_size("upid")?,
+            upid_nr: o("upid", "nr")?,
+            upid_ns: o("upid", "ns")?,
+            pidns_child_reaper: o("pid_namespace", "child_reaper")?,
+            pidns_inum: o("pid_namespace", "ns.inum")?,
+            mm_arg_start: o("mm_struct", "arg_start")?,
+            mm_arg_end: o("mm_struct", "arg_end")?,
+            binprm_filename: o("linux_binprm", "filename")?,
+            valid: 1,
+            _pad: 0,
+        })
+    }
+}
+
+/// Resolves the offsets of the running kernel.
+pub fn resolve() -> Result<Offsets> {
+    KernelTypes::load()?.offsets()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kernel() -> Option<KernelTypes> {
+        if !std::path::Path::new(VMLINUX_BTF).exists() {
+            eprintln!("skipped: no {VMLINUX_BTF}");
+            return None;
+        }
+        Some(KernelTypes::load().expect("BTF loads"))
+    }
+
+    #[test]
+    fn resolves_every_offset_on_this_kernel() {
+        let Some(k) = kernel() else { return };
+        let o = k.offsets().expect("all fields found");
+        // task_struct::pid and tgid are adjacent pid_t fields.
+        assert_eq!(o.task_tgid, o.task_pid + 4);
+        // struct upid { int nr; struct pid_namespace *ns; }
+        assert_eq!((o.upid_nr, o.upid_ns, o.upid_size), (0, 8, 16));
+        // The two subreaper bits are different bits.
+        assert_ne!(
+            (
+                o.signal_is_child_subreaper_byte,
+                o.signal_is_child_subreaper_bit
+            ),
+            (
+                o.signal_has_child_subreaper_byte,
+                o.signal_has_child_subreaper_bit
+            )
+        );
+        assert!(o.task_comm > 0 && o.task_children > 0 && o.pidns_inum > 0);
+    }
+
+    #[test]
+    fn bitfields_are_reported_as_such() {
+        let Some(k) = kernel() else { return };
+        let f = k.field("signal_struct", "is_child_subreaper").unwrap();
+        assert_eq!(f.bitfield, Some(1));
+        assert!(
+            k.byte_offset("signal_struct", "is_child_subreaper")
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn missing_fields_are_named() {
+        let Some(k) = kernel() else { return };
+        let err = k.field("task_struct", "no_such_field").unwrap_err();
+        assert!(err.to_string().contains("no_such_field"), "{err}");
+    }
+}

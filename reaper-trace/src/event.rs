@@ -1,0 +1,338 @@
+//! The events users see: what `record` writes as JSON Lines, what `--replay` reads back, what
+//! the dashboard and the validator consume. This is the recording's schema (see README).
+
+use serde::{Deserialize, Serialize};
+
+/// Bumped when a field changes meaning or is removed; adding fields keeps the version.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// First line of a recording.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Header {
+    /// Always `"header"`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub schema: u32,
+    pub tool: String,
+    pub kernel: String,
+    pub host: String,
+    /// Wall-clock time of boot, Unix nanoseconds: `boot_time_ns + ts` is an event's wall time.
+    pub boot_time_ns: u64,
+    /// When recording started, `CLOCK_BOOTTIME` nanoseconds (same clock as `ts`).
+    pub started_ts: u64,
+    /// The traced command, when `record -- CMD` was used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+}
+
+/// A task as events name it. `pid` is the process (thread group) id, `tid` the thread id, both
+/// global; `ns_pid`/`ns_tid` are the same ids as the task's own pid namespace numbers them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Proc {
+    pub pid: u32,
+    pub tid: u32,
+    pub ns_pid: u32,
+    pub ns_tid: u32,
+    /// Inode number of the pid namespace (`/proc/PID/ns/pid`).
+    pub pidns: u32,
+    /// `CLOCK_BOOTTIME` nanoseconds at which the task started; with `tid` it identifies the
+    /// task across pid reuse.
+    pub start: u64,
+    pub comm: String,
+}
+
+/// How a task ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitStatus {
+    /// Exit code when it exited normally.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<i32>,
+    /// Signal number when a signal killed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub core_dumped: bool,
+}
+
+impl ExitStatus {
+    /// Decodes a kernel wait status (`task_struct::exit_code`).
+    pub fn from_wait_status(status: u32) -> Self {
+        let sig = (status & 0x7f) as i32;
+        if sig == 0 {
+            Self {
+                code: Some(((status >> 8) & 0xff) as i32),
+                signal: None,
+                core_dumped: false,
+            }
+        } else {
+            Self {
+                code: None,
+                signal: Some(sig),
+                core_dumped: status & 0x80 != 0,
+            }
+        }
+    }
+}
+
+/// Who adopted an orphan, in `find_new_reaper`'s terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum ReaperKind {
+    /// Another live thread of the dead parent's thread group.
+    Thread,
+    /// An ancestor that set `PR_SET_CHILD_SUBREAPER`, in the same pid namespace.
+    Subreaper,
+    /// The pid namespace's init (`child_reaper`).
+    Init,
+    /// Anything the algorithm does not explain: a finding.
+    Unexpected,
+}
+
+impl ReaperKind {
+    pub const ALL: [ReaperKind; 4] = [Self::Thread, Self::Subreaper, Self::Init, Self::Unexpected];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Thread => "thread",
+            Self::Subreaper => "subreaper",
+            Self::Init => "init",
+            Self::Unexpected => "unexpected",
+        }
+    }
+}
+
+/// Whether the kernel's choice matches what `find_new_reaper` predicts from the captured state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Match,
+    Mismatch,
+    /// No prediction: the parent's exit record was lost or came before tracing started.
+    Unknown,
+    /// The orphan was released while it was being reparented (a zombie auto-reaped by its new
+    /// parent), so its new parent could not be read.
+    Unobserved,
+}
+
+/// The reaper `find_new_reaper` gives for the captured state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Prediction {
+    /// Thread id of the predicted reaper.
+    pub tid: u32,
+    /// Its process id.
+    pub pid: u32,
+    pub kind: ReaperKind,
+}
+
+/// How a zombie was reaped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReapHow {
+    /// Its parent called `wait4` (or `waitpid`, `wait`).
+    Wait4,
+    Waitid,
+    /// Released by the kernel without a wait: the parent ignores `SIGCHLD` (or uses
+    /// `SA_NOCLDWAIT`), or the task was a detached thread group leader.
+    Auto,
+    /// Seen only when the kernel freed it (reaped inside the kernel, e.g. when a pid
+    /// namespace is torn down, or its wait record was lost).
+    Free,
+    /// Gone from `/proc` with no record of how: its records were lost.
+    Vanished,
+}
+
+impl ReapHow {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Wait4 => "wait4",
+            Self::Waitid => "waitid",
+            Self::Auto => "auto",
+            Self::Free => "free",
+            Self::Vanished => "vanished",
+        }
+    }
+}
+
+/// One line of a recording after the header.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// A task was created.
+    Fork {
+        ts: u64,
+        parent: Proc,
+        child: Proc,
+        /// The child is a thread of `parent`'s process.
+        thread: bool,
+    },
+    /// A process replaced its program.
+    Exec {
+        ts: u64,
+        task: Proc,
+        filename: String,
+        args: Vec<String>,
+        /// The command line was longer than what was captured.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        args_truncated: bool,
+    },
+    /// A task (thread or process) began its exit.
+    Exit {
+        ts: u64,
+        task: Proc,
+        /// The task is a thread other than its process's main thread.
+        thread: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        parent: Option<Proc>,
+        status: ExitStatus,
+        /// The last thread of the process exited with this one.
+        group_dead: bool,
+        /// Nanoseconds since the task started.
+        age_ns: u64,
+        /// Children that will be adopted (each gets a `reparent` event).
+        children: u32,
+        /// It had more children than reaper-trace follows.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        children_truncated: bool,
+    },
+    /// An orphan was adopted by a new parent.
+    Reparent {
+        ts: u64,
+        orphan: Proc,
+        /// The parent that died.
+        father: Proc,
+        /// The new parent the kernel chose (`null` when it could not be read: see verdict).
+        reaper: Option<Proc>,
+        /// `null` only when `reaper` is.
+        kind: Option<ReaperKind>,
+        predicted: Option<Prediction>,
+        verdict: Verdict,
+        /// The orphan was already a zombie when it was adopted.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        zombie: bool,
+    },
+    /// A process finished exiting: it now waits for its parent to reap it.
+    Zombie {
+        ts: u64,
+        task: Proc,
+        /// Who has to reap it.
+        parent: Proc,
+        status: ExitStatus,
+        /// It was released at once, without waiting (a `reap` with `how: auto` follows).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        autoreaped: bool,
+    },
+    /// A zombie was reaped.
+    Reap {
+        ts: u64,
+        task: Proc,
+        /// The process that reaped it (for `free` and `vanished`: its last known parent).
+        reaper: Option<Proc>,
+        how: ReapHow,
+        /// Nanoseconds it spent as a zombie (`null` if it became one before tracing began).
+        zombie_ns: Option<u64>,
+    },
+    /// A process set or cleared `PR_SET_CHILD_SUBREAPER`.
+    Subreaper { ts: u64, task: Proc, enabled: bool },
+    /// Kernel records that did not fit in the ring buffer, or children not followed.
+    Lost {
+        ts: u64,
+        /// Which record kind was lost (`fork`, `exit`, ..., or `children` for adoptions not
+        /// followed).
+        what: String,
+        count: u64,
+    },
+}
+
+impl Event {
+    pub fn ts(&self) -> u64 {
+        match self {
+            Event::Fork { ts, .. }
+            | Event::Exec { ts, .. }
+            | Event::Exit { ts, .. }
+            | Event::Reparent { ts, .. }
+            | Event::Zombie { ts, .. }
+            | Event::Reap { ts, .. }
+            | Event::Subreaper { ts, .. }
+            | Event::Lost { ts, .. } => *ts,
+        }
+    }
+
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Event::Fork { .. } => "fork",
+            Event::Exec { .. } => "exec",
+            Event::Exit { .. } => "exit",
+            Event::Reparent { .. } => "reparent",
+            Event::Zombie { .. } => "zombie",
+            Event::Reap { .. } => "reap",
+            Event::Subreaper { .. } => "subreaper",
+            Event::Lost { .. } => "lost",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wait_status_decoding() {
+        assert_eq!(
+            ExitStatus::from_wait_status(3 << 8),
+            ExitStatus {
+                code: Some(3),
+                signal: None,
+                core_dumped: false
+            }
+        );
+        assert_eq!(
+            ExitStatus::from_wait_status(9),
+            ExitStatus {
+                code: None,
+                signal: Some(9),
+                core_dumped: false
+            }
+        );
+        assert_eq!(
+            ExitStatus::from_wait_status(11 | 0x80),
+            ExitStatus {
+                code: None,
+                signal: Some(11),
+                core_dumped: true
+            }
+        );
+    }
+
+    #[test]
+    fn events_round_trip_through_json() {
+        let p = Proc {
+            pid: 10,
+            tid: 11,
+            ns_pid: 1,
+            ns_tid: 2,
+            pidns: 4026531836,
+            start: 5,
+            comm: "a\u{1b}[2Jb".into(),
+        };
+        let ev = Event::Reparent {
+            ts: 1,
+            orphan: p.clone(),
+            father: p.clone(),
+            reaper: Some(p),
+            kind: Some(ReaperKind::Subreaper),
+            predicted: Some(Prediction {
+                tid: 11,
+                pid: 10,
+                kind: ReaperKind::Subreaper,
+            }),
+            verdict: Verdict::Match,
+            zombie: false,
+        };
+        let line = serde_json::to_string(&ev).unwrap();
+        assert!(line.starts_with(r#"{"type":"reparent""#), "{line}");
+        // Control characters never reach the file raw.
+        assert!(line.contains(r"\u001b[2J"), "{line}");
+        let back: Event = serde_json::from_str(&line).unwrap();
+        assert_eq!(back, ev);
+    }
+}

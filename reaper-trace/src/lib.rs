@@ -1,0 +1,16 @@
+//! reaper-trace: which reaper adopted each orphan, how long each zombie lived, and whether the
+//! kernel's choices match `find_new_reaper`.
+
+pub mod btf_offsets;
+pub mod clock;
+pub mod decode;
+pub mod event;
+pub mod jsonl;
+pub mod model;
+pub mod preflight;
+pub mod procfs;
+pub mod reaper;
+pub mod record;
+pub mod scenario;
+pub mod session;
+pub mod tracer;

@@ -1,0 +1,139 @@
+//! What `/proc` says about tasks: the processes that existed before tracing began, and a
+//! check that a zombie the model holds is still one.
+
+use std::fs;
+
+/// Clock ticks per second of `/proc/PID/stat`'s start time (`USER_HZ`, 100 on Linux).
+pub const USER_HZ: u64 = 100;
+pub const NS_PER_TICK: u64 = 1_000_000_000 / USER_HZ;
+
+/// A task as `/proc` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcTask {
+    pub tid: u32,
+    pub tgid: u32,
+    pub ppid: u32,
+    pub comm: String,
+    /// `R`, `S`, `Z`, ...
+    pub state: char,
+    /// Start time since boot in clock ticks.
+    pub start_ticks: u64,
+    /// Pid numbers from the root namespace down to the task's own (`NSpid`).
+    pub nspid: Vec<u32>,
+    /// Same, for the process id (`NStgid`).
+    pub nstgid: Vec<u32>,
+    /// Inode of the task's pid namespace.
+    pub pidns: u32,
+}
+
+/// Parses `/proc/PID/stat`: (comm, state, ppid, start ticks). The comm is in parentheses and
+/// may itself contain spaces and parentheses, so split at the last `)`.
+pub fn parse_stat(stat: &str) -> Option<(String, char, u32, u64)> {
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let comm = stat.get(open + 1..close)?.to_string();
+    let rest: Vec<&str> = stat.get(close + 1..)?.split_whitespace().collect();
+    // rest[0] is field 3 (state); starttime is field 22.
+    let state = rest.first()?.chars().next()?;
+    let ppid = rest.get(1)?.parse().ok()?;
+    let start = rest.get(19)?.parse().ok()?;
+    Some((comm, state, ppid, start))
+}
+
+fn status_ids(status: &str, key: &str) -> Vec<u32> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .map(|v| {
+            v.split_whitespace()
+                .filter_map(|n| n.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn pidns_inode(tid: u32) -> u32 {
+    fs::read_link(format!("/proc/{tid}/ns/pid"))
+        .ok()
+        .and_then(|l| {
+            let s = l.to_string_lossy().into_owned();
+            s.strip_prefix("pid:[")?.strip_suffix(']')?.parse().ok()
+        })
+        .unwrap_or(0)
+}
+
+fn read_task(tgid: u32, tid: u32) -> Option<ProcTask> {
+    let base = format!("/proc/{tgid}/task/{tid}");
+    let (comm, state, ppid, start_ticks) =
+        parse_stat(&fs::read_to_string(format!("{base}/stat")).ok()?)?;
+    let status = fs::read_to_string(format!("{base}/status")).unwrap_or_default();
+    Some(ProcTask {
+        tid,
+        tgid,
+        ppid,
+        comm,
+        state,
+        start_ticks,
+        nspid: status_ids(&status, "NSpid:"),
+        nstgid: status_ids(&status, "NStgid:"),
+        pidns: pidns_inode(tid),
+    })
+}
+
+fn numeric_entries(dir: &str) -> Vec<u32> {
+    fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Every task (thread) in `/proc`. Tasks that vanish while being read are skipped.
+pub fn scan() -> Vec<ProcTask> {
+    let mut out = Vec::new();
+    for tgid in numeric_entries("/proc") {
+        for tid in numeric_entries(&format!("/proc/{tgid}/task")) {
+            if let Some(t) = read_task(tgid, tid) {
+                out.push(t);
+            }
+        }
+    }
+    out
+}
+
+/// Is the task `tid` that started at `start_ns` (boottime) still a zombie?
+pub fn still_zombie(tid: u32, start_ns: u64) -> bool {
+    fs::read_to_string(format!("/proc/{tid}/stat"))
+        .ok()
+        .and_then(|s| parse_stat(&s))
+        .is_some_and(|(_, state, _, ticks)| state == 'Z' && ticks == start_ns / NS_PER_TICK)
+}
+
+/// Start time as `/proc` gives it, converted to nanoseconds (10 ms resolution).
+pub fn ticks_to_ns(ticks: u64) -> u64 {
+    ticks * NS_PER_TICK
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_with_hostile_comm() {
+        let line = "42 (a) b) (c) Z 7 42 42 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 12345 0 0";
+        assert_eq!(parse_stat(line), Some(("a) b) (c".into(), 'Z', 7, 12345)));
+        assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn scan_finds_this_process() {
+        let me = std::process::id();
+        let tasks = scan();
+        let t = tasks.iter().find(|t| t.tid == me).expect("own task listed");
+        assert_eq!(t.tgid, me);
+        assert_eq!(t.nspid.last().copied(), Some(me), "{t:?}");
+        assert!(t.pidns != 0);
+        assert!(!still_zombie(me, ticks_to_ns(t.start_ticks)));
+    }
+}

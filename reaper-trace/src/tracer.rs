@@ -1,0 +1,139 @@
+//! Loads the kernel programs, attaches them, and hands out their records. Dropping the
+//! `Tracer` detaches every program (the links are owned by the loaded object).
+
+use anyhow::{Context, Result, anyhow};
+use aya::{
+    Btf, Ebpf, EbpfLoader,
+    maps::{MapData, PerCpuArray, RingBuf},
+    programs::{BtfTracePoint, TracePoint},
+};
+use reaper_trace_common::{LOST_SLOTS, Offsets};
+use tokio::io::{Interest, unix::AsyncFd};
+
+/// BTF tracepoints: typed `task_struct *` arguments, no tracefs needed.
+const BTF_PROGRAMS: [&str; 5] = [
+    "sched_process_fork",
+    "sched_process_exec",
+    "sched_process_exit",
+    "sched_switch",
+    "sched_process_free",
+];
+
+/// Classic syscall tracepoints (category `syscalls`): exit before enter, so no enter record
+/// is ever left waiting for an exit program that is not attached yet.
+const SYSCALL_PROGRAMS: [&str; 6] = [
+    "sys_exit_wait4",
+    "sys_exit_waitid",
+    "sys_exit_prctl",
+    "sys_enter_wait4",
+    "sys_enter_waitid",
+    "sys_enter_prctl",
+];
+
+pub const DEFAULT_RING_BYTES: u32 = 4 << 20;
+
+pub struct Tracer {
+    // Keeps programs and links alive; dropped last.
+    _ebpf: Ebpf,
+    ring: AsyncFd<RingBuf<MapData>>,
+    lost: PerCpuArray<MapData, u64>,
+    lost_seen: Vec<u64>,
+}
+
+/// aya's load errors carry the whole verifier log: keep the first line and the verifier's
+/// verdict (its last line), so the message stays one line.
+fn one_line(err: impl std::fmt::Display) -> String {
+    let text = err.to_string();
+    if let Some(path) = std::env::var_os("REAPER_TRACE_VERIFIER_LOG") {
+        // For developers: the whole verifier log.
+        let _ = std::fs::write(path, &text);
+    }
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let first = lines.next().unwrap_or_default().to_string();
+    match lines.last() {
+        Some(last) => format!("{first} ... {}", last.trim()),
+        None => first,
+    }
+}
+
+fn object() -> &'static [u8] {
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/reaper-trace"))
+}
+
+impl Tracer {
+    /// Loads and attaches everything. `ring_bytes` must be a power of two multiple of the page size.
+    pub fn attach(offsets: &Offsets, ring_bytes: u32) -> Result<Self> {
+        let mut ebpf = EbpfLoader::new()
+            .override_global("OFFSETS", offsets, true)
+            .map_max_entries("EVENTS", ring_bytes)
+            .load(object())
+            .map_err(|e| anyhow!("loading the eBPF programs failed: {}", one_line(e)))?;
+        let btf = Btf::from_sys_fs().context("reading kernel BTF")?;
+        for name in BTF_PROGRAMS {
+            let prog: &mut BtfTracePoint = ebpf
+                .program_mut(name)
+                .ok_or_else(|| anyhow!("program {name} missing from the object"))?
+                .try_into()?;
+            prog.load(name, &btf)
+                .map_err(|e| anyhow!("loading {name} failed: {}", one_line(e)))?;
+            prog.attach()
+                .map_err(|e| anyhow!("attaching tp_btf/{name} failed: {e}"))?;
+        }
+        for name in SYSCALL_PROGRAMS {
+            let prog: &mut TracePoint = ebpf
+                .program_mut(name)
+                .ok_or_else(|| anyhow!("program {name} missing from the object"))?
+                .try_into()?;
+            prog.load()
+                .map_err(|e| anyhow!("loading {name} failed: {}", one_line(e)))?;
+            prog.attach("syscalls", name)
+                .map_err(|e| anyhow!("attaching tracepoint syscalls/{name} failed: {e}"))?;
+        }
+        let ring = RingBuf::try_from(ebpf.take_map("EVENTS").context("EVENTS map")?)?;
+        let lost = PerCpuArray::try_from(ebpf.take_map("LOST").context("LOST map")?)?;
+        Ok(Self {
+            _ebpf: ebpf,
+            // SAFETY: the ring buffer owns its descriptor and keeps it open for as long as the
+            // AsyncFd that owns the ring buffer exists.
+            ring: unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
+                .map_err(|e| anyhow!("polling the ring buffer: {e}"))?,
+            lost,
+            lost_seen: vec![0; LOST_SLOTS as usize],
+        })
+    }
+
+    /// Waits until records are available.
+    pub async fn readable(&self) -> Result<()> {
+        let mut guard = self.ring.readable().await?;
+        guard.clear_ready();
+        Ok(())
+    }
+
+    /// Hands every available record to `f`, without blocking. Returns how many.
+    pub fn drain(&mut self, mut f: impl FnMut(&[u8])) -> usize {
+        let ring = self.ring.get_mut();
+        let mut n = 0;
+        while let Some(item) = ring.next() {
+            f(&item);
+            n += 1;
+        }
+        n
+    }
+
+    /// Records lost since the last call, per kind slot (summed over CPUs).
+    pub fn lost_since_last(&mut self) -> Vec<(u32, u64)> {
+        let mut out = Vec::new();
+        for slot in 0..LOST_SLOTS {
+            let total: u64 = match self.lost.get(&slot, 0) {
+                Ok(values) => values.iter().sum(),
+                Err(_) => continue,
+            };
+            let seen = &mut self.lost_seen[slot as usize];
+            if total > *seen {
+                out.push((slot, total - *seen));
+                *seen = total;
+            }
+        }
+        out
+    }
+}
