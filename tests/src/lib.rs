@@ -92,7 +92,9 @@ impl Trace {
 
     /// The one event of type `ty` whose `field.pid` (or `.tid`) is `pid`.
     pub fn find(&self, ty: &str, field: &str, key: &str, pid: u32) -> Option<&Value> {
-        self.of_type(ty).find(|e| e[field][key] == pid)
+        self.events
+            .iter()
+            .find(|e| e["type"] == ty && e[field][key] == pid)
     }
 }
 
