@@ -50,7 +50,11 @@ pub struct Task {
     pub ns_tid: u32,
     pub ns_tgid: u32,
     pub pidns: u32,
+    /// Depth of its pid namespace (0 = the initial one).
+    pub level: u32,
     pub comm: String,
+    /// When its `exit` record was seen.
+    exit_ts: Option<u64>,
     /// The real parent as last seen (the one who has to reap it).
     pub parent: Option<TaskId>,
     pub subreaper: bool,
@@ -70,7 +74,9 @@ impl Task {
             ns_tid: info.ns_tid,
             ns_tgid: info.ns_tgid,
             pidns: info.pidns,
+            level: info.level,
             comm: c_string(&info.comm),
+            exit_ts: None,
             parent: None,
             subreaper: false,
             in_scope,
@@ -98,6 +104,7 @@ impl Task {
         self.ns_tid = info.ns_tid;
         self.ns_tgid = info.ns_tgid;
         self.pidns = info.pidns;
+        self.level = info.level;
         let comm = &info.comm;
         if comm[0] != 0 {
             self.comm = c_string(comm);
@@ -193,7 +200,9 @@ impl Model {
                 ns_tid: p.nspid.last().copied().unwrap_or(p.tid),
                 ns_tgid: p.nstgid.last().copied().unwrap_or(p.tgid),
                 pidns: p.pidns,
+                level: p.nspid.len().saturating_sub(1) as u32,
                 comm: p.comm.clone(),
+                exit_ts: None,
                 parent: None,
                 subreaper: false,
                 in_scope: self.scope == Scope::All,
@@ -344,6 +353,7 @@ impl Model {
             (e.children_followed > 0).then(|| ReaperInputs::from_snapshot(e.task.id, &e.snapshot));
         let task = self.learn(&e.task);
         task.state = TaskState::Exiting;
+        task.exit_ts = Some(e.hdr.ts_ns);
         task.parent = Some(e.parent);
         task.reaper_inputs = inputs;
         if !task.in_scope {
@@ -369,6 +379,11 @@ impl Model {
         let pids: Vec<(u32, u32)> = e.pids[..=level].iter().map(|u| (u.pidns, u.nr)).collect();
         let autoreaped = e.exit_state == exit_state::EXIT_DEAD;
         let task = self.learn(&e.task);
+        if task.state == TaskState::Reaped {
+            // Its parent's wait was recorded first (another CPU returned from wait4 before
+            // this task's final switch): the zombie and its reap are already reported.
+            return;
+        }
         task.parent = Some(e.parent.id);
         task.state = if autoreaped {
             TaskState::Reaped
@@ -514,7 +529,7 @@ impl Model {
                 .flatten()
         });
         let Some(tid) = tid else {
-            self.counters.unmatched_waits += 1;
+            self.wait_before_dead(e, out);
             return;
         };
         let Some(task) = self.tasks.get(&tid).cloned() else {
@@ -541,6 +556,66 @@ impl Model {
                 zombie_ns: since.map(|s| e.hdr.ts_ns.saturating_sub(s)),
             });
         }
+    }
+
+    /// A wait that returned a pid no known zombie has: its parent reaped it on another CPU
+    /// before the child's final switch was recorded. Find the exiting process by the pid the
+    /// waiter saw (same namespace, or the waiter is in the initial namespace).
+    fn wait_before_dead(&mut self, e: &WaitEvent, out: &mut Vec<Event>) {
+        let waiter = &e.waiter;
+        let found = self.tasks.values().find(|t| {
+            t.state == TaskState::Exiting
+                && t.id.tid == t.id.tgid
+                && ((t.pidns == waiter.pidns && t.ns_tgid == e.pid)
+                    || (waiter.level == 0 && t.id.tid == e.pid))
+        });
+        let Some(task) = found.cloned() else {
+            self.counters.unmatched_waits += 1;
+            return;
+        };
+        if let Some(t) = self.tasks.get_mut(&task.id.tid) {
+            t.state = TaskState::Reaped;
+        }
+        if !(task.in_scope || self.in_scope(&waiter.id)) {
+            return;
+        }
+        let ts = e.hdr.ts_ns;
+        let status = match (e.syscall, e.code) {
+            (wait_syscall::WAITID, 1) => ExitStatus {
+                code: Some(e.status),
+                signal: None,
+                core_dumped: false,
+            },
+            (wait_syscall::WAITID, c) => ExitStatus {
+                code: None,
+                signal: Some(e.status),
+                core_dumped: c == 3,
+            },
+            _ => ExitStatus::from_wait_status(e.status as u32),
+        };
+        let parent = task
+            .parent
+            .map(|p| self.proc_by_id(&p))
+            .unwrap_or_else(|| proc_of(waiter));
+        out.push(Event::Zombie {
+            ts,
+            task: task.proc(),
+            parent,
+            status,
+            autoreaped: false,
+        });
+        out.push(Event::Reap {
+            ts,
+            task: task.proc(),
+            reaper: Some(proc_of(waiter)),
+            how: if e.syscall == wait_syscall::WAITID {
+                ReapHow::Waitid
+            } else {
+                ReapHow::Wait4
+            },
+            // At most this long: it became a zombie between its exit record and the wait.
+            zombie_ns: task.exit_ts.map(|x| ts.saturating_sub(x)),
+        });
     }
 
     fn free(&mut self, e: &FreeEvent, out: &mut Vec<Event>) {

@@ -1,0 +1,436 @@
+//! The process model, fed hand-made kernel records: lifecycles, pid reuse, records out of
+//! order or lost, scopes, and the reaper prediction carried by reparent events.
+
+use reaper_trace::decode::RawEvent;
+use reaper_trace::event::{Event, ReapHow, ReaperKind, Verdict};
+use reaper_trace::model::{Model, Scope};
+use reaper_trace_common::*;
+
+const ROOT_NS: u32 = 4026531836;
+
+fn hdr(kind: u32, ts: u64) -> EventHeader {
+    EventHeader {
+        kind,
+        cpu: 0,
+        ts_ns: ts,
+    }
+}
+
+fn info(tid: u32, tgid: u32, start: u64, comm: &str) -> TaskInfo {
+    let mut c = [0u8; COMM_LEN];
+    c[..comm.len()].copy_from_slice(comm.as_bytes());
+    TaskInfo {
+        id: TaskId {
+            tid,
+            tgid,
+            start_ns: start,
+        },
+        ns_tid: tid,
+        ns_tgid: tgid,
+        pidns: ROOT_NS,
+        level: 0,
+        comm: c,
+    }
+}
+
+fn fork(ts: u64, parent: TaskInfo, child: TaskInfo) -> RawEvent {
+    RawEvent::Fork(ForkEvent {
+        hdr: hdr(kind::FORK, ts),
+        parent,
+        child,
+        real_parent: parent.id,
+        flags: 0,
+        _pad: 0,
+    })
+}
+
+fn exit(ts: u64, task: TaskInfo, parent: TaskInfo, code: u32) -> RawEvent {
+    RawEvent::Exit(ExitEvent {
+        hdr: hdr(kind::EXIT, ts),
+        task,
+        parent: parent.id,
+        exit_code: code << 8,
+        group_dead: 1,
+        ..Default::default()
+    })
+}
+
+fn dead(ts: u64, task: TaskInfo, parent: TaskInfo, state: u32) -> RawEvent {
+    let mut pids = [UPid::default(); MAX_PID_LEVELS];
+    pids[0] = UPid {
+        nr: task.id.tid,
+        pidns: ROOT_NS,
+    };
+    RawEvent::Dead(DeadEvent {
+        hdr: hdr(kind::DEAD, ts),
+        task,
+        parent,
+        exit_state: state,
+        exit_code: 0,
+        pids,
+    })
+}
+
+fn wait4(ts: u64, waiter: TaskInfo, pid: u32, status: i32) -> RawEvent {
+    RawEvent::Wait(WaitEvent {
+        hdr: hdr(kind::WAIT, ts),
+        waiter,
+        syscall: wait_syscall::WAIT4,
+        pid,
+        status,
+        code: 0,
+    })
+}
+
+fn free(ts: u64, task: TaskInfo) -> RawEvent {
+    RawEvent::Free(FreeEvent {
+        hdr: hdr(kind::FREE, ts),
+        task: task.id,
+    })
+}
+
+fn apply(model: &mut Model, records: &[RawEvent]) -> Vec<Event> {
+    let mut out = Vec::new();
+    for r in records {
+        model.apply(r, &mut out);
+    }
+    out
+}
+
+fn reaps(events: &[Event]) -> Vec<(u32, u64, ReapHow, Option<u64>)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Reap {
+                task,
+                how,
+                zombie_ns,
+                ..
+            } => Some((task.pid, task.start, *how, *zombie_ns)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn lifecycle_fork_exit_zombie_reap_free() {
+    let mut m = Model::new(Scope::All);
+    let parent = info(10, 10, 1, "parent");
+    let child = info(11, 11, 50, "child");
+    let out = apply(
+        &mut m,
+        &[
+            fork(100, parent, child),
+            exit(200, child, parent, 7),
+            dead(210, child, parent, exit_state::EXIT_ZOMBIE),
+        ],
+    );
+    let types: Vec<_> = out.iter().map(Event::type_name).collect();
+    assert_eq!(types, ["fork", "exit", "zombie"]);
+    match &out[1] {
+        Event::Exit { status, age_ns, .. } => {
+            assert_eq!(status.code, Some(7));
+            assert_eq!(*age_ns, 150);
+        }
+        e => panic!("{e:?}"),
+    }
+    assert_eq!(m.zombies().count(), 1);
+    let out = apply(
+        &mut m,
+        &[
+            wait4(3_000_000_210, parent, 11, 7 << 8),
+            free(3_010_000_000, child),
+        ],
+    );
+    assert_eq!(reaps(&out), [(11, 50, ReapHow::Wait4, Some(3_000_000_000))]);
+    match &out[0] {
+        Event::Reap {
+            reaper: Some(r), ..
+        } => assert_eq!(r.pid, 10),
+        e => panic!("{e:?}"),
+    }
+    assert_eq!(m.zombies().count(), 0);
+    assert!(m.task(11).is_none(), "freed task is forgotten");
+}
+
+#[test]
+fn pid_reuse_never_mixes_two_processes() {
+    let mut m = Model::new(Scope::All);
+    let parent = info(10, 10, 1, "parent");
+    let old = info(11, 11, 50, "old");
+    let new = info(11, 11, 9_000, "new");
+    // The old task is reaped, but its free record is lost; pid 11 is reused.
+    let mut out = apply(
+        &mut m,
+        &[
+            fork(100, parent, old),
+            dead(200, old, parent, exit_state::EXIT_ZOMBIE),
+            wait4(300, parent, 11, 0),
+            fork(9_000, parent, new),
+            // A late free of the old task must not remove the new one.
+            free(9_100, old),
+        ],
+    );
+    assert!(m.task(11).is_some_and(|t| t.id.start_ns == 9_000));
+    out.extend(apply(
+        &mut m,
+        &[
+            dead(10_000, new, parent, exit_state::EXIT_ZOMBIE),
+            wait4(12_000, parent, 11, 0),
+        ],
+    ));
+    assert_eq!(
+        reaps(&out),
+        [
+            (11, 50, ReapHow::Wait4, Some(100)),
+            (11, 9_000, ReapHow::Wait4, Some(2_000))
+        ]
+    );
+    let comms: Vec<_> = out
+        .iter()
+        .filter_map(|e| match e {
+            Event::Reap { task, .. } => Some(task.comm.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(comms, ["old", "new"]);
+}
+
+#[test]
+fn wait_recorded_before_the_final_switch() {
+    // The parent returned from wait4 on another CPU before the child's final switch record.
+    let mut m = Model::new(Scope::All);
+    let parent = info(10, 10, 1, "parent");
+    let child = info(11, 11, 50, "child");
+    let out = apply(
+        &mut m,
+        &[
+            fork(100, parent, child),
+            exit(200, child, parent, 0),
+            wait4(260, parent, 11, 0),
+            dead(270, child, parent, exit_state::EXIT_ZOMBIE),
+            free(300, child),
+        ],
+    );
+    let types: Vec<_> = out.iter().map(Event::type_name).collect();
+    assert_eq!(types, ["fork", "exit", "zombie", "reap"], "{out:?}");
+    assert_eq!(reaps(&out), [(11, 50, ReapHow::Wait4, Some(60))]);
+    assert_eq!(m.zombies().count(), 0);
+}
+
+#[test]
+fn stopped_children_are_not_reaps() {
+    let mut m = Model::new(Scope::All);
+    let parent = info(10, 10, 1, "parent");
+    let child = info(11, 11, 50, "child");
+    let out = apply(
+        &mut m,
+        &[
+            fork(100, parent, child),
+            dead(150, child, parent, exit_state::EXIT_ZOMBIE),
+            // WIFSTOPPED status (SIGSTOP << 8 | 0x7f) from a WUNTRACED wait.
+            wait4(200, parent, 11, (19 << 8) | 0x7f),
+        ],
+    );
+    assert!(reaps(&out).is_empty());
+    assert_eq!(m.zombies().count(), 1);
+}
+
+#[test]
+fn autoreaped_and_freed_zombies() {
+    let mut m = Model::new(Scope::All);
+    let parent = info(10, 10, 1, "parent");
+    let a = info(11, 11, 50, "a");
+    let b = info(12, 12, 60, "b");
+    let out = apply(
+        &mut m,
+        &[
+            fork(100, parent, a),
+            fork(110, parent, b),
+            dead(200, a, parent, exit_state::EXIT_DEAD),
+            dead(210, b, parent, exit_state::EXIT_ZOMBIE),
+            // b is reaped inside the kernel (no wait syscall): seen at free.
+            free(500, b),
+        ],
+    );
+    assert_eq!(
+        reaps(&out),
+        [
+            (11, 50, ReapHow::Auto, Some(0)),
+            (12, 60, ReapHow::Free, Some(290))
+        ]
+    );
+    assert!(
+        out.iter()
+            .any(|e| matches!(e, Event::Zombie { autoreaped: true, task, .. } if task.pid == 11))
+    );
+    assert_eq!(m.zombies().count(), 0);
+}
+
+fn exit_with_snapshot(
+    ts: u64,
+    father: TaskInfo,
+    parent: TaskInfo,
+    snapshot: ReaperSnapshot,
+) -> RawEvent {
+    RawEvent::Exit(ExitEvent {
+        hdr: hdr(kind::EXIT, ts),
+        task: father,
+        parent: parent.id,
+        children_followed: 1,
+        snapshot,
+        ..Default::default()
+    })
+}
+
+fn reparent(ts: u64, orphan: TaskInfo, father: TaskInfo, reaper: TaskInfo, flags: u32) -> RawEvent {
+    RawEvent::Reparent(ReparentEvent {
+        hdr: hdr(kind::REPARENT, ts),
+        orphan: orphan.id,
+        orphan_comm: orphan.comm,
+        father: father.id,
+        reaper,
+        reaper_is_subreaper: 0,
+        orphan_exit_state: 0,
+        flags,
+        _pad: 0,
+    })
+}
+
+#[test]
+fn reparent_carries_prediction_and_verdict() {
+    let mut m = Model::new(Scope::All);
+    let init = info(1, 1, 0, "init");
+    let sub = info(5, 5, 2, "shim");
+    let father = info(10, 10, 3, "father");
+    let orphan = info(11, 11, 4, "orphan");
+    let mut snap = ReaperSnapshot {
+        child_reaper: init,
+        has_child_subreaper: 1,
+        nr_subreapers: 1,
+        ..Default::default()
+    };
+    snap.subreapers[0] = SubreaperAncestor {
+        task: sub.id,
+        alive_thread: sub.id,
+        scan_incomplete: 0,
+        _pad: 0,
+    };
+    let out = apply(
+        &mut m,
+        &[
+            fork(10, sub, father),
+            fork(20, father, orphan),
+            exit_with_snapshot(30, father, sub, snap),
+            reparent(40, orphan, father, sub, 0),
+        ],
+    );
+    let Some(Event::Reparent {
+        reaper,
+        kind,
+        predicted,
+        verdict,
+        father: f,
+        ..
+    }) = out.last()
+    else {
+        panic!("{out:?}")
+    };
+    assert_eq!(reaper.as_ref().map(|r| r.pid), Some(5));
+    assert_eq!(f.pid, 10);
+    assert_eq!(*kind, Some(ReaperKind::Subreaper));
+    assert_eq!(
+        predicted.as_ref().map(|p| (p.tid, p.kind)),
+        Some((5, ReaperKind::Subreaper))
+    );
+    assert_eq!(*verdict, Verdict::Match);
+
+    // The kernel picking init instead is a mismatch, classified from the captured roles.
+    let orphan2 = info(12, 12, 5, "orphan2");
+    let out = apply(
+        &mut m,
+        &[
+            fork(21, father, orphan2),
+            reparent(41, orphan2, father, init, 0),
+        ],
+    );
+    let Some(Event::Reparent { kind, verdict, .. }) = out.last() else {
+        panic!()
+    };
+    assert_eq!(
+        (*kind, *verdict),
+        (Some(ReaperKind::Init), Verdict::Mismatch)
+    );
+}
+
+#[test]
+fn reparent_without_exit_record_is_unknown() {
+    let mut m = Model::new(Scope::All);
+    let father = info(10, 10, 3, "father");
+    let orphan = info(11, 11, 4, "orphan");
+    let mut nsinit = info(900, 900, 1, "tini");
+    nsinit.ns_tgid = 1;
+    let out = apply(&mut m, &[reparent(40, orphan, father, nsinit, 0)]);
+    let Some(Event::Reparent {
+        kind,
+        verdict,
+        predicted,
+        ..
+    }) = out.last()
+    else {
+        panic!()
+    };
+    assert_eq!(
+        (*kind, *verdict, predicted.is_none()),
+        (Some(ReaperKind::Init), Verdict::Unknown, true)
+    );
+}
+
+#[test]
+fn orphan_released_while_reparented() {
+    let mut m = Model::new(Scope::All);
+    let parent = info(10, 10, 1, "parent");
+    let child = info(11, 11, 50, "child");
+    let out = apply(
+        &mut m,
+        &[
+            fork(100, parent, child),
+            dead(150, child, parent, exit_state::EXIT_ZOMBIE),
+            reparent(200, child, parent, TaskInfo::default(), REPARENT_RELEASED),
+        ],
+    );
+    assert!(out.iter().any(|e| matches!(
+        e,
+        Event::Reparent {
+            reaper: None,
+            verdict: Verdict::Unobserved,
+            ..
+        }
+    )));
+    assert_eq!(reaps(&out), [(11, 50, ReapHow::Auto, Some(50))]);
+    assert_eq!(m.zombies().count(), 0);
+}
+
+#[test]
+fn tree_scope_follows_the_command_and_its_orphans() {
+    let mut m = Model::new(Scope::Tree(None));
+    let tracer = info(5, 5, 0, "reaper-trace");
+    let cmd = info(6, 6, 1, "sh");
+    let grandchild = info(7, 7, 2, "sleep");
+    let stranger = info(8, 8, 3, "cron");
+    let init = info(1, 1, 0, "init");
+    m.set_root(6);
+    let out = apply(
+        &mut m,
+        &[
+            fork(10, tracer, cmd),
+            fork(20, cmd, grandchild),
+            fork(30, init, stranger),
+            exit(40, cmd, tracer, 0),
+            reparent(50, grandchild, cmd, init, 0),
+            exit(60, stranger, init, 0),
+        ],
+    );
+    let seen: Vec<_> = out.iter().map(|e| e.type_name()).collect();
+    assert_eq!(seen, ["fork", "fork", "exit", "reparent"], "{out:?}");
+}
