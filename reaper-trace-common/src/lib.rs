@@ -16,12 +16,11 @@ pub const MAX_PID_LEVELS: usize = 4;
 /// Subreaper ancestors recorded in a reaper snapshot (the nearest ones first).
 pub const MAX_SUBREAPERS: usize = 8;
 /// How many ancestors the snapshot walks when it looks for subreapers.
-pub const MAX_ANCESTORS: usize = 16;
+pub const MAX_ANCESTORS: usize = 64;
 /// Threads of the exiting task's group scanned for a live one (`find_alive_thread`).
 pub const MAX_THREADS: usize = 32;
-/// Threads of a subreaper ancestor scanned for a live one. The verifier explores the
-/// ancestor walk once per (ancestor, subreapers found) pair, so this stays small.
-pub const MAX_ANCESTOR_THREADS: usize = 4;
+/// Threads of a subreaper ancestor scanned for a live one.
+pub const MAX_ANCESTOR_THREADS: usize = 16;
 /// Children of one exiting task whose adoption is followed. More are counted, not followed.
 pub const MAX_CHILDREN: usize = 256;
 /// Bytes of the command line kept at exec.

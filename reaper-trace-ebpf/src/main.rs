@@ -22,8 +22,8 @@ use reaper_trace_common::{
     ARGS_LEN, COMM_LEN, DeadEvent, EventHeader, ExecEvent, ExitEvent, FORK_FLAG_THREAD, ForkEvent,
     FreeEvent, LOST_SLOTS, MAX_ANCESTOR_THREADS, MAX_ANCESTORS, MAX_CHILDREN, MAX_PID_LEVELS,
     MAX_SUBREAPERS, MAX_THREADS, Offsets, PendingCall, PendingChildren, REPARENT_REAPER_ID_ONLY,
-    REPARENT_RELEASED, ReparentEvent, SubreaperEvent, TaskId, TaskInfo, UPid, WaitEvent, kind,
-    wait_syscall,
+    REPARENT_RELEASED, ReaperSnapshot, ReparentEvent, SubreaperEvent, TaskId, TaskInfo, UPid,
+    WaitEvent, kind, wait_syscall,
 };
 
 /// Filled in by userspace before load (see `Offsets`). `valid == 0` keeps every program idle.
@@ -343,18 +343,23 @@ unsafe fn save_children(task: *const u8, head: *const u8, first: *const u8, ev: 
     // SAFETY: per-CPU scratch, only this program on this CPU uses it.
     let pending = unsafe { &mut *scratch };
     pending.father = ev.task.id;
-    let mut pos = first;
-    let mut n: u32 = 0;
-    for i in 0..MAX_CHILDREN {
-        if pos.is_null() || pos == head {
-            break;
-        }
-        let child = pos.wrapping_sub(off!(task_sibling));
-        pending.children[i].task = child as u64;
-        pending.children[i].id = task_id(child);
-        n += 1;
-        pos = rd_ptr(child, off!(task_sibling));
+    let mut walk = ChildWalk {
+        head,
+        pos: first,
+        pending: scratch,
+        count: 0,
+    };
+    // SAFETY: the callback has the signature bpf_loop expects and `walk` outlives the call.
+    unsafe {
+        generated::bpf_loop(
+            MAX_CHILDREN as u32,
+            save_child as *mut core::ffi::c_void,
+            (&mut walk as *mut ChildWalk).cast(),
+            0,
+        );
     }
+    let n = walk.count;
+    let pos = walk.pos;
     pending.count = n;
     ev.children_followed = n;
     if !pos.is_null() && pos != head {
@@ -380,26 +385,89 @@ unsafe fn save_children(task: *const u8, head: *const u8, first: *const u8, ev: 
     ) as u32;
 
     // The subreaper ancestors within the same pid namespace level, nearest first.
-    let mut ancestor = rd_ptr(task, off!(task_real_parent));
-    let mut found: usize = 0;
-    snap.ancestors_truncated = 1;
-    for _ in 0..MAX_ANCESTORS {
-        let (_, ancestor_level) = task_pid_ns(ancestor);
-        if ancestor.is_null() || ancestor_level != level || rd::<u32>(ancestor, off!(task_pid)) == 0
-        {
-            snap.ancestors_truncated = 0;
-            break;
-        }
-        if is_child_subreaper(ancestor) && found < MAX_SUBREAPERS {
-            snap.subreapers[found].task = task_id(ancestor);
-            let (alive, incomplete) = find_alive_thread::<MAX_ANCESTOR_THREADS>(ancestor);
-            snap.subreapers[found].alive_thread = alive;
-            snap.subreapers[found].scan_incomplete = incomplete as u32;
-            found += 1;
-        }
-        ancestor = rd_ptr(ancestor, off!(task_real_parent));
+    let mut walk = AncestorWalk {
+        ancestor: rd_ptr(task, off!(task_real_parent)),
+        snap,
+        level,
+        found: 0,
+        done: 0,
+    };
+    // SAFETY: the callback has the signature bpf_loop expects and `walk` outlives the call.
+    unsafe {
+        generated::bpf_loop(
+            MAX_ANCESTORS as u32,
+            visit_ancestor as *mut core::ffi::c_void,
+            (&mut walk as *mut AncestorWalk).cast(),
+            0,
+        );
     }
-    snap.nr_subreapers = found as u32;
+    snap.nr_subreapers = walk.found;
+    snap.ancestors_truncated = (walk.done == 0) as u32;
+}
+
+/// State of the walk up `real_parent` from an exiting task, for `visit_ancestor`.
+#[repr(C)]
+struct AncestorWalk {
+    ancestor: *const u8,
+    snap: *mut ReaperSnapshot,
+    /// The exiting task's pid namespace level: the walk stops where it changes.
+    level: u32,
+    found: u32,
+    /// Set when the walk ended inside the bound (left the level, or reached the idle task).
+    done: u32,
+}
+
+/// One step of `find_new_reaper`'s subreaper walk (bpf_loop callback).
+#[inline(never)]
+extern "C" fn visit_ancestor(_index: u64, ctx: *mut core::ffi::c_void) -> i64 {
+    // SAFETY: `ctx` is the AncestorWalk save_children passed, on its stack.
+    let walk = unsafe { &mut *(ctx as *mut AncestorWalk) };
+    let ancestor = walk.ancestor;
+    let (_, level) = task_pid_ns(ancestor);
+    if ancestor.is_null() || level != walk.level || rd::<u32>(ancestor, off!(task_pid)) == 0 {
+        walk.done = 1;
+        return 1;
+    }
+    let i = walk.found as usize;
+    if i < MAX_SUBREAPERS && is_child_subreaper(ancestor) {
+        // SAFETY: `snap` points into the exit record reserved by the caller.
+        let snap = unsafe { &mut *walk.snap };
+        let (alive, incomplete) = find_alive_thread::<MAX_ANCESTOR_THREADS>(ancestor);
+        snap.subreapers[i].task = task_id(ancestor);
+        snap.subreapers[i].alive_thread = alive;
+        snap.subreapers[i].scan_incomplete = incomplete as u32;
+        walk.found += 1;
+    }
+    walk.ancestor = rd_ptr(ancestor, off!(task_real_parent));
+    0
+}
+
+/// State of the walk over an exiting task's `children` list, for `save_child`.
+#[repr(C)]
+struct ChildWalk {
+    head: *const u8,
+    pos: *const u8,
+    pending: *mut PendingChildren,
+    count: u32,
+}
+
+/// Saves one child (bpf_loop callback); stops at the end of the list.
+#[inline(never)]
+extern "C" fn save_child(index: u64, ctx: *mut core::ffi::c_void) -> i64 {
+    // SAFETY: `ctx` is the ChildWalk save_children passed, on its stack.
+    let walk = unsafe { &mut *(ctx as *mut ChildWalk) };
+    let i = index as usize;
+    if i >= MAX_CHILDREN || walk.pos.is_null() || walk.pos == walk.head {
+        return 1;
+    }
+    let child = walk.pos.wrapping_sub(off!(task_sibling));
+    // SAFETY: the per-CPU scratch value outlives the loop.
+    let pending = unsafe { &mut *walk.pending };
+    pending.children[i].task = child as u64;
+    pending.children[i].id = task_id(child);
+    walk.count += 1;
+    walk.pos = rd_ptr(child, off!(task_sibling));
+    0
 }
 
 #[btf_tracepoint(function = "sched_process_exit")]

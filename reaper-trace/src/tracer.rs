@@ -10,7 +10,7 @@ use aya::{
 use reaper_trace_common::{LOST_SLOTS, Offsets};
 use tokio::io::{Interest, unix::AsyncFd};
 
-/// BTF tracepoints: typed `task_struct *` arguments, no tracefs needed.
+/// BTF tracepoints: typed `task_struct *` arguments, no tracefs needed. Attached in reverse.
 const BTF_PROGRAMS: [&str; 5] = [
     "sched_process_fork",
     "sched_process_exec",
@@ -69,6 +69,9 @@ impl Tracer {
             .load(object())
             .map_err(|e| anyhow!("loading the eBPF programs failed: {}", one_line(e)))?;
         let btf = Btf::from_sys_fs().context("reading kernel BTF")?;
+        // Verify everything first (the exit program takes the verifier a while), then attach
+        // in quick succession, the programs of a task's last moments before those of its
+        // first ones: once fork records flow, every later record of those tasks does too.
         for name in BTF_PROGRAMS {
             let prog: &mut BtfTracePoint = ebpf
                 .program_mut(name)
@@ -76,8 +79,6 @@ impl Tracer {
                 .try_into()?;
             prog.load(name, &btf)
                 .map_err(|e| anyhow!("loading {name} failed: {}", one_line(e)))?;
-            prog.attach()
-                .map_err(|e| anyhow!("attaching tp_btf/{name} failed: {e}"))?;
         }
         for name in SYSCALL_PROGRAMS {
             let prog: &mut TracePoint = ebpf
@@ -86,8 +87,16 @@ impl Tracer {
                 .try_into()?;
             prog.load()
                 .map_err(|e| anyhow!("loading {name} failed: {}", one_line(e)))?;
+        }
+        for name in SYSCALL_PROGRAMS {
+            let prog: &mut TracePoint = ebpf.program_mut(name).expect("loaded").try_into()?;
             prog.attach("syscalls", name)
                 .map_err(|e| anyhow!("attaching tracepoint syscalls/{name} failed: {e}"))?;
+        }
+        for name in BTF_PROGRAMS.iter().rev() {
+            let prog: &mut BtfTracePoint = ebpf.program_mut(name).expect("loaded").try_into()?;
+            prog.attach()
+                .map_err(|e| anyhow!("attaching tp_btf/{name} failed: {e}"))?;
         }
         let ring = RingBuf::try_from(ebpf.take_map("EVENTS").context("EVENTS map")?)?;
         let lost = PerCpuArray::try_from(ebpf.take_map("LOST").context("LOST map")?)?;
