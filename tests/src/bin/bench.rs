@@ -1,0 +1,191 @@
+//! `cargo xtask bench`: what tracing costs, measured in one run so the ratios compare like with
+//! like on a noisy machine. Prints figures; asserts nothing about speed.
+//!
+//! - fork/exit/wait throughput with and without `reaper-trace record` running system-wide;
+//! - context-switch rate (pipe ping-pong between two processes), the `sched_switch` hot path;
+//! - the recorder's own CPU time, peak memory and events per second during the fork storm.
+
+use std::io::{Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reaper_trace_tests::{TempPath, reaper_trace};
+
+const FORKS: usize = 10_000;
+const PINGS: usize = 200_000;
+const ROUNDS: usize = 3;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Forks and reaps `n` children that exit at once; returns processes per second.
+fn fork_storm(n: usize) -> f64 {
+    let start = Instant::now();
+    for _ in 0..n {
+        // SAFETY: the child only calls _exit.
+        match unsafe { libc::fork() } {
+            0 => unsafe { libc::_exit(0) },
+            -1 => panic!("fork failed: {}", std::io::Error::last_os_error()),
+            pid => {
+                let mut status = 0;
+                // SAFETY: waiting for our child.
+                unsafe { libc::waitpid(pid, &mut status, 0) };
+            }
+        }
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Two processes bounce a byte over pipes; returns round trips per second (two context
+/// switches each on one CPU, or cross-CPU wakeups on two).
+fn ping_pong(n: usize) -> f64 {
+    let (mut a_r, mut a_w) = pipe();
+    let (mut b_r, mut b_w) = pipe();
+    // SAFETY: the child only uses the pipes and exits.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        let mut buf = [0u8; 1];
+        for _ in 0..n {
+            if a_r.read_exact(&mut buf).is_err() || b_w.write_all(&buf).is_err() {
+                break;
+            }
+        }
+        unsafe { libc::_exit(0) };
+    }
+    let start = Instant::now();
+    let mut buf = [7u8; 1];
+    for _ in 0..n {
+        a_w.write_all(&buf).unwrap();
+        b_r.read_exact(&mut buf).unwrap();
+    }
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    let mut status = 0;
+    // SAFETY: waiting for our child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    rate
+}
+
+fn pipe() -> (std::fs::File, std::fs::File) {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0; 2];
+    // SAFETY: pipe fills the array with two fresh descriptors we then own.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    unsafe {
+        (
+            std::fs::File::from_raw_fd(fds[0]),
+            std::fs::File::from_raw_fd(fds[1]),
+        )
+    }
+}
+
+/// utime + stime of a process, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn start_recorder(out: &TempPath) -> Child {
+    let child = Command::new(reaper_trace())
+        .args(["record", "-q", "-o"])
+        .arg(&out.0)
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("reaper-trace starts");
+    // Wait for the header: programs are attached by then.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::fs::metadata(&out.0).map(|m| m.len()).unwrap_or(0) == 0 {
+        assert!(Instant::now() < deadline, "recorder did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+fn stop(mut child: Child) {
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let _ = child.wait();
+}
+
+fn main() {
+    assert!(
+        unsafe { libc::geteuid() } == 0,
+        "the bench attaches eBPF programs: run `cargo xtask bench` as root"
+    );
+    println!(
+        "reaper-trace bench ({} CPUs)",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+
+    // Warm up, then alternate untraced and traced rounds so drift hits both; report medians.
+    fork_storm(2_000);
+    let mut base_fork = Vec::new();
+    let mut base_ping = Vec::new();
+    let mut traced_fork = Vec::new();
+    let mut traced_ping = Vec::new();
+    let (mut storm_cpu, mut storm_secs, mut ping_cpu, mut rss) = (0.0, 0.0, 0.0, 0);
+    let (mut events, mut lost) = (0usize, 0u64);
+    for _ in 0..ROUNDS {
+        base_fork.push(fork_storm(FORKS));
+        base_ping.push(ping_pong(PINGS));
+
+        let out = TempPath::new("bench.jsonl");
+        let rec = start_recorder(&out);
+        let pid = rec.id();
+        let cpu0 = cpu_seconds(pid);
+        let t0 = Instant::now();
+        traced_fork.push(fork_storm(FORKS));
+        // Let the recorder drain what the storm produced before reading its CPU time.
+        std::thread::sleep(Duration::from_millis(700));
+        storm_secs += t0.elapsed().as_secs_f64();
+        let cpu1 = cpu_seconds(pid);
+        traced_ping.push(ping_pong(PINGS));
+        let cpu2 = cpu_seconds(pid);
+        storm_cpu += cpu1 - cpu0;
+        ping_cpu += cpu2 - cpu1;
+        rss = rss.max(peak_rss_kib(pid));
+        stop(rec);
+
+        let text = std::fs::read_to_string(&out.0).unwrap_or_default();
+        events += text.lines().count().saturating_sub(1);
+        lost += text
+            .lines()
+            .filter(|l| l.contains("\"type\":\"lost\""))
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?["count"].as_u64())
+            .sum::<u64>();
+    }
+    let (base_fork, base_ping) = (median(base_fork), median(base_ping));
+    let (traced_fork, traced_ping) = (median(traced_fork), median(traced_ping));
+    println!(
+        "fork+exit+wait   untraced {base_fork:>9.0}/s   traced {traced_fork:>9.0}/s   ratio {:.3}",
+        traced_fork / base_fork
+    );
+    println!(
+        "pipe ping-pong   untraced {base_ping:>9.0}/s   traced {traced_ping:>9.0}/s   ratio {:.3}",
+        traced_ping / base_ping
+    );
+    println!(
+        "recorder CPU during the fork storms: {storm_cpu:.2} s over {storm_secs:.2} s ({:.0}% of one CPU) at {:.0} events/s",
+        100.0 * storm_cpu / storm_secs,
+        events as f64 / storm_secs
+    );
+    println!("recorder CPU during ping-pong (context switches only): {ping_cpu:.2} s");
+    println!("recorder peak RSS: {rss} KiB; events written: {events}; lost: {lost}");
+    println!(
+        "(medians of {ROUNDS} alternating rounds; a ratio near 1.0 means tracing costs little)"
+    );
+}
