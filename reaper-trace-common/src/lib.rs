@@ -304,6 +304,12 @@ pub struct Offsets {
     pub mm_arg_start: u32,
     pub mm_arg_end: u32,
     pub binprm_filename: u32,
+    /// `signal_struct::live` (threads of the group not yet exiting).
+    pub signal_live: u32,
+    /// The kernel's `sched_process_exit` tracepoint passes `group_dead` (Linux 6.16+?); when
+    /// it does not, the program reads `signal->live` instead. A constant in read-only data, so
+    /// the verifier drops the branch not taken (and never sees the missing argument).
+    pub exit_has_group_dead: u32,
     /// Non-zero once userspace filled the table; the programs do nothing before.
     pub valid: u32,
     pub _pad: u32,

@@ -59,6 +59,8 @@ static OFFSETS: Offsets = Offsets {
     mm_arg_start: 0,
     mm_arg_end: 0,
     binprm_filename: 0,
+    signal_live: 0,
+    exit_has_group_dead: 0,
     valid: 0,
     _pad: 0,
 };
@@ -303,7 +305,12 @@ pub fn sched_process_exec(ctx: BtfTracePointContext) -> u32 {
 /// Captures what `find_new_reaper` will read, and saves the children to follow.
 fn try_sched_process_exit(ctx: &BtfTracePointContext) -> Option<()> {
     let task: *const u8 = ctx.arg(0);
-    let group_dead: u64 = ctx.arg(1);
+    let group_dead: u64 = if off!(exit_has_group_dead) != 0 {
+        ctx.arg::<u64>(1) & 0xff
+    } else {
+        // Older kernels: the group is dead once no thread is left un-exited.
+        (rd::<u32>(rd_ptr(task, off!(task_signal)), off!(signal_live)) == 0) as u64
+    };
     let Some(mut entry) = EVENTS.reserve::<ExitEvent>(0) else {
         count_lost(kind::EXIT);
         return None;
@@ -315,7 +322,7 @@ fn try_sched_process_exit(ctx: &BtfTracePointContext) -> Option<()> {
         (*ev).task = task_info(task);
         (*ev).parent = task_id(rd_ptr(task, off!(task_real_parent)));
         (*ev).exit_code = rd::<u32>(task, off!(task_exit_code));
-        (*ev).group_dead = (group_dead & 0xff) as u32;
+        (*ev).group_dead = group_dead as u32;
         (*ev).children_followed = 0;
         (*ev).children_truncated = 0;
         (*ev).snapshot = Default::default();

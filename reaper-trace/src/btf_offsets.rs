@@ -134,6 +134,27 @@ impl KernelTypes {
         Ok(self.struct_type(name)?.size() as u32)
     }
 
+    /// Arguments a BTF tracepoint passes (`btf_trace_NAME` is a pointer to a function whose
+    /// first parameter is the tracepoint's private data, not an argument).
+    pub fn tracepoint_args(&self, name: &str) -> Result<usize> {
+        let typedef = format!("btf_trace_{name}");
+        let ty = self
+            .btf
+            .resolve_types_by_name(&typedef)
+            .map_err(|e| anyhow!("kernel BTF has no tracepoint {name}: {e}"))?
+            .into_iter()
+            .next()
+            .ok_or_else(|| anyhow!("kernel BTF has no tracepoint {name}"))?;
+        let mut ty = self.strip(ty)?;
+        if let Type::Ptr(p) = &ty {
+            ty = self.strip(self.btf.resolve_chained_type(p)?)?;
+        }
+        match ty {
+            Type::FuncProto(f) => Ok(f.parameters.len().saturating_sub(1)),
+            other => bail!("{typedef} is a {}, not a function pointer", other.name()),
+        }
+    }
+
     /// Resolves every offset the programs use.
     pub fn offsets(&self) -> Result<Offsets> {
         let o = |st: &str, path: &str| self.byte_offset(st, path);
@@ -171,6 +192,8 @@ impl KernelTypes {
             mm_arg_start: o("mm_struct", "arg_start")?,
             mm_arg_end: o("mm_struct", "arg_end")?,
             binprm_filename: o("linux_binprm", "filename")?,
+            signal_live: o("signal_struct", "live")?,
+            exit_has_group_dead: (self.tracepoint_args("sched_process_exit")? >= 2) as u32,
             valid: 1,
             _pad: 0,
         })
@@ -178,8 +201,15 @@ impl KernelTypes {
 }
 
 /// Resolves the offsets of the running kernel.
+///
+/// `REAPER_TRACE_NO_EXIT_GROUP_DEAD=1` makes the exit program take the path of kernels whose
+/// `sched_process_exit` has no `group_dead` argument, to test that path on a newer kernel.
 pub fn resolve() -> Result<Offsets> {
-    KernelTypes::load()?.offsets()
+    let mut offsets = KernelTypes::load()?.offsets()?;
+    if std::env::var_os("REAPER_TRACE_NO_EXIT_GROUP_DEAD").is_some_and(|v| v == "1") {
+        offsets.exit_has_group_dead = 0;
+    }
+    Ok(offsets)
 }
 
 #[cfg(test)]
@@ -214,6 +244,15 @@ mod tests {
             )
         );
         assert!(o.task_comm > 0 && o.task_children > 0 && o.pidns_inum > 0);
+    }
+
+    #[test]
+    fn tracepoint_arity() {
+        let Some(k) = kernel() else { return };
+        // sched_switch(preempt, prev, next, prev_state) on every kernel reaper-trace supports.
+        assert_eq!(k.tracepoint_args("sched_switch").unwrap(), 4);
+        assert_eq!(k.tracepoint_args("sched_process_free").unwrap(), 1);
+        assert!(k.tracepoint_args("no_such_tracepoint").is_err());
     }
 
     #[test]
