@@ -38,6 +38,13 @@ pub enum TaskState {
     Zombie {
         since: Option<u64>,
     },
+    /// Its final switch found it already released (`EXIT_DEAD`): either auto-reaped, or its
+    /// parent's `wait4` on another CPU reaped it before that switch. The wait record, if any,
+    /// tells which; without one by the time the task is freed, it was auto-reaped.
+    Released {
+        at: u64,
+        exit_code: u32,
+    },
     /// Reaped or auto-reaped; the entry goes away when the kernel frees the task.
     Reaped,
 }
@@ -385,39 +392,68 @@ impl Model {
             return;
         }
         task.parent = Some(e.parent.id);
-        task.state = if autoreaped {
-            TaskState::Reaped
-        } else {
-            TaskState::Zombie {
-                since: Some(e.hdr.ts_ns),
-            }
-        };
-        let in_scope = task.in_scope;
-        if !autoreaped {
-            task.pids = pids;
-            for key in task.pids.clone() {
-                self.zombie_pids.insert(key, e.task.id.tid);
-            }
+        task.pids = pids;
+        let tid = e.task.id.tid;
+        for key in task.pids.clone() {
+            self.zombie_pids.insert(key, tid);
         }
-        if !in_scope {
+        if autoreaped {
+            // Reported once the wait or the free record says how it was released.
+            if let Some(t) = self.tasks.get_mut(&tid) {
+                t.state = TaskState::Released {
+                    at: e.hdr.ts_ns,
+                    exit_code: e.exit_code,
+                };
+            }
             return;
         }
-        out.push(Event::Zombie {
-            ts: e.hdr.ts_ns,
-            task: proc_of(&e.task),
-            parent: proc_of(&e.parent),
-            status: ExitStatus::from_wait_status(e.exit_code),
-            autoreaped,
-        });
-        if autoreaped {
-            out.push(Event::Reap {
+        let Some(task) = self.tasks.get_mut(&tid) else {
+            return;
+        };
+        task.state = TaskState::Zombie {
+            since: Some(e.hdr.ts_ns),
+        };
+        if task.in_scope {
+            out.push(Event::Zombie {
                 ts: e.hdr.ts_ns,
                 task: proc_of(&e.task),
-                reaper: Some(proc_of(&e.parent)),
-                how: ReapHow::Auto,
-                zombie_ns: Some(0),
+                parent: proc_of(&e.parent),
+                status: ExitStatus::from_wait_status(e.exit_code),
+                autoreaped: false,
             });
         }
+    }
+
+    /// The zombie and reap events of a task that was already released at its final switch.
+    fn report_released(
+        &self,
+        task: &Task,
+        at: u64,
+        exit_code: u32,
+        reap: Event,
+        out: &mut Vec<Event>,
+    ) {
+        if !task.in_scope {
+            return;
+        }
+        let parent = task
+            .parent
+            .map(|p| self.proc_by_id(&p))
+            .unwrap_or_else(|| task.proc());
+        out.push(Event::Zombie {
+            ts: at,
+            task: task.proc(),
+            parent,
+            status: ExitStatus::from_wait_status(exit_code),
+            autoreaped: matches!(
+                reap,
+                Event::Reap {
+                    how: ReapHow::Auto,
+                    ..
+                }
+            ),
+        });
+        out.push(reap);
     }
 
     fn reparent(&mut self, e: &ReparentEvent, out: &mut Vec<Event>) {
@@ -467,6 +503,13 @@ impl Model {
                     zombie_ns: zombie_since.map(|s| ts.saturating_sub(s)),
                 });
             }
+            return;
+        }
+        if e.reaper.id == e.father {
+            // Not adopted: its parent is still the task that exited. A pid namespace's init
+            // reaps every task of the namespace (zap_pid_ns_processes) before it would hand
+            // its children on, so they are released, not reparented; their reap follows
+            // (`free`).
             return;
         }
 
@@ -536,25 +579,31 @@ impl Model {
             return;
         };
         self.forget_zombie_pids(&task);
-        let since = match task.state {
-            TaskState::Zombie { since } => since,
-            _ => None,
-        };
         if let Some(t) = self.tasks.get_mut(&tid) {
             t.state = TaskState::Reaped;
         }
-        if task.in_scope || self.in_scope(&e.waiter.id) {
-            out.push(Event::Reap {
-                ts: e.hdr.ts_ns,
-                task: task.proc(),
-                reaper: Some(proc_of(&e.waiter)),
-                how: if e.syscall == wait_syscall::WAITID {
-                    ReapHow::Waitid
-                } else {
-                    ReapHow::Wait4
-                },
-                zombie_ns: since.map(|s| e.hdr.ts_ns.saturating_sub(s)),
-            });
+        let how = if e.syscall == wait_syscall::WAITID {
+            ReapHow::Waitid
+        } else {
+            ReapHow::Wait4
+        };
+        let reap = |zombie_ns| Event::Reap {
+            ts: e.hdr.ts_ns,
+            task: task.proc(),
+            reaper: Some(proc_of(&e.waiter)),
+            how,
+            zombie_ns,
+        };
+        match task.state {
+            TaskState::Released { at, exit_code } => {
+                // Reaped on another CPU before its final switch was recorded.
+                let reap = reap(Some(e.hdr.ts_ns.saturating_sub(at)));
+                self.report_released(&task, at, exit_code, reap, out);
+            }
+            TaskState::Zombie { since } if task.in_scope || self.in_scope(&e.waiter.id) => {
+                out.push(reap(since.map(|s| e.hdr.ts_ns.saturating_sub(s))));
+            }
+            _ => {}
         }
     }
 
@@ -629,6 +678,18 @@ impl Model {
         };
         self.tasks.remove(&e.task.tid);
         self.forget_zombie_pids(&task);
+        if let TaskState::Released { at, exit_code } = task.state {
+            // No wait claimed it: it was auto-reaped at its exit.
+            let reap = Event::Reap {
+                ts: at,
+                task: task.proc(),
+                reaper: task.parent.map(|p| self.proc_by_id(&p)),
+                how: ReapHow::Auto,
+                zombie_ns: Some(0),
+            };
+            self.report_released(&task, at, exit_code, reap, out);
+            return;
+        }
         if let TaskState::Zombie { since } = task.state
             && task.in_scope
         {
@@ -666,6 +727,8 @@ impl Model {
                     now.saturating_sub(since.unwrap_or(0)) >= older_than
                         && !procfs::still_zombie(t.id.tid, t.id.start_ns)
                 }
+                // Released tasks are freed within ~20 ms: this one's free record was lost.
+                TaskState::Released { at, .. } => now.saturating_sub(at) >= older_than,
                 _ => false,
             })
             .cloned()
@@ -673,17 +736,22 @@ impl Model {
         for task in gone {
             self.tasks.remove(&task.id.tid);
             self.forget_zombie_pids(&task);
-            if task.in_scope {
-                out.push(Event::Reap {
-                    ts: now,
-                    task: task.proc(),
-                    reaper: task.parent.map(|p| self.proc_by_id(&p)),
-                    how: ReapHow::Vanished,
-                    zombie_ns: match task.state {
-                        TaskState::Zombie { since } => since.map(|s| now.saturating_sub(s)),
-                        _ => None,
-                    },
-                });
+            let reap = |zombie_ns| Event::Reap {
+                ts: now,
+                task: task.proc(),
+                reaper: task.parent.map(|p| self.proc_by_id(&p)),
+                how: ReapHow::Vanished,
+                zombie_ns,
+            };
+            match task.state {
+                TaskState::Released { at, exit_code } => {
+                    let reap = reap(None);
+                    self.report_released(&task, at, exit_code, reap, out);
+                }
+                TaskState::Zombie { since } if task.in_scope => {
+                    out.push(reap(since.map(|s| now.saturating_sub(s))));
+                }
+                _ => {}
             }
         }
     }

@@ -50,7 +50,7 @@ fn one_line(err: impl std::fmt::Display) -> String {
     }
     let mut lines = text.lines().filter(|l| !l.trim().is_empty());
     let first = lines.next().unwrap_or_default().to_string();
-    match lines.last() {
+    match lines.next_back() {
         Some(last) => format!("{first} ... {}", last.trim()),
         None => first,
     }

@@ -219,6 +219,44 @@ fn wait_recorded_before_the_final_switch() {
 }
 
 #[test]
+fn released_at_the_final_switch_by_a_waiter_on_another_cpu() {
+    // The parent's wait4 reaped the child between its exit_notify and its final switch: the
+    // switch sees EXIT_DEAD, and the wait record (before or after it) says who reaped it.
+    for wait_first in [false, true] {
+        let mut m = Model::new(Scope::All);
+        let parent = info(10, 10, 1, "parent");
+        let child = info(11, 11, 50, "child");
+        let mut records = vec![fork(100, parent, child), exit(200, child, parent, 0)];
+        let (w, d) = (
+            wait4(260, parent, 11, 0),
+            dead(270, child, parent, exit_state::EXIT_DEAD),
+        );
+        if wait_first {
+            records.extend([w, d]);
+        } else {
+            records.extend([d, w]);
+        }
+        records.push(free(300, child));
+        let out = apply(&mut m, &records);
+        let r = reaps(&out);
+        assert_eq!(r.len(), 1, "{out:?}");
+        assert_eq!(
+            (r[0].0, r[0].2),
+            (11, ReapHow::Wait4),
+            "wait_first={wait_first}"
+        );
+        assert!(!out.iter().any(|e| matches!(
+            e,
+            Event::Zombie {
+                autoreaped: true,
+                ..
+            }
+        )));
+        assert_eq!(m.zombies().count(), 0);
+    }
+}
+
+#[test]
 fn stopped_children_are_not_reaps() {
     let mut m = Model::new(Scope::All);
     let parent = info(10, 10, 1, "parent");
@@ -249,6 +287,8 @@ fn autoreaped_and_freed_zombies() {
             fork(110, parent, b),
             dead(200, a, parent, exit_state::EXIT_DEAD),
             dead(210, b, parent, exit_state::EXIT_ZOMBIE),
+            // No wait claims a: auto-reaped, as its free record shows.
+            free(400, a),
             // b is reaped inside the kernel (no wait syscall): seen at free.
             free(500, b),
         ],

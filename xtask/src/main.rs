@@ -138,8 +138,16 @@ fn cargo(args: &[&str]) -> Command {
     c
 }
 
+/// The eBPF crate only builds for the BPF target (reaper-trace's build script does that), so
+/// workspace-wide commands leave it out.
 fn build(release: bool) -> Result<PathBuf> {
-    let mut args = vec!["build", "--workspace", "--bins"];
+    let mut args = vec![
+        "build",
+        "--workspace",
+        "--exclude",
+        "reaper-trace-ebpf",
+        "--bins",
+    ];
     if release {
         args.push("--release");
     }
@@ -190,7 +198,7 @@ fn real_main() -> Result<ExitCode> {
             }
             setup(true)?;
             let dir = build(false)?;
-            let mut test = cargo(&["test", "--workspace"]);
+            let mut test = cargo(&["test", "--workspace", "--exclude", "reaper-trace-ebpf"]);
             test.env("REAPER_TRACE_BIN", dir.join("reaper-trace"))
                 .env("REAPER_INIT_BIN", dir.join("reaper-init"));
             if !passthrough.is_empty() {
