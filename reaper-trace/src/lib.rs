@@ -3,7 +3,9 @@
 
 pub mod btf_offsets;
 pub mod clock;
+pub mod dashboard;
 pub mod decode;
+pub mod escape;
 pub mod event;
 pub mod jsonl;
 pub mod model;
@@ -14,3 +16,5 @@ pub mod record;
 pub mod scenario;
 pub mod session;
 pub mod tracer;
+pub mod validate;
+pub mod view;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
-use reaper_trace::{record, scenario, tracer};
+use reaper_trace::{dashboard, record, scenario, tracer, validate};
 
 #[derive(Parser)]
 #[command(
@@ -15,14 +15,20 @@ use reaper_trace::{record, scenario, tracer};
     about = "See how Linux reaps processes: which reaper adopted each orphan, how long each zombie lived"
 )]
 struct Cli {
+    /// Without a command: `top` on a terminal, this help otherwise.
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Record fork, exec, exit, reparent, zombie, reap and subreaper events as JSON Lines.
     Record(RecordArgs),
+    /// A live dashboard of adoptions, zombies and reapers (or a recording played back).
+    Top(TopArgs),
+    /// Run the built-in scenarios (each as real processes, in its own pid namespace where it
+    /// needs one) and check the kernel's reapers against the expected and predicted ones.
+    Validate(ValidateArgs),
     /// Run a built-in process-tree experiment (used by the tests and `validate`).
     #[command(hide = true)]
     Scenario {
@@ -55,6 +61,71 @@ struct RecordArgs {
     /// Run this command and trace only its process tree, stopping when it exits.
     #[arg(last = true, value_name = "COMMAND")]
     command: Vec<String>,
+}
+
+#[derive(clap::Args, Default)]
+struct TopArgs {
+    /// Play this recording (from `record`) instead of tracing live.
+    #[arg(long, value_name = "FILE")]
+    replay: Option<PathBuf>,
+    /// Replay speed: 2 is twice as fast as recorded; 0 plays it all at once and stays on the
+    /// final state.
+    #[arg(long, value_name = "X", default_value_t = 1.0, requires = "replay", value_parser = parse_speed)]
+    speed: f64,
+    /// Highlight zombies older than this, e.g. `5s`, `500ms`, `2m`.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    zombie_threshold: Duration,
+    /// Ring buffer size in MiB (a power of two).
+    #[arg(long, value_name = "MIB", default_value_t = tracer::DEFAULT_RING_BYTES >> 20, value_parser = parse_ring_mib)]
+    ring_mib: u32,
+}
+
+impl TopArgs {
+    fn defaults() -> Self {
+        Self {
+            speed: 1.0,
+            zombie_threshold: Duration::from_secs(5),
+            ring_mib: tracer::DEFAULT_RING_BYTES >> 20,
+            ..Default::default()
+        }
+    }
+
+    fn options(self) -> dashboard::TopOptions {
+        dashboard::TopOptions {
+            replay: self.replay,
+            speed: self.speed,
+            zombie_threshold: self.zombie_threshold,
+            ring_bytes: self.ring_mib << 20,
+        }
+    }
+}
+
+#[derive(clap::Args)]
+struct ValidateArgs {
+    /// Run only this scenario (repeatable; `reaper-trace scenario --list` names them).
+    #[arg(long, value_name = "NAME")]
+    only: Vec<String>,
+    /// Time each scenario may run before it is killed and failed, e.g. `15s`, `500ms`, `2`.
+    #[arg(long, value_name = "SECS", default_value = "15s", value_parser = parse_duration)]
+    timeout: Duration,
+    /// Print one JSON document instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Also write each scenario's events to DIR/NAME.jsonl (the evidence behind its verdict).
+    #[arg(long, value_name = "DIR")]
+    events: Option<PathBuf>,
+    /// Ring buffer size in MiB (a power of two).
+    #[arg(long, value_name = "MIB", default_value_t = tracer::DEFAULT_RING_BYTES >> 20, value_parser = parse_ring_mib)]
+    ring_mib: u32,
+}
+
+fn parse_speed(s: &str) -> Result<f64, String> {
+    match s.trim().trim_end_matches('x').parse::<f64>() {
+        Ok(x) if x.is_finite() && x >= 0.0 => Ok(x),
+        _ => Err(format!(
+            "`{s}` is not a speed: use e.g. 1, 2, 0.5, or 0 for as fast as possible"
+        )),
+    }
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -98,7 +169,23 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 fn run(cli: Cli) -> Result<i32> {
-    match cli.command {
+    let Some(command) = cli.command else {
+        // A bare `reaper-trace`: the dashboard on a terminal, else the help (and a usage error).
+        if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+            return runtime()?.block_on(dashboard::run(TopArgs::defaults().options()));
+        }
+        let _ = <Cli as clap::CommandFactory>::command().print_help();
+        return Ok(2);
+    };
+    match command {
+        Command::Top(a) => runtime()?.block_on(dashboard::run(a.options())),
+        Command::Validate(a) => runtime()?.block_on(validate::run(validate::ValidateOptions {
+            only: a.only,
+            timeout: a.timeout,
+            json: a.json,
+            ring_bytes: a.ring_mib << 20,
+            events_dir: a.events,
+        })),
         Command::Record(a) => runtime()?.block_on(record::run(record::RecordOptions {
             output: a.output,
             duration: a.duration,
@@ -113,7 +200,7 @@ fn run(cli: Cli) -> Result<i32> {
         } => {
             if list {
                 for (name, about) in scenario::SCENARIOS {
-                    println!("{name:18} {about}");
+                    println!("{name:26} {about}");
                 }
                 return Ok(0);
             }
@@ -158,6 +245,49 @@ mod tests {
         assert_eq!(parse_ring_mib("4"), Ok(4));
         assert!(parse_ring_mib("3").is_err());
         assert!(parse_ring_mib("0").is_err());
+    }
+
+    #[test]
+    fn top_arguments() {
+        assert_eq!(parse_speed("2"), Ok(2.0));
+        assert_eq!(parse_speed("0.5x"), Ok(0.5));
+        assert_eq!(parse_speed("0"), Ok(0.0));
+        assert!(parse_speed("-1").is_err());
+        assert!(parse_speed("fast").is_err());
+        // A bare run has no command: `top` on a terminal, the help otherwise.
+        assert!(
+            Cli::try_parse_from(["reaper-trace"])
+                .unwrap()
+                .command
+                .is_none()
+        );
+        let cli = Cli::try_parse_from(["reaper-trace", "top"]).unwrap();
+        let Some(Command::Top(a)) = cli.command else {
+            panic!("not top")
+        };
+        let (d, o) = (TopArgs::defaults(), a);
+        assert_eq!(
+            (o.speed, o.zombie_threshold, o.ring_mib, o.replay),
+            (d.speed, d.zombie_threshold, d.ring_mib, d.replay)
+        );
+        let cli = Cli::try_parse_from([
+            "reaper-trace",
+            "top",
+            "--replay",
+            "t.jsonl",
+            "--speed",
+            "0",
+            "--zombie-threshold",
+            "500ms",
+        ])
+        .unwrap();
+        let Some(Command::Top(a)) = cli.command else {
+            panic!("not top")
+        };
+        assert_eq!(a.speed, 0.0);
+        assert_eq!(a.zombie_threshold, Duration::from_millis(500));
+        // --speed means nothing live.
+        assert!(Cli::try_parse_from(["reaper-trace", "top", "--speed", "2"]).is_err());
     }
 
     #[test]

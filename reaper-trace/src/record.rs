@@ -36,7 +36,12 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
 
 /// Runs the recording; returns the process exit code (the command's, when there is one).
 pub async fn run(opts: RecordOptions) -> Result<i32> {
-    // Everything a user can get wrong is checked before anything is attached.
+    // Everything a user can get wrong is checked before anything is attached, and privileges
+    // before the output is created: a failed run leaves no empty (or truncated) recording.
+    crate::preflight::check_privileges()?;
+    if let Some(program) = opts.command.first() {
+        check_command(program)?;
+    }
     let output = Output::open(opts.output.as_deref())?;
     let scope = if opts.command.is_empty() {
         Scope::All
@@ -119,6 +124,25 @@ pub async fn run(opts: RecordOptions) -> Result<i32> {
         );
     }
     Ok(code)
+}
+
+/// Fails, as spawning it would, when `program` names no executable file (directly when it has
+/// a `/`, else in `PATH`): a mistyped command is reported before anything is attached.
+fn check_command(program: &str) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let runnable = |p: &std::path::Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    let found = if program.contains('/') {
+        runnable(std::path::Path::new(program))
+    } else {
+        std::env::var_os("PATH")
+            .is_some_and(|path| std::env::split_paths(&path).any(|d| runnable(&d.join(program))))
+    };
+    if !found {
+        anyhow::bail!("cannot run {program}: check the command and its PATH: no such executable");
+    }
+    Ok(())
 }
 
 /// Ctrl-C or SIGTERM: pass it on to the command and give it a moment to exit.

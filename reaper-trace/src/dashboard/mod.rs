@@ -1,0 +1,311 @@
+//! `reaper-trace top`: a live terminal dashboard of adoptions, zombies and reapers, or a
+//! recording played back through the same screens.
+//!
+//! - [`crate::view`]: what is shown, computed from events (no terminal);
+//! - [`app`]: focus, filters, pause, keys;
+//! - [`ui`]: drawing a frame;
+//! - [`input`]: reading keys on a thread;
+//! - [`terminal`]: taking the terminal and giving it back, even on panic;
+//! - [`replay`]: a recording's clock.
+//!
+//! Events are drained as they arrive, but the screen is redrawn at most every
+//! [`FRAME`] and only when something changed or a second passed (zombie ages count up).
+
+pub mod app;
+pub mod input;
+pub mod replay;
+pub mod terminal;
+pub mod ui;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use crossterm::event::Event as TermEvent;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::time::{Instant, MissedTickBehavior};
+
+use crate::clock::boottime_ns;
+use crate::jsonl;
+use crate::model::Scope;
+use crate::session::{Session, SessionOptions};
+use crate::view::View;
+use app::{Action, App, Mode};
+use replay::Player;
+use terminal::TerminalGuard;
+
+/// The shortest time between two frames.
+pub const FRAME: Duration = Duration::from_millis(100);
+/// Live records are drained at most this often.
+const PUMP_EVERY: Duration = Duration::from_millis(20);
+/// A frame at least this often, even with nothing new: ages count up.
+const IDLE_FRAME: Duration = Duration::from_secs(1);
+/// Set, the dashboard panics after its first frame: how the tests check that a panic gives
+/// the terminal back before its message is printed.
+const PANIC_VAR: &str = "REAPER_TRACE_TOP_PANIC";
+
+pub struct TopOptions {
+    pub replay: Option<PathBuf>,
+    /// Replay speed; 0: as fast as possible, then stay on the final state.
+    pub speed: f64,
+    pub zombie_threshold: Duration,
+    pub ring_bytes: u32,
+}
+
+enum Feed {
+    Live(Box<Session>),
+    Replay(Player),
+}
+
+/// Runs the dashboard until the user quits; returns the exit code. Everything that can fail
+/// (a bad recording, no privileges, no terminal) fails before the terminal is touched.
+pub async fn run(opts: TopOptions) -> Result<i32> {
+    if !opts.speed.is_finite() || opts.speed < 0.0 {
+        bail!("--speed must be 0 (as fast as possible) or a positive factor");
+    }
+    let (feed, mode) = match &opts.replay {
+        Some(path) => {
+            let rec = jsonl::read_recording(path)?;
+            let mode = Mode::Replay {
+                file: path.display().to_string(),
+                speed: opts.speed,
+                position_ns: 0,
+                total_ns: 0,
+                done: false,
+            };
+            (Feed::Replay(Player::new(rec, opts.speed)), mode)
+        }
+        None => {
+            if !std::io::stdout().is_terminal() {
+                bail!("top needs a terminal: use `reaper-trace record` to write events to a file");
+            }
+            if std::io::stderr().is_terminal() {
+                // Verifying the kernel programs takes a few seconds.
+                eprintln!("reaper-trace: loading the kernel programs...");
+            }
+            let session = Session::start(&SessionOptions {
+                scope: Scope::All,
+                ring_bytes: opts.ring_bytes,
+            })?;
+            (Feed::Live(Box::new(session)), Mode::Live)
+        }
+    };
+    if !std::io::stdout().is_terminal() {
+        bail!("top needs a terminal: its standard output is not one");
+    }
+    let threshold = opts.zombie_threshold.as_nanos().min(u64::MAX as u128) as u64;
+    Dashboard::new(feed, mode, threshold).run().await
+}
+
+struct Dashboard {
+    feed: Feed,
+    view: View,
+    /// What the screen shows while a live dashboard is paused: the view as it was.
+    frozen: Option<View>,
+    app: App,
+    events: Vec<crate::event::Event>,
+}
+
+impl Dashboard {
+    fn new(feed: Feed, mode: Mode, threshold_ns: u64) -> Self {
+        let mut view = View::new(threshold_ns);
+        if let Feed::Live(session) = &feed {
+            // Zombies from before tracing began: no event will announce them.
+            let model = &session.model;
+            for z in model.zombies() {
+                let parent = z.parent.and_then(|p| model.task(p.tid)).map(|t| t.proc());
+                view.seed_zombie(&z.proc(), parent.as_ref(), session.started_ts);
+            }
+        }
+        Self {
+            feed,
+            view,
+            frozen: None,
+            app: App::new(mode),
+            events: Vec::new(),
+        }
+    }
+
+    /// Applies every pending event; returns how many.
+    fn pump(&mut self, elapsed: Duration) -> usize {
+        match &mut self.feed {
+            Feed::Live(session) => {
+                session.poll(&mut self.events);
+                let n = self.events.len();
+                for ev in self.events.drain(..) {
+                    self.view.apply(&ev);
+                }
+                n
+            }
+            Feed::Replay(player) => {
+                let due = player.advance(elapsed);
+                for ev in due {
+                    self.view.apply(ev);
+                }
+                due.len()
+            }
+        }
+    }
+
+    /// Brings the clock, the task count and the replay position up to date before a frame.
+    fn prepare_frame(&mut self) {
+        match &mut self.feed {
+            Feed::Live(session) => {
+                self.view.set_clock(boottime_ns());
+                self.view.set_live_tasks(session.model.tasks().count());
+            }
+            Feed::Replay(player) => {
+                self.view.set_clock(player.clock());
+                let (position_ns, total_ns) = player.position();
+                if let Mode::Replay {
+                    speed,
+                    position_ns: pos,
+                    total_ns: total,
+                    done,
+                    ..
+                } = &mut self.app.mode
+                {
+                    *speed = player.speed();
+                    *pos = position_ns;
+                    *total = total_ns;
+                    *done = player.done();
+                }
+            }
+        }
+    }
+
+    fn on_action(&mut self, action: Action) -> bool {
+        match action {
+            Action::Quit => return false,
+            Action::Pause => match &mut self.feed {
+                Feed::Live(_) => {
+                    self.frozen = self.app.paused.then(|| self.view.clone());
+                }
+                Feed::Replay(player) => player.set_paused(self.app.paused),
+            },
+            Action::Speed(factor) => {
+                if let Feed::Replay(player) = &mut self.feed {
+                    player.scale_speed(factor);
+                }
+            }
+            Action::None | Action::Redraw => {}
+        }
+        true
+    }
+
+    async fn run(mut self) -> Result<i32> {
+        let mut sigterm = signal(SignalKind::terminate())?;
+        let mut sigint = signal(SignalKind::interrupt())?;
+        let mut sighup = signal(SignalKind::hangup())?;
+        let mut guard = TerminalGuard::enter()?;
+        let mut input = input::Input::spawn()?;
+        let mut tick = tokio::time::interval(FRAME);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut last_pump = Instant::now();
+        let mut last_draw: Option<Instant> = None;
+        let mut drawn_generation = u64::MAX;
+        let mut force = true;
+        let live = matches!(self.feed, Feed::Live(_));
+        let panic_on_purpose = std::env::var_os(PANIC_VAR).is_some();
+        loop {
+            tokio::select! {
+                r = async {
+                    match &self.feed {
+                        Feed::Live(s) => s.readable().await,
+                        Feed::Replay(_) => std::future::pending().await,
+                    }
+                }, if live => {
+                    r?;
+                    // Let records gather: one drain per PUMP_EVERY at most, not one wakeup
+                    // per record (the ring buffer holds far more than that).
+                    let since = last_pump.elapsed();
+                    if since < PUMP_EVERY {
+                        tokio::time::sleep(PUMP_EVERY - since).await;
+                    }
+                }
+                _ = tick.tick() => {}
+                ev = input.events.recv() => match ev {
+                    // The terminal is gone.
+                    None => break,
+                    Some(TermEvent::Key(key)) => {
+                        let namespaces: Vec<u32> = self.view.pid_namespaces().collect();
+                        let action = self.app.on_key(key, &namespaces);
+                        if !self.on_action(action) {
+                            break;
+                        }
+                        force |= action != Action::None;
+                    }
+                    Some(TermEvent::Resize(..)) => force = true,
+                    Some(_) => {}
+                },
+                _ = sigterm.recv() => break,
+                _ = sigint.recv() => break,
+                _ = sighup.recv() => break,
+            }
+            let now = Instant::now();
+            self.pump(now - last_pump);
+            last_pump = now;
+
+            let since_draw = last_draw.map_or(Duration::MAX, |t| now - t);
+            let changed = self.view.generation() != drawn_generation && self.frozen.is_none();
+            if since_draw >= FRAME && (force || changed || since_draw >= IDLE_FRAME) {
+                if self.frozen.is_none() {
+                    self.prepare_frame();
+                }
+                let shown = self.frozen.as_ref().unwrap_or(&self.view);
+                let app = &self.app;
+                guard.terminal.draw(|f| ui::draw(f, shown, app))?;
+                drawn_generation = self.view.generation();
+                last_draw = Some(now);
+                force = false;
+                if panic_on_purpose {
+                    panic!("{PANIC_VAR} is set: panicking after the first frame, on purpose");
+                }
+            }
+        }
+        drop(input);
+        drop(guard);
+        Ok(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn top(replay: &std::path::Path, speed: f64) -> Result<i32> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(run(TopOptions {
+            replay: Some(replay.to_path_buf()),
+            speed,
+            zombie_threshold: Duration::from_secs(5),
+            ring_bytes: 1 << 20,
+        }))
+    }
+
+    #[test]
+    fn bad_replays_fail_before_the_terminal_is_touched() {
+        let path = std::env::temp_dir().join(format!("rt-top-bad-{}.jsonl", std::process::id()));
+        let header = serde_json::to_string(&jsonl::header(None, 0)).unwrap();
+        std::fs::write(
+            &path,
+            format!("{header}\n{{\"type\":\"lost\",\"ts\":1,\"what\":\"fork\",\"count\":2}}\n{{\"type\":\"reap\",\"ts\":"),
+        )
+        .unwrap();
+        let err = top(&path, 1.0).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(
+            msg.starts_with(&format!("{}:3: malformed event", path.display())),
+            "{msg}"
+        );
+        let err = top(&path, -1.0).unwrap_err();
+        assert!(err.to_string().contains("--speed"), "{err}");
+        std::fs::remove_file(&path).ok();
+        let err = top(std::path::Path::new("/nonexistent/t.jsonl"), 1.0).unwrap_err();
+        assert!(format!("{err:#}").contains("cannot open recording /nonexistent/t.jsonl"));
+    }
+}

@@ -1,0 +1,565 @@
+//! `reaper-trace validate`: runs the built-in scenarios as real processes under one tracing
+//! session and checks, for each, that the reaper the kernel chose is the one the scenario
+//! expects and the one `find_new_reaper` predicts from the captured state, and that zombies
+//! pile up (or not) as they should.
+//!
+//! The validator makes itself a child subreaper, so nothing a scenario starts can leave its
+//! subtree: whatever a scenario leaves behind (after a timeout, a failure or a bug) is found
+//! by walking `/proc` down from the validator, killed and reaped. Killing a namespace's init
+//! from outside tears the whole namespace down.
+
+pub mod report;
+pub mod suite;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::event::Event;
+use crate::model::Scope;
+use crate::scenario::{self, ScenarioReport};
+use crate::session::{Session, SessionOptions};
+use crate::{preflight, procfs};
+
+use report::{Report, ScenarioResult, render_table};
+use suite::{SUITE, Spec};
+
+/// Default time a scenario may run before it is killed and reported as failed.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
+/// How often the validator wakes up to read records and check on the scenario.
+const TICK: Duration = Duration::from_millis(10);
+/// After a scenario ends: how long its processes may take to disappear, and how long to keep
+/// reading records (the kernel frees tasks 5-20 ms after their reap).
+const SETTLE: Duration = Duration::from_millis(300);
+/// How long the clean-up keeps killing and reaping before it gives up.
+const CLEANUP_FOR: Duration = Duration::from_secs(5);
+
+pub struct ValidateOptions {
+    /// Scenarios to run, in this order (empty: the whole suite).
+    pub only: Vec<String>,
+    pub timeout: Duration,
+    pub json: bool,
+    pub ring_bytes: u32,
+    /// Write each scenario's events to `DIR/NAME.jsonl`: the evidence behind its verdict.
+    pub events_dir: Option<std::path::PathBuf>,
+}
+
+/// The scenarios to run: the suite without its hidden entries, or the ones named.
+pub fn select(only: &[String]) -> Result<Vec<&'static Spec>> {
+    if only.is_empty() {
+        return Ok(SUITE.iter().filter(|s| !s.hidden).collect());
+    }
+    let mut out: Vec<&'static Spec> = Vec::new();
+    for name in only {
+        let Some(spec) = suite::find(name) else {
+            let names: Vec<&str> = SUITE.iter().filter(|s| !s.hidden).map(|s| s.name).collect();
+            bail!(
+                "unknown scenario `{name}`: choose from {}",
+                names.join(", ")
+            );
+        };
+        if !out.iter().any(|s| s.name == spec.name) {
+            out.push(spec);
+        }
+    }
+    Ok(out)
+}
+
+const CAP_SYS_ADMIN: u32 = 21;
+
+/// Creating pid namespaces (and joining one with setns) needs CAP_SYS_ADMIN.
+fn check_namespace_privileges() -> Result<()> {
+    let caps = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .unwrap_or(0);
+    if caps & (1 << CAP_SYS_ADMIN) == 0 {
+        bail!(
+            "validate creates pid namespaces, which needs CAP_SYS_ADMIN: run it as root, e.g. with sudo"
+        );
+    }
+    Ok(())
+}
+
+fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// Runs the scenarios; returns the exit code (0: nothing failed).
+pub async fn run(opts: ValidateOptions) -> Result<i32> {
+    let specs = select(&opts.only)?;
+    if let Some(dir) = &opts.events_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    preflight::check_privileges()?;
+    check_namespace_privileges()?;
+    let exe = std::env::current_exe()?;
+    // SAFETY: prctl with integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
+        bail!(
+            "prctl(PR_SET_CHILD_SUBREAPER): {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut session = Session::start(&SessionOptions {
+        scope: Scope::Tree(None),
+        ring_bytes: opts.ring_bytes,
+    })?;
+    let progress = !opts.json && is_terminal(libc::STDERR_FILENO);
+
+    let mut results = Vec::new();
+    let mut interrupted = false;
+    for spec in specs {
+        if let Some(program) = spec.needs
+            && scenario::init_binary(program).is_none()
+        {
+            results.push(ScenarioResult::skipped(
+                spec.name,
+                suite::description(spec.name),
+                format!("{program} is not installed"),
+            ));
+            continue;
+        }
+        if progress {
+            eprint!("reaper-trace: {} ...", spec.name);
+        }
+        let mut stop = Stop {
+            sigint: &mut sigint,
+            sigterm: &mut sigterm,
+        };
+        let (result, events, stopped) =
+            run_one(&mut session, &exe, spec, opts.timeout, &mut stop).await?;
+        if let Some(dir) = &opts.events_dir {
+            save_events(&dir.join(format!("{}.jsonl", spec.name)), &events)?;
+        }
+        if progress {
+            eprintln!(" {}", result.status.as_str());
+        }
+        results.push(result);
+        if stopped {
+            interrupted = true;
+            break;
+        }
+    }
+    let report = Report::new(kernel_release(), results);
+    if opts.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", render_table(&report));
+    }
+    Ok(if interrupted { 130 } else { report.exit_code() })
+}
+
+fn save_events(path: &Path, events: &[Event]) -> Result<()> {
+    use std::io::Write;
+    let mut f = std::io::BufWriter::new(
+        std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?,
+    );
+    for e in events {
+        serde_json::to_writer(&mut f, e)?;
+        f.write_all(b"\n")?;
+    }
+    f.flush()?;
+    Ok(())
+}
+
+fn is_terminal(fd: i32) -> bool {
+    // SAFETY: isatty on a descriptor number.
+    unsafe { libc::isatty(fd) == 1 }
+}
+
+/// Ctrl-C and SIGTERM: the current scenario is cleaned up and the run stops.
+struct Stop<'a> {
+    sigint: &'a mut tokio::signal::unix::Signal,
+    sigterm: &'a mut tokio::signal::unix::Signal,
+}
+
+/// Output of a scenario read so far, without blocking.
+struct Pipe {
+    file: std::fs::File,
+    data: Vec<u8>,
+}
+
+impl Pipe {
+    fn new(fd: impl Into<std::os::fd::OwnedFd>) -> Self {
+        let file = std::fs::File::from(fd.into());
+        // SAFETY: fcntl on our own descriptor.
+        unsafe {
+            let flags = libc::fcntl(file.as_raw_fd(), libc::F_GETFL);
+            libc::fcntl(file.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK);
+        }
+        Self {
+            file,
+            data: Vec::new(),
+        }
+    }
+
+    fn read_available(&mut self) {
+        let mut buf = [0u8; 8192];
+        // A scenario that floods its output is cut off rather than filling our memory.
+        while self.data.len() < 1 << 20 {
+            match self.file.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => self.data.extend_from_slice(&buf[..n]),
+            }
+        }
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.data).into_owned()
+    }
+}
+
+/// Reaps every child that has exited (the scenario and orphans adopted by the validator);
+/// returns the scenario's wait status once it is among them.
+fn reap_children(root: u32, status: &mut Option<i32>) {
+    loop {
+        let mut s = 0;
+        // SAFETY: waitpid for any child, without blocking.
+        let pid = unsafe { libc::waitpid(-1, &mut s, libc::WNOHANG) };
+        if pid <= 0 {
+            return;
+        }
+        if pid as u32 == root {
+            *status = Some(s);
+        }
+    }
+}
+
+/// Every process below `ancestor` (by parent links in `/proc`), with its state.
+pub fn descendants(ancestor: u32) -> Vec<(u32, char)> {
+    let mut children: BTreeMap<u32, Vec<(u32, char)>> = BTreeMap::new();
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for e in dir.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            let Some((_, state, ppid, _)) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| procfs::parse_stat(&s))
+            else {
+                continue;
+            };
+            children.entry(ppid).or_default().push((pid, state));
+        }
+    }
+    let mut out = Vec::new();
+    let mut todo = vec![ancestor];
+    while let Some(p) = todo.pop() {
+        for &(c, state) in children.get(&p).map(Vec::as_slice).unwrap_or(&[]) {
+            out.push((c, state));
+            todo.push(c);
+        }
+    }
+    out
+}
+
+/// Kills everything the validator has below it (the scenario's process group first, then
+/// every descendant, repeatedly: a namespace init takes its namespace with it, orphans are
+/// adopted by the validator and reaped). Returns the processes it signalled.
+fn kill_tree(pgid: u32, root: u32, status: &mut Option<i32>) -> Vec<u32> {
+    let me = std::process::id();
+    let mut killed: BTreeSet<u32> = descendants(me)
+        .into_iter()
+        .filter(|(_, state)| *state != 'Z')
+        .map(|(p, _)| p)
+        .collect();
+    // SAFETY: signalling the scenario's own process group.
+    unsafe { libc::kill(-(pgid as i32), libc::SIGKILL) };
+    let deadline = Instant::now() + CLEANUP_FOR;
+    loop {
+        reap_children(root, status);
+        let left = descendants(me);
+        if left.is_empty() || Instant::now() >= deadline {
+            break;
+        }
+        for (pid, state) in left {
+            if state != 'Z' {
+                // SAFETY: signalling a process below us.
+                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+                killed.insert(pid);
+            }
+        }
+        std::thread::sleep(TICK);
+    }
+    killed.into_iter().collect()
+}
+
+/// Does the event concern the scenario's processes? Learns new ones from forks.
+fn absorb(e: &Event, tree: &mut BTreeSet<u32>) -> bool {
+    match e {
+        Event::Fork { parent, child, .. } => {
+            if tree.contains(&parent.pid) {
+                tree.insert(child.pid);
+                true
+            } else {
+                false
+            }
+        }
+        Event::Exec { task, .. }
+        | Event::Exit { task, .. }
+        | Event::Zombie { task, .. }
+        | Event::Reap { task, .. }
+        | Event::Subreaper { task, .. } => tree.contains(&task.pid),
+        Event::Reparent { orphan, father, .. } => {
+            tree.contains(&orphan.pid) || tree.contains(&father.pid)
+        }
+        Event::Lost { .. } => true,
+    }
+}
+
+/// Reads records into the scenario's events.
+fn pump(session: &mut Session, tree: &mut BTreeSet<u32>, events: &mut Vec<Event>) {
+    let mut out = Vec::new();
+    session.poll(&mut out);
+    events.extend(out.into_iter().filter(|e| absorb(e, tree)));
+}
+
+fn describe_status(status: i32) -> String {
+    if libc::WIFEXITED(status) {
+        format!("exit code {}", libc::WEXITSTATUS(status))
+    } else if libc::WIFSIGNALED(status) {
+        format!("signal {}", libc::WTERMSIG(status))
+    } else {
+        format!("wait status {status:#x}")
+    }
+}
+
+fn processes(n: usize) -> String {
+    if n == 1 {
+        "1 process".into()
+    } else {
+        format!("{n} processes")
+    }
+}
+
+fn last_line(text: &str) -> Option<&str> {
+    text.lines().rev().map(str::trim).find(|l| !l.is_empty())
+}
+
+/// Runs one scenario to its end (or its timeout), cleans up, judges it. Returns the result,
+/// the scenario's events, and whether the run was interrupted.
+async fn run_one(
+    session: &mut Session,
+    exe: &Path,
+    spec: &Spec,
+    timeout: Duration,
+    stop: &mut Stop<'_>,
+) -> Result<(ScenarioResult, Vec<Event>, bool)> {
+    let started = Instant::now();
+    let description = suite::description(spec.name);
+    let mut child = match std::process::Command::new(exe)
+        .arg("scenario")
+        .arg(spec.name)
+        .args(spec.args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            let mut r = ScenarioResult::new(spec.name, description);
+            r.fail(format!("cannot start {}: {e}", exe.display()));
+            return Ok((r, Vec::new(), false));
+        }
+    };
+    let root = child.id();
+    session.model.set_root(root);
+    let mut stdout = Pipe::new(child.stdout.take().expect("piped"));
+    let mut stderr = Pipe::new(child.stderr.take().expect("piped"));
+    // The validator reaps the scenario itself (waitpid(-1) also reaps adopted orphans).
+    drop(child);
+
+    let mut tree = BTreeSet::from([root]);
+    let mut events = Vec::new();
+    let mut status = None;
+    let mut timed_out = false;
+    let mut interrupted = false;
+    let deadline = started + timeout;
+    loop {
+        tokio::select! {
+            r = session.readable() => r?,
+            _ = tokio::time::sleep(TICK) => {}
+            _ = stop.sigint.recv() => interrupted = true,
+            _ = stop.sigterm.recv() => interrupted = true,
+        }
+        pump(session, &mut tree, &mut events);
+        stdout.read_available();
+        stderr.read_available();
+        reap_children(root, &mut status);
+        if status.is_some() || interrupted {
+            break;
+        }
+        if Instant::now() >= deadline {
+            timed_out = true;
+            break;
+        }
+    }
+
+    let me = std::process::id();
+    let mut killed = Vec::new();
+    let mut left_behind = Vec::new();
+    if timed_out || interrupted {
+        killed = kill_tree(root, root, &mut status);
+    } else {
+        // The scenario ended: its processes must all be gone shortly.
+        let until = Instant::now() + SETTLE;
+        while Instant::now() < until {
+            tokio::time::sleep(TICK).await;
+            pump(session, &mut tree, &mut events);
+            reap_children(root, &mut status);
+            if descendants(me).is_empty() {
+                break;
+            }
+        }
+        left_behind = descendants(me).into_iter().map(|(p, _)| p).collect();
+        if !left_behind.is_empty() {
+            killed = kill_tree(root, root, &mut status);
+        }
+    }
+    // Keep reading: the last reaps and frees arrive after the processes are gone.
+    let until = Instant::now() + SETTLE;
+    while Instant::now() < until {
+        tokio::time::sleep(TICK).await;
+        pump(session, &mut tree, &mut events);
+        reap_children(root, &mut status);
+    }
+    session.housekeeping(&mut Vec::new());
+    stdout.read_available();
+    stderr.read_available();
+    let leftover: Vec<u32> = descendants(me).into_iter().map(|(p, _)| p).collect();
+
+    let out = stdout.text();
+    let err = stderr.text();
+    let report = out
+        .lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<ScenarioReport>(l).ok())
+        .find(|r| r.scenario == spec.name);
+    let mut result = if interrupted {
+        let mut r = ScenarioResult::new(spec.name, description);
+        r.fail("interrupted");
+        r
+    } else if timed_out {
+        let mut r = ScenarioResult::new(spec.name, description);
+        r.fail(format!(
+            "timed out after {} s; killed {}",
+            timeout.as_secs_f64(),
+            processes(killed.len())
+        ));
+        r
+    } else {
+        match (status, report) {
+            (Some(s), Some(report)) if libc::WIFEXITED(s) && libc::WEXITSTATUS(s) == 0 => {
+                suite::evaluate(spec, &report, &events)
+            }
+            (s, _) => {
+                let mut r = ScenarioResult::new(spec.name, description);
+                let how = s.map_or_else(|| "no exit status".into(), describe_status);
+                r.fail(match last_line(&err) {
+                    Some(line) => format!("the scenario failed ({how}): {line}"),
+                    None => format!("the scenario failed ({how}) without a report"),
+                });
+                r
+            }
+        }
+    };
+    if !left_behind.is_empty() && !timed_out && !interrupted {
+        result.fail(format!(
+            "{} still running after the scenario ended (killed)",
+            processes(left_behind.len())
+        ));
+    }
+    if !leftover.is_empty() {
+        result.fail(format!("could not clean up processes {leftover:?}"));
+    }
+    result.processes = tree.into_iter().collect();
+    result.killed = killed;
+    result.leftover = leftover;
+    result.duration_ms = started.elapsed().as_millis() as u64;
+    Ok((result, events, interrupted))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selection() {
+        let all = select(&[]).unwrap();
+        assert!(all.iter().all(|s| !s.hidden));
+        assert!(all.iter().any(|s| s.name == "pid1-sleep"));
+        let some = select(&["hang".into(), "zombie".into(), "hang".into()]).unwrap();
+        assert_eq!(
+            some.iter().map(|s| s.name).collect::<Vec<_>>(),
+            ["hang", "zombie"]
+        );
+        let e = select(&["nope".into()]).unwrap_err().to_string();
+        assert!(
+            e.starts_with("unknown scenario `nope`: choose from orphan-init"),
+            "{e}"
+        );
+        assert!(!e.contains("hang"));
+    }
+
+    #[test]
+    fn events_are_attributed_by_process_tree() {
+        use crate::event::Proc;
+        let p = |pid| Proc {
+            pid,
+            tid: pid,
+            ns_pid: pid,
+            ns_tid: pid,
+            pidns: 1,
+            start: 0,
+            comm: String::new(),
+        };
+        let mut tree = BTreeSet::from([10]);
+        let fork = |a, b| Event::Fork {
+            ts: 0,
+            parent: p(a),
+            child: p(b),
+            thread: false,
+        };
+        assert!(absorb(&fork(10, 11), &mut tree));
+        assert!(absorb(&fork(11, 12), &mut tree));
+        assert!(!absorb(&fork(99, 100), &mut tree));
+        assert_eq!(tree, BTreeSet::from([10, 11, 12]));
+        let subreaper = |pid| Event::Subreaper {
+            ts: 0,
+            task: p(pid),
+            enabled: true,
+        };
+        assert!(absorb(&subreaper(12), &mut tree));
+        assert!(!absorb(&subreaper(100), &mut tree));
+    }
+
+    #[test]
+    fn descendants_of_this_process() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let found = descendants(std::process::id());
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(found.iter().any(|(p, _)| *p == child.id()), "{found:?}");
+    }
+}
