@@ -220,6 +220,10 @@ pub enum Event {
         /// It was released at once, without waiting (a `reap` with `how: auto` follows).
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         autoreaped: bool,
+        /// It was already a zombie when tracing began: `ts` is when tracing began, not when it
+        /// became one, and its status is unknown (`{}`).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        before_trace: bool,
     },
     /// A zombie was reaped.
     Reap {

@@ -95,7 +95,10 @@ impl JsonlWriter {
     /// Flushes and syncs; call before exit.
     pub fn finish(&mut self) -> Result<()> {
         self.flush()?;
-        if let Output::File(f, _) = &self.out {
+        // Only a regular file can be synced (`-o /dev/null` is a character device).
+        if let Output::File(f, _) = &self.out
+            && f.metadata().is_ok_and(|m| m.is_file())
+        {
             f.sync_all().context("syncing the recording")?;
         }
         Ok(())

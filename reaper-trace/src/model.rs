@@ -250,6 +250,35 @@ impl Model {
         }
     }
 
+    /// `zombie` events for the zombies that existed before tracing began (found in `/proc` by
+    /// `seed`): recordings and replays then know them too. `ts` is when tracing began.
+    pub fn zombies_before_trace(&self, ts: u64) -> Vec<Event> {
+        let mut zombies: Vec<&Task> = self
+            .tasks
+            .values()
+            .filter(|t| t.in_scope && t.state == TaskState::Zombie { since: None })
+            .collect();
+        zombies.sort_by_key(|t| t.id.tid);
+        zombies
+            .into_iter()
+            .map(|t| Event::Zombie {
+                ts,
+                task: t.proc(),
+                parent: t
+                    .parent
+                    .map(|p| self.proc_by_id(&p))
+                    .unwrap_or_else(|| t.proc()),
+                status: ExitStatus {
+                    code: None,
+                    signal: None,
+                    core_dumped: false,
+                },
+                autoreaped: false,
+                before_trace: true,
+            })
+            .collect()
+    }
+
     /// The entry for `info`, created (or replacing a stale one of a reused pid) if needed.
     fn learn(&mut self, info: &TaskInfo) -> &mut Task {
         let tid = info.id.tid;
@@ -420,6 +449,7 @@ impl Model {
                 parent: proc_of(&e.parent),
                 status: ExitStatus::from_wait_status(e.exit_code),
                 autoreaped: false,
+                before_trace: false,
             });
         }
     }
@@ -452,6 +482,7 @@ impl Model {
                     ..
                 }
             ),
+            before_trace: false,
         });
         out.push(reap);
     }
@@ -652,6 +683,7 @@ impl Model {
             parent,
             status,
             autoreaped: false,
+            before_trace: false,
         });
         out.push(Event::Reap {
             ts,

@@ -32,6 +32,12 @@ pub struct Session {
 }
 
 impl Session {
+    /// `zombie` events (`before_trace`) for the zombies that existed when tracing began: the
+    /// first events of a session.
+    pub fn zombies_before_trace(&self) -> Vec<Event> {
+        self.model.zombies_before_trace(self.started_ts)
+    }
+
     /// Checks privileges and tracefs, resolves offsets, attaches, and learns existing tasks.
     pub fn start(opts: &SessionOptions) -> Result<Self> {
         preflight::check_privileges()?;

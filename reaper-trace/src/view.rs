@@ -551,18 +551,6 @@ impl View {
         e
     }
 
-    /// A zombie that was one before the events began (the live model found it in `/proc`
-    /// when tracing started): no event will announce it, only its reap.
-    pub fn seed_zombie(&mut self, task: &Proc, reaper: Option<&Proc>, seen: u64) {
-        self.note_ns(task);
-        self.zombies.entry(task.tid).or_insert_with(|| Zombie {
-            task: task.clone(),
-            since: seen,
-            since_known: false,
-            reaper: reaper.cloned(),
-        });
-    }
-
     /// Applies one event.
     pub fn apply(&mut self, ev: &Event) {
         self.generation += 1;
@@ -650,6 +638,7 @@ impl View {
                 task,
                 parent,
                 autoreaped,
+                before_trace,
                 ..
             } => {
                 self.note_ns(task);
@@ -663,7 +652,7 @@ impl View {
                         Zombie {
                             task: task.clone(),
                             since: *ts,
-                            since_known: true,
+                            since_known: !before_trace,
                             reaper: Some(parent.clone()),
                         },
                     );
@@ -927,6 +916,7 @@ pub(crate) mod tests {
             parent: parent.clone(),
             status: ExitStatus::from_wait_status(0),
             autoreaped: false,
+            before_trace: false,
         }
     }
 
@@ -1146,7 +1136,18 @@ pub(crate) mod tests {
     fn zombies_from_before_the_events() {
         let mut v = View::new(S);
         let (z, parent) = (p(70, 1, "old"), p(69, 1, "lazy"));
-        v.seed_zombie(&z, Some(&parent), 100 * S);
+        v.apply(&Event::Zombie {
+            ts: 100 * S,
+            task: z.clone(),
+            parent: parent.clone(),
+            status: ExitStatus {
+                code: None,
+                signal: None,
+                core_dumped: false,
+            },
+            autoreaped: false,
+            before_trace: true,
+        });
         v.set_clock(103 * S);
         let zs = v.zombies(&q());
         assert_eq!(

@@ -474,3 +474,58 @@ fn tree_scope_follows_the_command_and_its_orphans() {
     let seen: Vec<_> = out.iter().map(|e| e.type_name()).collect();
     assert_eq!(seen, ["fork", "fork", "exit", "reparent"], "{out:?}");
 }
+
+#[test]
+fn zombies_from_before_tracing_are_announced_and_reaped() {
+    use reaper_trace::procfs::ProcTask;
+    let mut m = Model::new(Scope::All);
+    let zombie = ProcTask {
+        tid: 70,
+        tgid: 70,
+        ppid: 69,
+        comm: "old".into(),
+        state: 'Z',
+        start_ticks: 12,
+        nspid: vec![70],
+        nstgid: vec![70],
+        pidns: ROOT_NS,
+    };
+    let lazy = ProcTask {
+        tid: 69,
+        ppid: 1,
+        tgid: 69,
+        comm: "lazy".into(),
+        state: 'S',
+        start_ticks: 5,
+        nspid: vec![69],
+        nstgid: vec![69],
+        pidns: ROOT_NS,
+    };
+    m.seed(&[zombie, lazy], 1_000);
+    let before = m.zombies_before_trace(1_000);
+    match before.as_slice() {
+        [
+            Event::Zombie {
+                task,
+                parent,
+                before_trace: true,
+                status,
+                ..
+            },
+        ] => {
+            assert_eq!(
+                (task.pid, parent.pid, parent.comm.as_str()),
+                (70, 69, "lazy")
+            );
+            assert_eq!((status.code, status.signal), (None, None));
+        }
+        other => panic!("{other:?}"),
+    }
+    // Its parent finally waits: reaped, with no known zombie lifetime.
+    let out = apply(
+        &mut m,
+        &[wait4(2_000, info(69, 69, 50_000_000, "lazy"), 70, 0)],
+    );
+    assert_eq!(reaps(&out), [(70, 120_000_000, ReapHow::Wait4, None)]);
+    assert!(m.zombies_before_trace(3_000).is_empty());
+}

@@ -111,11 +111,9 @@ impl Dashboard {
     fn new(feed: Feed, mode: Mode, threshold_ns: u64) -> Self {
         let mut view = View::new(threshold_ns);
         if let Feed::Live(session) = &feed {
-            // Zombies from before tracing began: no event will announce them.
-            let model = &session.model;
-            for z in model.zombies() {
-                let parent = z.parent.and_then(|p| model.task(p.tid)).map(|t| t.proc());
-                view.seed_zombie(&z.proc(), parent.as_ref(), session.started_ts);
+            // Zombies from before tracing began, as `record` writes them first.
+            for ev in session.zombies_before_trace() {
+                view.apply(&ev);
             }
         }
         Self {

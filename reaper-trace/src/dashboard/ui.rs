@@ -749,6 +749,7 @@ mod tests {
                 parent: sh.clone(),
                 status: ExitStatus::from_wait_status(0),
                 autoreaped: false,
+                before_trace: false,
             });
             v.apply(&reap(105 * S + (i + 1) * MS, &c, &sh, Some((i + 1) * MS)));
         }

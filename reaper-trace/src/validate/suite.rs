@@ -714,6 +714,7 @@ mod tests {
                 core_dumped: false,
             },
             autoreaped: false,
+            before_trace: false,
         }
     }
 
