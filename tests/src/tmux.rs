@@ -118,6 +118,14 @@ impl Tmux {
     }
 }
 
+impl Tmux {
+    /// Closes the terminal: the tmux server and its panes go away, as when a user closes the
+    /// window (the pane's processes get SIGHUP and their pty reads fail).
+    pub fn close(&self) {
+        let _ = self.run(&["kill-server"]);
+    }
+}
+
 impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = self.run(&["kill-server"]);

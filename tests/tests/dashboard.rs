@@ -361,3 +361,34 @@ fn a_panic_restores_the_terminal_before_its_message() {
     assert!(screen.contains("EXITED rc=101"), "{screen}");
     assert_terminal_sane(&screen, &tmux);
 }
+
+#[test]
+fn closing_the_terminal_ends_the_dashboard() {
+    let rec = synthetic_recording();
+    let tmux = start_replay(&rec, "");
+    let sh: u32 = tmux.display("#{pane_pid}").parse().expect("pane pid");
+    let children = std::fs::read_to_string(format!("/proc/{sh}/task/{sh}/children")).unwrap();
+    let top: u32 = children
+        .split_whitespace()
+        .next()
+        .expect("the dashboard runs")
+        .parse()
+        .unwrap();
+    tmux.close();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    // Gone, or a zombie of an exited shell's parent: either way no longer running.
+    let running = || {
+        std::fs::read_to_string(format!("/proc/{top}/stat")).is_ok_and(|s| {
+            s.rsplit_once(')')
+                .is_some_and(|(_, r)| !r.trim_start().starts_with('Z'))
+        })
+    };
+    while running() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if running() {
+        // SAFETY: cleaning up the process this test started.
+        unsafe { libc::kill(top as i32, libc::SIGKILL) };
+        panic!("the dashboard kept running after its terminal closed");
+    }
+}

@@ -53,8 +53,8 @@ impl Input {
 impl Drop for Input {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        // Not joined: when the terminal has gone away (its pty closed), crossterm's read can
+        // spin on end-of-file and never return; the thread ends with the process.
+        drop(self.thread.take());
     }
 }

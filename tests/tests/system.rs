@@ -1,0 +1,486 @@
+//! End-to-end tests of system-wide recordings and of the machine-wide effects of `record`:
+//! a fork burst (nothing silently dropped), stopping with SIGTERM or Ctrl-C, user errors,
+//! programs detached on exit, and mounting tracefs.
+//!
+//! These look at the whole machine (system-wide recordings, loaded programs, the tracefs
+//! mount), so they are kept apart from the tests that trace one tree (`tree.rs`, another test
+//! binary: cargo runs test binaries one after the other). Among themselves they share
+//! `GLOBAL`: the tracefs test, which unmounts tracefs under everyone's feet, takes it
+//! exclusively; the others can overlap, since a concurrent recording disturbs neither their
+//! assertions nor the program check (`assert_programs_released` ignores programs a live
+//! process holds).
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
+
+use reaper_trace_tests::{
+    ChildGuard, TempPath, Trace, assert_consistent, assert_consistent_for,
+    assert_programs_released, our_programs, reaper_trace, require_root, wait_for_header,
+};
+use serde_json::Value;
+
+static GLOBAL: RwLock<()> = RwLock::new(());
+
+fn shared() -> RwLockReadGuard<'static, ()> {
+    GLOBAL.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn exclusive() -> RwLockWriteGuard<'static, ()> {
+    GLOBAL.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// How long `record` may take to load and attach its programs (the verifier is slow on the
+/// exit program, more so when several recordings start at once).
+const ATTACH_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Starts `reaper-trace record -q -o PATH ARGS` in the background.
+fn start_record(path: &Path, args: &[&str]) -> ChildGuard {
+    let child = Command::new(reaper_trace())
+        .args(["record", "-q", "-o"])
+        .arg(path)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("reaper-trace runs");
+    ChildGuard::new(child)
+}
+
+/// Reads a recording, checking it is whole JSON Lines (every line, the last one included,
+/// ends with a newline and parses).
+fn read_whole(path: &Path) -> Trace {
+    let text = std::fs::read_to_string(path).expect("recording readable");
+    assert!(
+        text.ends_with('\n'),
+        "the recording ends in the middle of a line"
+    );
+    Trace::read(path)
+}
+
+/// Forks a process that forks `n` children which exit at once, then reaps them all and exits
+/// (0 when every fork succeeded). Returns its pid; the caller waits for it.
+fn fork_burst(n: usize) -> libc::pid_t {
+    // SAFETY: the child only calls async-signal-safe functions (fork, waitpid, _exit) before
+    // it exits, as required after fork in a multi-threaded process.
+    unsafe {
+        match libc::fork() {
+            -1 => panic!("fork: {}", std::io::Error::last_os_error()),
+            0 => {
+                let mut code = 0;
+                for _ in 0..n {
+                    match libc::fork() {
+                        -1 => {
+                            code = 1;
+                            break;
+                        }
+                        0 => libc::_exit(0),
+                        _ => {}
+                    }
+                }
+                while libc::waitpid(-1, std::ptr::null_mut(), 0) > 0 {}
+                libc::_exit(code)
+            }
+            pid => pid,
+        }
+    }
+}
+
+fn wait_pid(pid: libc::pid_t) -> i32 {
+    let mut status = 0;
+    // SAFETY: waiting for our own child.
+    let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert_eq!(r, pid, "waitpid: {}", std::io::Error::last_os_error());
+    status
+}
+
+/// Records the whole machine for 4 s while `parents` processes at once each fork `BURST`
+/// short-lived children, and checks that what was not recorded was counted as lost.
+fn burst_recording(ring_mib: Option<&str>, parents: usize) {
+    const BURST: usize = 3000;
+    let out = TempPath::new("burst.jsonl");
+    let mut args = vec!["--duration", "4s"];
+    if let Some(mib) = ring_mib {
+        args.extend(["--ring-mib", mib]);
+    }
+    let mut rec = start_record(&out.0, &args);
+    wait_for_header(&out.0, &mut rec, ATTACH_TIMEOUT);
+
+    let started = Instant::now();
+    let pids: Vec<libc::pid_t> = (0..parents).map(|_| fork_burst(BURST)).collect();
+    for &pid in &pids {
+        let status = wait_pid(pid);
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "a burst could not fork {BURST} children (status {status:#x})"
+        );
+    }
+    let burst_time = started.elapsed();
+
+    // Generous: a recorder starved of CPU by a loaded machine catches up before it stops.
+    let status = rec
+        .wait_timeout(Duration::from_secs(60))
+        .expect("record --duration 4s stops by itself");
+    assert!(
+        status.success(),
+        "record failed: {status}: {}",
+        rec.stderr()
+    );
+    let trace = read_whole(&out.0);
+
+    let mut all = HashSet::new();
+    let mut missing = [0u64; 3];
+    for &pid in &pids {
+        let parent = pid as u32;
+        // The burst's children, however they show up (a fork record may be lost while the
+        // child's exit is not).
+        let children_in = |ty: &str, field: &str, link: &str| -> HashSet<u64> {
+            trace
+                .of_type(ty)
+                .filter(|e| e[link]["pid"] == parent && e[field]["pid"] != parent)
+                .map(|e| e[field]["pid"].as_u64().expect("pid"))
+                .collect()
+        };
+        let seen = [
+            children_in("fork", "child", "parent"),
+            children_in("exit", "task", "parent"),
+            children_in("zombie", "task", "parent"),
+        ];
+        assert!(
+            !seen[0].is_empty() && !seen[1].is_empty(),
+            "nothing of burst {parent} was recorded"
+        );
+        for (m, s) in missing.iter_mut().zip(&seen) {
+            assert!(
+                s.len() <= BURST,
+                "more children than the burst forked: {}",
+                s.len()
+            );
+            *m += (BURST - s.len()) as u64;
+        }
+        all.insert(u64::from(parent));
+        all.extend(seen.into_iter().flatten());
+    }
+    let lost: Vec<(&str, u64)> = trace
+        .of_type("lost")
+        .map(|e| {
+            (
+                e["what"].as_str().unwrap_or("?"),
+                e["count"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    eprintln!(
+        "{parents} x {BURST} processes in {burst_time:?} (ring {} MiB): missing fork/exit/zombie {missing:?}, lost events {lost:?}",
+        ring_mib.unwrap_or("default")
+    );
+    // Never silently dropped: every record missing is counted in a `lost` event.
+    for (what, missing) in ["fork", "exit", "zombie"].into_iter().zip(missing) {
+        let lost = trace.lost(what);
+        assert!(
+            missing <= lost,
+            "{what}: {missing} records of the burst missing but only {lost} reported lost"
+        );
+    }
+    // Every zombie of the burst was reaped in the recording, after it became one.
+    let checked = assert_consistent_for(&trace, |task| {
+        task["pid"].as_u64().is_some_and(|p| all.contains(&p))
+    });
+    assert!(checked > 0, "no zombie of the burst was recorded");
+}
+
+#[test]
+fn burst_of_short_lived_processes_is_recorded_or_counted_lost() {
+    require_root();
+    let _g = shared();
+    burst_recording(None, 1);
+}
+
+#[test]
+fn burst_with_a_small_ring_buffer_counts_what_it_loses() {
+    require_root();
+    let _g = shared();
+    burst_recording(Some("1"), 2);
+}
+
+/// Starts a system-wide recording, stops it with `sig` once it is attached, and checks it
+/// stops cleanly and detaches.
+fn stop_with_signal(sig: i32, name: &str) {
+    let before = our_programs();
+    let out = TempPath::new("signal.jsonl");
+    let mut rec = start_record(&out.0, &[]);
+    wait_for_header(&out.0, &mut rec, ATTACH_TIMEOUT);
+    std::thread::sleep(Duration::from_millis(300));
+    rec.signal(sig);
+    let sent = Instant::now();
+    let status = rec
+        .wait_timeout(Duration::from_secs(3))
+        .unwrap_or_else(|| panic!("record still running 3 s after {name}"));
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "record after {name}: {status}: {}",
+        rec.stderr()
+    );
+    eprintln!("record stopped {:?} after {name}", sent.elapsed());
+    let trace = read_whole(&out.0);
+    assert!(trace.header["command"].is_null(), "{}", trace.header);
+    assert_programs_released(&before, name);
+}
+
+#[test]
+fn sigterm_stops_a_recording_cleanly() {
+    require_root();
+    let _g = shared();
+    stop_with_signal(libc::SIGTERM, "SIGTERM");
+}
+
+#[test]
+fn ctrl_c_stops_a_recording_cleanly() {
+    require_root();
+    let _g = shared();
+    stop_with_signal(libc::SIGINT, "SIGINT");
+}
+
+#[test]
+fn programs_are_detached_after_a_command_exits() {
+    require_root();
+    let _g = shared();
+    let before = our_programs();
+    let out = TempPath::new("true.jsonl");
+    let status = Command::new(reaper_trace())
+        .args(["record", "-q", "-o"])
+        .arg(&out.0)
+        .args(["--", "true"])
+        .status()
+        .expect("reaper-trace runs");
+    assert!(status.success(), "{status}");
+    let trace = read_whole(&out.0);
+    assert!(
+        trace.of_type("exec").any(|e| e["args"][0] == "true"),
+        "the command was traced:\n{}",
+        trace.dump()
+    );
+    assert_consistent(&trace);
+    assert_programs_released(&before, "record -- true");
+}
+
+/// Checks a user error: non-zero exit, one line on standard error, and, for reaper-trace's
+/// own errors, nothing else. clap's errors are one `error:` line followed by its usual usage
+/// hint lines. Returns the error line.
+fn assert_user_error(output: &std::process::Output) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!output.status.success(), "a user error must fail: {stderr}");
+    assert_ne!(output.status.code(), None, "killed by a signal: {stderr}");
+    let first = stderr.lines().next().unwrap_or_default().to_string();
+    if first.starts_with("reaper-trace: error: ") {
+        assert_eq!(
+            stderr,
+            format!("{first}\n"),
+            "the error message is exactly one line"
+        );
+    } else if first.starts_with("error: ") {
+        for line in stderr
+            .lines()
+            .skip(1)
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+        {
+            assert!(
+                ["tip:", "Usage:", "For more information"]
+                    .iter()
+                    .any(|p| line.starts_with(p)),
+                "unexpected line after clap's error: {line:?} in {stderr:?}"
+            );
+        }
+    } else {
+        panic!("not an error message: {stderr:?}");
+    }
+    assert!(
+        first.len() > 30,
+        "a message that says what to do: {first:?}"
+    );
+    first
+}
+
+#[test]
+fn user_errors_fail_with_one_line_before_attaching() {
+    require_root();
+    let _g = shared();
+    let bin = reaper_trace();
+    let before = our_programs();
+    let out = TempPath::new("error.jsonl");
+    let run = |args: &[&str]| {
+        Command::new(&bin)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("reaper-trace runs")
+    };
+    let path = out.0.to_str().expect("utf-8 temp path");
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["record", "-o", "/nonexistent/x.jsonl", "--", "true"],
+            "/nonexistent/x.jsonl",
+        ),
+        (&["record", "-o", path, "--bogus"], "--bogus"),
+        (
+            &["record", "-o", path, "--duration", "3x", "--", "true"],
+            "3x",
+        ),
+        (
+            &["record", "-o", path, "--", "/no/such/cmd"],
+            "/no/such/cmd",
+        ),
+    ];
+    for (args, names) in cases {
+        let started = Instant::now();
+        let output = run(args);
+        let line = assert_user_error(&output);
+        assert!(
+            line.contains(names),
+            "{args:?}: the message names {names}: {line}"
+        );
+        assert!(
+            !out.0.exists() && !Path::new("/nonexistent").exists(),
+            "{args:?}: a failed run created its output"
+        );
+        // Nothing was loaded: the verifier alone takes longer than this.
+        assert!(
+            started.elapsed() < Duration::from_millis(1500),
+            "{args:?} took {:?}: checked after loading the programs?",
+            started.elapsed()
+        );
+    }
+    assert_programs_released(&before, "user errors");
+}
+
+#[test]
+fn without_privileges_record_says_to_run_as_root() {
+    require_root();
+    let _g = shared();
+    let setpriv = Command::new("setpriv").arg("--version").output();
+    assert!(
+        setpriv.is_ok_and(|o| o.status.success()),
+        "setpriv (util-linux) is needed to drop privileges"
+    );
+    let before = our_programs();
+    // A directory nobody (uid 65534) may create files in... except for the sticky /tmp,
+    // which is where TempPath lives: the output would be created if it were opened first.
+    let out = TempPath::new("unprivileged.jsonl");
+    let output = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(reaper_trace())
+        .args(["record", "-o"])
+        .arg(&out.0)
+        .args(["--", "true"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("setpriv runs");
+    let line = assert_user_error(&output);
+    assert!(
+        line.contains("CAP_BPF") && line.contains("CAP_PERFMON"),
+        "names the capabilities: {line}"
+    );
+    assert!(line.contains("as root"), "says to run as root: {line}");
+    assert!(
+        !out.0.exists(),
+        "the output was created before the privilege check"
+    );
+    assert_programs_released(&before, "an unprivileged run");
+}
+
+const TRACEFS: &str = "/sys/kernel/tracing";
+
+fn tracefs_mounted() -> bool {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    info.lines().any(|l| {
+        let mut fields = l.split(' ');
+        let mount_point = fields.nth(4);
+        let fstype = l.split(" - ").nth(1).and_then(|r| r.split(' ').next());
+        mount_point == Some(TRACEFS) && fstype == Some("tracefs")
+    })
+}
+
+fn mount_tracefs() {
+    let status = Command::new("mount")
+        .args(["-t", "tracefs", "tracefs", TRACEFS])
+        .status()
+        .expect("mount runs");
+    assert!(status.success(), "mount -t tracefs failed: {status}");
+}
+
+/// Leaves tracefs mounted, whatever happens to the test.
+struct RemountTracefs;
+
+impl Drop for RemountTracefs {
+    fn drop(&mut self) {
+        if !tracefs_mounted() {
+            let _ = Command::new("mount")
+                .args(["-t", "tracefs", "tracefs", TRACEFS])
+                .status();
+        }
+    }
+}
+
+#[test]
+fn record_mounts_tracefs_when_it_is_missing() {
+    require_root();
+    let _g = exclusive();
+    assert!(
+        !Path::new("/sys/kernel/debug/tracing/events").is_dir(),
+        "tracefs is reachable through debugfs: it cannot be made missing"
+    );
+    if !tracefs_mounted() {
+        mount_tracefs();
+    }
+    let _restore = RemountTracefs;
+    let mut tries = 0;
+    while tracefs_mounted() {
+        let status = Command::new("umount")
+            .arg(TRACEFS)
+            .status()
+            .expect("umount runs");
+        if !status.success() {
+            tries += 1;
+            assert!(tries < 20, "cannot unmount {TRACEFS}: something uses it");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    assert!(!Path::new(TRACEFS).join("events").is_dir());
+
+    let before = our_programs();
+    let out = TempPath::new("tracefs.jsonl");
+    let output = Command::new(reaper_trace())
+        .args(["record", "-o"])
+        .arg(&out.0)
+        .args(["--", "true"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("reaper-trace runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{}: {stderr}", output.status);
+    let notes: Vec<&str> = stderr.lines().filter(|l| l.contains("mounted")).collect();
+    assert_eq!(
+        notes,
+        [format!("reaper-trace: mounted tracefs at {TRACEFS}")],
+        "one note about mounting tracefs: {stderr}"
+    );
+    assert!(tracefs_mounted(), "record left tracefs unmounted");
+    let trace = read_whole(&out.0);
+    let exec: Vec<&Value> = trace
+        .of_type("exec")
+        .filter(|e| e["args"][0] == "true")
+        .collect();
+    assert_eq!(exec.len(), 1, "the command was traced:\n{}", trace.dump());
+    assert!(
+        trace.of_type("reap").any(|e| e["how"] == "wait4"),
+        "the wait4 tracepoint (which needs tracefs) worked:\n{}",
+        trace.dump()
+    );
+    assert_consistent(&trace);
+    assert_programs_released(&before, "record with tracefs mounted by it");
+}
