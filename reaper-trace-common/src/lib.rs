@@ -41,7 +41,10 @@ pub mod kind {
     /// Not a record: the slot of [`super::LOST_SLOTS`] that counts children of an exiting
     /// task that could not be followed (more than `MAX_CHILDREN`, or the pending map was full).
     pub const CHILDREN_OVERFLOW: u32 = 9;
-    pub const COUNT: u32 = 10;
+    /// Not a record: wait4/waitid/prctl calls whose arguments could not be kept until the
+    /// syscall returned (the map of pending calls was full); their results are not seen.
+    pub const CALLS_FULL: u32 = 10;
+    pub const COUNT: u32 = 11;
 }
 
 /// Number of slots in the per-CPU lost-event counter map, indexed by [`kind`].

@@ -86,7 +86,9 @@ static SCRATCH: PerCpuArray<PendingChildren> = PerCpuArray::with_max_entries(1, 
 
 /// Arguments of in-flight wait4/waitid/prctl calls, keyed by tid.
 #[map]
-static CALLS: HashMap<u32, PendingCall> = HashMap::with_max_entries(8192, 0);
+/// One slot per possible tid at the default `pid_max` (32768): full only on machines that
+/// raised it and have that many threads inside these calls at once.
+static CALLS: HashMap<u32, PendingCall> = HashMap::with_max_entries(32768, 0);
 
 const PF_EXITING: u32 = 0x0000_0004;
 const TASK_DEAD: u32 = 0x80;
@@ -660,10 +662,10 @@ fn current_tid() -> u32 {
 }
 
 #[inline(always)]
-fn remember_call(arg0: u64, arg1: u64, arg2: u64, lost_kind: u32) {
+fn remember_call(arg0: u64, arg1: u64, arg2: u64) {
     let call = PendingCall { arg0, arg1, arg2 };
     if CALLS.insert(current_tid(), &call, 0).is_err() {
-        count_lost(lost_kind);
+        count_lost(kind::CALLS_FULL);
     }
 }
 
@@ -716,7 +718,7 @@ fn tp_ret(ctx: &TracePointContext) -> i64 {
 pub fn sys_enter_wait4(ctx: TracePointContext) -> u32 {
     if enabled() {
         // upid, stat_addr, options
-        remember_call(tp_arg(&ctx, 1), tp_arg(&ctx, 2), 0, kind::WAIT);
+        remember_call(tp_arg(&ctx, 1), tp_arg(&ctx, 2), 0);
     }
     0
 }
@@ -746,7 +748,7 @@ pub fn sys_exit_wait4(ctx: TracePointContext) -> u32 {
 pub fn sys_enter_waitid(ctx: TracePointContext) -> u32 {
     if enabled() {
         // infop, options
-        remember_call(tp_arg(&ctx, 2), tp_arg(&ctx, 3), 0, kind::WAIT);
+        remember_call(tp_arg(&ctx, 2), tp_arg(&ctx, 3), 0);
     }
     0
 }
@@ -779,7 +781,7 @@ pub fn sys_exit_waitid(ctx: TracePointContext) -> u32 {
 #[tracepoint(category = "syscalls", name = "sys_enter_prctl")]
 pub fn sys_enter_prctl(ctx: TracePointContext) -> u32 {
     if enabled() && tp_arg(&ctx, 0) == PR_SET_CHILD_SUBREAPER {
-        remember_call(tp_arg(&ctx, 1), 0, 0, kind::SUBREAPER);
+        remember_call(tp_arg(&ctx, 1), 0, 0);
     }
     0
 }

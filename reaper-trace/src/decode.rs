@@ -75,6 +75,7 @@ pub fn kind_name(k: u32) -> &'static str {
         kind::FREE => "free",
         kind::SUBREAPER => "subreaper",
         kind::CHILDREN_OVERFLOW => "children",
+        kind::CALLS_FULL => "pending_calls",
         _ => "unknown",
     }
 }

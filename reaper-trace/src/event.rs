@@ -240,8 +240,8 @@ pub enum Event {
     /// Kernel records that did not fit in the ring buffer, or children not followed.
     Lost {
         ts: u64,
-        /// Which record kind was lost (`fork`, `exit`, ..., or `children` for adoptions not
-        /// followed).
+        /// Which record kind was lost (`fork`, `exit`, ...), `children` for adoptions not
+        /// followed, or `pending_calls` for wait/prctl calls whose result went unseen.
         what: String,
         count: u64,
     },

@@ -214,8 +214,42 @@ fn run(cli: Cli) -> Result<i32> {
     }
 }
 
+/// clap's usage errors end with usage and tip lines: keep the error itself on one line, say
+/// where help is, and exit 2 as clap would. Help and version requests print as usual.
+fn parse_cli() -> Result<Cli, ExitCode> {
+    use clap::error::ErrorKind;
+    Cli::try_parse().map_err(|e| match e.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            ExitCode::from(if e.use_stderr() { 2 } else { 0 })
+        }
+        _ => {
+            eprintln!(
+                "reaper-trace: error: {}",
+                one_line_usage_error(&e.to_string())
+            );
+            ExitCode::from(2)
+        }
+    })
+}
+
+fn one_line_usage_error(rendered: &str) -> String {
+    let first = rendered
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_default()
+        .trim();
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    format!("{first} (see `reaper-trace --help`)")
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse_cli() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     match run(cli) {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
@@ -228,6 +262,19 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn usage_errors_are_one_line() {
+        let e = Cli::try_parse_from(["reaper-trace", "record", "--bogus"]).unwrap_err();
+        let line = one_line_usage_error(&e.to_string());
+        assert!(!line.contains('\n'), "{line}");
+        assert!(
+            line.contains("--bogus") && line.ends_with("(see `reaper-trace --help`)"),
+            "{line}"
+        );
+        let e = Cli::try_parse_from(["reaper-trace", "record", "-d", "3x"]).unwrap_err();
+        assert!(one_line_usage_error(&e.to_string()).contains("unknown unit"));
+    }
 
     #[test]
     fn durations() {
