@@ -265,14 +265,18 @@ mod tests {
 
     #[test]
     fn usage_errors_are_one_line() {
-        let e = Cli::try_parse_from(["reaper-trace", "record", "--bogus"]).unwrap_err();
+        let e = Cli::try_parse_from(["reaper-trace", "record", "--bogus"])
+            .err()
+            .expect("an error");
         let line = one_line_usage_error(&e.to_string());
         assert!(!line.contains('\n'), "{line}");
         assert!(
             line.contains("--bogus") && line.ends_with("(see `reaper-trace --help`)"),
             "{line}"
         );
-        let e = Cli::try_parse_from(["reaper-trace", "record", "-d", "3x"]).unwrap_err();
+        let e = Cli::try_parse_from(["reaper-trace", "record", "-d", "3x"])
+            .err()
+            .expect("an error");
         assert!(one_line_usage_error(&e.to_string()).contains("unknown unit"));
     }
 
