@@ -747,6 +747,34 @@ impl Model {
         }
     }
 
+    /// At the end of a session, once every record has been read: tasks released at their
+    /// final switch that no wait claimed were auto-reaped (their free may not have come yet),
+    /// and zombies no longer in `/proc` lost their reap record, however young.
+    pub fn finish(&mut self, now: u64, out: &mut Vec<Event>) {
+        let mut released: Vec<Task> = self
+            .tasks
+            .values()
+            .filter(|t| matches!(t.state, TaskState::Released { .. }))
+            .cloned()
+            .collect();
+        released.sort_by_key(|t| t.id.tid);
+        for task in released {
+            if let TaskState::Released { at, exit_code } = task.state {
+                self.tasks.remove(&task.id.tid);
+                self.forget_zombie_pids(&task);
+                let reap = Event::Reap {
+                    ts: at,
+                    task: task.proc(),
+                    reaper: task.parent.map(|p| self.proc_by_id(&p)),
+                    how: ReapHow::Auto,
+                    zombie_ns: Some(0),
+                };
+                self.report_released(&task, at, exit_code, reap, out);
+            }
+        }
+        self.reconcile(now, 0, out);
+    }
+
     /// Zombies the kernel no longer has but whose reap was never seen (its records were lost):
     /// reported as reaped with `how: vanished` and dropped, so the model never keeps a zombie
     /// the kernel has reaped. `older_than` spares zombies whose reap record may be in flight.

@@ -115,8 +115,7 @@ pub async fn run(opts: RecordOptions) -> Result<i32> {
         let _ = c.start_kill();
         code = c.wait().await.map(exit_code).unwrap_or(1);
     }
-    session.poll(&mut events);
-    session.housekeeping(&mut events);
+    session.finish(&mut events);
     for ev in events.drain(..) {
         writer.event(&ev)?;
     }

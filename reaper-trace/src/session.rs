@@ -78,6 +78,13 @@ impl Session {
         n
     }
 
+    /// The last records, lost counts and reconciliation of a session that is ending.
+    pub fn finish(&mut self, out: &mut Vec<Event>) {
+        self.poll(out);
+        self.housekeeping(out);
+        self.model.finish(boottime_ns(), out);
+    }
+
     /// Reports lost records and drops zombies the kernel no longer has.
     pub fn housekeeping(&mut self, out: &mut Vec<Event>) {
         self.last_housekeeping = Instant::now();

@@ -529,3 +529,30 @@ fn zombies_from_before_tracing_are_announced_and_reaped() {
     assert_eq!(reaps(&out), [(70, 120_000_000, ReapHow::Wait4, None)]);
     assert!(m.zombies_before_trace(3_000).is_empty());
 }
+
+#[test]
+fn finishing_a_session_leaves_no_zombie_behind() {
+    let mut m = Model::new(Scope::All);
+    let parent = info(10, 10, 1, "parent");
+    // Pids above pid_max: certainly not in /proc.
+    let released = info(4_000_001, 4_000_001, 50, "released");
+    let lost = info(4_000_002, 4_000_002, 60, "lost-reap");
+    let mut out = apply(
+        &mut m,
+        &[
+            fork(100, parent, released),
+            fork(110, parent, lost),
+            dead(200, released, parent, exit_state::EXIT_DEAD),
+            dead(210, lost, parent, exit_state::EXIT_ZOMBIE),
+        ],
+    );
+    m.finish(300, &mut out);
+    assert_eq!(
+        reaps(&out),
+        [
+            (4_000_001, 50, ReapHow::Auto, Some(0)),
+            (4_000_002, 60, ReapHow::Vanished, Some(90))
+        ]
+    );
+    assert_eq!(m.zombies().count(), 0);
+}
