@@ -38,9 +38,29 @@ fn fork_storm(n: usize) -> f64 {
     n as f64 / start.elapsed().as_secs_f64()
 }
 
-/// Two processes bounce a byte over pipes; returns round trips per second (two context
-/// switches each on one CPU, or cross-CPU wakeups on two).
+/// Pins the calling process to CPU 0 (inherited by children); returns the previous mask.
+fn pin_to_cpu0() -> libc::cpu_set_t {
+    // SAFETY: plain sched_{get,set}affinity on this process with sets we own.
+    unsafe {
+        let mut old: libc::cpu_set_t = std::mem::zeroed();
+        libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut old);
+        let mut one: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(0, &mut one);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &one);
+        old
+    }
+}
+
+fn restore_affinity(old: &libc::cpu_set_t) {
+    // SAFETY: as above.
+    unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), old) };
+}
+
+/// Two processes on one CPU bounce a byte over pipes; returns round trips per second. Each
+/// round trip is two context switches, so this measures the `sched_switch` hot path (on two
+/// CPUs the figure would mostly measure wake-up latency and idle states).
 fn ping_pong(n: usize) -> f64 {
+    let old = pin_to_cpu0();
     let (mut a_r, mut a_w) = pipe();
     let (mut b_r, mut b_w) = pipe();
     // SAFETY: the child only uses the pipes and exits.
@@ -64,6 +84,7 @@ fn ping_pong(n: usize) -> f64 {
     let mut status = 0;
     // SAFETY: waiting for our child.
     unsafe { libc::waitpid(pid, &mut status, 0) };
+    restore_affinity(&old);
     rate
 }
 
@@ -98,6 +119,44 @@ fn peak_rss_kib(pid: u32) -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
 }
+
+/// Run counts and total run time of the programs a process holds, from the kernel's BPF
+/// statistics (`kernel.bpf_stats_enabled`): (name, runs, nanoseconds).
+fn program_stats(pid: u32) -> Vec<(String, u64, u64)> {
+    let out = Command::new("bpftool")
+        .args(["prog", "show", "--json"])
+        .output()
+        .map(|o| o.stdout)
+        .unwrap_or_default();
+    let progs: Vec<serde_json::Value> = serde_json::from_slice(&out).unwrap_or_default();
+    // The process's programs: the `prog_id` of its descriptors (links hold the programs).
+    let ids: Vec<u64> = std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
+        .map(|d| {
+            d.filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+                .flat_map(|info| {
+                    info.lines()
+                        .filter_map(|l| l.strip_prefix("prog_id:")?.trim().parse().ok())
+                        .collect::<Vec<u64>>()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut stats: Vec<(String, u64, u64)> = progs
+        .iter()
+        .filter(|p| p["id"].as_u64().is_some_and(|id| ids.contains(&id)))
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap_or("?").to_string(),
+                p["run_cnt"].as_u64().unwrap_or(0),
+                p["run_time_ns"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    stats.sort();
+    stats
+}
+
+const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
 
 fn start_recorder(out: &TempPath) -> Child {
     let child = Command::new(reaper_trace())
@@ -139,6 +198,9 @@ fn main() {
     let mut traced_ping = Vec::new();
     let (mut storm_cpu, mut storm_secs, mut ping_cpu, mut rss) = (0.0, 0.0, 0.0, 0);
     let (mut events, mut lost) = (0usize, 0u64);
+    let mut stats = Vec::new();
+    let stats_before = std::fs::read_to_string(BPF_STATS).unwrap_or_default();
+    let _ = std::fs::write(BPF_STATS, "1");
     for _ in 0..ROUNDS {
         base_fork.push(fork_storm(FORKS));
         base_ping.push(ping_pong(PINGS));
@@ -155,6 +217,7 @@ fn main() {
         let cpu1 = cpu_seconds(pid);
         traced_ping.push(ping_pong(PINGS));
         let cpu2 = cpu_seconds(pid);
+        stats = program_stats(pid);
         storm_cpu += cpu1 - cpu0;
         ping_cpu += cpu2 - cpu1;
         rss = rss.max(peak_rss_kib(pid));
@@ -167,6 +230,9 @@ fn main() {
             .filter(|l| l.contains("\"type\":\"lost\""))
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?["count"].as_u64())
             .sum::<u64>();
+    }
+    if !stats_before.trim().is_empty() {
+        let _ = std::fs::write(BPF_STATS, stats_before.trim());
     }
     let (base_fork, base_ping) = (median(base_fork), median(base_ping));
     let (traced_fork, traced_ping) = (median(traced_fork), median(traced_ping));
@@ -185,6 +251,13 @@ fn main() {
     );
     println!("recorder CPU during ping-pong (context switches only): {ping_cpu:.2} s");
     println!("recorder peak RSS: {rss} KiB; events written: {events}; lost: {lost}");
+    println!("kernel programs, last round (kernel.bpf_stats_enabled):");
+    for (name, runs, ns) in &stats {
+        println!(
+            "  {name:16} {runs:>10} runs  {:>8.0} ns/run",
+            *ns as f64 / (*runs).max(1) as f64
+        );
+    }
     println!(
         "(medians of {ROUNDS} alternating rounds; a ratio near 1.0 means tracing costs little)"
     );
