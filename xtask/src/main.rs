@@ -210,18 +210,13 @@ fn real_main() -> Result<ExitCode> {
         Some("bench") => {
             setup(true)?;
             let dir = build(true)?;
-            let mut bench = cargo(&[
-                "run",
-                "--release",
-                "-p",
-                "reaper-trace-tests",
-                "--bin",
-                "bench",
-                "--",
-            ]);
-            bench.env("REAPER_TRACE_BIN", dir.join("reaper-trace"));
-            bench.args(passthrough);
-            run(&mut bench)?;
+            // Tracing cost, then the dashboard's own CPU under load.
+            for bin in ["bench", "bench_dashboard"] {
+                let mut bench =
+                    cargo(&["run", "--release", "-p", "reaper-trace-tests", "--bin", bin]);
+                bench.env("REAPER_TRACE_BIN", dir.join("reaper-trace"));
+                run(&mut bench)?;
+            }
             Ok(ExitCode::SUCCESS)
         }
         Some("help") | Some("-h") | Some("--help") | None => {
