@@ -66,9 +66,8 @@ pub struct Zombies {
     pub left_in_proc: Option<u32>,
     /// Of the orphans, how many their reaper reaped with a `wait` call.
     pub reaped_by_wait: u32,
-    /// Of the orphans, how many were recorded as released by their reaper without a wait
-    /// (`auto`): the reaper ignores SIGCHLD, or its wait won the race with the orphan's last
-    /// context switch (reaper-trace then records the reap as `auto`).
+    /// Of the orphans, how many their reaper released without a wait (`auto`): it ignores
+    /// SIGCHLD (or set SA_NOCLDWAIT), which reaps as surely as waiting.
     pub reaped_auto: u32,
     /// Of the orphans, how many another process reaped.
     pub reaped_by_other: u32,

@@ -287,7 +287,8 @@ fn zombie_stats(events: &[Event], orphans: &[u32], reaper: u32) -> Zombies {
     z
 }
 
-/// Reaped by the reaper itself (a wait, or recorded as auto), none by another process.
+/// Reaped by the reaper itself (a wait, or auto-reaped because it ignores SIGCHLD), none by
+/// another process.
 fn all_reaped_by_reaper(z: &Zombies) -> bool {
     z.reaped_by_wait + z.reaped_auto == z.orphans && z.reaped_by_other == 0
 }
@@ -296,7 +297,7 @@ fn all_reaped_by_reaper(z: &Zombies) -> bool {
 fn auto_note(z: &Zombies) -> String {
     if z.reaped_auto > 0 {
         format!(
-            " ({} recorded as `auto`: the wait won the race with the task's last switch)",
+            " ({} auto-reaped: the reaper ignores SIGCHLD)",
             z.reaped_auto
         )
     } else {
@@ -882,8 +883,7 @@ mod tests {
         assert_eq!(r.status, Status::Fail);
         assert!(r.reason.unwrap().contains("250.0 ms"));
 
-        // A wait that won the race with the orphan's last switch is recorded as `auto`: still
-        // reaped by the init, and said so.
+        // An init that ignores SIGCHLD auto-reaps: still reaped by the init, and said so.
         let mut raced = ev.clone();
         let first_reap = raced
             .iter_mut()
@@ -892,7 +892,7 @@ mod tests {
         *first_reap = reap(3, orphans[0], 50, ReapHow::Auto, 0);
         let r = evaluate(spec, &rep, &raced);
         assert_eq!(r.status, Status::Pass, "{r:?}");
-        assert!(r.notes[0].contains("(1 recorded as `auto`"), "{r:?}");
+        assert!(r.notes[0].contains("(1 auto-reaped"), "{r:?}");
         // Reaped by someone else than PID 1: not what the scenario is about.
         let mut other = ev.clone();
         let first_reap = other
