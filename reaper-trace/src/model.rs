@@ -194,8 +194,7 @@ impl Model {
     }
 
     /// Learns the tasks that exist before tracing starts.
-    pub fn seed(&mut self, tasks: &[ProcTask], now: u64) {
-        let _ = now;
+    pub fn seed(&mut self, tasks: &[ProcTask]) {
         for p in tasks {
             let mut task = Task {
                 id: TaskId {
@@ -708,20 +707,12 @@ impl Model {
         else {
             return;
         };
-        self.tasks.remove(&e.task.tid);
-        self.forget_zombie_pids(&task);
-        if let TaskState::Released { at, exit_code } = task.state {
-            // No wait claimed it: it was auto-reaped at its exit.
-            let reap = Event::Reap {
-                ts: at,
-                task: task.proc(),
-                reaper: task.parent.map(|p| self.proc_by_id(&p)),
-                how: ReapHow::Auto,
-                zombie_ns: Some(0),
-            };
-            self.report_released(&task, at, exit_code, reap, out);
+        if matches!(task.state, TaskState::Released { .. }) {
+            self.auto_reaped(task, out);
             return;
         }
+        self.tasks.remove(&e.task.tid);
+        self.forget_zombie_pids(&task);
         if let TaskState::Zombie { since } = task.state
             && task.in_scope
         {
@@ -759,20 +750,27 @@ impl Model {
             .collect();
         released.sort_by_key(|t| t.id.tid);
         for task in released {
-            if let TaskState::Released { at, exit_code } = task.state {
-                self.tasks.remove(&task.id.tid);
-                self.forget_zombie_pids(&task);
-                let reap = Event::Reap {
-                    ts: at,
-                    task: task.proc(),
-                    reaper: task.parent.map(|p| self.proc_by_id(&p)),
-                    how: ReapHow::Auto,
-                    zombie_ns: Some(0),
-                };
-                self.report_released(&task, at, exit_code, reap, out);
-            }
+            self.auto_reaped(task, out);
         }
         self.reconcile(now, 0, out);
+    }
+
+    /// A task released at its final switch that no wait claimed: it was auto-reaped at its
+    /// exit. Forgets it and reports its zombie and reap.
+    fn auto_reaped(&mut self, task: Task, out: &mut Vec<Event>) {
+        let TaskState::Released { at, exit_code } = task.state else {
+            return;
+        };
+        self.tasks.remove(&task.id.tid);
+        self.forget_zombie_pids(&task);
+        let reap = Event::Reap {
+            ts: at,
+            task: task.proc(),
+            reaper: task.parent.map(|p| self.proc_by_id(&p)),
+            how: ReapHow::Auto,
+            zombie_ns: Some(0),
+        };
+        self.report_released(&task, at, exit_code, reap, out);
     }
 
     /// Zombies the kernel no longer has but whose reap was never seen (its records were lost):

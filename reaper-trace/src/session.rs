@@ -50,7 +50,7 @@ impl Session {
         let mut model = Model::new(opts.scope);
         // Read /proc after attaching: a task born in between is then seen by both, never by
         // neither; the model takes the kernel's record over /proc's when both describe it.
-        model.seed(&procfs::scan(), started_ts);
+        model.seed(&procfs::scan());
         Ok(Self {
             tracer,
             model,

@@ -501,7 +501,7 @@ fn zombies_from_before_tracing_are_announced_and_reaped() {
         nstgid: vec![69],
         pidns: ROOT_NS,
     };
-    m.seed(&[zombie, lazy], 1_000);
+    m.seed(&[zombie, lazy]);
     let before = m.zombies_before_trace(1_000);
     match before.as_slice() {
         [

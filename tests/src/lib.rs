@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod measure;
 pub mod tmux;
 
 pub fn workspace_root() -> PathBuf {

@@ -9,6 +9,7 @@ use std::io::{Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use reaper_trace_tests::measure::{cpu_seconds, fork_and_reap};
 use reaper_trace_tests::{TempPath, reaper_trace};
 
 const FORKS: usize = 10_000;
@@ -24,16 +25,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn fork_storm(n: usize) -> f64 {
     let start = Instant::now();
     for _ in 0..n {
-        // SAFETY: the child only calls _exit.
-        match unsafe { libc::fork() } {
-            0 => unsafe { libc::_exit(0) },
-            -1 => panic!("fork failed: {}", std::io::Error::last_os_error()),
-            pid => {
-                let mut status = 0;
-                // SAFETY: waiting for our child.
-                unsafe { libc::waitpid(pid, &mut status, 0) };
-            }
-        }
+        fork_and_reap();
     }
     n as f64 / start.elapsed().as_secs_f64()
 }
@@ -99,16 +91,6 @@ fn pipe() -> (std::fs::File, std::fs::File) {
             std::fs::File::from_raw_fd(fds[1]),
         )
     }
-}
-
-/// utime + stime of a process, in seconds.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    ticks / 100.0
 }
 
 fn peak_rss_kib(pid: u32) -> u64 {

@@ -8,23 +8,12 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use reaper_trace_tests::measure::{cpu_seconds, fork_and_reap};
 use reaper_trace_tests::tmux::Tmux;
 use reaper_trace_tests::{reaper_trace, require_root};
 
 /// fork, exit, zombie, reap.
 const EVENTS_PER_FORK: f64 = 4.0;
-
-/// CPU time (user + system) a process has used, in seconds.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
-    // Fields after the `(comm)`, which may contain spaces: state is field 3, utime 14, stime 15.
-    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    ticks as f64 / hz
-}
 
 /// Forks children that exit at once and reaps them, `rate` a second for `seconds`; returns
 /// the rate achieved.
@@ -36,16 +25,7 @@ fn fork_load(rate: u32, seconds: f64) -> f64 {
         if let Some(wait) = due.checked_duration_since(Instant::now()) {
             std::thread::sleep(wait);
         }
-        // SAFETY: the child only calls _exit.
-        match unsafe { libc::fork() } {
-            0 => unsafe { libc::_exit(0) },
-            -1 => panic!("fork failed: {}", std::io::Error::last_os_error()),
-            pid => {
-                let mut status = 0;
-                // SAFETY: waiting for our own child.
-                unsafe { libc::waitpid(pid, &mut status, 0) };
-            }
-        }
+        fork_and_reap();
     }
     total as f64 / start.elapsed().as_secs_f64()
 }
