@@ -196,7 +196,7 @@ fn subreaper_reaps_a_burst_of_orphans_at_once() {
         assert_eq!(reap["how"], "wait4", "{reap}");
         let ns = reap["zombie_ns"].as_u64().expect("zombie_ns is known");
         assert!(
-            ns < 50 * MS,
+            ns < 200 * MS,
             "a reaping subreaper reaps at once, not after {ns} ns: {reap}"
         );
     }
