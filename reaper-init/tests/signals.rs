@@ -94,7 +94,7 @@ gc=$!
 trap 'echo child >> "$out"' USR1
 trap 'kill $gc 2>/dev/null; exit 7' TERM
 n=0; while [ ! -e "$out.gc" ] && [ $n -lt 250 ]; do sleep 0.02; n=$((n + 1)); done
-echo $$ > "$out.ready"
+echo $$ > "$out.ready.tmp" && mv "$out.ready.tmp" "$out.ready"
 # Bounded (~10 s), so a failed test cannot leave it running forever.
 n=0; while [ $n -lt 500 ]; do sleep 0.02; n=$((n + 1)); done; exit 99
 "#;
