@@ -18,6 +18,7 @@ use aya_ebpf::{
     maps::{HashMap, PerCpuArray, RingBuf},
     programs::{BtfTracePointContext, TracePointContext},
 };
+use aya_log_ebpf::warn;
 use reaper_trace_common::{
     ARGS_LEN, COMM_LEN, DeadEvent, EventHeader, ExecEvent, ExitEvent, FORK_FLAG_THREAD, ForkEvent,
     FreeEvent, LOST_SLOTS, MAX_ANCESTOR_THREADS, MAX_ANCESTORS, MAX_CHILDREN, MAX_PID_LEVELS,
@@ -334,7 +335,7 @@ fn try_sched_process_exit(ctx: &BtfTracePointContext) -> Option<()> {
     let first = rd_ptr(head, 0);
     if !first.is_null() && first != head {
         // SAFETY: as above.
-        unsafe { save_children(task, head, first, &mut *ev) };
+        unsafe { save_children(ctx, task, head, first, &mut *ev) };
     }
     entry.submit(0);
     Some(())
@@ -345,7 +346,13 @@ fn try_sched_process_exit(ctx: &BtfTracePointContext) -> Option<()> {
 /// # Safety
 /// `ev` must be a reserved ring buffer record.
 #[inline(always)]
-unsafe fn save_children(task: *const u8, head: *const u8, first: *const u8, ev: &mut ExitEvent) {
+unsafe fn save_children(
+    ctx: &BtfTracePointContext,
+    task: *const u8,
+    head: *const u8,
+    first: *const u8,
+    ev: &mut ExitEvent,
+) {
     let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
         return;
     };
@@ -371,14 +378,27 @@ unsafe fn save_children(task: *const u8, head: *const u8, first: *const u8, ev: 
     let pos = walk.pos;
     pending.count = n;
     ev.children_followed = n;
+    let tid = ev.task.id.tid;
     if !pos.is_null() && pos != head {
         ev.children_truncated = 1;
         count_lost(kind::CHILDREN_OVERFLOW);
+        // Rare, and worth a line: which task, and that only the first children are followed.
+        warn!(
+            ctx,
+            "task {} exits with more than {} children: only those are followed",
+            tid,
+            MAX_CHILDREN as u32
+        );
     }
-    if PENDING.insert(ev.task.id.tid, &*pending, 0).is_err() {
+    if PENDING.insert(tid, &*pending, 0).is_err() {
         ev.children_followed = 0;
         ev.children_truncated = 1;
         count_lost(kind::CHILDREN_OVERFLOW);
+        warn!(
+            ctx,
+            "task {} exits with children but the map of pending exits is full: its adoptions are not followed",
+            tid
+        );
     }
 
     let snap = &mut ev.snapshot;

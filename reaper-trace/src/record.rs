@@ -109,6 +109,7 @@ pub async fn run(opts: RecordOptions) -> Result<i32> {
         for ev in events.drain(..) {
             writer.event(&ev)?;
         }
+        report_kernel_messages(&mut session, opts.quiet);
     }
     if let Some(mut c) = child.take() {
         // The grace period ran out: don't leave the command behind.
@@ -119,6 +120,7 @@ pub async fn run(opts: RecordOptions) -> Result<i32> {
     for ev in events.drain(..) {
         writer.event(&ev)?;
     }
+    report_kernel_messages(&mut session, opts.quiet);
     writer.finish()?;
     if !opts.quiet {
         eprintln!(
@@ -152,6 +154,19 @@ fn check_command(program: &str) -> Result<()> {
         anyhow::bail!("cannot run {program}: check the command and its PATH: no such executable");
     }
     Ok(())
+}
+
+/// The kernel programs' rare warnings, one line each on standard error (the recording keeps
+/// their effect as `lost` events).
+fn report_kernel_messages(session: &mut Session, quiet: bool) {
+    for msg in session.kernel_messages() {
+        if !quiet {
+            eprintln!(
+                "reaper-trace: kernel: {}",
+                crate::escape::escape_control(&msg)
+            );
+        }
+    }
 }
 
 /// Ctrl-C or SIGTERM: pass it on to the command and give it a moment to exit.

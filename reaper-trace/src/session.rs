@@ -85,6 +85,11 @@ impl Session {
         self.model.finish(boottime_ns(), out);
     }
 
+    /// What the kernel programs logged since the last call (rare conditions).
+    pub fn kernel_messages(&mut self) -> Vec<String> {
+        self.tracer.kernel_messages()
+    }
+
     /// Reports lost records and drops zombies the kernel no longer has.
     pub fn housekeeping(&mut self, out: &mut Vec<Event>) {
         self.last_housekeeping = Instant::now();

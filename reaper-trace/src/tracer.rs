@@ -7,7 +7,9 @@ use aya::{
     maps::{MapData, PerCpuArray, RingBuf},
     programs::{BtfTracePoint, TracePoint},
 };
+use aya_log::EbpfLogger;
 use reaper_trace_common::{LOST_SLOTS, Offsets};
+use std::sync::{Arc, Mutex};
 use tokio::io::{Interest, unix::AsyncFd};
 
 /// BTF tracepoints: typed `task_struct *` arguments, no tracefs needed. Attached in reverse.
@@ -32,12 +34,33 @@ const SYSCALL_PROGRAMS: [&str; 6] = [
 
 pub const DEFAULT_RING_BYTES: u32 = 4 << 20;
 
+/// What the kernel programs log (aya-log: rare conditions, e.g. a task with more children
+/// than are followed), kept for the caller to show where it fits.
+#[derive(Clone, Default)]
+pub struct KernelMessages(Arc<Mutex<Vec<String>>>);
+
+impl log::Log for KernelMessages {
+    fn enabled(&self, _: &log::Metadata) -> bool {
+        true
+    }
+
+    fn log(&self, record: &log::Record) {
+        if let Ok(mut v) = self.0.lock() {
+            v.push(record.args().to_string());
+        }
+    }
+
+    fn flush(&self) {}
+}
+
 pub struct Tracer {
-    // Keeps programs and links alive; dropped last.
-    _ebpf: Ebpf,
     ring: AsyncFd<RingBuf<MapData>>,
     lost: PerCpuArray<MapData, u64>,
     lost_seen: Vec<u64>,
+    logger: Option<EbpfLogger<KernelMessages>>,
+    messages: KernelMessages,
+    // Keeps programs and links alive; dropped last.
+    _ebpf: Ebpf,
 }
 
 /// aya's load errors carry the whole verifier log: keep the first line and the verifier's
@@ -68,6 +91,9 @@ impl Tracer {
             .map_max_entries("EVENTS", ring_bytes)
             .load(object())
             .map_err(|e| anyhow!("loading the eBPF programs failed: {}", one_line(e)))?;
+        let messages = KernelMessages::default();
+        // Only absent if the programs log nothing at all.
+        let logger = EbpfLogger::init_with_logger(&mut ebpf, messages.clone()).ok();
         let btf = Btf::from_sys_fs().context("reading kernel BTF")?;
         // Verify everything first (the exit program takes the verifier a while), then attach
         // in quick succession, the programs of a task's last moments before those of its
@@ -101,6 +127,8 @@ impl Tracer {
         let ring = RingBuf::try_from(ebpf.take_map("EVENTS").context("EVENTS map")?)?;
         let lost = PerCpuArray::try_from(ebpf.take_map("LOST").context("LOST map")?)?;
         Ok(Self {
+            logger,
+            messages,
             _ebpf: ebpf,
             // SAFETY: the ring buffer owns its descriptor and keeps it open for as long as the
             // AsyncFd that owns the ring buffer exists.
@@ -127,6 +155,18 @@ impl Tracer {
             n += 1;
         }
         n
+    }
+
+    /// Messages the kernel programs logged since the last call.
+    pub fn kernel_messages(&mut self) -> Vec<String> {
+        if let Some(logger) = &mut self.logger {
+            logger.flush();
+        }
+        self.messages
+            .0
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default()
     }
 
     /// Records lost since the last call, per kind slot (summed over CPUs).

@@ -5,7 +5,8 @@
 //! checked with `assert_consistent` (every reap follows its zombie, no zombie left behind).
 
 use reaper_trace_tests::{
-    Trace, assert_consistent, own_pidns, report_pid, require_root, trace_command, trace_scenario,
+    TempPath, Trace, assert_consistent, own_pidns, report_pid, require_root, trace_command,
+    trace_scenario,
 };
 use serde_json::{Value, json};
 
@@ -350,5 +351,54 @@ fn header_describes_the_recording() {
     );
     let first = trace.events.first().expect("events after the header");
     assert!(first["ts"].as_u64().expect("ts") >= started, "{first}");
+    assert_consistent(&trace);
+}
+
+/// A parent with more children than the kernel side follows (256): the first 256 adoptions
+/// are reported, the rest are counted as lost `children`, the exit says it was truncated, and
+/// the kernel program's warning (aya-log) reaches standard error.
+#[test]
+fn more_children_than_followed_are_counted_not_hidden() {
+    require_root();
+    let out = TempPath::new("many-children.jsonl");
+    // reaper-init -s reaps the orphans, so none is left a zombie under the machine's init.
+    let output = std::process::Command::new(reaper_trace_tests::reaper_trace())
+        .args(["record", "-o"])
+        .arg(&out.0)
+        .arg("--")
+        .arg(reaper_trace_tests::reaper_init())
+        .args([
+            "-s",
+            "--",
+            "sh",
+            "-c",
+            "(for i in $(seq 300); do sleep 0.3 & done); sleep 1",
+        ])
+        .output()
+        .expect("reaper-trace runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let trace = Trace::read(&out.0);
+    let father = trace
+        .of_type("exit")
+        .find(|e| e["children_truncated"] == true)
+        .unwrap_or_else(|| panic!("no truncated exit:\n{}", trace.dump()));
+    assert_eq!(father["children"], 256, "{father}");
+    let father_pid = father["task"]["pid"].as_u64().unwrap() as u32;
+    let adopted = trace.all("reparent", "father", "pid", father_pid);
+    assert_eq!(adopted.len(), 256, "one reparent per followed child");
+    assert!(
+        adopted
+            .iter()
+            .all(|e| e["kind"] == "subreaper" && e["verdict"] == "match"),
+        "adopted by reaper-init as a subreaper"
+    );
+    assert!(trace.lost("children") >= 1, "{}", trace.dump());
+    assert!(
+        stderr.contains(&format!(
+            "reaper-trace: kernel: task {father_pid} exits with more than 256 children"
+        )),
+        "{stderr}"
+    );
     assert_consistent(&trace);
 }
