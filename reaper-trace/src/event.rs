@@ -41,6 +41,22 @@ pub struct Proc {
     pub comm: String,
 }
 
+impl Proc {
+    /// A process whose ids are all `pid`, in namespace 1, started at `pid`: for tests.
+    #[cfg(test)]
+    pub(crate) fn fake(pid: u32, comm: &str) -> Self {
+        Self {
+            pid,
+            tid: pid,
+            ns_pid: pid,
+            ns_tid: pid,
+            pidns: 1,
+            start: pid as u64,
+            comm: comm.into(),
+        }
+    }
+}
+
 /// How a task ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExitStatus {
@@ -55,6 +71,13 @@ pub struct ExitStatus {
 }
 
 impl ExitStatus {
+    /// Neither code nor signal: how it ended is not known (a zombie from before tracing).
+    pub const UNKNOWN: Self = Self {
+        code: None,
+        signal: None,
+        core_dumped: false,
+    };
+
     /// Decodes a kernel wait status (`task_struct::exit_code`).
     pub fn from_wait_status(status: u32) -> Self {
         let sig = (status & 0x7f) as i32;

@@ -193,15 +193,7 @@ mod tests {
     use crate::event::{Proc, ReapHow};
 
     fn proc_(pid: u32) -> Proc {
-        Proc {
-            pid,
-            tid: pid,
-            ns_pid: pid,
-            ns_tid: pid,
-            pidns: 1,
-            start: 0,
-            comm: "x".into(),
-        }
+        Proc::fake(pid, "x")
     }
 
     #[test]

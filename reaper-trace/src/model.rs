@@ -267,11 +267,7 @@ impl Model {
                     .parent
                     .map(|p| self.proc_by_id(&p))
                     .unwrap_or_else(|| t.proc()),
-                status: ExitStatus {
-                    code: None,
-                    signal: None,
-                    core_dumped: false,
-                },
+                status: ExitStatus::UNKNOWN,
                 autoreaped: false,
                 before_trace: true,
             })

@@ -1140,11 +1140,7 @@ pub(crate) mod tests {
             ts: 100 * S,
             task: z.clone(),
             parent: parent.clone(),
-            status: ExitStatus {
-                code: None,
-                signal: None,
-                core_dumped: false,
-            },
+            status: ExitStatus::UNKNOWN,
             autoreaped: false,
             before_trace: true,
         });

@@ -522,15 +522,7 @@ mod tests {
     #[test]
     fn events_are_attributed_by_process_tree() {
         use crate::event::Proc;
-        let p = |pid| Proc {
-            pid,
-            tid: pid,
-            ns_pid: pid,
-            ns_tid: pid,
-            pidns: 1,
-            start: 0,
-            comm: String::new(),
-        };
+        let p = |pid| Proc::fake(pid, "");
         let mut tree = BTreeSet::from([10]);
         let fork = |a, b| Event::Fork {
             ts: 0,

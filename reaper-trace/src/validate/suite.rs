@@ -646,15 +646,7 @@ mod tests {
     use crate::event::{ExitStatus, Prediction, Proc};
 
     fn proc(pid: u32, comm: &str) -> Proc {
-        Proc {
-            pid,
-            tid: pid,
-            ns_pid: pid,
-            ns_tid: pid,
-            pidns: 1,
-            start: pid as u64,
-            comm: comm.into(),
-        }
+        Proc::fake(pid, comm)
     }
 
     fn reparent(
