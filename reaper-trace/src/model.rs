@@ -147,20 +147,11 @@ fn proc_of(info: &TaskInfo) -> Proc {
     }
 }
 
-/// Counters of what the model did, for tests and the dashboard's consistency checks.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct ModelCounters {
-    pub records: u64,
-    /// Wait records that matched no zombie (a stopped/continued child, or an unknown task).
-    pub unmatched_waits: u64,
-}
-
 pub struct Model {
     tasks: HashMap<u32, Task>,
     /// Zombies by (pid namespace, pid number) at every level, to resolve wait's result.
     zombie_pids: HashMap<(u32, u32), u32>,
     scope: Scope,
-    pub counters: ModelCounters,
 }
 
 impl Model {
@@ -169,7 +160,6 @@ impl Model {
             tasks: HashMap::new(),
             zombie_pids: HashMap::new(),
             scope,
-            counters: ModelCounters::default(),
         }
     }
 
@@ -330,7 +320,6 @@ impl Model {
 
     /// Applies one kernel record; the events it means, if any, are appended to `out`.
     pub fn apply(&mut self, raw: &RawEvent, out: &mut Vec<Event>) {
-        self.counters.records += 1;
         match raw {
             RawEvent::Fork(e) => self.fork(e, out),
             RawEvent::Exec(e) => self.exec(e, out),
@@ -644,8 +633,9 @@ impl Model {
                 && ((t.pidns == waiter.pidns && t.ns_tgid == e.pid)
                     || (waiter.level == 0 && t.id.tid == e.pid))
         });
+        // None: a child unknown to the model (its records were lost, or it was reaped
+        // before tracing began and is no zombie here).
         let Some(task) = found.cloned() else {
-            self.counters.unmatched_waits += 1;
             return;
         };
         if let Some(t) = self.tasks.get_mut(&task.id.tid) {
