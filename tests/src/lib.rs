@@ -461,9 +461,19 @@ pub fn assert_programs_released(before: &BTreeMap<u64, String>, what: &str) {
 /// `reaper-trace record -o FILE -- reaper-trace scenario NAME ARGS`: the scenario's report
 /// (its last stdout line) and the recording.
 pub fn trace_scenario(name: &str, args: &[&str]) -> (Value, Trace, Output) {
+    trace_scenario_with_env(name, args, &[])
+}
+
+/// [`trace_scenario`] with extra environment variables for `reaper-trace record`.
+pub fn trace_scenario_with_env(
+    name: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (Value, Trace, Output) {
     let out = TempPath::new(&format!("{name}.jsonl"));
     let bin = reaper_trace();
     let output = Command::new(&bin)
+        .envs(env.iter().copied())
         .args(["record", "-q", "-o"])
         .arg(&out.0)
         .arg("--")

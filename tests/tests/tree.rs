@@ -6,7 +6,7 @@
 
 use reaper_trace_tests::{
     TempPath, Trace, assert_consistent, own_pidns, report_pid, require_root, trace_command,
-    trace_scenario,
+    trace_scenario, trace_scenario_with_env,
 };
 use serde_json::{Value, json};
 
@@ -214,7 +214,20 @@ fn subreaper_reaps_a_burst_of_orphans_at_once() {
 #[test]
 fn sibling_thread_adopts_the_child_of_an_exiting_thread() {
     require_root();
-    let (report, trace, _) = trace_scenario("thread-reaper", &[]);
+    check_thread_reaper(&[]);
+}
+
+/// The exit program's path for kernels whose `sched_process_exit` passes no `group_dead`
+/// (it reads `signal->live`), forced on this kernel: a thread's exit is not the group's, the
+/// process's last one is.
+#[test]
+fn group_dead_from_signal_live_where_the_tracepoint_lacks_it() {
+    require_root();
+    check_thread_reaper(&[("REAPER_TRACE_NO_EXIT_GROUP_DEAD", "1")]);
+}
+
+fn check_thread_reaper(env: &[(&str, &str)]) {
+    let (report, trace, _) = trace_scenario_with_env("thread-reaper", &[], env);
     let father = report_pid(&report, "father");
     let reaper = report_pid(&report, "reaper");
     let orphan = report_pid(&report, "orphan");
@@ -238,6 +251,13 @@ fn sibling_thread_adopts_the_child_of_an_exiting_thread() {
 
     let reap = trace.one("reap", "task", "pid", orphan);
     assert_eq!(reap["reaper"]["pid"], reaper, "{reap}");
+    let orphan_exit = trace.one("exit", "task", "pid", orphan);
+    assert_eq!(orphan_exit["group_dead"], true, "{orphan_exit}");
+    let last = trace
+        .of_type("exit")
+        .find(|e| e["task"]["tid"] == reaper)
+        .expect("the process's main thread exits");
+    assert_eq!(last["group_dead"], true, "{last}");
     assert_consistent(&trace);
 }
 
