@@ -119,6 +119,18 @@ impl Tmux {
 }
 
 impl Tmux {
+    /// The pid of the program the pane's `sh -c` runs (its first child).
+    pub fn program_pid(&self) -> u32 {
+        let sh: u32 = self.display("#{pane_pid}").parse().expect("pane pid");
+        std::fs::read_to_string(format!("/proc/{sh}/task/{sh}/children"))
+            .expect("the pane's shell runs")
+            .split_whitespace()
+            .next()
+            .expect("the program runs")
+            .parse()
+            .expect("a pid")
+    }
+
     /// Closes the terminal: the tmux server and its panes go away, as when a user closes the
     /// window (the pane's processes get SIGHUP and their pty reads fail).
     pub fn close(&self) {

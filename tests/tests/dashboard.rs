@@ -321,14 +321,7 @@ fn sigterm_quits_and_restores_the_terminal() {
     let rec = synthetic_recording();
     let tmux = start_replay(&rec, "");
     // The pane runs `sh -c ...`: the dashboard is its child.
-    let sh: u32 = tmux.display("#{pane_pid}").parse().expect("pane pid");
-    let children = std::fs::read_to_string(format!("/proc/{sh}/task/{sh}/children")).unwrap();
-    let top: i32 = children
-        .split_whitespace()
-        .next()
-        .expect("the dashboard runs")
-        .parse()
-        .unwrap();
+    let top = tmux.program_pid() as i32;
     // SAFETY: signalling a process this test started.
     assert_eq!(unsafe { libc::kill(top, libc::SIGTERM) }, 0);
     let screen = tmux
@@ -366,14 +359,7 @@ fn a_panic_restores_the_terminal_before_its_message() {
 fn closing_the_terminal_ends_the_dashboard() {
     let rec = synthetic_recording();
     let tmux = start_replay(&rec, "");
-    let sh: u32 = tmux.display("#{pane_pid}").parse().expect("pane pid");
-    let children = std::fs::read_to_string(format!("/proc/{sh}/task/{sh}/children")).unwrap();
-    let top: u32 = children
-        .split_whitespace()
-        .next()
-        .expect("the dashboard runs")
-        .parse()
-        .unwrap();
+    let top = tmux.program_pid();
     tmux.close();
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     // Gone, or a zombie of an exited shell's parent: either way no longer running.
