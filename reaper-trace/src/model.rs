@@ -112,8 +112,10 @@ impl Task {
         self.ns_tgid = info.ns_tgid;
         self.pidns = info.pidns;
         self.level = info.level;
+        // Most records repeat the name the model has: only a new one is decoded (allocated).
         let comm = &info.comm;
-        if comm[0] != 0 {
+        let len = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
+        if len > 0 && self.comm.as_bytes() != &comm[..len] {
             self.comm = c_string(comm);
         }
     }
