@@ -38,14 +38,29 @@ pub mod kind {
     pub const WAIT: u32 = 6;
     pub const FREE: u32 = 7;
     pub const SUBREAPER: u32 = 8;
+    /// The state `find_new_reaper` read, taken again at the father's final switch (after the
+    /// kernel chose), sent before the father's `REPARENT` records.
+    pub const ADOPTIONS: u32 = 9;
     /// Not a record: the slot of [`super::LOST_SLOTS`] that counts children of an exiting
     /// task that could not be followed (more than `MAX_CHILDREN`, or the pending map was full).
-    pub const CHILDREN_OVERFLOW: u32 = 9;
+    pub const CHILDREN_OVERFLOW: u32 = 10;
     /// Not a record: wait4/waitid/prctl calls whose arguments could not be kept until the
     /// syscall returned (the map of pending calls was full); their results are not seen.
-    pub const CALLS_FULL: u32 = 10;
-    pub const COUNT: u32 = 11;
+    pub const CALLS_FULL: u32 = 11;
+    /// Not a record: processes of a traced tree that could not be added to the scope map
+    /// (it was full); their records are not seen.
+    pub const SCOPE_FULL: u32 = 12;
+    pub const COUNT: u32 = 13;
 }
+
+/// Processes of a traced tree followed at once (`record -- CMD`): the scope map's size.
+pub const MAX_TRACKED: u32 = 65536;
+/// Pid numbers (one per namespace level) of a traced tree's zombies, so that a wait by a
+/// process outside the tree (the reaper that adopted an orphan) is still seen.
+pub const MAX_TRACKED_ZOMBIE_PIDS: u32 = 65536;
+/// Children counted (not followed) past `MAX_CHILDREN`, so `lost` says how many adoptions
+/// went unseen.
+pub const MAX_CHILDREN_COUNTED: u32 = 1 << 16;
 
 /// Number of slots in the per-CPU lost-event counter map, indexed by [`kind`].
 pub const LOST_SLOTS: u32 = kind::COUNT;
@@ -191,23 +206,53 @@ pub struct ExitEvent {
     /// Non-zero when the task had more than `MAX_CHILDREN` children (or the pending map was
     /// full): the rest are not followed, and the overflow is counted in the lost counters.
     pub children_truncated: u32,
+    /// Pid numbers at levels `0..=task.level` (capped at `MAX_PID_LEVELS`), read while the
+    /// task is still hashed: a task released at exit reads back as zeros later.
+    pub pids: [UPid; MAX_PID_LEVELS],
     /// Valid only when `children_followed > 0`.
     pub snapshot: ReaperSnapshot,
 }
 
-/// The task finished exiting (`sched_switch` away from it with `TASK_DEAD`).
+/// A process finished exiting: the final switch of a task whose thread group has no other
+/// thread left (`signal->nr_threads <= 1`) and whose leader has exited. The leader's state is
+/// then settled: a zombie waiting for `parent`, or already released (auto-reaped). Several
+/// threads exiting together may each send one; userspace keeps the first.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct DeadEvent {
     pub hdr: EventHeader,
+    /// The thread group leader (the process). Its namespace ids read as zero once it has been
+    /// released: userspace keeps the ones the exit record captured.
     pub task: TaskInfo,
-    /// Its parent now: the task that has to reap it.
+    /// The thread whose final switch this is (the leader itself, or the last thread).
+    pub last: TaskId,
+    /// The leader's real parent now: the task that has to reap it.
     pub parent: TaskInfo,
-    /// [`exit_state`]: `EXIT_ZOMBIE` waits to be reaped, `EXIT_DEAD` was auto-reaped.
+    /// [`exit_state`] of the leader: `EXIT_ZOMBIE` waits to be reaped, `EXIT_DEAD` was
+    /// auto-reaped (or reaped on another CPU already).
     pub exit_state: u32,
+    /// The wait status the parent will get (`signal->group_exit_code` after a group exit).
     pub exit_code: u32,
-    /// Pid numbers at levels `0..=task.level` (capped at `MAX_PID_LEVELS`).
+    /// `DEAD_*` bits.
+    pub flags: u32,
+    pub _pad: u32,
+    /// Pid numbers at levels `0..=task.level` while the leader is still hashed (else zeros).
     pub pids: [UPid; MAX_PID_LEVELS],
+}
+
+/// The leader could not be read safely (it was released and its memory may be reused): only
+/// `task.id` (from the last thread) is meaningful, and the process is taken as released.
+pub const DEAD_LEADER_GONE: u32 = 1;
+
+/// The state `find_new_reaper` reads, taken again at the father's final switch, after the
+/// kernel decided. Sent once per father, before its `ReparentEvent`s: when the kernel's choice
+/// differs from the prediction made at exit, this tells whether the state changed meanwhile.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AdoptionsEvent {
+    pub hdr: EventHeader,
+    pub father: TaskId,
+    pub snapshot: ReaperSnapshot,
 }
 
 /// One orphan adopted by a new parent, read after the kernel reparented it.
@@ -309,6 +354,14 @@ pub struct Offsets {
     pub binprm_filename: u32,
     /// `signal_struct::live` (threads of the group not yet exiting).
     pub signal_live: u32,
+    /// `signal_struct::nr_threads` (threads not yet released).
+    pub signal_nr_threads: u32,
+    /// `signal_struct::flags` (`SIGNAL_GROUP_EXIT`) and `group_exit_code`.
+    pub signal_flags: u32,
+    pub signal_group_exit_code: u32,
+    /// Non-zero when only the tasks in the scope map are traced (`record -- CMD`); set by
+    /// userspace, like the offsets.
+    pub scope_tree: u32,
     /// The kernel's `sched_process_exit` tracepoint passes `group_dead` (Linux 6.16+?); when
     /// it does not, the program reads `signal->live` instead. A constant in read-only data, so
     /// the verifier drops the branch not taken (and never sees the missing argument).
@@ -316,6 +369,12 @@ pub struct Offsets {
     /// Non-zero once userspace filled the table; the programs do nothing before.
     pub valid: u32,
     pub _pad: u32,
+}
+
+/// A pid number in one pid namespace, as a map key: `(namespace inode << 32) | nr`.
+#[inline(always)]
+pub fn ns_pid_key(pidns: u32, nr: u32) -> u64 {
+    ((pidns as u64) << 32) | nr as u64
 }
 
 /// A child saved when its parent exits, to read its new parent once reparenting is done.
@@ -327,7 +386,8 @@ pub struct PendingChild {
     pub id: TaskId,
 }
 
-/// The children of one exiting task, from `sched_process_exit` to its final `sched_switch`.
+/// The children of one exiting task, from `sched_process_exit` to its final `sched_switch`,
+/// keyed by the exiting task's address (its tid can change before then: `de_thread`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct PendingChildren {

@@ -15,16 +15,17 @@ use aya_ebpf::{
         generated::{self, bpf_get_smp_processor_id, bpf_ktime_get_boot_ns},
     },
     macros::{btf_tracepoint, map, tracepoint},
-    maps::{HashMap, PerCpuArray, RingBuf},
+    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
     programs::{BtfTracePointContext, TracePointContext},
 };
 use aya_log_ebpf::warn;
 use reaper_trace_common::{
-    ARGS_LEN, COMM_LEN, DeadEvent, EventHeader, ExecEvent, ExitEvent, FORK_FLAG_THREAD, ForkEvent,
-    FreeEvent, LOST_SLOTS, MAX_ANCESTOR_THREADS, MAX_ANCESTORS, MAX_CHILDREN, MAX_PID_LEVELS,
-    MAX_SUBREAPERS, MAX_THREADS, Offsets, PendingCall, PendingChildren, REPARENT_REAPER_ID_ONLY,
-    REPARENT_RELEASED, ReaperSnapshot, ReparentEvent, SubreaperEvent, TaskId, TaskInfo, UPid,
-    WaitEvent, kind, wait_syscall,
+    ARGS_LEN, AdoptionsEvent, COMM_LEN, DEAD_LEADER_GONE, DeadEvent, EventHeader, ExecEvent,
+    ExitEvent, FORK_FLAG_THREAD, ForkEvent, FreeEvent, LOST_SLOTS, MAX_ANCESTOR_THREADS,
+    MAX_ANCESTORS, MAX_CHILDREN, MAX_CHILDREN_COUNTED, MAX_PID_LEVELS, MAX_SUBREAPERS, MAX_THREADS,
+    MAX_TRACKED, MAX_TRACKED_ZOMBIE_PIDS, Offsets, PendingCall, PendingChildren,
+    REPARENT_REAPER_ID_ONLY, REPARENT_RELEASED, ReaperSnapshot, ReparentEvent, SubreaperEvent,
+    TaskId, TaskInfo, UPid, WaitEvent, exit_state, kind, ns_pid_key, wait_syscall,
 };
 
 /// Filled in by userspace before load (see `Offsets`). `valid == 0` keeps every program idle.
@@ -61,6 +62,10 @@ static OFFSETS: Offsets = Offsets {
     mm_arg_end: 0,
     binprm_filename: 0,
     signal_live: 0,
+    signal_nr_threads: 0,
+    signal_flags: 0,
+    signal_group_exit_code: 0,
+    scope_tree: 0,
     exit_has_group_dead: 0,
     valid: 0,
     _pad: 0,
@@ -77,9 +82,22 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(RING_BYTES, 0);
 #[map]
 static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(LOST_SLOTS, 0);
 
-/// Children of exiting tasks, keyed by the exiting task's tid, until its final switch.
+/// Children of exiting tasks, keyed by the exiting task's address, until its final switch.
 #[map]
-static PENDING: HashMap<u32, PendingChildren> = HashMap::with_max_entries(256, 0);
+static PENDING: HashMap<u64, PendingChildren> = HashMap::with_max_entries(256, 0);
+
+/// In tree scope (`record -- CMD`): the processes of the tree, by tgid, with their leader's
+/// start time (0 until the first record of the root, whose start userspace does not know).
+/// Filled at fork, emptied when the leader is freed; records of other tasks are never
+/// reserved, so a tree recording does not compete with the whole machine for ring space.
+#[map]
+static TRACKED: HashMap<u32, u64> = HashMap::with_max_entries(MAX_TRACKED, 0);
+
+/// In tree scope: the pid numbers of the tree's zombies at every namespace level (see
+/// `ns_pid_key`), so a wait by a reaper outside the tree that returns one is still seen.
+#[map]
+static TRACKED_ZOMBIE_PIDS: LruHashMap<u64, u32> =
+    LruHashMap::with_max_entries(MAX_TRACKED_ZOMBIE_PIDS, 0);
 
 /// Scratch space to build a `PendingChildren` (too big for the 512-byte stack).
 #[map]
@@ -141,11 +159,39 @@ fn header(kind: u32) -> EventHeader {
 }
 
 #[inline(always)]
-fn count_lost(kind: u32) {
+fn count_lost_n(kind: u32, n: u64) {
     if let Some(slot) = LOST.get_ptr_mut(kind) {
         // SAFETY: per-CPU slot, no concurrent writer on this CPU.
-        unsafe { *slot += 1 };
+        unsafe { *slot += n };
     }
+}
+
+#[inline(always)]
+fn count_lost(kind: u32) {
+    count_lost_n(kind, 1);
+}
+
+/// The one way every record is written: reserve, stamp the header, let `fill` write every
+/// other field in place (no copy of the record through the stack), submit. A full ring buffer
+/// is counted per kind, never silent.
+///
+/// # Safety
+/// `T` must be a record type whose first field is an `EventHeader`, and `fill` must write
+/// every field after it.
+#[inline(always)]
+unsafe fn emit<T: 'static>(kind: u32, fill: impl FnOnce(&mut T)) {
+    let Some(mut entry) = EVENTS.reserve::<T>(0) else {
+        count_lost(kind);
+        return;
+    };
+    let record = entry.as_mut_ptr();
+    // SAFETY: `record` is a reserved ring buffer slot of `size_of::<T>()` bytes that starts
+    // with the header; the caller writes the rest before submit.
+    unsafe {
+        record.cast::<EventHeader>().write(header(kind));
+        fill(&mut *record);
+    }
+    entry.submit(0);
 }
 
 #[inline(always)]
@@ -225,128 +271,182 @@ fn find_alive_thread<const N: usize>(task: *const u8) -> (TaskId, bool) {
     (TaskId::default(), !pos.is_null() && pos != head)
 }
 
-fn try_sched_process_fork(ctx: &BtfTracePointContext) -> Option<()> {
+/// `SIGNAL_GROUP_EXIT` in `signal_struct::flags`: the wait status is `group_exit_code`.
+const SIGNAL_GROUP_EXIT: u32 = 0x4;
+
+/// The start time that names a process: its leader's (`de_thread` gives an exec'ing thread
+/// the leader's start time, so it stays the same across exec).
+#[inline(always)]
+fn leader_start(task: *const u8) -> u64 {
+    rd::<u64>(
+        rd_ptr(task, off!(task_group_leader)),
+        off!(task_start_boottime),
+    )
+}
+
+#[inline(always)]
+fn tree_scope() -> bool {
+    off!(scope_tree) != 0
+}
+
+/// Is `task` one the user asked to trace? Always, unless tracing one command's tree.
+#[inline(always)]
+fn in_scope(task: *const u8) -> bool {
+    if !tree_scope() {
+        return true;
+    }
+    let tgid = rd::<u32>(task, off!(task_tgid));
+    // SAFETY: the value is copied out at once.
+    let Some(start) = (unsafe { TRACKED.get(&tgid) }).copied() else {
+        return false;
+    };
+    let leader = leader_start(task);
+    if start == 0 {
+        // The root, named by userspace before its start time was known: pin it now, so that
+        // a later process reusing the pid is not taken for it.
+        let _ = TRACKED.insert(&tgid, &leader, 0);
+        return true;
+    }
+    start == leader
+}
+
+/// Pid numbers of `task` at levels `0..=level` (capped), zeros above, and zeros once the task
+/// has been released (its `thread_pid` is then NULL).
+#[inline(always)]
+fn read_pids(task: *const u8, pids: &mut [UPid; MAX_PID_LEVELS]) {
+    let pid = rd_ptr(task, off!(task_thread_pid));
+    let level = rd::<u32>(pid, off!(pid_level));
+    for (l, slot) in pids.iter_mut().enumerate() {
+        *slot = if !pid.is_null() && l as u32 <= level {
+            let upid = upid_at(pid, l as u32);
+            UPid {
+                nr: rd::<u32>(upid, off!(upid_nr)),
+                pidns: pid_ns_inum(rd_ptr(upid, off!(upid_ns))),
+            }
+        } else {
+            UPid::default()
+        };
+    }
+}
+
+fn on_fork(ctx: &BtfTracePointContext) {
     let parent: *const u8 = ctx.arg(0);
     let child: *const u8 = ctx.arg(1);
-    let mut entry = EVENTS.reserve::<ForkEvent>(0).or_else(|| {
-        count_lost(kind::FORK);
-        None
-    })?;
-    let ev = ForkEvent {
-        hdr: header(kind::FORK),
-        parent: task_info(parent),
-        child: task_info(child),
-        real_parent: task_id(rd_ptr(child, off!(task_real_parent))),
-        flags: 0,
-        _pad: 0,
+    if tree_scope() {
+        if !in_scope(parent) {
+            return;
+        }
+        let tid = rd::<u32>(child, off!(task_pid));
+        let tgid = rd::<u32>(child, off!(task_tgid));
+        let start = rd::<u64>(child, off!(task_start_boottime));
+        if tid == tgid && TRACKED.insert(&tgid, &start, 0).is_err() {
+            count_lost(kind::SCOPE_FULL);
+        }
+    }
+    // SAFETY: ForkEvent starts with the header; every other field is written.
+    unsafe {
+        emit::<ForkEvent>(kind::FORK, |ev| {
+            ev.parent = task_info(parent);
+            ev.child = task_info(child);
+            ev.real_parent = task_id(rd_ptr(child, off!(task_real_parent)));
+            ev.flags = if ev.child.id.tid != ev.child.id.tgid {
+                FORK_FLAG_THREAD
+            } else {
+                0
+            };
+            ev._pad = 0;
+        })
     };
-    let thread = ev.child.id.tid != ev.child.id.tgid;
-    entry.write(ForkEvent {
-        flags: if thread { FORK_FLAG_THREAD } else { 0 },
-        ..ev
-    });
-    entry.submit(0);
-    Some(())
 }
 
 #[btf_tracepoint(function = "sched_process_fork")]
 pub fn sched_process_fork(ctx: BtfTracePointContext) -> u32 {
     if enabled() {
-        let _ = try_sched_process_fork(&ctx);
+        on_fork(&ctx);
     }
     0
 }
 
-fn try_sched_process_exec(ctx: &BtfTracePointContext) -> Option<()> {
+fn on_exec(ctx: &BtfTracePointContext) {
     let task: *const u8 = ctx.arg(0);
     let old_tid: u32 = ctx.arg(1);
     let bprm: *const u8 = ctx.arg(2);
-    let Some(mut entry) = EVENTS.reserve::<ExecEvent>(0) else {
-        count_lost(kind::EXEC);
-        return None;
-    };
-    let ev = entry.as_mut_ptr();
-    // SAFETY: `ev` points at a reserved ring buffer record of the right size; every field is
-    // written before submit.
-    unsafe {
-        (*ev).hdr = header(kind::EXEC);
-        (*ev).task = task_info(task);
-        (*ev).old_tid = old_tid;
-        (*ev)._pad = 0;
-        (*ev).filename = [0; reaper_trace_common::FILENAME_LEN];
-        let filename = rd_ptr(bprm, off!(binprm_filename));
-        let _ = bpf_probe_read_kernel_str_bytes(filename, &mut (*ev).filename);
-        (*ev).args = [0; ARGS_LEN];
-        let mm = rd_ptr(task, off!(task_mm));
-        let start = rd::<u64>(mm, off!(mm_arg_start));
-        let end = rd::<u64>(mm, off!(mm_arg_end));
-        let total = end.saturating_sub(start);
-        let mut len = total;
-        if len > ARGS_LEN as u64 {
-            len = ARGS_LEN as u64;
-        }
-        let ok = generated::bpf_probe_read_user(
-            (*ev).args.as_mut_ptr() as *mut _,
-            len as u32,
-            start as *const _,
-        ) == 0;
-        (*ev).args_total = total as u32;
-        (*ev).args_len = if ok { len as u32 } else { 0 };
+    if !in_scope(task) {
+        return;
     }
-    entry.submit(0);
-    Some(())
+    // SAFETY: ExecEvent starts with the header; every other field is written.
+    unsafe {
+        emit::<ExecEvent>(kind::EXEC, |ev| {
+            ev.task = task_info(task);
+            ev.old_tid = old_tid;
+            ev._pad = 0;
+            ev.filename = [0; reaper_trace_common::FILENAME_LEN];
+            let filename = rd_ptr(bprm, off!(binprm_filename));
+            let _ = bpf_probe_read_kernel_str_bytes(filename, &mut ev.filename);
+            ev.args = [0; ARGS_LEN];
+            let mm = rd_ptr(task, off!(task_mm));
+            let start = rd::<u64>(mm, off!(mm_arg_start));
+            let end = rd::<u64>(mm, off!(mm_arg_end));
+            let total = end.saturating_sub(start);
+            let mut len = total;
+            if len > ARGS_LEN as u64 {
+                len = ARGS_LEN as u64;
+            }
+            let ok = generated::bpf_probe_read_user(
+                ev.args.as_mut_ptr() as *mut _,
+                len as u32,
+                start as *const _,
+            ) == 0;
+            ev.args_total = total as u32;
+            ev.args_len = if ok { len as u32 } else { 0 };
+        })
+    };
 }
 
 #[btf_tracepoint(function = "sched_process_exec")]
 pub fn sched_process_exec(ctx: BtfTracePointContext) -> u32 {
     if enabled() {
-        let _ = try_sched_process_exec(&ctx);
+        on_exec(&ctx);
     }
     0
 }
 
-/// Captures what `find_new_reaper` will read, and saves the children to follow.
-fn try_sched_process_exit(ctx: &BtfTracePointContext) -> Option<()> {
+/// Records the exit, captures what `find_new_reaper` will read, and saves the children to
+/// follow until the final switch.
+fn on_exit(ctx: &BtfTracePointContext) {
     let task: *const u8 = ctx.arg(0);
+    if !in_scope(task) {
+        return;
+    }
     let group_dead: u64 = if off!(exit_has_group_dead) != 0 {
         ctx.arg::<u64>(1) & 0xff
     } else {
         // Older kernels: the group is dead once no thread is left un-exited.
         (rd::<u32>(rd_ptr(task, off!(task_signal)), off!(signal_live)) == 0) as u64
     };
-    let Some(mut entry) = EVENTS.reserve::<ExitEvent>(0) else {
-        count_lost(kind::EXIT);
-        return None;
-    };
-    let ev = entry.as_mut_ptr();
-    // SAFETY: `ev` is a reserved record; all fields are written before submit.
+    // SAFETY: ExitEvent starts with the header; every other field is written.
     unsafe {
-        (*ev).hdr = header(kind::EXIT);
-        (*ev).task = task_info(task);
-        (*ev).parent = task_id(rd_ptr(task, off!(task_real_parent)));
-        (*ev).exit_code = rd::<u32>(task, off!(task_exit_code));
-        (*ev).group_dead = group_dead as u32;
-        (*ev).children_followed = 0;
-        (*ev).children_truncated = 0;
-        (*ev).snapshot = Default::default();
-    }
-
-    let head = task.wrapping_add(off!(task_children));
-    let first = rd_ptr(head, 0);
-    if !first.is_null() && first != head {
-        // SAFETY: as above.
-        unsafe { save_children(ctx, task, head, first, &mut *ev) };
-    }
-    entry.submit(0);
-    Some(())
+        emit::<ExitEvent>(kind::EXIT, |ev| {
+            ev.task = task_info(task);
+            ev.parent = task_id(rd_ptr(task, off!(task_real_parent)));
+            ev.exit_code = rd::<u32>(task, off!(task_exit_code));
+            ev.group_dead = group_dead as u32;
+            ev.children_followed = 0;
+            ev.children_truncated = 0;
+            read_pids(task, &mut ev.pids);
+            ev.snapshot = ReaperSnapshot::default();
+            let head = task.wrapping_add(off!(task_children));
+            let first = rd_ptr(head, 0);
+            if !first.is_null() && first != head {
+                save_children(ctx, task, head, first, ev);
+            }
+        })
+    };
 }
 
 /// Fills the exit record's reaper snapshot and stores the children in `PENDING`.
-///
-/// # Safety
-/// `ev` must be a reserved ring buffer record.
 #[inline(always)]
-unsafe fn save_children(
+fn save_children(
     ctx: &BtfTracePointContext,
     task: *const u8,
     head: *const u8,
@@ -375,14 +475,24 @@ unsafe fn save_children(
         );
     }
     let n = walk.count;
-    let pos = walk.pos;
     pending.count = n;
     ev.children_followed = n;
     let tid = ev.task.id.tid;
-    if !pos.is_null() && pos != head {
+    if !walk.pos.is_null() && walk.pos != head {
+        // More children than are followed: count them, so `lost` says how many adoptions
+        // went unseen, and say so once.
+        walk.count = 0;
+        // SAFETY: as above.
+        unsafe {
+            generated::bpf_loop(
+                MAX_CHILDREN_COUNTED,
+                count_child as *mut core::ffi::c_void,
+                (&mut walk as *mut ChildWalk).cast(),
+                0,
+            );
+        }
         ev.children_truncated = 1;
-        count_lost(kind::CHILDREN_OVERFLOW);
-        // Rare, and worth a line: which task, and that only the first children are followed.
+        count_lost_n(kind::CHILDREN_OVERFLOW, walk.count as u64);
         warn!(
             ctx,
             "task {} exits with more than {} children: only those are followed",
@@ -390,18 +500,22 @@ unsafe fn save_children(
             MAX_CHILDREN as u32
         );
     }
-    if PENDING.insert(tid, &*pending, 0).is_err() {
+    if PENDING.insert(task as u64, &*pending, 0).is_err() {
         ev.children_followed = 0;
         ev.children_truncated = 1;
-        count_lost(kind::CHILDREN_OVERFLOW);
+        count_lost_n(kind::CHILDREN_OVERFLOW, n as u64);
         warn!(
             ctx,
             "task {} exits with children but the map of pending exits is full: its adoptions are not followed",
             tid
         );
     }
+    take_snapshot(task, &mut ev.snapshot);
+}
 
-    let snap = &mut ev.snapshot;
+/// What `find_new_reaper` reads for `task`'s children, as it is now. `snap` starts zeroed.
+#[inline(always)]
+fn take_snapshot(task: *const u8, snap: &mut ReaperSnapshot) {
     let (alive, incomplete) = find_alive_thread::<MAX_THREADS>(task);
     snap.alive_thread = alive;
     snap.alive_scan_incomplete = incomplete as u32;
@@ -449,7 +563,7 @@ struct AncestorWalk {
 /// One step of `find_new_reaper`'s subreaper walk (bpf_loop callback).
 #[inline(never)]
 extern "C" fn visit_ancestor(_index: u64, ctx: *mut core::ffi::c_void) -> i64 {
-    // SAFETY: `ctx` is the AncestorWalk save_children passed, on its stack.
+    // SAFETY: `ctx` is the AncestorWalk take_snapshot passed, on its stack.
     let walk = unsafe { &mut *(ctx as *mut AncestorWalk) };
     let ancestor = walk.ancestor;
     let (_, level) = task_pid_ns(ancestor);
@@ -459,7 +573,7 @@ extern "C" fn visit_ancestor(_index: u64, ctx: *mut core::ffi::c_void) -> i64 {
     }
     let i = walk.found as usize;
     if i < MAX_SUBREAPERS && is_child_subreaper(ancestor) {
-        // SAFETY: `snap` points into the exit record reserved by the caller.
+        // SAFETY: `snap` points into the record reserved by the caller.
         let snap = unsafe { &mut *walk.snap };
         let (alive, incomplete) = find_alive_thread::<MAX_ANCESTOR_THREADS>(ancestor);
         snap.subreapers[i].task = task_id(ancestor);
@@ -499,58 +613,107 @@ extern "C" fn save_child(index: u64, ctx: *mut core::ffi::c_void) -> i64 {
     0
 }
 
+/// Counts one child past those followed (bpf_loop callback); stops at the end of the list.
+#[inline(never)]
+extern "C" fn count_child(_index: u64, ctx: *mut core::ffi::c_void) -> i64 {
+    // SAFETY: `ctx` is the ChildWalk save_children passed, on its stack.
+    let walk = unsafe { &mut *(ctx as *mut ChildWalk) };
+    if walk.pos.is_null() || walk.pos == walk.head {
+        return 1;
+    }
+    walk.count += 1;
+    walk.pos = rd_ptr(
+        walk.pos.wrapping_sub(off!(task_sibling)),
+        off!(task_sibling),
+    );
+    0
+}
+
 #[btf_tracepoint(function = "sched_process_exit")]
 pub fn sched_process_exit(ctx: BtfTracePointContext) -> u32 {
     if enabled() {
-        let _ = try_sched_process_exit(&ctx);
+        on_exit(&ctx);
     }
     0
 }
 
 /// The dead task's last switch: reparenting is done, read the results.
 fn on_task_dead(task: *const u8) {
-    let tid = rd::<u32>(task, off!(task_pid));
-    let tgid = rd::<u32>(task, off!(task_tgid));
-    if tid == tgid {
-        report_dead(task);
-    }
+    let key = task as u64;
+    // Only tasks in scope at their exit have an entry.
     // SAFETY: the map value stays valid until we remove it below.
-    if let Some(pending) = unsafe { PENDING.get(tid) } {
-        report_adoptions(pending);
-        let _ = PENDING.remove(tid);
+    if let Some(pending) = unsafe { PENDING.get(&key) } {
+        report_adoptions(task, pending);
+        let _ = PENDING.remove(&key);
     }
     // A task killed inside wait or prctl never reaches the syscall's exit tracepoint.
-    let _ = CALLS.remove(tid);
+    let _ = CALLS.remove(&rd::<u32>(task, off!(task_pid)));
+    // The process is done once no other thread is left to release (`nr_threads` counts the
+    // threads not yet released; exited threads are released before their final switch).
+    let signal = rd_ptr(task, off!(task_signal));
+    if rd::<u32>(signal, off!(signal_nr_threads)) <= 1 && in_scope(task) {
+        report_dead(task, signal);
+    }
 }
 
-fn report_dead(task: *const u8) {
-    let Some(mut entry) = EVENTS.reserve::<DeadEvent>(0) else {
-        count_lost(kind::DEAD);
-        return;
-    };
-    let ev = entry.as_mut_ptr();
-    let pid = rd_ptr(task, off!(task_thread_pid));
-    // SAFETY: `ev` is a reserved record; all fields are written before submit.
-    unsafe {
-        (*ev).hdr = header(kind::DEAD);
-        (*ev).task = task_info(task);
-        (*ev).parent = task_info(rd_ptr(task, off!(task_real_parent)));
-        (*ev).exit_state = rd::<u32>(task, off!(task_exit_state));
-        (*ev).exit_code = rd::<u32>(task, off!(task_exit_code));
-        let level = (*ev).task.level;
-        for l in 0..MAX_PID_LEVELS {
-            (*ev).pids[l] = if l as u32 <= level {
-                let upid = upid_at(pid, l as u32);
-                UPid {
-                    nr: rd::<u32>(upid, off!(upid_nr)),
-                    pidns: pid_ns_inum(rd_ptr(upid, off!(upid_ns))),
-                }
-            } else {
-                UPid::default()
-            };
+/// Is `leader` still the leader of the group whose signal struct is `signal` (its memory not
+/// released and reused)? `signal` is held by the task whose final switch this is.
+#[inline(always)]
+fn is_leader_of(leader: *const u8, tgid: u32, signal: *const u8) -> bool {
+    rd::<u32>(leader, off!(task_pid)) == tgid && rd_ptr(leader, off!(task_signal)) == signal
+}
+
+fn report_dead(task: *const u8, signal: *const u8) {
+    let tgid = rd::<u32>(task, off!(task_tgid));
+    let leader = rd_ptr(task, off!(task_group_leader));
+    let mut flags = 0;
+    let mut exit_state = 0;
+    if is_leader_of(leader, tgid, signal) {
+        exit_state = rd::<u32>(leader, off!(task_exit_state));
+        if exit_state == 0 {
+            // The leader has not exited: the process lives on.
+            return;
         }
+    } else {
+        flags = DEAD_LEADER_GONE;
     }
-    entry.submit(0);
+    let group_exit = rd::<u32>(signal, off!(signal_flags)) & SIGNAL_GROUP_EXIT != 0;
+    // SAFETY: DeadEvent starts with the header; every other field is written.
+    unsafe {
+        emit::<DeadEvent>(kind::DEAD, |ev| {
+            ev.last = task_id(task);
+            ev.exit_code = if group_exit {
+                rd::<u32>(signal, off!(signal_group_exit_code))
+            } else {
+                rd::<u32>(leader, off!(task_exit_code))
+            };
+            ev.task = task_info(leader);
+            ev.parent = task_info(rd_ptr(leader, off!(task_real_parent)));
+            read_pids(leader, &mut ev.pids);
+            ev.exit_state = exit_state;
+            ev._pad = 0;
+            // Read again: what was read is only the leader's if it still is.
+            if flags != 0 || !is_leader_of(leader, tgid, signal) {
+                ev.task = TaskInfo::default();
+                ev.task.id.tid = tgid;
+                ev.task.id.tgid = tgid;
+                ev.parent = TaskInfo::default();
+                ev.pids = [UPid::default(); MAX_PID_LEVELS];
+                ev.exit_state = 0;
+                flags = DEAD_LEADER_GONE;
+            }
+            ev.flags = flags;
+            if tree_scope() && ev.exit_state == exit_state::EXIT_ZOMBIE {
+                // A reaper outside the tree may wait for it: let its wait through.
+                for upid in ev.pids.iter() {
+                    if upid.nr != 0 {
+                        let _ =
+                            TRACKED_ZOMBIE_PIDS.insert(&ns_pid_key(upid.pidns, upid.nr), &tgid, 0);
+                    }
+                }
+            }
+        })
+    };
 }
 
 /// What every adoption record of one exit shares, handed to `report_adoption` by `bpf_loop`.
@@ -562,20 +725,41 @@ struct Adoptions {
     reaper_is_subreaper: u32,
 }
 
-fn report_adoptions(pending: &PendingChildren) {
+/// The child's fields that `report_adoption` needs, or `None` if the saved child is no longer
+/// that task (released, its memory possibly reused): the id is read before and after.
+#[inline(always)]
+fn read_child(child: *const u8, id: &TaskId) -> Option<(*const u8, u32, [u8; COMM_LEN])> {
+    if task_id(child) != *id {
+        return None;
+    }
+    let parent = rd_ptr(child, off!(task_real_parent));
+    let state = rd::<u32>(child, off!(task_exit_state));
+    let comm = rd::<[u8; COMM_LEN]>(child, off!(task_comm));
+    (task_id(child) == *id).then_some((parent, state, comm))
+}
+
+fn report_adoptions(father: *const u8, pending: &PendingChildren) {
+    // The state find_new_reaper read, again, now that the kernel has chosen: userspace tells
+    // a real mismatch from a state that changed in between (threads exiting together).
+    // SAFETY: AdoptionsEvent starts with the header; every other field is written.
+    unsafe {
+        emit::<AdoptionsEvent>(kind::ADOPTIONS, |ev| {
+            ev.father = pending.father;
+            ev.snapshot = ReaperSnapshot::default();
+            take_snapshot(father, &mut ev.snapshot);
+        })
+    };
     let count = (pending.count as usize).min(MAX_CHILDREN);
     // The kernel gives every child of a task the same new parent: read it once, from the
-    // first saved child that is still the task that was saved (a child can be released during
-    // reparenting, e.g. a zombie auto-reaped by its new parent).
+    // first saved child that is still the task that was saved.
     let mut reaper: *const u8 = core::ptr::null();
     for i in 0..4 {
         if i >= count {
             break;
         }
         let saved = &pending.children[i];
-        let child = saved.task as *const u8;
-        if task_id(child) == saved.id {
-            reaper = rd_ptr(child, off!(task_real_parent));
+        if let Some((parent, _, _)) = read_child(saved.task as *const u8, &saved.id) {
+            reaper = parent;
             break;
         }
     }
@@ -609,43 +793,38 @@ extern "C" fn report_adoption(index: u64, ctx: *mut core::ffi::c_void) -> i64 {
     // SAFETY: the PENDING entry stays valid until report_adoptions returns.
     let pending = unsafe { &*ctx.pending };
     let saved = &pending.children[i];
-    let child = saved.task as *const u8;
-    let Some(mut entry) = EVENTS.reserve::<ReparentEvent>(0) else {
-        count_lost(kind::REPARENT);
-        return 0;
-    };
-    let ev = entry.as_mut_ptr();
-    let alive = task_id(child) == saved.id;
-    // SAFETY: `ev` is a reserved record; all fields are written before submit.
+    let child = read_child(saved.task as *const u8, &saved.id);
+    // SAFETY: ReparentEvent starts with the header; every other field is written.
     unsafe {
-        (*ev).hdr = header(kind::REPARENT);
-        (*ev).orphan = saved.id;
-        (*ev).orphan_comm = rd::<[u8; COMM_LEN]>(child, off!(task_comm));
-        (*ev).father = pending.father;
-        (*ev)._pad = 0;
-        if !alive {
-            (*ev).reaper = TaskInfo::default();
-            (*ev).reaper_is_subreaper = 0;
-            (*ev).orphan_exit_state = 0;
-            (*ev).flags = REPARENT_RELEASED;
-        } else {
-            (*ev).orphan_exit_state = rd::<u32>(child, off!(task_exit_state));
-            let parent = rd_ptr(child, off!(task_real_parent));
-            if parent == ctx.reaper {
-                (*ev).reaper = ctx.reaper_info;
-                (*ev).reaper_is_subreaper = ctx.reaper_is_subreaper;
-                (*ev).flags = 0;
-            } else {
-                (*ev).reaper = TaskInfo {
-                    id: task_id(parent),
-                    ..TaskInfo::default()
-                };
-                (*ev).reaper_is_subreaper = 0;
-                (*ev).flags = REPARENT_REAPER_ID_ONLY;
+        emit::<ReparentEvent>(kind::REPARENT, |ev| {
+            ev.orphan = saved.id;
+            ev.father = pending.father;
+            ev._pad = 0;
+            match child {
+                None => {
+                    ev.orphan_comm = [0; COMM_LEN];
+                    ev.reaper = TaskInfo::default();
+                    ev.reaper_is_subreaper = 0;
+                    ev.orphan_exit_state = 0;
+                    ev.flags = REPARENT_RELEASED;
+                }
+                Some((parent, state, comm)) => {
+                    ev.orphan_comm = comm;
+                    ev.orphan_exit_state = state;
+                    if parent == ctx.reaper {
+                        ev.reaper = ctx.reaper_info;
+                        ev.reaper_is_subreaper = ctx.reaper_is_subreaper;
+                        ev.flags = 0;
+                    } else {
+                        ev.reaper = TaskInfo::default();
+                        ev.reaper.id = task_id(parent);
+                        ev.reaper_is_subreaper = 0;
+                        ev.flags = REPARENT_REAPER_ID_ONLY;
+                    }
+                }
             }
-        }
-    }
-    entry.submit(0);
+        })
+    };
     0
 }
 
@@ -666,13 +845,16 @@ pub fn sched_process_free(ctx: BtfTracePointContext) -> u32 {
         return 0;
     }
     let task: *const u8 = ctx.arg(0);
-    let ev = FreeEvent {
-        hdr: header(kind::FREE),
-        task: task_id(task),
-    };
-    if EVENTS.output::<FreeEvent>(&ev, 0).is_err() {
-        count_lost(kind::FREE);
+    if !in_scope(task) {
+        return 0;
     }
+    let id = task_id(task);
+    if tree_scope() && id.tid == id.tgid {
+        // The process is gone for good: its pid may now name another one.
+        let _ = TRACKED.remove(&id.tgid);
+    }
+    // SAFETY: FreeEvent starts with the header; every other field is written.
+    unsafe { emit::<FreeEvent>(kind::FREE, |ev| ev.task = id) };
     0
 }
 
@@ -704,18 +886,30 @@ fn current_task() -> *const u8 {
     unsafe { bpf_get_current_task() as *const u8 }
 }
 
+/// A wait that returned `pid`. In tree scope it is recorded when the waiter is in the tree,
+/// or when `pid` names one of the tree's zombies in the waiter's namespace (a reaper outside
+/// the tree that adopted one of its orphans).
 fn emit_wait(syscall: u32, pid: u32, status: i32, code: i32) {
-    let ev = WaitEvent {
-        hdr: header(kind::WAIT),
-        waiter: task_info(current_task()),
-        syscall,
-        pid,
-        status,
-        code,
-    };
-    if EVENTS.output::<WaitEvent>(&ev, 0).is_err() {
-        count_lost(kind::WAIT);
+    let waiter = current_task();
+    if tree_scope() && !in_scope(waiter) {
+        let (ns, _) = task_pid_ns(waiter);
+        let key = ns_pid_key(pid_ns_inum(ns), pid);
+        // SAFETY: only the presence is used.
+        if unsafe { TRACKED_ZOMBIE_PIDS.get(&key) }.is_none() {
+            return;
+        }
+        let _ = TRACKED_ZOMBIE_PIDS.remove(&key);
     }
+    // SAFETY: WaitEvent starts with the header; every other field is written.
+    unsafe {
+        emit::<WaitEvent>(kind::WAIT, |ev| {
+            ev.waiter = task_info(waiter);
+            ev.syscall = syscall;
+            ev.pid = pid;
+            ev.status = status;
+            ev.code = code;
+        })
+    };
 }
 
 /// Offsets of the classic syscall tracepoint records (stable ABI: see the `format` files).
@@ -812,18 +1006,18 @@ pub fn sys_exit_prctl(ctx: TracePointContext) -> u32 {
         return 0;
     }
     let Some(call) = take_call() else { return 0 };
-    if tp_ret(&ctx) != 0 {
+    let task = current_task();
+    if tp_ret(&ctx) != 0 || !in_scope(task) {
         return 0;
     }
-    let ev = SubreaperEvent {
-        hdr: header(kind::SUBREAPER),
-        task: task_info(current_task()),
-        enabled: (call.arg0 != 0) as u32,
-        _pad: 0,
+    // SAFETY: SubreaperEvent starts with the header; every other field is written.
+    unsafe {
+        emit::<SubreaperEvent>(kind::SUBREAPER, |ev| {
+            ev.task = task_info(task);
+            ev.enabled = (call.arg0 != 0) as u32;
+            ev._pad = 0;
+        })
     };
-    if EVENTS.output::<SubreaperEvent>(&ev, 0).is_err() {
-        count_lost(kind::SUBREAPER);
-    }
     0
 }
 

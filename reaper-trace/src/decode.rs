@@ -3,8 +3,8 @@
 use std::mem::size_of;
 
 use reaper_trace_common::{
-    DeadEvent, EventHeader, ExecEvent, ExitEvent, ForkEvent, FreeEvent, ReparentEvent,
-    SubreaperEvent, WaitEvent, kind,
+    AdoptionsEvent, DeadEvent, EventHeader, ExecEvent, ExitEvent, ForkEvent, FreeEvent,
+    ReparentEvent, SubreaperEvent, WaitEvent, kind,
 };
 use thiserror::Error;
 
@@ -15,6 +15,7 @@ pub enum RawEvent {
     Exec(ExecEvent),
     Exit(ExitEvent),
     Dead(DeadEvent),
+    Adoptions(AdoptionsEvent),
     Reparent(ReparentEvent),
     Wait(WaitEvent),
     Free(FreeEvent),
@@ -55,6 +56,7 @@ pub fn decode(bytes: &[u8]) -> Result<RawEvent, DecodeError> {
         kind::EXEC => RawEvent::Exec(read(k, bytes)?),
         kind::EXIT => RawEvent::Exit(read(k, bytes)?),
         kind::DEAD => RawEvent::Dead(read(k, bytes)?),
+        kind::ADOPTIONS => RawEvent::Adoptions(read(k, bytes)?),
         kind::REPARENT => RawEvent::Reparent(read(k, bytes)?),
         kind::WAIT => RawEvent::Wait(read(k, bytes)?),
         kind::FREE => RawEvent::Free(read(k, bytes)?),
@@ -70,12 +72,14 @@ pub fn kind_name(k: u32) -> &'static str {
         kind::EXEC => "exec",
         kind::EXIT => "exit",
         kind::DEAD => "zombie",
+        kind::ADOPTIONS => "adoptions",
         kind::REPARENT => "reparent",
         kind::WAIT => "reap",
         kind::FREE => "free",
         kind::SUBREAPER => "subreaper",
         kind::CHILDREN_OVERFLOW => "children",
         kind::CALLS_FULL => "pending_calls",
+        kind::SCOPE_FULL => "scope",
         _ => "unknown",
     }
 }

@@ -41,7 +41,26 @@ pub struct Proc {
     pub comm: String,
 }
 
+/// Resolution of the start times `/proc` gives for tasks that existed before tracing began
+/// (clock ticks, `USER_HZ` = 100); the kernel records give nanoseconds.
+pub const START_TICK_NS: u64 = 10_000_000;
+
+/// The one rule for "the same task" across records: equal start times, or, when one of them
+/// is a whole tick (it came from `/proc`), the same tick. A kernel start time that is an exact
+/// multiple of 10 ms is rare, and a tid reused within the same 10 ms tick is impossible
+/// (`pid_max` pids would have to be allocated in between).
+pub fn same_start(a: u64, b: u64) -> bool {
+    a == b
+        || ((a % START_TICK_NS == 0 || b % START_TICK_NS == 0)
+            && a / START_TICK_NS == b / START_TICK_NS)
+}
+
 impl Proc {
+    /// Whether two descriptions name the same task (see [`same_start`]).
+    pub fn same_task(&self, other: &Proc) -> bool {
+        self.tid == other.tid && same_start(self.start, other.start)
+    }
+
     /// A process whose ids are all `pid`, in namespace 1, started at `pid`: for tests.
     #[cfg(test)]
     pub(crate) fn fake(pid: u32, comm: &str) -> Self {
@@ -129,7 +148,14 @@ impl ReaperKind {
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     Match,
+    /// The kernel's choice differs from find_new_reaper's, and nothing it reads changed
+    /// between the snapshot and the kernel's choice: a finding.
     Mismatch,
+    /// The choice differs from the prediction, but the state find_new_reaper reads changed
+    /// between the snapshot at exit and the kernel's choice (threads of one process exiting
+    /// together, a subreaper exiting): the prediction was made from a state the kernel never
+    /// saw. `reason` says what changed.
+    Changed,
     /// No prediction: the parent's exit record was lost or came before tracing started.
     Unknown,
     /// The orphan was released while it was being reparented (a zombie auto-reaped by its new
@@ -183,8 +209,14 @@ pub enum Event {
     /// A task was created.
     Fork {
         ts: u64,
+        /// The child's real parent, who will have to reap it (for a thread: the thread that
+        /// created it).
         parent: Proc,
         child: Proc,
+        /// The task that called clone, when it is not `parent` (`CLONE_PARENT`: the child's
+        /// parent is the caller's parent).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        caller: Option<Proc>,
         /// The child is a thread of `parent`'s process.
         thread: bool,
     },
@@ -229,6 +261,9 @@ pub enum Event {
         kind: Option<ReaperKind>,
         predicted: Option<Prediction>,
         verdict: Verdict,
+        /// With `verdict: changed`: what changed between the snapshot and the kernel's choice.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
         /// The orphan was already a zombie when it was adopted.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         zombie: bool,

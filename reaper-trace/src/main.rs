@@ -58,7 +58,12 @@ struct RecordArgs {
     /// No summary line on standard error.
     #[arg(short, long)]
     quiet: bool,
-    /// Run this command and trace only its process tree, stopping when it exits.
+    /// With a command: after it exits, keep following the orphans it left (who adopts and
+    /// who reaps them) for at most this long; stops as soon as none is left.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    linger: Duration,
+    /// Run this command and trace only its process tree (filtered in the kernel), stopping
+    /// when it exits and its orphans are gone (see --linger).
     #[arg(last = true, value_name = "COMMAND")]
     command: Vec<String>,
 }
@@ -192,6 +197,7 @@ fn run(cli: Cli) -> Result<i32> {
             command: a.command,
             ring_bytes: a.ring_mib << 20,
             quiet: a.quiet,
+            linger: a.linger,
         })),
         Command::Scenario {
             name,

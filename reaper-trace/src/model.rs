@@ -1,59 +1,91 @@
 //! The process model: turns kernel records into the events users see, keeping what it must
-//! know about every task between records (names, parents, zombies, reaper snapshots).
+//! know about every task between records (ids, parents, zombies, reaper snapshots).
 //!
-//! Tasks are keyed by thread id, but an entry only answers for the task that started at the
-//! recorded time: a record for the same tid with another start time is a new task (pid reuse,
-//! `pid_max` is 32768 here) and replaces the old entry. Records may arrive out of order across
-//! CPUs or be lost, so every record can introduce a task the model has not seen yet.
+//! The model is pure: it reads no file and no clock. What it needs from the outside world
+//! (is this task still a zombie in `/proc`?) is passed in, so its tests run on synthetic
+//! records.
+//!
+//! Rules it keeps, whatever order records arrive in or however many are lost:
+//! - **One identity per task.** A task is its tid plus its start time, compared with
+//!   [`same_start`]; every `proc` object the model writes comes from the one entry it keeps for
+//!   the task, so a task carries the same ids and start time in every event, and its namespace
+//!   ids are the ones captured while it was alive (a released task reads back as zeros).
+//! - **A reused pid proves a release.** When a record introduces a new task with the tid of one
+//!   the model still holds unreaped, the old one was reaped unseen: it is resolved then.
+//! - **A reap is the real parent's.** A wait that returns a pid reaps it only when the waiter is
+//!   (a thread of) the task's real parent; a ptracer's wait only detaches it. A pid that a wait
+//!   returned was never auto-reaped.
+//! - **A process is a zombie once its group is dead**, not when its leader thread exits while
+//!   other threads live (or while one of them execs and takes its place).
+//! - **A dying namespace init takes its namespace with it.** When it reaches its final
+//!   switch, every other task of the namespace has been released: what is still pending is
+//!   resolved then, in order, before the init's own reap.
+//!
+//! Every operation is O(1) in the number of tasks and zombies (hash indexes), except
+//! [`Model::due_for_check`], which takes O(log n) per zombie it returns.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 
 use reaper_trace_common::{
-    DeadEvent, ExecEvent, ExitEvent, ForkEvent, FreeEvent, REPARENT_REAPER_ID_ONLY,
-    REPARENT_RELEASED, ReparentEvent, SubreaperEvent, TaskId, TaskInfo, WaitEvent, exit_state,
-    wait_syscall,
+    AdoptionsEvent, DEAD_LEADER_GONE, DeadEvent, ExecEvent, ExitEvent, FORK_FLAG_THREAD, ForkEvent,
+    FreeEvent, REPARENT_REAPER_ID_ONLY, REPARENT_RELEASED, ReparentEvent, SubreaperEvent, TaskId,
+    TaskInfo, UPid, WaitEvent, exit_state, wait_syscall,
 };
 
 use crate::decode::{RawEvent, c_string, split_args};
-use crate::event::{Event, ExitStatus, Prediction, Proc, ReapHow, Verdict};
+use crate::event::{Event, ExitStatus, Prediction, Proc, ReapHow, Verdict, same_start};
 use crate::procfs::{self, ProcTask};
-use crate::reaper::{self, Observed, ReaperInputs};
+use crate::reaper::{self, Observed, Predicted, ReaperInputs};
+
+/// How long a zombie that `/proc` no longer shows may still have its reap record in flight:
+/// records written before the check are applied within this much of it.
+pub const VANISH_GRACE_NS: u64 = 200_000_000;
+/// A zombie is first checked against `/proc` this long after it became one, then every
+/// `RECHECK_NS` (a few thousand zombies at most per check, see `due_for_check`).
+pub const CHECK_AFTER_NS: u64 = 2_000_000_000;
+const RECHECK_NS: u64 = 5_000_000_000;
+/// Tasks the kernel freed stay describable for this many removals more: a record naming one
+/// as a parent or reaper after its own free (they arrive in any order within one RCU grace
+/// period) still gets its full ids.
+const DEPARTED_KEPT: usize = 8192;
 
 /// Which tasks' events are reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
-    /// Every task on the machine.
+    /// Every task on the machine: zombies found at start are reported (`before_trace`).
     All,
-    /// The process tree of one command: the root's tid once it is known, and everything it
-    /// forks (orphans included, wherever they are adopted).
-    Tree(Option<u32>),
+    /// The process tree of one command. The kernel programs send only its records (and the
+    /// waits that reap its zombies), so every record is reported.
+    Tree,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TaskState {
     Running,
-    /// Began exiting (`exit` seen), not yet dead.
+    /// Began exiting (`exit` seen), its process not yet finished.
     Exiting,
     /// Waits to be reaped; `since` is unknown for zombies found in `/proc` at start.
     Zombie {
         since: Option<u64>,
     },
-    /// Its final switch found it already released (`EXIT_DEAD`): either auto-reaped, or its
-    /// parent's `wait4` on another CPU reaped it before that switch. The wait record, if any,
-    /// tells which; without one by the time the task is freed, it was auto-reaped.
+    /// Found already released when its process finished: auto-reaped, or reaped on another
+    /// CPU by a wait whose record comes later. The wait record, if any, tells which; the free
+    /// record (or the next check) settles it as auto-reaped.
     Released {
         at: u64,
         exit_code: u32,
     },
-    /// Reaped or auto-reaped; the entry goes away when the kernel frees the task.
+    /// Reaped; the entry goes when the kernel frees the task or its pid is reused.
     Reaped,
 }
+
+/// `(pid namespace, pid number)`, the key wait results are resolved by. Level 0 uses
+/// namespace 0, so tasks seeded from `/proc` and records agree on it.
+type NsPid = (u32, u32);
 
 #[derive(Debug, Clone)]
 pub struct Task {
     pub id: TaskId,
-    /// The start time came from `/proc` (10 ms ticks), not from the kernel records.
-    approx_start: bool,
     pub ns_tid: u32,
     pub ns_tgid: u32,
     pub pidns: u32,
@@ -62,56 +94,68 @@ pub struct Task {
     pub comm: String,
     /// When its `exit` record was seen.
     exit_ts: Option<u64>,
+    /// Its exit record said the whole thread group died with it.
+    group_dead: bool,
     /// The real parent as last seen (the one who has to reap it).
     pub parent: Option<TaskId>,
     pub subreaper: bool,
-    pub in_scope: bool,
     pub state: TaskState,
-    /// (pid namespace inode, pid number) at each level, known once it is a zombie.
-    pids: Vec<(u32, u32)>,
+    /// A `zombie` event was written for it.
+    zombie_reported: bool,
+    /// While a zombie: when to check it against `/proc` next (its key in `Model::checks`).
+    check_at: u64,
+    /// When it became a zombie, if it was seen as one (kept when it is then released).
+    zombie_since: Option<u64>,
+    /// Its pid at each namespace level it is known at (for processes).
+    pids: Vec<NsPid>,
     /// `find_new_reaper`'s inputs, captured when it exited with children.
-    reaper_inputs: Option<ReaperInputs>,
+    reaper_inputs: Option<Box<ReaperInputs>>,
+    /// The same, taken again at its final switch (after the kernel chose).
+    final_inputs: Option<Box<ReaperInputs>>,
 }
 
 impl Task {
-    fn new(info: &TaskInfo, in_scope: bool) -> Self {
+    fn new(info: &TaskInfo) -> Self {
         Self {
             id: info.id,
-            approx_start: false,
             ns_tid: info.ns_tid,
             ns_tgid: info.ns_tgid,
             pidns: info.pidns,
             level: info.level,
             comm: c_string(&info.comm),
             exit_ts: None,
+            group_dead: false,
             parent: None,
             subreaper: false,
-            in_scope,
             state: TaskState::Running,
+            zombie_reported: false,
+            check_at: 0,
+            zombie_since: None,
             pids: Vec::new(),
             reaper_inputs: None,
+            final_inputs: None,
         }
     }
 
     /// Does this entry describe the task that started at `start_ns`?
     fn is(&self, start_ns: u64) -> bool {
-        if self.approx_start {
-            self.id.start_ns / procfs::NS_PER_TICK == start_ns / procfs::NS_PER_TICK
-        } else {
-            self.id.start_ns == start_ns
-        }
+        same_start(self.id.start_ns, start_ns)
     }
 
+    fn is_process(&self) -> bool {
+        self.id.tid == self.id.tgid
+    }
+
+    /// Takes what a record says of the task, keeping its identity (start time) and never
+    /// replacing known namespace ids with the zeros a released task reads back as.
     fn refresh(&mut self, info: &TaskInfo) {
-        if self.approx_start {
-            self.id.start_ns = info.id.start_ns;
-            self.approx_start = false;
-        }
         self.id.tgid = info.id.tgid;
-        self.ns_tid = info.ns_tid;
-        self.ns_tgid = info.ns_tgid;
-        self.pidns = info.pidns;
-        self.level = info.level;
+        if info.pidns != 0 {
+            self.ns_tid = info.ns_tid;
+            self.ns_tgid = info.ns_tgid;
+            self.pidns = info.pidns;
+            self.level = info.level;
+        }
         // Most records repeat the name the model has: only a new one is decoded (allocated).
         let comm = &info.comm;
         let len = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
@@ -135,163 +179,309 @@ impl Task {
     pub fn is_zombie(&self) -> bool {
         matches!(self.state, TaskState::Zombie { .. })
     }
-}
 
-fn proc_of(info: &TaskInfo) -> Proc {
-    Proc {
-        pid: info.id.tgid,
-        tid: info.id.tid,
-        ns_pid: info.ns_tgid,
-        ns_tid: info.ns_tid,
-        pidns: info.pidns,
-        start: info.id.start_ns,
-        comm: c_string(&info.comm),
+    /// Waiting to be reaped, or reaped but not yet known how.
+    fn is_pending(&self) -> bool {
+        matches!(
+            self.state,
+            TaskState::Exiting | TaskState::Zombie { .. } | TaskState::Released { .. }
+        )
     }
 }
 
+fn ns_key(level: usize, upid: &UPid) -> NsPid {
+    (if level == 0 { 0 } else { upid.pidns }, upid.nr)
+}
+
+/// A zombie to check against `/proc`: its identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ZombieCheck {
+    pub tid: u32,
+    pub start_ns: u64,
+}
+
+#[derive(Default)]
 pub struct Model {
     tasks: HashMap<u32, Task>,
-    /// Zombies by (pid namespace, pid number) at every level, to resolve wait's result.
-    zombie_pids: HashMap<(u32, u32), u32>,
-    scope: Scope,
+    /// Processes that may be reaped (exiting, zombie, released), by pid at every level known.
+    waitable: HashMap<NsPid, u32>,
+    /// Members of each pid namespace (by inode), for its teardown.
+    members: HashMap<u32, HashSet<u32>>,
+    /// Zombies by when to check them against `/proc` next.
+    checks: BTreeSet<(u64, u32)>,
+    /// Zombies `/proc` no longer showed: (tid, start, when checked). They vanished unless a
+    /// record written before the check reaps them.
+    vanishing: Vec<(u32, u64, u64)>,
+    /// Tree scope: the processes of the traced tree (its root and what it forked).
+    tree: HashSet<u32>,
+    /// Recently removed tasks, as they were last described (see `DEPARTED_KEPT`).
+    departed: HashMap<u32, Proc>,
+    departed_order: VecDeque<u32>,
+    scope_all: bool,
 }
 
 impl Model {
     pub fn new(scope: Scope) -> Self {
         Self {
-            tasks: HashMap::new(),
-            zombie_pids: HashMap::new(),
-            scope,
+            scope_all: scope == Scope::All,
+            ..Default::default()
         }
     }
 
-    /// Sets the root of a `Scope::Tree` once the command has been started.
-    pub fn set_root(&mut self, tid: u32) {
-        self.scope = Scope::Tree(Some(tid));
-        if let Some(t) = self.tasks.get_mut(&tid) {
-            t.in_scope = true;
+    /// Tree scope: nothing the traced command forked is left to follow (no process running,
+    /// exiting or waiting to be reaped). The command itself is its caller's to watch.
+    pub fn tree_settled(&self) -> bool {
+        self.tree.iter().all(|tid| {
+            self.tasks
+                .get(tid)
+                .is_none_or(|t| t.state == TaskState::Reaped)
+        })
+    }
+
+    /// Tree scope: the tree's processes still running, and its zombies not yet reaped.
+    pub fn tree_left(&self) -> (Vec<Proc>, Vec<Proc>) {
+        let mut tids: Vec<u32> = self.tree.iter().copied().collect();
+        tids.sort_unstable();
+        let (mut running, mut zombies) = (Vec::new(), Vec::new());
+        for t in tids.iter().filter_map(|tid| self.tasks.get(tid)) {
+            match t.state {
+                TaskState::Running | TaskState::Exiting => running.push(t.proc()),
+                TaskState::Zombie { .. } => zombies.push(t.proc()),
+                _ => {}
+            }
         }
+        (running, zombies)
     }
 
     pub fn task(&self, tid: u32) -> Option<&Task> {
         self.tasks.get(&tid)
     }
 
-    pub fn tasks(&self) -> impl Iterator<Item = &Task> {
-        self.tasks.values()
+    /// How many tasks the model holds.
+    pub fn len(&self) -> usize {
+        self.tasks.len()
     }
 
-    pub fn zombies(&self) -> impl Iterator<Item = &Task> {
-        self.tasks.values().filter(|t| t.is_zombie())
+    pub fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+    }
+
+    /// How many processes are zombies now.
+    pub fn zombie_count(&self) -> usize {
+        self.checks.len()
     }
 
     /// Learns the tasks that exist before tracing starts.
     pub fn seed(&mut self, tasks: &[ProcTask]) {
         for p in tasks {
-            let mut task = Task {
+            let info = TaskInfo {
                 id: TaskId {
                     tid: p.tid,
                     tgid: p.tgid,
                     start_ns: procfs::ticks_to_ns(p.start_ticks),
                 },
-                approx_start: true,
                 ns_tid: p.nspid.last().copied().unwrap_or(p.tid),
                 ns_tgid: p.nstgid.last().copied().unwrap_or(p.tgid),
                 pidns: p.pidns,
                 level: p.nspid.len().saturating_sub(1) as u32,
-                comm: p.comm.clone(),
-                exit_ts: None,
-                parent: None,
-                subreaper: false,
-                in_scope: self.scope == Scope::All,
-                state: if p.state == 'Z' {
-                    TaskState::Zombie { since: None }
-                } else {
-                    TaskState::Running
-                },
-                pids: Vec::new(),
-                reaper_inputs: None,
+                comm: [0; 16],
             };
-            if p.ppid != 0 {
-                task.parent = Some(TaskId {
-                    tid: p.ppid,
-                    tgid: p.ppid,
-                    start_ns: 0,
-                });
+            let mut task = Task::new(&info);
+            task.comm = p.comm.clone();
+            if p.state == 'Z' && p.tid == p.tgid {
+                task.state = TaskState::Zombie { since: None };
             }
-            if task.is_zombie() && p.tid == p.tgid {
-                // Only the root level is known to match the namespace inode from /proc's view
-                // for the global pid; the task's own level carries its own namespace.
-                task.pids = vec![(0, p.tid)];
-                if let Some(&own) = p.nspid.last() {
-                    task.pids.push((p.pidns, own));
-                }
-                for key in &task.pids {
-                    self.zombie_pids.insert(*key, p.tid);
-                }
-            }
-            self.tasks.insert(p.tid, task);
+            // NSpid lists the pid from the root namespace down; only the own level's
+            // namespace inode is known.
+            let last = p.nspid.len().saturating_sub(1);
+            task.pids = p
+                .nspid
+                .iter()
+                .enumerate()
+                .filter(|&(l, _)| l == 0 || l == last)
+                .map(|(l, &nr)| (if l == 0 { 0 } else { p.pidns }, nr))
+                .collect();
+            self.insert(task);
         }
         // Parents from /proc carry no start time: resolve them now that all tasks are known.
-        let starts: HashMap<u32, TaskId> = self.tasks.iter().map(|(k, t)| (*k, t.id)).collect();
-        for t in self.tasks.values_mut() {
-            if let Some(p) = t.parent {
-                t.parent = starts.get(&p.tid).copied();
+        let parents: Vec<(u32, u32)> = tasks.iter().map(|p| (p.tid, p.ppid)).collect();
+        for (tid, ppid) in parents {
+            let parent = self.tasks.get(&ppid).map(|t| t.id);
+            if let Some(t) = self.tasks.get_mut(&tid) {
+                t.parent = parent;
             }
         }
     }
 
     /// `zombie` events for the zombies that existed before tracing began (found in `/proc` by
     /// `seed`): recordings and replays then know them too. `ts` is when tracing began.
-    pub fn zombies_before_trace(&self, ts: u64) -> Vec<Event> {
-        let mut zombies: Vec<&Task> = self
+    pub fn zombies_before_trace(&mut self, ts: u64) -> Vec<Event> {
+        if !self.scope_all {
+            return Vec::new();
+        }
+        let mut tids: Vec<u32> = self
             .tasks
             .values()
-            .filter(|t| t.in_scope && t.state == TaskState::Zombie { since: None })
+            .filter(|t| t.state == TaskState::Zombie { since: None })
+            .map(|t| t.id.tid)
             .collect();
-        zombies.sort_by_key(|t| t.id.tid);
-        zombies
-            .into_iter()
-            .map(|t| Event::Zombie {
+        tids.sort_unstable();
+        let mut out = Vec::new();
+        for tid in tids {
+            let task = &self.tasks[&tid];
+            out.push(Event::Zombie {
                 ts,
-                task: t.proc(),
-                parent: t
-                    .parent
-                    .map(|p| self.proc_by_id(&p))
-                    .unwrap_or_else(|| t.proc()),
+                task: task.proc(),
+                parent: self.parent_proc(task),
                 status: ExitStatus::UNKNOWN,
                 autoreaped: false,
                 before_trace: true,
-            })
-            .collect()
+            });
+            self.tasks.get_mut(&tid).expect("listed").zombie_reported = true;
+        }
+        out
     }
 
-    /// The entry for `info`, created (or replacing a stale one of a reused pid) if needed.
-    fn learn(&mut self, info: &TaskInfo) -> &mut Task {
-        let tid = info.id.tid;
-        let fresh = match self.tasks.get(&tid) {
-            Some(t) => !t.is(info.id.start_ns),
-            None => true,
-        };
-        if fresh {
-            let in_scope = match self.scope {
-                Scope::All => true,
-                Scope::Tree(root) => root == Some(tid),
-            };
-            if let Some(old) = self.tasks.insert(tid, Task::new(info, in_scope)) {
-                self.forget_zombie_pids(&old);
+    // ----- the task table and its indexes -----
+
+    /// Adds a task, resolving the one that held its tid before (pid reuse proves it was
+    /// released). Returns the events that resolution means.
+    fn insert(&mut self, task: Task) -> Option<Task> {
+        let tid = task.id.tid;
+        let own_ns = (task.level > 0).then_some(task.pidns);
+        let old = self.tasks.insert(tid, task);
+        if let Some(old) = &old {
+            // A new task with this tid: it belongs to the tree only if its fork says so.
+            self.tree.remove(&tid);
+            self.unindex(old);
+            self.depart(old);
+        }
+        if let Some(ns) = own_ns {
+            self.members.entry(ns).or_default().insert(tid);
+        }
+        if self.tasks[&tid].is_pending() {
+            self.index_waitable(tid);
+        }
+        self.schedule_check(tid);
+        old
+    }
+
+    /// A zombie is checked against `/proc` some time after it became one.
+    fn schedule_check(&mut self, tid: u32) {
+        let task = self.tasks.get_mut(&tid).expect("present");
+        if let TaskState::Zombie { since } = task.state {
+            task.check_at = since.unwrap_or(0).saturating_add(CHECK_AFTER_NS);
+            self.checks.insert((task.check_at, tid));
+        }
+    }
+
+    fn index_waitable(&mut self, tid: u32) {
+        let task = &self.tasks[&tid];
+        if !task.is_process() {
+            return;
+        }
+        for key in task.keys() {
+            self.waitable.insert(key, tid);
+        }
+    }
+
+    fn unindex(&mut self, task: &Task) {
+        let tid = task.id.tid;
+        for key in task.keys() {
+            if self.waitable.get(&key) == Some(&tid) {
+                self.waitable.remove(&key);
             }
         }
-        let task = self.tasks.get_mut(&tid).expect("just inserted");
-        task.refresh(info);
-        task
+        if let Some(m) = self.members.get_mut(&task.pidns) {
+            m.remove(&tid);
+            if m.is_empty() {
+                self.members.remove(&task.pidns);
+            }
+        }
+        self.uncheck(task);
     }
 
-    fn forget_zombie_pids(&mut self, task: &Task) {
-        for key in &task.pids {
-            if self.zombie_pids.get(key) == Some(&task.id.tid) {
-                self.zombie_pids.remove(key);
+    fn uncheck(&mut self, task: &Task) {
+        if task.is_zombie() {
+            self.checks.remove(&(task.check_at, task.id.tid));
+        }
+    }
+
+    fn remove(&mut self, tid: u32) -> Option<Task> {
+        let task = self.tasks.remove(&tid)?;
+        self.tree.remove(&tid);
+        self.unindex(&task);
+        self.depart(&task);
+        Some(task)
+    }
+
+    fn depart(&mut self, task: &Task) {
+        if self.departed.insert(task.id.tid, task.proc()).is_none() {
+            self.departed_order.push_back(task.id.tid);
+        }
+        if self.departed_order.len() > DEPARTED_KEPT
+            && let Some(old) = self.departed_order.pop_front()
+        {
+            self.departed.remove(&old);
+        }
+    }
+
+    /// Changes a task's state, keeping the indexes right.
+    fn set_state(&mut self, tid: u32, state: TaskState) {
+        let Some(task) = self.tasks.get(&tid) else {
+            return;
+        };
+        let was_pending = task.is_pending();
+        if task.is_zombie() {
+            self.checks.remove(&(task.check_at, tid));
+        }
+        let task = self.tasks.get_mut(&tid).expect("present");
+        task.state = state;
+        if let TaskState::Zombie { since: Some(since) } = state {
+            task.zombie_since = Some(since);
+        }
+        let pending = task.is_pending();
+        self.schedule_check(tid);
+        if pending && !was_pending {
+            self.index_waitable(tid);
+        } else if !pending && was_pending {
+            for key in self.tasks[&tid].keys() {
+                if self.waitable.get(&key) == Some(&tid) {
+                    self.waitable.remove(&key);
+                }
             }
+        }
+    }
+
+    /// The entry for `info`, created (resolving a stale one of a reused pid) if needed.
+    fn learn(&mut self, info: &TaskInfo, out: &mut Vec<Event>) -> u32 {
+        let tid = info.id.tid;
+        match self.tasks.get_mut(&tid) {
+            Some(t) if t.is(info.id.start_ns) => t.refresh(info),
+            _ => {
+                if let Some(old) = self.insert(Task::new(info)) {
+                    self.reused(old, info.id.start_ns, out);
+                }
+            }
+        }
+        tid
+    }
+
+    /// `old`'s tid now names another task: `old` was released. What it was still waiting for
+    /// is settled now, with what the records showed of it.
+    fn reused(&mut self, old: Task, ts_hint: u64, out: &mut Vec<Event>) {
+        let ts = ts_hint.max(old.exit_ts.unwrap_or(0));
+        match old.state {
+            TaskState::Released { at, exit_code } => {
+                self.report_reap(&old, at, None, ReapHow::Auto, Some(exit_code), out);
+            }
+            TaskState::Zombie { .. } => {
+                self.report_reap(&old, ts, None, ReapHow::Vanished, None, out);
+            }
+            TaskState::Exiting if old.is_process() && old.group_dead => {
+                self.report_reap(&old, ts, None, ReapHow::Vanished, None, out);
+            }
+            _ => {}
         }
     }
 
@@ -302,8 +492,15 @@ impl Model {
 
     /// The best description of a task only known by id.
     fn proc_by_id(&self, id: &TaskId) -> Proc {
-        match self.known(id) {
-            Some(t) => t.proc(),
+        if let Some(t) = self.known(id) {
+            return t.proc();
+        }
+        match self
+            .departed
+            .get(&id.tid)
+            .filter(|p| same_start(p.start, id.start_ns))
+        {
+            Some(p) => p.clone(),
             None => Proc {
                 pid: id.tgid,
                 tid: id.tid,
@@ -316,9 +513,17 @@ impl Model {
         }
     }
 
-    fn in_scope(&self, id: &TaskId) -> bool {
-        self.scope == Scope::All || self.known(id).is_some_and(|t| t.in_scope)
+    fn proc_of(&self, tid: u32) -> Proc {
+        self.tasks[&tid].proc()
     }
+
+    fn parent_proc(&self, task: &Task) -> Proc {
+        task.parent
+            .map(|p| self.proc_by_id(&p))
+            .unwrap_or_else(|| task.proc())
+    }
+
+    // ----- records -----
 
     /// Applies one kernel record; the events it means, if any, are appended to `out`.
     pub fn apply(&mut self, raw: &RawEvent, out: &mut Vec<Event>) {
@@ -327,6 +532,7 @@ impl Model {
             RawEvent::Exec(e) => self.exec(e, out),
             RawEvent::Exit(e) => self.exit(e, out),
             RawEvent::Dead(e) => self.dead(e, out),
+            RawEvent::Adoptions(e) => self.adoptions(e),
             RawEvent::Reparent(e) => self.reparent(e, out),
             RawEvent::Wait(e) => self.wait(e, out),
             RawEvent::Free(e) => self.free(e, out),
@@ -335,35 +541,62 @@ impl Model {
     }
 
     fn fork(&mut self, e: &ForkEvent, out: &mut Vec<Event>) {
-        let parent_scope = self.learn(&e.parent).in_scope;
-        let child = self.learn(&e.child);
-        child.in_scope |= parent_scope;
-        child.parent = Some(e.real_parent);
-        if child.in_scope {
-            out.push(Event::Fork {
-                ts: e.hdr.ts_ns,
-                parent: proc_of(&e.parent),
-                child: proc_of(&e.child),
-                thread: e.flags & reaper_trace_common::FORK_FLAG_THREAD != 0,
-            });
+        let caller = self.learn(&e.parent, out);
+        let child = self.learn(&e.child, out);
+        let thread = e.flags & FORK_FLAG_THREAD != 0;
+        // A process's parent is its real parent: the caller's parent with CLONE_PARENT.
+        let parent = if thread || e.real_parent.tid == 0 {
+            self.tasks[&caller].id
+        } else {
+            e.real_parent
+        };
+        self.tasks.get_mut(&child).expect("learned").parent = Some(parent);
+        if !self.scope_all && !thread {
+            self.tree.insert(child);
         }
+        let caller_proc = self.proc_of(caller);
+        let parent_proc = if parent.tid == caller {
+            None
+        } else {
+            Some(self.proc_by_id(&parent))
+        };
+        let (parent, caller) = match parent_proc {
+            Some(p) => (p, Some(caller_proc)),
+            None => (caller_proc, None),
+        };
+        out.push(Event::Fork {
+            ts: e.hdr.ts_ns,
+            parent,
+            child: self.proc_of(child),
+            caller,
+            thread,
+        });
     }
 
     fn exec(&mut self, e: &ExecEvent, out: &mut Vec<Event>) {
         if e.old_tid != e.task.id.tid {
-            // A non-leader thread exec'd and took over the group leader's pid.
-            if let Some(old) = self.tasks.remove(&e.old_tid) {
-                self.forget_zombie_pids(&old);
+            // A thread other than the leader exec'd (de_thread): it took over the leader's pid
+            // and start time, and the old leader was released without becoming a zombie.
+            if let Some(thread) = self.tasks.get(&e.old_tid)
+                && thread.id.tgid == e.task.id.tgid
+            {
+                self.remove(e.old_tid);
             }
         }
-        let task = self.learn(&e.task);
-        if !task.in_scope {
-            return;
+        let tid = self.learn(&e.task, out);
+        // The process lives on: whatever its old leader's exit said no longer applies.
+        let task = self.tasks.get_mut(&tid).expect("learned");
+        task.exit_ts = None;
+        task.group_dead = false;
+        task.reaper_inputs = None;
+        task.final_inputs = None;
+        if task.state != TaskState::Running {
+            self.set_state(tid, TaskState::Running);
         }
         let len = (e.args_len as usize).min(e.args.len());
         out.push(Event::Exec {
             ts: e.hdr.ts_ns,
-            task: proc_of(&e.task),
+            task: self.proc_of(tid),
             filename: c_string(&e.filename),
             args: split_args(&e.args[..len]),
             args_truncated: e.args_total > e.args_len,
@@ -371,20 +604,30 @@ impl Model {
     }
 
     fn exit(&mut self, e: &ExitEvent, out: &mut Vec<Event>) {
-        let inputs =
-            (e.children_followed > 0).then(|| ReaperInputs::from_snapshot(e.task.id, &e.snapshot));
-        let task = self.learn(&e.task);
-        task.state = TaskState::Exiting;
+        let inputs = (e.children_followed > 0)
+            .then(|| Box::new(ReaperInputs::from_snapshot(e.task.id, &e.snapshot)));
+        let tid = self.learn(&e.task, out);
+        let level = (e.task.level as usize).min(e.pids.len() - 1);
+        let task = self.tasks.get_mut(&tid).expect("learned");
         task.exit_ts = Some(e.hdr.ts_ns);
-        task.parent = Some(e.parent);
-        task.reaper_inputs = inputs;
-        if !task.in_scope {
-            return;
+        task.group_dead = e.group_dead != 0;
+        if e.parent.tid != 0 {
+            task.parent = Some(e.parent);
         }
+        task.reaper_inputs = inputs;
+        if e.pids[0].nr != 0 {
+            task.pids = e.pids[..=level]
+                .iter()
+                .enumerate()
+                .map(|(l, u)| ns_key(l, u))
+                .collect();
+        }
+        self.set_state(tid, TaskState::Exiting);
+        let task = &self.tasks[&tid];
         let parent = (e.parent.tid != 0).then(|| self.proc_by_id(&e.parent));
         out.push(Event::Exit {
             ts: e.hdr.ts_ns,
-            task: proc_of(&e.task),
+            task: task.proc(),
             thread: e.task.id.tid != e.task.id.tgid,
             parent,
             status: ExitStatus::from_wait_status(e.exit_code),
@@ -395,179 +638,249 @@ impl Model {
         });
     }
 
+    /// A process finished exiting. Several threads exiting together may each send one: the
+    /// first settles it.
     fn dead(&mut self, e: &DeadEvent, out: &mut Vec<Event>) {
-        self.learn(&e.parent);
-        let level = (e.task.level as usize).min(e.pids.len() - 1);
-        let pids: Vec<(u32, u32)> = e.pids[..=level].iter().map(|u| (u.pidns, u.nr)).collect();
-        let autoreaped = e.exit_state == exit_state::EXIT_DEAD;
-        let task = self.learn(&e.task);
-        if task.state == TaskState::Reaped {
-            // Its parent's wait was recorded first (another CPU returned from wait4 before
-            // this task's final switch): the zombie and its reap are already reported.
-            return;
-        }
-        task.parent = Some(e.parent.id);
-        task.pids = pids;
+        let ts = e.hdr.ts_ns;
         let tid = e.task.id.tid;
-        for key in task.pids.clone() {
-            self.zombie_pids.insert(key, tid);
-        }
-        if autoreaped {
-            // Reported once the wait or the free record says how it was released.
-            if let Some(t) = self.tasks.get_mut(&tid) {
-                t.state = TaskState::Released {
-                    at: e.hdr.ts_ns,
-                    exit_code: e.exit_code,
-                };
+        let gone = e.flags & DEAD_LEADER_GONE != 0;
+        let known = match self.tasks.get(&tid) {
+            Some(t) if gone => t.is_process() && t.state == TaskState::Exiting,
+            Some(t) => t.is(e.task.id.start_ns),
+            None => false,
+        };
+        if !known {
+            if gone || e.task.pidns == 0 {
+                // Released, and nothing else known of it: its records were lost.
+                return;
             }
+            self.learn(&e.task, out);
+        } else if !gone {
+            self.tasks.get_mut(&tid).expect("known").refresh(&e.task);
+        }
+        if !matches!(
+            self.tasks[&tid].state,
+            TaskState::Running | TaskState::Exiting
+        ) {
             return;
         }
-        let Some(task) = self.tasks.get_mut(&tid) else {
-            return;
-        };
-        task.state = TaskState::Zombie {
-            since: Some(e.hdr.ts_ns),
-        };
-        if task.in_scope {
+        if !gone && e.parent.id.tid != 0 {
+            if e.parent.pidns != 0 {
+                self.learn(&e.parent, out);
+            }
+            self.tasks.get_mut(&tid).expect("known").parent = Some(e.parent.id);
+        }
+        let level = (e.task.level as usize).min(e.pids.len() - 1);
+        if e.pids[0].nr != 0 {
+            let pids = e.pids[..=level]
+                .iter()
+                .enumerate()
+                .map(|(l, u)| ns_key(l, u))
+                .collect();
+            self.tasks.get_mut(&tid).expect("known").pids = pids;
+        }
+        if gone || e.exit_state != exit_state::EXIT_ZOMBIE {
+            // Reported once a wait, the free record or the next check says how it went.
+            self.set_state(
+                tid,
+                TaskState::Released {
+                    at: ts,
+                    exit_code: e.exit_code,
+                },
+            );
+        } else {
+            self.set_state(tid, TaskState::Zombie { since: Some(ts) });
+            let task = &self.tasks[&tid];
             out.push(Event::Zombie {
-                ts: e.hdr.ts_ns,
-                task: proc_of(&e.task),
-                parent: proc_of(&e.parent),
+                ts,
+                task: task.proc(),
+                parent: self.parent_proc(task),
                 status: ExitStatus::from_wait_status(e.exit_code),
                 autoreaped: false,
                 before_trace: false,
             });
+            self.tasks.get_mut(&tid).expect("known").zombie_reported = true;
+        }
+        let task = &self.tasks[&tid];
+        if task.level > 0 && task.ns_tgid == 1 {
+            self.teardown(tid, ts, out);
         }
     }
 
-    /// The zombie and reap events of a task that was already released at its final switch.
-    fn report_released(
+    /// A pid namespace's init finished exiting: `zap_pid_ns_processes` has killed every other
+    /// task of the namespace and waited until all were released, with no wait syscall the
+    /// programs could see. Settles what the model still holds pending there.
+    fn teardown(&mut self, init: u32, ts: u64, out: &mut Vec<Event>) {
+        let ns = self.tasks[&init].pidns;
+        let Some(members) = self.members.get(&ns) else {
+            return;
+        };
+        let mut pending: Vec<u32> = members
+            .iter()
+            .copied()
+            .filter(|&t| t != init && self.tasks.get(&t).is_some_and(|t| t.is_process()))
+            .collect();
+        pending.sort_unstable();
+        for tid in pending {
+            let task = self.tasks[&tid].clone();
+            match task.state {
+                TaskState::Released { at, exit_code } => {
+                    self.report_reap(&task, at, None, ReapHow::Auto, Some(exit_code), out);
+                }
+                TaskState::Zombie { .. } | TaskState::Exiting => {
+                    self.report_reap(&task, ts, None, ReapHow::Free, None, out);
+                }
+                _ => continue,
+            }
+            self.set_state(tid, TaskState::Reaped);
+        }
+    }
+
+    /// Writes a task's reap (and its zombie first, if none was written), however it ended.
+    /// `reaper: None` means its parent as last known.
+    fn report_reap(
         &self,
         task: &Task,
-        at: u64,
-        exit_code: u32,
-        reap: Event,
+        ts: u64,
+        reaper: Option<Proc>,
+        how: ReapHow,
+        exit_code: Option<u32>,
         out: &mut Vec<Event>,
     ) {
-        if !task.in_scope {
-            return;
+        let since = match task.state {
+            TaskState::Zombie { since } => since,
+            TaskState::Released { at, .. } => task.zombie_since.or(Some(at)),
+            _ => task.exit_ts,
+        };
+        if !task.zombie_reported {
+            out.push(Event::Zombie {
+                ts: since.unwrap_or(ts).min(ts),
+                task: task.proc(),
+                parent: self.parent_proc(task),
+                status: exit_code
+                    .map(ExitStatus::from_wait_status)
+                    .unwrap_or(ExitStatus::UNKNOWN),
+                autoreaped: how == ReapHow::Auto,
+                before_trace: false,
+            });
         }
-        let parent = task
-            .parent
-            .map(|p| self.proc_by_id(&p))
-            .unwrap_or_else(|| task.proc());
-        out.push(Event::Zombie {
-            ts: at,
+        let zombie_ns = match (how, task.state) {
+            (ReapHow::Auto, _) => Some(task.zombie_since.map_or(0, |s| ts.saturating_sub(s))),
+            (_, TaskState::Zombie { since: None }) => None,
+            _ => Some(ts.saturating_sub(since.unwrap_or(ts))),
+        };
+        out.push(Event::Reap {
+            ts,
             task: task.proc(),
-            parent,
-            status: ExitStatus::from_wait_status(exit_code),
-            autoreaped: matches!(
-                reap,
-                Event::Reap {
-                    how: ReapHow::Auto,
-                    ..
-                }
-            ),
-            before_trace: false,
+            reaper: reaper.or_else(|| task.parent.map(|p| self.proc_by_id(&p))),
+            how,
+            zombie_ns,
         });
-        out.push(reap);
+    }
+
+    fn adoptions(&mut self, e: &AdoptionsEvent) {
+        if let Some(t) = self.tasks.get_mut(&e.father.tid)
+            && t.is(e.father.start_ns)
+        {
+            t.final_inputs = Some(Box::new(ReaperInputs::from_snapshot(e.father, &e.snapshot)));
+        }
     }
 
     fn reparent(&mut self, e: &ReparentEvent, out: &mut Vec<Event>) {
+        let ts = e.hdr.ts_ns;
         let father = self.proc_by_id(&e.father);
-        let inputs = self.known(&e.father).and_then(|t| t.reaper_inputs.clone());
-        let predicted = inputs.as_ref().and_then(reaper::find_new_reaper);
+        let (inputs, final_inputs) = match self.known(&e.father) {
+            Some(t) => (t.reaper_inputs.clone(), t.final_inputs.clone()),
+            None => (None, None),
+        };
+        let predicted = inputs.as_deref().and_then(reaper::find_new_reaper);
         let prediction = predicted.map(|p| Prediction {
             tid: p.task.tid,
             pid: p.task.tgid,
             kind: p.kind,
         });
-        let scope = self.in_scope(&e.father) || self.in_scope(&e.orphan);
-        let ts = e.hdr.ts_ns;
-        let mut orphan = self.proc_by_id(&e.orphan);
-        if e.orphan_comm[0] != 0 {
-            orphan.comm = c_string(&e.orphan_comm);
+        let orphan_tid = e.orphan.tid;
+        if self.known(&e.orphan).is_none() {
+            // Its fork came before tracing and /proc did not have it: what the record says.
+            let mut info = TaskInfo {
+                id: e.orphan,
+                ..Default::default()
+            };
+            info.comm = e.orphan_comm;
+            let task = Task::new(&info);
+            if let Some(old) = self.insert(task) {
+                self.reused(old, ts, out);
+            }
+        } else if e.orphan_comm[0] != 0 {
+            let t = self.tasks.get_mut(&orphan_tid).expect("known");
+            let len = e.orphan_comm.iter().position(|&b| b == 0).unwrap_or(16);
+            if t.comm.as_bytes() != &e.orphan_comm[..len] {
+                t.comm = c_string(&e.orphan_comm);
+            }
         }
 
         if e.flags & REPARENT_RELEASED != 0 {
-            // Released while being reparented: its new parent let it go at once.
-            let mut zombie_since = None;
-            if let Some(t) = self.known(&e.orphan).cloned() {
-                if let TaskState::Zombie { since } = t.state {
-                    zombie_since = since;
-                }
-                self.forget_zombie_pids(&t);
-                if let Some(t) = self.tasks.get_mut(&e.orphan.tid) {
-                    t.state = TaskState::Reaped;
-                }
+            if predicted.is_some_and(|p| p.task.tid == e.father.tid) {
+                // A namespace init with no thread left: the kernel killed and reaped its
+                // children itself (zap_pid_ns_processes); none was adopted.
+                return;
             }
-            if scope {
-                out.push(Event::Reparent {
-                    ts,
-                    orphan: orphan.clone(),
-                    father,
-                    reaper: None,
-                    kind: None,
-                    predicted: prediction,
-                    verdict: Verdict::Unobserved,
-                    zombie: true,
-                });
-                out.push(Event::Reap {
-                    ts,
-                    task: orphan,
-                    reaper: None,
-                    how: ReapHow::Auto,
-                    zombie_ns: zombie_since.map(|s| ts.saturating_sub(s)),
-                });
+            // Released while being reparented (a zombie its new parent let go at once): who
+            // adopted it could not be read. Its reap comes from the free record.
+            if let TaskState::Zombie { .. } = self.tasks[&orphan_tid].state {
+                self.set_state(
+                    orphan_tid,
+                    TaskState::Released {
+                        at: ts,
+                        exit_code: 0,
+                    },
+                );
             }
+            out.push(Event::Reparent {
+                ts,
+                orphan: self.proc_of(orphan_tid),
+                father,
+                reaper: None,
+                kind: None,
+                predicted: prediction,
+                verdict: Verdict::Unobserved,
+                reason: None,
+                zombie: true,
+            });
             return;
         }
         if e.reaper.id == e.father {
-            // Not adopted: its parent is still the task that exited. A pid namespace's init
-            // reaps every task of the namespace (zap_pid_ns_processes) before it would hand
-            // its children on, so they are released, not reparented; their reap follows
-            // (`free`).
+            // Not adopted: its parent is still the task that exited (a namespace init
+            // killing its namespace releases its children instead).
             return;
         }
-
         let reaper = if e.flags & REPARENT_REAPER_ID_ONLY != 0 {
             self.proc_by_id(&e.reaper.id)
         } else {
-            self.learn(&e.reaper);
-            proc_of(&e.reaper)
+            let tid = self.learn(&e.reaper, out);
+            self.proc_of(tid)
         };
-        if let Some(t) = self
-            .tasks
-            .get_mut(&e.orphan.tid)
-            .filter(|t| t.is(e.orphan.start_ns))
-        {
-            t.parent = Some(e.reaper.id);
-        }
-        if !scope {
-            return;
-        }
+        self.tasks.get_mut(&orphan_tid).expect("known").parent = Some(e.reaper.id);
         let observed = Observed {
             reaper: e.reaper.id,
             reaper_is_subreaper: e.reaper_is_subreaper != 0,
             reaper_ns_pid: reaper.ns_pid,
         };
+        let after = final_inputs.as_deref().and_then(reaper::find_new_reaper);
+        let (verdict, reason) = judge(predicted, after, &observed, final_inputs.as_deref());
         let kind = match predicted {
             Some(p) if p.task.tid == e.reaper.id.tid => p.kind,
-            _ => reaper::classify(e.father, &observed, inputs.as_ref()),
-        };
-        let verdict = match predicted {
-            Some(p) if p.task.tid == e.reaper.id.tid => Verdict::Match,
-            Some(_) => Verdict::Mismatch,
-            None => Verdict::Unknown,
+            _ => reaper::classify(e.father, &observed, inputs.as_deref()),
         };
         out.push(Event::Reparent {
             ts,
-            orphan,
+            orphan: self.proc_of(orphan_tid),
             father,
             reaper: Some(reaper),
             kind: Some(kind),
             predicted: prediction,
             verdict,
+            reason,
             zombie: e.orphan_exit_state == exit_state::EXIT_ZOMBIE,
         });
     }
@@ -580,225 +893,231 @@ impl Model {
                 return;
             }
         }
-        self.learn(&e.waiter);
-        let key = (e.waiter.pidns, e.pid);
-        let tid = self.zombie_pids.get(&key).copied().or_else(|| {
-            // Zombies known from /proc at start: their root-level pid is the tid.
-            (e.waiter.level == 0)
-                .then(|| self.zombie_pids.get(&(0, e.pid)).copied())
-                .flatten()
-        });
-        let Some(tid) = tid else {
-            self.wait_before_dead(e, out);
+        let waiter = self.learn(&e.waiter, out);
+        let key = (
+            if e.waiter.level == 0 {
+                0
+            } else {
+                e.waiter.pidns
+            },
+            e.pid,
+        );
+        let Some(&tid) = self.waitable.get(&key) else {
+            // A child unknown to the model (its records were lost, or it was reaped before
+            // tracing began) or not waitable any more.
             return;
         };
-        let Some(task) = self.tasks.get(&tid).cloned() else {
+        let task = self.tasks[&tid].clone();
+        let waiter_tgid = self.tasks[&waiter].id.tgid;
+        if task.parent.is_some_and(|p| p.tgid != waiter_tgid) {
+            // Not its real parent: a ptracer, whose wait only detaches the task (it stays its
+            // real parent's zombie), or a stale parent the records never updated.
             return;
-        };
-        self.forget_zombie_pids(&task);
-        if let Some(t) = self.tasks.get_mut(&tid) {
-            t.state = TaskState::Reaped;
         }
         let how = if e.syscall == wait_syscall::WAITID {
             ReapHow::Waitid
         } else {
             ReapHow::Wait4
         };
-        let reap = |zombie_ns| Event::Reap {
-            ts: e.hdr.ts_ns,
-            task: task.proc(),
-            reaper: Some(proc_of(&e.waiter)),
+        let status = wait_status(e);
+        let mut reaped = task.clone();
+        if let TaskState::Released { .. } = reaped.state {
+            // Reaped on another CPU before its final switch was recorded: a zombie, however
+            // briefly, between its exit and this wait.
+            reaped.state = TaskState::Exiting;
+        }
+        self.report_reap(
+            &reaped,
+            e.hdr.ts_ns,
+            Some(self.proc_of(waiter)),
             how,
-            zombie_ns,
-        };
-        match task.state {
-            TaskState::Released { at, exit_code } => {
-                // Reaped on another CPU before its final switch was recorded.
-                let reap = reap(Some(e.hdr.ts_ns.saturating_sub(at)));
-                self.report_released(&task, at, exit_code, reap, out);
-            }
-            TaskState::Zombie { since } if task.in_scope || self.in_scope(&e.waiter.id) => {
-                out.push(reap(since.map(|s| e.hdr.ts_ns.saturating_sub(s))));
-            }
-            _ => {}
-        }
-    }
-
-    /// A wait that returned a pid no known zombie has: its parent reaped it on another CPU
-    /// before the child's final switch was recorded. Find the exiting process by the pid the
-    /// waiter saw (same namespace, or the waiter is in the initial namespace).
-    fn wait_before_dead(&mut self, e: &WaitEvent, out: &mut Vec<Event>) {
-        let waiter = &e.waiter;
-        let found = self.tasks.values().find(|t| {
-            t.state == TaskState::Exiting
-                && t.id.tid == t.id.tgid
-                && ((t.pidns == waiter.pidns && t.ns_tgid == e.pid)
-                    || (waiter.level == 0 && t.id.tid == e.pid))
-        });
-        // None: a child unknown to the model (its records were lost, or it was reaped
-        // before tracing began and is no zombie here).
-        let Some(task) = found.cloned() else {
-            return;
-        };
-        if let Some(t) = self.tasks.get_mut(&task.id.tid) {
-            t.state = TaskState::Reaped;
-        }
-        if !(task.in_scope || self.in_scope(&waiter.id)) {
-            return;
-        }
-        let ts = e.hdr.ts_ns;
-        let status = match (e.syscall, e.code) {
-            (wait_syscall::WAITID, 1) => ExitStatus {
-                code: Some(e.status),
-                signal: None,
-                core_dumped: false,
-            },
-            (wait_syscall::WAITID, c) => ExitStatus {
-                code: None,
-                signal: Some(e.status),
-                core_dumped: c == 3,
-            },
-            _ => ExitStatus::from_wait_status(e.status as u32),
-        };
-        let parent = task
-            .parent
-            .map(|p| self.proc_by_id(&p))
-            .unwrap_or_else(|| proc_of(waiter));
-        out.push(Event::Zombie {
-            ts,
-            task: task.proc(),
-            parent,
-            status,
-            autoreaped: false,
-            before_trace: false,
-        });
-        out.push(Event::Reap {
-            ts,
-            task: task.proc(),
-            reaper: Some(proc_of(waiter)),
-            how: if e.syscall == wait_syscall::WAITID {
-                ReapHow::Waitid
-            } else {
-                ReapHow::Wait4
-            },
-            // At most this long: it became a zombie between its exit record and the wait.
-            zombie_ns: task.exit_ts.map(|x| ts.saturating_sub(x)),
-        });
+            Some(status),
+            out,
+        );
+        self.tasks.get_mut(&tid).expect("known").zombie_reported = true;
+        self.set_state(tid, TaskState::Reaped);
     }
 
     fn free(&mut self, e: &FreeEvent, out: &mut Vec<Event>) {
-        let Some(task) = self
-            .tasks
-            .get(&e.task.tid)
-            .filter(|t| t.is(e.task.start_ns))
-            .cloned()
-        else {
+        let Some(task) = self.known(&e.task).cloned() else {
             return;
         };
-        if matches!(task.state, TaskState::Released { .. }) {
-            self.auto_reaped(task, out);
-            return;
+        match task.state {
+            TaskState::Released { at, exit_code } => {
+                self.report_reap(&task, at, None, ReapHow::Auto, Some(exit_code), out);
+            }
+            TaskState::Zombie { .. } => {
+                self.report_reap(&task, e.hdr.ts_ns, None, ReapHow::Free, None, out);
+            }
+            TaskState::Exiting if task.is_process() && task.group_dead => {
+                // Its process's final record was lost: it was reaped, how is not known.
+                self.report_reap(&task, e.hdr.ts_ns, None, ReapHow::Free, None, out);
+            }
+            _ => {}
         }
-        self.tasks.remove(&e.task.tid);
-        self.forget_zombie_pids(&task);
-        if let TaskState::Zombie { since } = task.state
-            && task.in_scope
-        {
-            out.push(Event::Reap {
-                ts: e.hdr.ts_ns,
-                task: task.proc(),
-                reaper: task.parent.map(|p| self.proc_by_id(&p)),
-                how: ReapHow::Free,
-                zombie_ns: since.map(|s| e.hdr.ts_ns.saturating_sub(s)),
-            });
-        }
+        self.remove(task.id.tid);
     }
 
     fn subreaper(&mut self, e: &SubreaperEvent, out: &mut Vec<Event>) {
-        let task = self.learn(&e.task);
-        task.subreaper = e.enabled != 0;
-        if task.in_scope {
-            out.push(Event::Subreaper {
-                ts: e.hdr.ts_ns,
-                task: proc_of(&e.task),
-                enabled: e.enabled != 0,
-            });
-        }
+        let tid = self.learn(&e.task, out);
+        self.tasks.get_mut(&tid).expect("learned").subreaper = e.enabled != 0;
+        out.push(Event::Subreaper {
+            ts: e.hdr.ts_ns,
+            task: self.proc_of(tid),
+            enabled: e.enabled != 0,
+        });
     }
 
-    /// At the end of a session, once every record has been read: tasks released at their
-    /// final switch that no wait claimed were auto-reaped (their free may not have come yet),
-    /// and zombies no longer in `/proc` lost their reap record, however young.
-    pub fn finish(&mut self, now: u64, out: &mut Vec<Event>) {
-        let mut released: Vec<Task> = self
+    // ----- reconciliation with the kernel's own view -----
+
+    /// Zombies due for a check against `/proc` at `now` (at most `budget`), longest due
+    /// first. Each is due again `RECHECK_NS` later, until it is reaped.
+    pub fn due_for_check(&mut self, now: u64, budget: usize) -> Vec<ZombieCheck> {
+        let mut due = Vec::new();
+        while due.len() < budget {
+            let Some(&(at, tid)) = self.checks.first() else {
+                break;
+            };
+            if at > now {
+                break;
+            }
+            self.checks.pop_first();
+            let task = self.tasks.get_mut(&tid).expect("checks index live zombies");
+            task.check_at = now + RECHECK_NS;
+            self.checks.insert((task.check_at, tid));
+            due.push(ZombieCheck {
+                tid,
+                start_ns: task.id.start_ns,
+            });
+        }
+        due
+    }
+
+    /// `/proc`, checked at `checked_at`, no longer shows this zombie. It vanished (its reap
+    /// record was lost) unless a record written before the check reaps it: that is decided by
+    /// [`Model::settle`] once every such record has been applied.
+    pub fn gone_from_proc(&mut self, zombie: ZombieCheck, checked_at: u64) {
+        self.vanishing
+            .push((zombie.tid, zombie.start_ns, checked_at));
+    }
+
+    /// Settles what may have been reaped unseen, now that every record written before
+    /// `applied_until` has been applied: zombies `/proc` stopped showing at least
+    /// `VANISH_GRACE_NS` before it are reported `vanished`; processes found released that no
+    /// wait claimed within that time were auto-reaped.
+    pub fn settle(&mut self, applied_until: u64, out: &mut Vec<Event>) {
+        let mut keep = Vec::new();
+        for (tid, start, checked) in std::mem::take(&mut self.vanishing) {
+            if checked.saturating_add(VANISH_GRACE_NS) > applied_until {
+                keep.push((tid, start, checked));
+                continue;
+            }
+            let Some(task) = self.tasks.get(&tid).filter(|t| t.is(start)).cloned() else {
+                continue;
+            };
+            if task.is_zombie() {
+                self.report_reap(&task, checked, None, ReapHow::Vanished, None, out);
+                self.remove(tid);
+            }
+        }
+        self.vanishing = keep;
+    }
+
+    /// At the end of a session, once every record has been read: processes found released
+    /// that no wait claimed were auto-reaped (their free may not have come yet).
+    pub fn finish(&mut self, out: &mut Vec<Event>) {
+        let mut released: Vec<u32> = self
             .tasks
             .values()
             .filter(|t| matches!(t.state, TaskState::Released { .. }))
-            .cloned()
+            .map(|t| t.id.tid)
             .collect();
-        released.sort_by_key(|t| t.id.tid);
-        for task in released {
-            self.auto_reaped(task, out);
-        }
-        self.reconcile(now, 0, out);
-    }
-
-    /// A task released at its final switch that no wait claimed: it was auto-reaped at its
-    /// exit. Forgets it and reports its zombie and reap.
-    fn auto_reaped(&mut self, task: Task, out: &mut Vec<Event>) {
-        let TaskState::Released { at, exit_code } = task.state else {
-            return;
-        };
-        self.tasks.remove(&task.id.tid);
-        self.forget_zombie_pids(&task);
-        let reap = Event::Reap {
-            ts: at,
-            task: task.proc(),
-            reaper: task.parent.map(|p| self.proc_by_id(&p)),
-            how: ReapHow::Auto,
-            zombie_ns: Some(0),
-        };
-        self.report_released(&task, at, exit_code, reap, out);
-    }
-
-    /// Zombies the kernel no longer has but whose reap was never seen (its records were lost):
-    /// reported as reaped with `how: vanished` and dropped, so the model never keeps a zombie
-    /// the kernel has reaped. `older_than` spares zombies whose reap record may be in flight.
-    pub fn reconcile(&mut self, now: u64, older_than: u64, out: &mut Vec<Event>) {
-        let gone: Vec<Task> = self
-            .tasks
-            .values()
-            .filter(|t| match t.state {
-                TaskState::Zombie { since } => {
-                    now.saturating_sub(since.unwrap_or(0)) >= older_than
-                        && !procfs::still_zombie(t.id.tid, t.id.start_ns)
-                }
-                // Released tasks are freed within ~20 ms: this one's free record was lost.
-                TaskState::Released { at, .. } => now.saturating_sub(at) >= older_than,
-                _ => false,
-            })
-            .cloned()
-            .collect();
-        for task in gone {
-            self.tasks.remove(&task.id.tid);
-            self.forget_zombie_pids(&task);
-            let reap = |zombie_ns| Event::Reap {
-                ts: now,
-                task: task.proc(),
-                reaper: task.parent.map(|p| self.proc_by_id(&p)),
-                how: ReapHow::Vanished,
-                zombie_ns,
-            };
-            match task.state {
-                TaskState::Released { at, exit_code } => {
-                    let reap = reap(None);
-                    self.report_released(&task, at, exit_code, reap, out);
-                }
-                TaskState::Zombie { since } if task.in_scope => {
-                    out.push(reap(since.map(|s| now.saturating_sub(s))));
-                }
-                _ => {}
+        released.sort_unstable();
+        for tid in released {
+            let task = self.tasks[&tid].clone();
+            if let TaskState::Released { at, exit_code } = task.state {
+                self.report_reap(&task, at, None, ReapHow::Auto, Some(exit_code), out);
             }
+            self.remove(tid);
         }
     }
+
+    /// Every zombie the model holds, for a final check against `/proc`.
+    pub fn zombies(&self) -> Vec<ZombieCheck> {
+        self.checks
+            .iter()
+            .filter_map(|&(_, tid)| {
+                self.tasks.get(&tid).map(|t| ZombieCheck {
+                    tid,
+                    start_ns: t.id.start_ns,
+                })
+            })
+            .collect()
+    }
+}
+
+impl Task {
+    /// The keys a wait result may name this process by: its pid at every level known.
+    fn keys(&self) -> Vec<NsPid> {
+        let mut keys = self.pids.clone();
+        keys.push((0, self.id.tgid));
+        if self.level > 0 && self.pidns != 0 {
+            keys.push((self.pidns, self.ns_tgid));
+        }
+        keys
+    }
+}
+
+/// The wait status a wait record reports, as `task_struct::exit_code` would hold it.
+fn wait_status(e: &WaitEvent) -> u32 {
+    match (e.syscall, e.code) {
+        (wait_syscall::WAITID, 1) => ((e.status as u32) & 0xff) << 8,
+        (wait_syscall::WAITID, c) => (e.status as u32 & 0x7f) | if c == 3 { 0x80 } else { 0 },
+        _ => e.status as u32,
+    }
+}
+
+/// The verdict on the kernel's choice: `predicted` from the snapshot at exit, `after` from the
+/// one taken at the final switch, once the kernel had chosen.
+fn judge(
+    predicted: Option<Predicted>,
+    after: Option<Predicted>,
+    observed: &Observed,
+    final_inputs: Option<&ReaperInputs>,
+) -> (Verdict, Option<String>) {
+    let Some(p) = predicted else {
+        return (Verdict::Unknown, None);
+    };
+    if p.task.tid == observed.reaper.tid {
+        return (Verdict::Match, None);
+    }
+    let Some(after) = after.filter(|a| a.task != p.task) else {
+        return (Verdict::Mismatch, None);
+    };
+    let what = match final_inputs {
+        Some(f) if p.kind == crate::event::ReaperKind::Thread && f.alive_thread != Some(p.task) => {
+            format!(
+                "thread {} began exiting before the kernel chose",
+                p.task.tid
+            )
+        }
+        Some(f)
+            if p.kind == crate::event::ReaperKind::Subreaper
+                && !f.subreapers.iter().any(|s| s.alive_thread == Some(p.task)) =>
+        {
+            format!(
+                "subreaper {} began exiting (or stopped being one) before the kernel chose",
+                p.task.tid
+            )
+        }
+        _ => "the state find_new_reaper reads changed before the kernel chose".to_string(),
+    };
+    (
+        Verdict::Changed,
+        Some(format!(
+            "{what}; from the state after it, find_new_reaper gives {} ({})",
+            after.task.tid,
+            after.kind.as_str()
+        )),
+    )
 }

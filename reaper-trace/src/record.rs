@@ -10,16 +10,14 @@ use tokio::time::{Instant, sleep_until};
 
 use crate::jsonl::{JsonlWriter, Output, header};
 use crate::model::Scope;
-use crate::session::{HOUSEKEEPING_EVERY, Session, SessionOptions};
+use crate::session::{Session, SessionOptions};
 
-/// After the command exits, keep reading this long: the kernel frees tasks 5-20 ms after
-/// their reap, and the last records may still be in the ring buffer.
-const AFTER_COMMAND: Duration = Duration::from_millis(300);
-/// How long records may gather in the ring buffer before a drain (at thousands of events per
-/// second this divides the recorder's CPU use several times; the 4 MiB ring holds seconds).
-const DRAIN_BATCH: Duration = Duration::from_millis(20);
-/// After Ctrl-C or SIGTERM with a command running: how long it has to exit.
+/// The file gets whole lines at least this often, however slowly events come.
+pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
+/// After Ctrl-C, SIGTERM or SIGHUP with a command running: how long it has to exit.
 const COMMAND_STOP_GRACE: Duration = Duration::from_secs(2);
+/// How long the orphans a command leaves are followed after it exits, by default.
+pub const DEFAULT_LINGER: Duration = Duration::from_secs(2);
 
 pub struct RecordOptions {
     pub output: Option<PathBuf>,
@@ -27,6 +25,8 @@ pub struct RecordOptions {
     pub command: Vec<String>,
     pub ring_bytes: u32,
     pub quiet: bool,
+    /// After the command exits, keep following what is left of its tree this long at most.
+    pub linger: Duration,
 }
 
 fn exit_code(status: std::process::ExitStatus) -> i32 {
@@ -35,6 +35,18 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
         .code()
         .or_else(|| status.signal().map(|s| 128 + s))
         .unwrap_or(1)
+}
+
+/// Why the recording is ending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stopping {
+    /// Not yet.
+    No,
+    /// A signal or the duration: the command (if any) was told to stop; end when it has
+    /// exited or at the deadline.
+    Asked(Instant),
+    /// The command exited: follow its tree until nothing is left of it, or the deadline.
+    Lingering(Instant),
 }
 
 /// Runs the recording; returns the process exit code (the command's, when there is one).
@@ -49,10 +61,11 @@ pub async fn run(opts: RecordOptions) -> Result<i32> {
     let scope = if opts.command.is_empty() {
         Scope::All
     } else {
-        Scope::Tree(None)
+        Scope::Tree
     };
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sighup = signal(SignalKind::hangup())?;
 
     let mut session = Session::start(&SessionOptions {
         scope,
@@ -68,73 +81,126 @@ pub async fn run(opts: RecordOptions) -> Result<i32> {
 
     let mut child = None;
     if let Some((program, args)) = opts.command.split_first() {
-        let spawned = tokio::process::Command::new(program)
-            .args(args)
-            .stdin(Stdio::inherit())
-            .spawn()
-            .with_context(|| format!("cannot run {program}: check the command and its PATH"))?;
-        if let Some(pid) = spawned.id() {
-            session.model.set_root(pid);
-        }
-        child = Some(spawned);
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.args(args).stdin(Stdio::inherit());
+        child =
+            Some(session.spawn_tracked(&mut cmd).with_context(|| {
+                format!("cannot run {program}: check the command and its PATH")
+            })?);
     }
 
     let deadline = opts.duration.map(|d| Instant::now() + d);
-    let mut stop_at: Option<Instant> = None;
+    let mut stopping = Stopping::No;
     let mut code = 0;
-    let mut tick = tokio::time::interval(HOUSEKEEPING_EVERY);
+    let mut flush_at = Instant::now() + FLUSH_EVERY;
     let mut events = Vec::new();
     loop {
+        let stop_at = match stopping {
+            Stopping::No => None,
+            Stopping::Asked(t) | Stopping::Lingering(t) => Some(t),
+        };
+        // Inputs first: a signal or the command's exit is seen between two batches, however
+        // many records are waiting.
         tokio::select! {
-            r = session.readable() => {
-                r?;
-                // Let records gather: one drain per batch, not one wake-up per record.
-                tokio::time::sleep(DRAIN_BATCH).await;
-            }
-            _ = tick.tick() => session.housekeeping(&mut events),
-            _ = sigint.recv() => stop_at = Some(stop_requested(&mut child, libc::SIGINT)),
-            _ = sigterm.recv() => stop_at = Some(stop_requested(&mut child, libc::SIGTERM)),
-            _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() && stop_at.is_none() => {
-                stop_at = Some(stop_requested(&mut child, libc::SIGTERM));
-            }
+            biased;
+            _ = sigint.recv() => stopping = stop_requested(&mut child, libc::SIGINT, stopping),
+            _ = sigterm.recv() => stopping = stop_requested(&mut child, libc::SIGTERM, stopping),
+            _ = sighup.recv() => stopping = stop_requested(&mut child, libc::SIGHUP, stopping),
             status = async { child.as_mut().expect("guarded").wait().await }, if child.is_some() => {
                 code = exit_code(status.context("waiting for the command")?);
                 child = None;
-                let drain_until = Instant::now() + AFTER_COMMAND;
-                stop_at = Some(stop_at.map_or(drain_until, |t| t.min(drain_until)));
+                if stopping == Stopping::No {
+                    stopping = Stopping::Lingering(Instant::now() + opts.linger);
+                } else {
+                    // Asked to stop: no lingering.
+                    break;
+                }
             }
             _ = sleep_until(stop_at.unwrap_or_else(Instant::now)), if stop_at.is_some() => break,
+            _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() && stopping == Stopping::No => {
+                stopping = stop_requested(&mut child, libc::SIGTERM, stopping);
+            }
+            _ = sleep_until(flush_at) => {}
+            r = session.ready() => r?,
         }
-        session.poll(&mut events);
+        session.step(&mut events);
         for ev in events.drain(..) {
             writer.event(&ev)?;
         }
+        if Instant::now() >= flush_at {
+            writer.flush()?;
+            flush_at = Instant::now() + FLUSH_EVERY;
+        }
         report_kernel_messages(&mut session, opts.quiet);
+        if let Stopping::Lingering(_) = stopping
+            && session.model().tree_settled()
+        {
+            break;
+        }
     }
     if let Some(mut c) = child.take() {
         // The grace period ran out: don't leave the command behind.
         let _ = c.start_kill();
         code = c.wait().await.map(exit_code).unwrap_or(1);
     }
-    session.finish(&mut events);
+    session.finish(&mut events).await;
     for ev in events.drain(..) {
         writer.event(&ev)?;
     }
     report_kernel_messages(&mut session, opts.quiet);
     writer.finish()?;
     if !opts.quiet {
+        if scope == Scope::Tree {
+            report_left_behind(&session);
+        }
+        let stats = session.stats();
+        let mut notes = Vec::new();
+        if let Some(lost) = stats.describe_lost() {
+            notes.push(format!("lost: {lost}"));
+        }
+        if stats.bad_records > 0 {
+            notes.push(format!("{} undecodable records", stats.bad_records));
+        }
         eprintln!(
             "reaper-trace: {} events written to {}{}",
             writer.events,
             writer.describe(),
-            if session.bad_records > 0 {
-                format!(" ({} undecodable records)", session.bad_records)
-            } else {
+            if notes.is_empty() {
                 String::new()
+            } else {
+                format!(" ({})", notes.join("; "))
             }
         );
     }
     Ok(code)
+}
+
+/// After a tree recording: what of the command's tree was still there when it ended.
+fn report_left_behind(session: &Session) {
+    let (running, zombies) = session.model().tree_left();
+    let list = |procs: &[crate::event::Proc]| {
+        let mut names: Vec<String> = procs
+            .iter()
+            .take(10)
+            .map(|p| format!("{} ({})", p.pid, crate::escape::escape_control(&p.comm)))
+            .collect();
+        if procs.len() > 10 {
+            names.push(format!("and {} more", procs.len() - 10));
+        }
+        names.join(", ")
+    };
+    if !running.is_empty() {
+        eprintln!(
+            "reaper-trace: still running when the recording ended: {}",
+            list(&running)
+        );
+    }
+    if !zombies.is_empty() {
+        eprintln!(
+            "reaper-trace: still zombies when the recording ended: {}",
+            list(&zombies)
+        );
+    }
 }
 
 /// Fails, as spawning it would, when `program` names no executable file (directly when it has
@@ -169,14 +235,20 @@ fn report_kernel_messages(session: &mut Session, quiet: bool) {
     }
 }
 
-/// Ctrl-C or SIGTERM: pass it on to the command and give it a moment to exit.
-fn stop_requested(child: &mut Option<tokio::process::Child>, sig: i32) -> Instant {
-    match child.as_ref().and_then(|c| c.id()) {
-        Some(pid) => {
+/// Ctrl-C, SIGTERM, SIGHUP or the duration: pass the signal on to the command and give it a
+/// moment to exit. A second request while lingering ends at once.
+fn stop_requested(
+    child: &mut Option<tokio::process::Child>,
+    sig: i32,
+    stopping: Stopping,
+) -> Stopping {
+    match (child.as_ref().and_then(|c| c.id()), stopping) {
+        (Some(pid), Stopping::No) => {
             // SAFETY: signalling our own child.
             unsafe { libc::kill(pid as i32, sig) };
-            Instant::now() + COMMAND_STOP_GRACE
+            Stopping::Asked(Instant::now() + COMMAND_STOP_GRACE)
         }
-        None => Instant::now(),
+        (Some(_), asked @ Stopping::Asked(_)) => asked,
+        _ => Stopping::Asked(Instant::now()),
     }
 }

@@ -1,88 +1,224 @@
-//! A tracing session: the attached programs and the model fed from them. `record`, `top` and
-//! `validate` all read events through this one path.
+//! A tracing session: the attached programs, the model fed from them, and the one read loop
+//! `record`, `top` and `validate` share.
+//!
+//! A front end waits on [`Session::ready`] beside its own inputs (signals, keys, a command's
+//! exit), with its inputs first, then calls [`Session::step`]: at most [`BATCH`] records are
+//! applied per step, and housekeeping (lost counts, zombies checked against `/proc`) runs
+//! between steps. However fast records come, the front end's inputs are looked at between
+//! two batches, never behind a drain that waits for an empty ring.
 
-use std::time::{Duration, Instant};
+use std::collections::BTreeMap;
+use std::time::Duration;
 
 use anyhow::Result;
+use tokio::time::{Instant, sleep_until};
 
 use crate::clock::boottime_ns;
-use crate::decode::{self, decode};
+use crate::decode::{self, RawEvent, decode};
 use crate::event::Event;
-use crate::model::{Model, Scope};
+use crate::model::{Model, Scope, VANISH_GRACE_NS};
 use crate::tracer::Tracer;
 use crate::{btf_offsets, preflight, procfs};
 
 /// How often lost counters are read and zombies are checked against `/proc`.
 pub const HOUSEKEEPING_EVERY: Duration = Duration::from_millis(500);
-/// A zombie whose reap has not been seen is checked against `/proc` after this long.
-const RECONCILE_AFTER_NS: u64 = 2_000_000_000;
+/// Records applied per step at most (a few milliseconds of work).
+pub const BATCH: usize = 4096;
+/// After the ring signals records, let more gather this long before reading: one read per
+/// batch, not one wake-up per record.
+const GATHER: Duration = Duration::from_millis(20);
+/// Zombies checked against `/proc` per housekeeping round at most.
+const CHECK_BUDGET: usize = 2000;
+/// At the end, the last records are read for at most this long.
+const FINISH_DRAIN: Duration = Duration::from_millis(300);
 
 pub struct SessionOptions {
     pub scope: Scope,
     pub ring_bytes: u32,
 }
 
+/// What a session has read so far.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Kernel records applied.
+    pub records: u64,
+    /// Records that failed to decode (programs and userspace from different builds).
+    pub bad_records: u64,
+    /// Records lost (ring buffer full, children not followed, ...), by kind, as `lost`
+    /// events name them.
+    pub lost: BTreeMap<&'static str, u64>,
+}
+
+impl Stats {
+    pub fn lost_total(&self) -> u64 {
+        self.lost.values().sum()
+    }
+
+    /// `"12 fork, 3 zombie"`, or `None` when nothing was lost.
+    pub fn describe_lost(&self) -> Option<String> {
+        (!self.lost.is_empty()).then(|| {
+            self.lost
+                .iter()
+                .map(|(k, n)| format!("{n} {k}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+    }
+}
+
 pub struct Session {
     tracer: Tracer,
-    pub model: Model,
-    /// Records that failed to decode (a version mismatch between programs and userspace).
-    pub bad_records: u64,
+    model: Model,
+    stats: Stats,
     pub started_ts: u64,
     last_housekeeping: Instant,
+    last_step: Instant,
+    /// The ring signalled records that have not all been read yet.
+    data_pending: bool,
+    /// The last step stopped at `BATCH` records: more are waiting.
+    backlog: bool,
+    /// Every record written before this time (`CLOCK_BOOTTIME`) has been applied.
+    applied_until: u64,
 }
 
 impl Session {
-    /// `zombie` events (`before_trace`) for the zombies that existed when tracing began: the
-    /// first events of a session.
-    pub fn zombies_before_trace(&self) -> Vec<Event> {
-        self.model.zombies_before_trace(self.started_ts)
-    }
-
     /// Checks privileges and tracefs, resolves offsets, attaches, and learns existing tasks.
     pub fn start(opts: &SessionOptions) -> Result<Self> {
         preflight::check_privileges()?;
         if preflight::ensure_tracefs()? {
             eprintln!("reaper-trace: mounted tracefs at {}", preflight::TRACEFS);
         }
-        let offsets = btf_offsets::resolve()?;
+        let mut offsets = btf_offsets::resolve()?;
+        offsets.scope_tree = (opts.scope == Scope::Tree) as u32;
         let tracer = Tracer::attach(&offsets, opts.ring_bytes)?;
         let started_ts = boottime_ns();
         let mut model = Model::new(opts.scope);
         // Read /proc after attaching: a task born in between is then seen by both, never by
-        // neither; the model takes the kernel's record over /proc's when both describe it.
+        // neither; the model keeps one identity for it either way.
         model.seed(&procfs::scan());
+        let now = Instant::now();
         Ok(Self {
             tracer,
             model,
-            bad_records: 0,
+            stats: Stats::default(),
             started_ts,
-            last_housekeeping: Instant::now(),
+            last_housekeeping: now,
+            last_step: now,
+            data_pending: false,
+            backlog: false,
+            applied_until: started_ts,
         })
     }
 
-    pub async fn readable(&self) -> Result<()> {
-        self.tracer.readable().await
+    /// `zombie` events (`before_trace`) for the zombies that existed when tracing began: the
+    /// first events of a system-wide session.
+    pub fn zombies_before_trace(&mut self) -> Vec<Event> {
+        self.model.zombies_before_trace(self.started_ts)
     }
 
-    /// Applies every available record; events go to `out`. Runs housekeeping when due.
-    pub fn poll(&mut self, out: &mut Vec<Event>) -> usize {
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// Starts `cmd` as the root of a tree-scoped session: the kernel programs follow it and
+    /// everything it forks from its first instruction on. For the instant of the spawn the
+    /// recorder itself is in scope, so the fork program adds the child to the scope map
+    /// before it runs (no window in which the command could fork unseen).
+    pub fn spawn_tracked(
+        &mut self,
+        cmd: &mut tokio::process::Command,
+    ) -> Result<tokio::process::Child> {
+        let me = std::process::id();
+        self.tracer.track(me)?;
+        let spawned = cmd.spawn();
+        let untracked = self.tracer.untrack(me);
+        let child = spawned?;
+        untracked?;
+        Ok(child)
+    }
+
+    /// Waits until there is work for [`Session::step`]: records, or housekeeping due.
+    /// Cancel-safe: use it in a `select!` after the front end's own inputs.
+    pub async fn ready(&mut self) -> Result<()> {
+        if self.backlog {
+            return Ok(());
+        }
+        let housekeeping = self.last_housekeeping + HOUSEKEEPING_EVERY;
+        if !self.data_pending {
+            tokio::select! {
+                r = self.tracer.readable() => {
+                    r?;
+                    self.data_pending = true;
+                }
+                _ = sleep_until(housekeeping) => return Ok(()),
+            }
+        }
+        sleep_until((self.last_step + GATHER).min(housekeeping)).await;
+        Ok(())
+    }
+
+    /// Applies at most [`BATCH`] records, then housekeeping when it is due; events go to
+    /// `out`. Returns how many records were applied.
+    pub fn step(&mut self, out: &mut Vec<Event>) -> usize {
+        let before = boottime_ns();
         let model = &mut self.model;
-        let bad = &mut self.bad_records;
-        let n = self.tracer.drain(|bytes| match decode(bytes) {
-            Ok(raw) => model.apply(&raw, out),
-            Err(_) => *bad += 1,
+        let stats = &mut self.stats;
+        let mut newest = 0;
+        let n = self.tracer.drain(BATCH, |bytes| match decode(bytes) {
+            Ok(raw) => {
+                newest = record_ts(&raw);
+                stats.records += 1;
+                model.apply(&raw, out);
+            }
+            Err(_) => stats.bad_records += 1,
         });
+        self.last_step = Instant::now();
+        self.backlog = n == BATCH;
+        if !self.backlog {
+            // The ring was empty at some point after `before`: everything written before
+            // it has been applied.
+            self.data_pending = false;
+            self.applied_until = self.applied_until.max(before);
+        }
+        self.applied_until = self.applied_until.max(newest);
         if self.last_housekeeping.elapsed() >= HOUSEKEEPING_EVERY {
             self.housekeeping(out);
         }
         n
     }
 
-    /// The last records, lost counts and reconciliation of a session that is ending.
-    pub fn finish(&mut self, out: &mut Vec<Event>) {
-        self.poll(out);
-        self.housekeeping(out);
-        self.model.finish(boottime_ns(), out);
+    /// The end of a session: the last records, lost counts, every zombie checked against
+    /// `/proc`, and what is still pending resolved. Takes a few hundred milliseconds.
+    pub async fn finish(&mut self, out: &mut Vec<Event>) {
+        self.drain_for(FINISH_DRAIN, out);
+        let checked_at = boottime_ns();
+        let mut gone = 0;
+        for z in self.model.zombies() {
+            if !procfs::still_zombie(z.tid, z.start_ns) {
+                self.model.gone_from_proc(z, checked_at);
+                gone += 1;
+            }
+        }
+        if gone > 0 {
+            // Their reap records may still be on their way: wait for what was written
+            // before the check, then read it.
+            let settled = checked_at + VANISH_GRACE_NS;
+            let wait = settled.saturating_sub(boottime_ns());
+            tokio::time::sleep(Duration::from_nanos(wait)).await;
+            self.drain_for(FINISH_DRAIN, out);
+        }
+        self.report_lost(out);
+        self.model.settle(self.applied_until, out);
+        self.model.finish(out);
+    }
+
+    fn drain_for(&mut self, limit: Duration, out: &mut Vec<Event>) {
+        let until = std::time::Instant::now() + limit;
+        while self.step(out) == BATCH && std::time::Instant::now() < until {}
     }
 
     /// What the kernel programs logged since the last call (rare conditions).
@@ -90,17 +226,45 @@ impl Session {
         self.tracer.kernel_messages()
     }
 
-    /// Reports lost records and drops zombies the kernel no longer has.
-    pub fn housekeeping(&mut self, out: &mut Vec<Event>) {
-        self.last_housekeeping = Instant::now();
+    fn report_lost(&mut self, out: &mut Vec<Event>) {
         let now = boottime_ns();
         for (slot, count) in self.tracer.lost_since_last() {
+            let what = decode::kind_name(slot);
+            *self.stats.lost.entry(what).or_default() += count;
             out.push(Event::Lost {
                 ts: now,
-                what: decode::kind_name(slot).to_string(),
+                what: what.to_string(),
                 count,
             });
         }
-        self.model.reconcile(now, RECONCILE_AFTER_NS, out);
+    }
+
+    /// Reports lost records, settles zombies whose reap went unseen, and checks the zombies
+    /// that are due against `/proc`. [`Session::step`] runs it when it is due.
+    pub fn housekeeping(&mut self, out: &mut Vec<Event>) {
+        self.last_housekeeping = Instant::now();
+        self.report_lost(out);
+        self.model.settle(self.applied_until, out);
+        let now = boottime_ns();
+        for z in self.model.due_for_check(now, CHECK_BUDGET) {
+            if !procfs::still_zombie(z.tid, z.start_ns) {
+                self.model.gone_from_proc(z, now);
+            }
+        }
+    }
+}
+
+/// When a record was written.
+fn record_ts(raw: &RawEvent) -> u64 {
+    match raw {
+        RawEvent::Fork(e) => e.hdr.ts_ns,
+        RawEvent::Exec(e) => e.hdr.ts_ns,
+        RawEvent::Exit(e) => e.hdr.ts_ns,
+        RawEvent::Dead(e) => e.hdr.ts_ns,
+        RawEvent::Adoptions(e) => e.hdr.ts_ns,
+        RawEvent::Reparent(e) => e.hdr.ts_ns,
+        RawEvent::Wait(e) => e.hdr.ts_ns,
+        RawEvent::Free(e) => e.hdr.ts_ns,
+        RawEvent::Subreaper(e) => e.hdr.ts_ns,
     }
 }

@@ -4,7 +4,7 @@
 use anyhow::{Context, Result, anyhow};
 use aya::{
     Btf, Ebpf, EbpfLoader,
-    maps::{MapData, PerCpuArray, RingBuf},
+    maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
     programs::{BtfTracePoint, TracePoint},
 };
 use aya_log::EbpfLogger;
@@ -57,6 +57,8 @@ pub struct Tracer {
     ring: AsyncFd<RingBuf<MapData>>,
     lost: PerCpuArray<MapData, u64>,
     lost_seen: Vec<u64>,
+    /// The processes of a traced tree (tree scope only): tgid -> leader start time.
+    tracked: BpfHashMap<MapData, u32, u64>,
     logger: Option<EbpfLogger<KernelMessages>>,
     messages: KernelMessages,
     // Keeps programs and links alive; dropped last.
@@ -126,6 +128,7 @@ impl Tracer {
         }
         let ring = RingBuf::try_from(ebpf.take_map("EVENTS").context("EVENTS map")?)?;
         let lost = PerCpuArray::try_from(ebpf.take_map("LOST").context("LOST map")?)?;
+        let tracked = BpfHashMap::try_from(ebpf.take_map("TRACKED").context("TRACKED map")?)?;
         Ok(Self {
             logger,
             messages,
@@ -136,6 +139,7 @@ impl Tracer {
                 .map_err(|e| anyhow!("polling the ring buffer: {e}"))?,
             lost,
             lost_seen: vec![0; LOST_SLOTS as usize],
+            tracked,
         })
     }
 
@@ -146,15 +150,32 @@ impl Tracer {
         Ok(())
     }
 
-    /// Hands every available record to `f`, without blocking. Returns how many.
-    pub fn drain(&mut self, mut f: impl FnMut(&[u8])) -> usize {
+    /// Hands up to `max` available records to `f`, without blocking. Returns how many.
+    pub fn drain(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> usize {
         let ring = self.ring.get_mut();
         let mut n = 0;
-        while let Some(item) = ring.next() {
+        while n < max {
+            let Some(item) = ring.next() else { break };
             f(&item);
             n += 1;
         }
         n
+    }
+
+    /// Adds process `pid` to the traced tree (tree scope): its records, and those of
+    /// everything it forks from now on, are written. Its start time is pinned by the kernel
+    /// programs at its first record.
+    pub fn track(&mut self, pid: u32) -> Result<()> {
+        self.tracked
+            .insert(pid, 0, 0)
+            .map_err(|e| anyhow!("adding process {pid} to the traced tree: {e}"))
+    }
+
+    /// Takes process `pid` out of the traced tree (what it already forked stays in).
+    pub fn untrack(&mut self, pid: u32) -> Result<()> {
+        self.tracked
+            .remove(&pid)
+            .map_err(|e| anyhow!("removing process {pid} from the traced tree: {e}"))
     }
 
     /// Messages the kernel programs logged since the last call.

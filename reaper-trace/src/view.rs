@@ -20,7 +20,8 @@ use crate::event::{Event, Prediction, Proc, ReapHow, ReaperKind, Verdict};
 pub const ROOT_PIDNS: u32 = 0xEFFF_FFFC;
 pub const NS_PER_SEC: u64 = 1_000_000_000;
 /// `/proc` start times are in clock ticks: within this, two start times are the same task.
-const START_SLACK_NS: u64 = 10_000_000;
+/// Start times from `/proc` are whole ticks: orderings allow one tick of slack.
+const START_SLACK_NS: u64 = crate::event::START_TICK_NS;
 /// Events per second are averaged over this window.
 pub const RATE_WINDOW_NS: u64 = 5 * NS_PER_SEC;
 const RATE_BUCKET_NS: u64 = 100_000_000;
@@ -30,9 +31,9 @@ pub const ADOPTIONS_KEPT: usize = 1000;
 /// Median and p99 per reaper are over its latest this many zombie lifetimes.
 pub const LIFETIMES_KEPT: usize = 4096;
 
-/// Whether two descriptions name the same task (same tid, start within a tick).
+/// Whether two descriptions name the same task: the one rule, [`Proc::same_task`].
 pub fn same_task(a: &Proc, b: &Proc) -> bool {
-    a.tid == b.tid && a.start.abs_diff(b.start) < START_SLACK_NS
+    a.same_task(b)
 }
 
 /// Log-scale buckets of zombie lifetimes: below 10 µs, then one per decade up to 100 s, then
@@ -187,7 +188,7 @@ impl ReaperEntry {
             return false;
         }
         match (p.tid == p.pid, self.leader_start) {
-            (true, Some(leader)) => leader.abs_diff(p.start) < START_SLACK_NS,
+            (true, Some(leader)) => crate::event::same_start(leader, p.start),
             // The main thread starts before every other thread.
             (true, None) => p.start < self.first_start + START_SLACK_NS,
             (false, Some(leader)) => p.start + START_SLACK_NS > leader,
@@ -417,7 +418,7 @@ impl TaskTracker {
     /// A task named by an event: alive, unless it is one already reported gone.
     fn see(&mut self, p: &Proc) {
         match self.tasks.get(&p.tid) {
-            Some(&(start, _)) if start.abs_diff(p.start) < START_SLACK_NS => {}
+            Some(&(start, _)) if crate::event::same_start(start, p.start) => {}
             _ => self.set(p, true),
         }
     }
@@ -590,6 +591,7 @@ impl View {
                 predicted,
                 verdict,
                 zombie,
+                ..
             } => {
                 self.note_ns(orphan);
                 match kind {

@@ -3,7 +3,7 @@
 
 use reaper_trace::decode::RawEvent;
 use reaper_trace::event::{Event, ReapHow, ReaperKind, Verdict};
-use reaper_trace::model::{Model, Scope};
+use reaper_trace::model::{Model, Scope, VANISH_GRACE_NS};
 use reaper_trace_common::*;
 
 const ROOT_NS: u32 = 4026531836;
@@ -45,12 +45,18 @@ fn fork(ts: u64, parent: TaskInfo, child: TaskInfo) -> RawEvent {
 }
 
 fn exit(ts: u64, task: TaskInfo, parent: TaskInfo, code: u32) -> RawEvent {
+    let mut pids = [UPid::default(); MAX_PID_LEVELS];
+    pids[0] = UPid {
+        nr: task.id.tid,
+        pidns: ROOT_NS,
+    };
     RawEvent::Exit(ExitEvent {
         hdr: hdr(kind::EXIT, ts),
         task,
         parent: parent.id,
         exit_code: code << 8,
         group_dead: 1,
+        pids,
         ..Default::default()
     })
 }
@@ -64,9 +70,12 @@ fn dead(ts: u64, task: TaskInfo, parent: TaskInfo, state: u32) -> RawEvent {
     RawEvent::Dead(DeadEvent {
         hdr: hdr(kind::DEAD, ts),
         task,
+        last: task.id,
         parent,
         exit_state: state,
         exit_code: 0,
+        flags: 0,
+        _pad: 0,
         pids,
     })
 }
@@ -134,7 +143,7 @@ fn lifecycle_fork_exit_zombie_reap_free() {
         }
         e => panic!("{e:?}"),
     }
-    assert_eq!(m.zombies().count(), 1);
+    assert_eq!(m.zombie_count(), 1);
     let out = apply(
         &mut m,
         &[
@@ -149,7 +158,7 @@ fn lifecycle_fork_exit_zombie_reap_free() {
         } => assert_eq!(r.pid, 10),
         e => panic!("{e:?}"),
     }
-    assert_eq!(m.zombies().count(), 0);
+    assert_eq!(m.zombie_count(), 0);
     assert!(m.task(11).is_none(), "freed task is forgotten");
 }
 
@@ -215,7 +224,7 @@ fn wait_recorded_before_the_final_switch() {
     let types: Vec<_> = out.iter().map(Event::type_name).collect();
     assert_eq!(types, ["fork", "exit", "zombie", "reap"], "{out:?}");
     assert_eq!(reaps(&out), [(11, 50, ReapHow::Wait4, Some(60))]);
-    assert_eq!(m.zombies().count(), 0);
+    assert_eq!(m.zombie_count(), 0);
 }
 
 #[test]
@@ -252,7 +261,7 @@ fn released_at_the_final_switch_by_a_waiter_on_another_cpu() {
                 ..
             }
         )));
-        assert_eq!(m.zombies().count(), 0);
+        assert_eq!(m.zombie_count(), 0);
     }
 }
 
@@ -271,7 +280,7 @@ fn stopped_children_are_not_reaps() {
         ],
     );
     assert!(reaps(&out).is_empty());
-    assert_eq!(m.zombies().count(), 1);
+    assert_eq!(m.zombie_count(), 1);
 }
 
 #[test]
@@ -304,7 +313,7 @@ fn autoreaped_and_freed_zombies() {
         out.iter()
             .any(|e| matches!(e, Event::Zombie { autoreaped: true, task, .. } if task.pid == 11))
     );
-    assert_eq!(m.zombies().count(), 0);
+    assert_eq!(m.zombie_count(), 0);
 }
 
 fn exit_with_snapshot(
@@ -447,32 +456,57 @@ fn orphan_released_while_reparented() {
             ..
         }
     )));
+    // Who released it is not known yet (a fast wait by its new parent, or an auto-reap):
+    // the free record settles it, keeping how long it was a zombie.
+    assert!(reaps(&out).is_empty(), "{out:?}");
+    let out = apply(&mut m, &[free(400, child)]);
     assert_eq!(reaps(&out), [(11, 50, ReapHow::Auto, Some(50))]);
-    assert_eq!(m.zombies().count(), 0);
+    assert_eq!(m.zombie_count(), 0);
 }
 
 #[test]
-fn tree_scope_follows_the_command_and_its_orphans() {
-    let mut m = Model::new(Scope::Tree(None));
+fn tree_scope_says_what_the_command_left_behind() {
+    // The kernel sends only the tree's records: the model reports them all, and knows when
+    // nothing of the tree is left.
+    let mut m = Model::new(Scope::Tree);
     let tracer = info(5, 5, 0, "reaper-trace");
     let cmd = info(6, 6, 1, "sh");
-    let grandchild = info(7, 7, 2, "sleep");
-    let stranger = info(8, 8, 3, "cron");
+    let orphan = info(7, 7, 2, "sleep");
     let init = info(1, 1, 0, "init");
-    m.set_root(6);
     let out = apply(
         &mut m,
         &[
             fork(10, tracer, cmd),
-            fork(20, cmd, grandchild),
-            fork(30, init, stranger),
+            fork(20, cmd, orphan),
             exit(40, cmd, tracer, 0),
-            reparent(50, grandchild, cmd, init, 0),
-            exit(60, stranger, init, 0),
+            reparent(50, orphan, cmd, init, 0),
+            dead(60, cmd, tracer, exit_state::EXIT_ZOMBIE),
+            wait4(70, tracer, 6, 0),
         ],
     );
     let seen: Vec<_> = out.iter().map(|e| e.type_name()).collect();
-    assert_eq!(seen, ["fork", "fork", "exit", "reparent"], "{out:?}");
+    assert_eq!(seen, ["fork", "fork", "exit", "reparent", "zombie", "reap"]);
+    assert!(m.zombies_before_trace(0).is_empty(), "not system-wide");
+    assert!(!m.tree_settled(), "the orphan still runs");
+    let (running, zombies) = m.tree_left();
+    assert_eq!(
+        (running.iter().map(|p| p.pid).collect::<Vec<_>>(), zombies),
+        (vec![7], vec![])
+    );
+    let out = apply(
+        &mut m,
+        &[
+            exit(80, orphan, init, 0),
+            dead(90, orphan, init, exit_state::EXIT_ZOMBIE),
+        ],
+    );
+    assert_eq!(out.len(), 2);
+    let (running, zombies) = m.tree_left();
+    assert!(running.is_empty());
+    assert_eq!(zombies.iter().map(|p| p.pid).collect::<Vec<_>>(), [7]);
+    assert!(!m.tree_settled(), "a zombie is still to be reaped");
+    apply(&mut m, &[wait4(100, init, 7, 0)]);
+    assert!(m.tree_settled());
 }
 
 #[test]
@@ -534,7 +568,6 @@ fn zombies_from_before_tracing_are_announced_and_reaped() {
 fn finishing_a_session_leaves_no_zombie_behind() {
     let mut m = Model::new(Scope::All);
     let parent = info(10, 10, 1, "parent");
-    // Pids above pid_max: certainly not in /proc.
     let released = info(4_000_001, 4_000_001, 50, "released");
     let lost = info(4_000_002, 4_000_002, 60, "lost-reap");
     let mut out = apply(
@@ -542,17 +575,45 @@ fn finishing_a_session_leaves_no_zombie_behind() {
         &[
             fork(100, parent, released),
             fork(110, parent, lost),
+            exit(190, released, parent, 0),
             dead(200, released, parent, exit_state::EXIT_DEAD),
+            exit(205, lost, parent, 0),
             dead(210, lost, parent, exit_state::EXIT_ZOMBIE),
         ],
     );
-    m.finish(300, &mut out);
-    assert_eq!(
-        reaps(&out),
-        [
-            (4_000_001, 50, ReapHow::Auto, Some(0)),
-            (4_000_002, 60, ReapHow::Vanished, Some(90))
-        ]
+    out.clear();
+    // /proc no longer shows the zombie: it vanished, but only once every record written
+    // before that check has been applied (its reap record may be in flight).
+    let zombies = m.zombies();
+    assert_eq!(zombies.len(), 1);
+    m.gone_from_proc(zombies[0], 1_000);
+    m.settle(1_000 + VANISH_GRACE_NS - 1, &mut out);
+    assert!(out.is_empty(), "too early: {out:?}");
+    m.settle(1_000 + VANISH_GRACE_NS, &mut out);
+    assert_eq!(reaps(&out), [(4_000_002, 60, ReapHow::Vanished, Some(790))]);
+    out.clear();
+    m.finish(&mut out);
+    assert_eq!(reaps(&out), [(4_000_001, 50, ReapHow::Auto, Some(0))]);
+    assert_eq!(m.zombie_count(), 0);
+}
+
+#[test]
+fn a_vanishing_zombie_reaped_by_a_late_record_is_not_vanished() {
+    let mut m = Model::new(Scope::All);
+    let parent = info(10, 10, 1, "parent");
+    let child = info(11, 11, 50, "child");
+    let mut out = apply(
+        &mut m,
+        &[
+            fork(100, parent, child),
+            exit(190, child, parent, 0),
+            dead(200, child, parent, exit_state::EXIT_ZOMBIE),
+        ],
     );
-    assert_eq!(m.zombies().count(), 0);
+    let z = m.zombies()[0];
+    // Checked at 1000: gone from /proc. The wait record was written before, applied after.
+    m.gone_from_proc(z, 1_000);
+    out.extend(apply(&mut m, &[wait4(990, parent, 11, 0)]));
+    m.settle(1_000 + VANISH_GRACE_NS, &mut out);
+    assert_eq!(reaps(&out), [(11, 50, ReapHow::Wait4, Some(790))]);
 }

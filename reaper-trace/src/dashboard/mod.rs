@@ -37,8 +37,6 @@ use terminal::TerminalGuard;
 
 /// The shortest time between two frames.
 pub const FRAME: Duration = Duration::from_millis(100);
-/// Live records are drained at most this often.
-const PUMP_EVERY: Duration = Duration::from_millis(20);
 /// A frame at least this often, even with nothing new: ages count up.
 const IDLE_FRAME: Duration = Duration::from_secs(1);
 /// Set, the dashboard panics after its first frame: how the tests check that a panic gives
@@ -108,9 +106,9 @@ struct Dashboard {
 }
 
 impl Dashboard {
-    fn new(feed: Feed, mode: Mode, threshold_ns: u64) -> Self {
+    fn new(mut feed: Feed, mode: Mode, threshold_ns: u64) -> Self {
         let mut view = View::new(threshold_ns);
-        if let Feed::Live(session) = &feed {
+        if let Feed::Live(session) = &mut feed {
             // Zombies from before tracing began, as `record` writes them first.
             for ev in session.zombies_before_trace() {
                 view.apply(&ev);
@@ -129,7 +127,7 @@ impl Dashboard {
     fn pump(&mut self, elapsed: Duration) -> usize {
         match &mut self.feed {
             Feed::Live(session) => {
-                session.poll(&mut self.events);
+                session.step(&mut self.events);
                 let n = self.events.len();
                 for ev in self.events.drain(..) {
                     self.view.apply(&ev);
@@ -151,7 +149,7 @@ impl Dashboard {
         match &mut self.feed {
             Feed::Live(session) => {
                 self.view.set_clock(boottime_ns());
-                self.view.set_live_tasks(session.model.tasks().count());
+                self.view.set_live_tasks(session.model().len());
             }
             Feed::Replay(player) => {
                 self.view.set_clock(player.clock());
@@ -207,22 +205,13 @@ impl Dashboard {
         let live = matches!(self.feed, Feed::Live(_));
         let panic_on_purpose = std::env::var_os(PANIC_VAR).is_some();
         loop {
+            // Keys and signals first: they are seen between two batches of records, however
+            // many are waiting (the session bounds each batch).
             tokio::select! {
-                r = async {
-                    match &self.feed {
-                        Feed::Live(s) => s.readable().await,
-                        Feed::Replay(_) => std::future::pending().await,
-                    }
-                }, if live => {
-                    r?;
-                    // Let records gather: one drain per PUMP_EVERY at most, not one wakeup
-                    // per record (the ring buffer holds far more than that).
-                    let since = last_pump.elapsed();
-                    if since < PUMP_EVERY {
-                        tokio::time::sleep(PUMP_EVERY - since).await;
-                    }
-                }
-                _ = tick.tick() => {}
+                biased;
+                _ = sigterm.recv() => break,
+                _ = sigint.recv() => break,
+                _ = sighup.recv() => break,
                 ev = input.events.recv() => match ev {
                     // The terminal is gone.
                     None => break,
@@ -237,9 +226,13 @@ impl Dashboard {
                     Some(TermEvent::Resize(..)) => force = true,
                     Some(_) => {}
                 },
-                _ = sigterm.recv() => break,
-                _ = sigint.recv() => break,
-                _ = sighup.recv() => break,
+                _ = tick.tick() => {}
+                r = async {
+                    match &mut self.feed {
+                        Feed::Live(s) => s.ready().await,
+                        Feed::Replay(_) => std::future::pending().await,
+                    }
+                }, if live => r?,
             }
             let now = Instant::now();
             self.pump(now - last_pump);

@@ -376,6 +376,9 @@ fn draw_adoptions(f: &mut Frame, area: Rect, view: &View, app: &App) {
                 (Verdict::Mismatch, None) => Cell::from("≠").style(alarm()),
                 (Verdict::Unknown, _) => Cell::from("? unknown").style(dim()),
                 (Verdict::Unobserved, _) => Cell::from("released").style(dim()),
+                // The state changed between the snapshot and the kernel's choice: not a
+                // finding, but not the prediction either.
+                (Verdict::Changed, _) => Cell::from("~ changed").style(dim()),
             };
             let reaper = match &a.reaper {
                 Some(r) => Cell::from(proc_label(r)),

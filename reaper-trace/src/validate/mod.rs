@@ -117,7 +117,7 @@ pub async fn run(opts: ValidateOptions) -> Result<i32> {
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut session = Session::start(&SessionOptions {
-        scope: Scope::Tree(None),
+        scope: Scope::All,
         ring_bytes: opts.ring_bytes,
     })?;
     let progress = !opts.json && is_terminal(libc::STDERR_FILENO);
@@ -323,10 +323,14 @@ fn absorb(e: &Event, tree: &mut BTreeSet<u32>) -> bool {
     }
 }
 
+/// Reading records for one scenario pauses its other work (pipes, reaping) this long at most.
+const PUMP_BUDGET: Duration = Duration::from_millis(50);
+
 /// Reads records into the scenario's events.
 fn pump(session: &mut Session, tree: &mut BTreeSet<u32>, events: &mut Vec<Event>) {
     let mut out = Vec::new();
-    session.poll(&mut out);
+    let until = std::time::Instant::now() + PUMP_BUDGET;
+    while session.step(&mut out) == crate::session::BATCH && std::time::Instant::now() < until {}
     events.extend(out.into_iter().filter(|e| absorb(e, tree)));
 }
 
@@ -381,7 +385,6 @@ async fn run_one(
         }
     };
     let root = child.id();
-    session.model.set_root(root);
     let mut stdout = Pipe::new(child.stdout.take().expect("piped"));
     let mut stderr = Pipe::new(child.stderr.take().expect("piped"));
     // The validator reaps the scenario itself (waitpid(-1) also reaps adopted orphans).
@@ -395,7 +398,7 @@ async fn run_one(
     let deadline = started + timeout;
     loop {
         tokio::select! {
-            r = session.readable() => r?,
+            r = session.ready() => r?,
             _ = tokio::time::sleep(TICK) => {}
             _ = stop.sigint.recv() => interrupted = true,
             _ = stop.sigterm.recv() => interrupted = true,
