@@ -388,6 +388,7 @@ mod tests {
                 kind: ReaperKind::Subreaper,
             }),
             verdict: Verdict::Match,
+            reason: None,
             zombie: false,
         };
         let line = serde_json::to_string(&ev).unwrap();

@@ -951,6 +951,7 @@ pub(crate) mod tests {
                 kind,
             }),
             verdict: Verdict::Match,
+            reason: None,
             zombie: false,
         }
     }
@@ -961,6 +962,7 @@ pub(crate) mod tests {
             parent: parent.clone(),
             child: child.clone(),
             thread: false,
+            caller: None,
         }
     }
 
@@ -1285,6 +1287,7 @@ pub(crate) mod tests {
             kind: None,
             predicted: None,
             verdict: Verdict::Unobserved,
+            reason: None,
             zombie: true,
         });
         v.apply(&Event::Lost {

@@ -617,3 +617,381 @@ fn a_vanishing_zombie_reaped_by_a_late_record_is_not_vanished() {
     m.settle(1_000 + VANISH_GRACE_NS, &mut out);
     assert_eq!(reaps(&out), [(11, 50, ReapHow::Wait4, Some(790))]);
 }
+
+// ----- one test per class of wrong event that issue "truth" found -----
+
+fn ns_info(tid: u32, start: u64, comm: &str, pidns: u32, ns_tid: u32) -> TaskInfo {
+    let mut t = info(tid, tid, start, comm);
+    t.pidns = pidns;
+    t.level = 1;
+    t.ns_tid = ns_tid;
+    t.ns_tgid = ns_tid;
+    t
+}
+
+fn zero_ids(mut t: TaskInfo) -> TaskInfo {
+    t.ns_tid = 0;
+    t.ns_tgid = 0;
+    t.pidns = 0;
+    t.level = 0;
+    t
+}
+
+fn procs(events: &[Event]) -> Vec<&reaper_trace::event::Proc> {
+    let mut out = Vec::new();
+    for e in events {
+        match e {
+            Event::Fork {
+                parent,
+                child,
+                caller,
+                ..
+            } => out.extend(
+                [Some(parent), Some(child), caller.as_ref()]
+                    .into_iter()
+                    .flatten(),
+            ),
+            Event::Exec { task, .. } | Event::Subreaper { task, .. } => out.push(task),
+            Event::Exit { task, parent, .. } => {
+                out.extend([Some(task), parent.as_ref()].into_iter().flatten())
+            }
+            Event::Zombie { task, parent, .. } => out.extend([task, parent]),
+            Event::Reap { task, reaper, .. } => {
+                out.extend([Some(task), reaper.as_ref()].into_iter().flatten())
+            }
+            Event::Reparent {
+                orphan,
+                father,
+                reaper,
+                ..
+            } => out.extend(
+                [Some(orphan), Some(father), reaper.as_ref()]
+                    .into_iter()
+                    .flatten(),
+            ),
+            Event::Lost { .. } => {}
+        }
+    }
+    out
+}
+
+#[test]
+fn a_ptracers_wait_only_detaches() {
+    let mut m = Model::new(Scope::All);
+    let parent = info(10, 10, 1, "parent");
+    let tracer = info(20, 20, 2, "strace");
+    let child = info(11, 11, 50, "child");
+    let out = apply(
+        &mut m,
+        &[
+            fork(100, parent, child),
+            exit(200, child, parent, 0),
+            dead(210, child, parent, exit_state::EXIT_ZOMBIE),
+            // The tracer's wait returns the pid: the child stays its parent's zombie.
+            wait4(220, tracer, 11, 0),
+        ],
+    );
+    assert!(reaps(&out).is_empty(), "{out:?}");
+    assert_eq!(m.zombie_count(), 1);
+    let out = apply(&mut m, &[wait4(300, parent, 11, 0)]);
+    assert_eq!(reaps(&out), [(11, 50, ReapHow::Wait4, Some(90))]);
+    match &out[0] {
+        Event::Reap {
+            reaper: Some(r), ..
+        } => assert_eq!(r.pid, 10),
+        e => panic!("{e:?}"),
+    }
+}
+
+#[test]
+fn a_released_task_keeps_the_ids_captured_at_exit() {
+    // Released at exit (its parent ignores SIGCHLD): its final record reads zeros for the
+    // namespace ids, and its parent's may be gone too. Every event keeps the real ones.
+    let mut m = Model::new(Scope::All);
+    let parent = ns_info(30, 1, "parent", 4026532000, 2);
+    let child = ns_info(31, 50, "child", 4026532000, 3);
+    let mut out = apply(
+        &mut m,
+        &[
+            fork(100, parent, child),
+            exit(200, child, parent, 0),
+            dead(
+                210,
+                zero_ids(child),
+                zero_ids(parent),
+                exit_state::EXIT_DEAD,
+            ),
+            exit(250, parent, info(1, 1, 0, "init"), 0),
+            dead(260, parent, info(1, 1, 0, "init"), exit_state::EXIT_ZOMBIE),
+            wait4(270, info(1, 1, 0, "init"), 30, 0),
+            free(280, parent),
+            free(290, child),
+        ],
+    );
+    m.finish(&mut out);
+    assert_eq!(
+        reaps(&out).iter().filter(|r| r.2 == ReapHow::Auto).count(),
+        1
+    );
+    for p in procs(&out)
+        .into_iter()
+        .filter(|p| p.pid == 30 || p.pid == 31)
+    {
+        assert_eq!(p.pidns, 4026532000, "{p:?} in {out:?}");
+        assert!(p.ns_pid == 2 || p.ns_pid == 3, "{p:?}");
+    }
+}
+
+#[test]
+fn exec_from_a_thread_is_one_process_with_one_zombie() {
+    // Leader 40 and thread 41; 41 execs: the leader exits (its group lives on), 41 takes
+    // pid 40 and the leader's start time. Later the process exits for real.
+    let mut m = Model::new(Scope::All);
+    let parent = info(10, 10, 1, "parent");
+    let leader = info(40, 40, 500, "old");
+    let thread = info(41, 40, 600, "old");
+    let mut leader_exit = exit(300, leader, parent, 0);
+    if let RawEvent::Exit(e) = &mut leader_exit {
+        e.group_dead = 0;
+    }
+    let mut after = leader;
+    after.comm[..3].copy_from_slice(b"new");
+    let exec = RawEvent::Exec(ExecEvent {
+        hdr: hdr(kind::EXEC, 320),
+        task: after,
+        old_tid: 41,
+        args_len: 0,
+        args_total: 0,
+        _pad: 0,
+        filename: [0; FILENAME_LEN],
+        args: [0; ARGS_LEN],
+    });
+    let out = apply(
+        &mut m,
+        &[
+            fork(100, parent, leader),
+            fork(110, leader, thread),
+            leader_exit,
+            exec,
+            exit(400, after, parent, 42),
+            dead(410, after, parent, exit_state::EXIT_ZOMBIE),
+            wait4(420, parent, 40, 42 << 8),
+        ],
+    );
+    let zombies: Vec<_> = out.iter().filter(|e| e.type_name() == "zombie").collect();
+    assert_eq!(zombies.len(), 1, "{out:?}");
+    assert_eq!(reaps(&out), [(40, 500, ReapHow::Wait4, Some(10))]);
+    assert!(
+        m.task(41).is_none(),
+        "the exec'ing thread's old identity is gone"
+    );
+}
+
+#[test]
+fn a_reused_pid_settles_the_task_that_held_it() {
+    let mut m = Model::new(Scope::All);
+    let parent = info(10, 10, 1, "parent");
+    let released = info(11, 11, 50, "released");
+    let zombie = info(12, 12, 60, "zombie");
+    let out = apply(
+        &mut m,
+        &[
+            fork(100, parent, released),
+            fork(110, parent, zombie),
+            exit(200, released, parent, 0),
+            dead(210, released, parent, exit_state::EXIT_DEAD),
+            exit(220, zombie, parent, 0),
+            dead(230, zombie, parent, exit_state::EXIT_ZOMBIE),
+            // Their free and reap records were lost; new processes get their pids (the old
+            // ones were released before the new ones started).
+            fork(5_000, parent, info(11, 11, 4_900, "new")),
+            fork(5_100, parent, info(12, 12, 5_050, "new")),
+        ],
+    );
+    assert_eq!(
+        reaps(&out),
+        [
+            (11, 50, ReapHow::Auto, Some(0)),
+            (12, 60, ReapHow::Vanished, Some(4_820))
+        ]
+    );
+    assert_eq!(m.zombie_count(), 0);
+}
+
+#[test]
+fn a_state_that_changed_before_the_kernel_chose_is_not_a_mismatch() {
+    // Threads 51 and 52 of process 50 exit together: at 51's exit, 52 was alive (predicted);
+    // by the time the kernel chose, it was exiting too, and the subreaper got the child.
+    let mut m = Model::new(Scope::All);
+    let init = info(1, 1, 0, "init");
+    let sub = info(5, 5, 2, "shim");
+    let t51 = info(51, 50, 3, "go");
+    let t52 = info(52, 50, 4, "go");
+    let orphan = info(60, 60, 9, "child");
+    let sub_entry = SubreaperAncestor {
+        task: sub.id,
+        alive_thread: sub.id,
+        scan_incomplete: 0,
+        _pad: 0,
+    };
+    let mut before = ReaperSnapshot {
+        child_reaper: init,
+        has_child_subreaper: 1,
+        nr_subreapers: 1,
+        alive_thread: t52.id,
+        ..Default::default()
+    };
+    before.subreapers[0] = sub_entry;
+    let mut after = before;
+    after.alive_thread = TaskId::default();
+    let adoptions = |snapshot| {
+        RawEvent::Adoptions(AdoptionsEvent {
+            hdr: hdr(kind::ADOPTIONS, 290),
+            father: t51.id,
+            snapshot,
+        })
+    };
+    let judged = |final_snapshot: Option<ReaperSnapshot>| {
+        let mut m = Model::new(Scope::All);
+        let mut records = vec![
+            fork(100, sub, t51),
+            exit_with_snapshot(200, t51, sub, before),
+        ];
+        records.extend(final_snapshot.map(adoptions));
+        records.push(reparent(300, orphan, t51, sub, 0));
+        let out = apply(&mut m, &records);
+        match out.last() {
+            Some(Event::Reparent {
+                verdict, reason, ..
+            }) => (*verdict, reason.clone()),
+            other => panic!("{other:?}"),
+        }
+    };
+    let (verdict, reason) = judged(Some(after));
+    assert_eq!(verdict, Verdict::Changed);
+    assert!(
+        reason
+            .as_deref()
+            .unwrap()
+            .contains("thread 52 began exiting"),
+        "{reason:?}"
+    );
+    // Nothing changed, and the kernel still disagrees: a real mismatch.
+    assert_eq!(judged(Some(before)).0, Verdict::Mismatch);
+    assert_eq!(judged(None).0, Verdict::Mismatch);
+    drop(m.zombies());
+}
+
+#[test]
+fn a_dying_namespace_init_settles_its_namespace_before_its_own_reap() {
+    let ns = 4026532100;
+    let mut m = Model::new(Scope::All);
+    let host = info(10, 10, 1, "host");
+    let init = ns_info(70, 100, "init", ns, 1);
+    let zombie = ns_info(71, 110, "zombie", ns, 2);
+    let child = ns_info(72, 120, "child", ns, 3);
+    // The init's exit: no thread left, so it is its own predicted "reaper" (teardown).
+    let snap = ReaperSnapshot {
+        child_reaper: init,
+        ..Default::default()
+    };
+    let mut out = apply(
+        &mut m,
+        &[
+            fork(100, host, init),
+            fork(110, init, zombie),
+            fork(120, init, child),
+            exit(200, zombie, init, 0),
+            dead(210, zombie, init, exit_state::EXIT_ZOMBIE),
+            exit_with_snapshot(300, init, host, snap),
+            // zap_pid_ns_processes killed and reaped both children with no wait syscall.
+            exit(310, child, init, 0),
+            reparent(400, child, init, TaskInfo::default(), REPARENT_RELEASED),
+            reparent(400, zombie, init, TaskInfo::default(), REPARENT_RELEASED),
+            dead(410, init, host, exit_state::EXIT_ZOMBIE),
+            wait4(420, host, 70, 0),
+        ],
+    );
+    // Late frees change nothing.
+    out.extend(apply(&mut m, &[free(430, zombie), free(440, child)]));
+    assert!(
+        !out.iter().any(|e| e.type_name() == "reparent"),
+        "nothing was adopted: {out:?}"
+    );
+    let r = reaps(&out);
+    assert_eq!(
+        r.iter().map(|r| (r.0, r.2)).collect::<Vec<_>>(),
+        [
+            (71, ReapHow::Free),
+            (72, ReapHow::Free),
+            (70, ReapHow::Wait4)
+        ],
+        "{out:?}"
+    );
+    let ts: Vec<u64> = out
+        .iter()
+        .filter(|e| e.type_name() == "reap")
+        .map(Event::ts)
+        .collect();
+    assert!(ts.windows(2).all(|w| w[0] <= w[1]), "in order: {ts:?}");
+}
+
+#[test]
+fn clone_parent_names_the_real_parent_and_the_caller() {
+    let mut m = Model::new(Scope::All);
+    let a = info(10, 10, 1, "a");
+    let b = info(11, 11, 2, "b");
+    let c = info(12, 12, 3, "c");
+    apply(&mut m, &[fork(100, a, b)]);
+    let out = apply(
+        &mut m,
+        &[RawEvent::Fork(ForkEvent {
+            hdr: hdr(kind::FORK, 200),
+            parent: b,
+            child: c,
+            real_parent: a.id,
+            flags: 0,
+            _pad: 0,
+        })],
+    );
+    match &out[0] {
+        Event::Fork {
+            parent,
+            caller: Some(caller),
+            ..
+        } => assert_eq!((parent.pid, caller.pid), (10, 11)),
+        e => panic!("{e:?}"),
+    }
+}
+
+#[test]
+fn a_task_from_before_tracing_keeps_one_start_time() {
+    use reaper_trace::procfs::ProcTask;
+    let mut m = Model::new(Scope::All);
+    m.seed(&[ProcTask {
+        tid: 80,
+        tgid: 80,
+        ppid: 1,
+        comm: "old".into(),
+        state: 'S',
+        start_ticks: 12,
+        nspid: vec![80],
+        nstgid: vec![80],
+        pidns: ROOT_NS,
+    }]);
+    // The kernel's records give its exact start time: the /proc one (same tick) stays.
+    let exact = info(80, 80, 123_456_789, "old");
+    let out = apply(
+        &mut m,
+        &[
+            fork(100, exact, info(81, 81, 200, "child")),
+            exit(300, info(81, 81, 200, "child"), exact, 0),
+        ],
+    );
+    let starts: std::collections::BTreeSet<u64> = procs(&out)
+        .into_iter()
+        .filter(|p| p.pid == 80)
+        .map(|p| p.start)
+        .collect();
+    assert_eq!(starts.into_iter().collect::<Vec<_>>(), [120_000_000]);
+}

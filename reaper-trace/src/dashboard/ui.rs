@@ -742,6 +742,7 @@ mod tests {
                 kind: ReaperKind::Subreaper,
             }),
             verdict: Verdict::Mismatch,
+            reason: None,
             zombie: false,
         });
         for i in 0..20u64 {

@@ -532,6 +532,7 @@ mod tests {
             parent: p(a),
             child: p(b),
             thread: false,
+            caller: None,
         };
         assert!(absorb(&fork(10, 11), &mut tree));
         assert!(absorb(&fork(11, 12), &mut tree));

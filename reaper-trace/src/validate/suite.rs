@@ -674,6 +674,7 @@ mod tests {
                 kind,
             }),
             verdict,
+            reason: None,
             zombie: false,
         }
     }
@@ -791,6 +792,7 @@ mod tests {
                 kind: ReaperKind::Subreaper,
             }),
             verdict: Verdict::Unobserved,
+            reason: None,
             zombie: true,
         }];
         let r = evaluate(spec, &rep, &ev);
