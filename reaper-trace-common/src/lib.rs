@@ -41,6 +41,9 @@ pub mod kind {
     /// The state `find_new_reaper` read, taken again at the father's final switch (after the
     /// kernel chose), sent before the father's `REPARENT` records.
     pub const ADOPTIONS: u32 = 9;
+    /// The state `find_new_reaper` will read, taken when a task with children exits; sent
+    /// right after its `EXIT` record (only then: most exits have no children).
+    pub const EXIT_SNAPSHOT: u32 = 13;
     /// Not a record: the slot of [`super::LOST_SLOTS`] that counts children of an exiting
     /// task that could not be followed (more than `MAX_CHILDREN`, or the pending map was full).
     pub const CHILDREN_OVERFLOW: u32 = 10;
@@ -50,7 +53,7 @@ pub mod kind {
     /// Not a record: processes of a traced tree that could not be added to the scope map
     /// (it was full); their records are not seen.
     pub const SCOPE_FULL: u32 = 12;
-    pub const COUNT: u32 = 13;
+    pub const COUNT: u32 = 14;
 }
 
 /// Processes of a traced tree followed at once (`record -- CMD`): the scope map's size.
@@ -201,7 +204,8 @@ pub struct ExitEvent {
     pub exit_code: u32,
     /// The whole thread group has exited with this task.
     pub group_dead: u32,
-    /// Children on the task's `children` list whose adoption will be reported.
+    /// Children on the task's `children` list whose adoption will be reported (an
+    /// `EXIT_SNAPSHOT` record follows when there are any).
     pub children_followed: u32,
     /// Non-zero when the task had more than `MAX_CHILDREN` children (or the pending map was
     /// full): the rest are not followed, and the overflow is counted in the lost counters.
@@ -209,8 +213,6 @@ pub struct ExitEvent {
     /// Pid numbers at levels `0..=task.level` (capped at `MAX_PID_LEVELS`), read while the
     /// task is still hashed: a task released at exit reads back as zeros later.
     pub pids: [UPid; MAX_PID_LEVELS],
-    /// Valid only when `children_followed > 0`.
-    pub snapshot: ReaperSnapshot,
 }
 
 /// A process finished exiting: the final switch of a task whose thread group has no other
@@ -244,12 +246,13 @@ pub struct DeadEvent {
 /// `task.id` (from the last thread) is meaningful, and the process is taken as released.
 pub const DEAD_LEADER_GONE: u32 = 1;
 
-/// The state `find_new_reaper` reads, taken again at the father's final switch, after the
-/// kernel decided. Sent once per father, before its `ReparentEvent`s: when the kernel's choice
-/// differs from the prediction made at exit, this tells whether the state changed meanwhile.
+/// The state `find_new_reaper` reads for `father`'s children: at its exit (`EXIT_SNAPSHOT`,
+/// the prediction's input), and again at its final switch, after the kernel decided
+/// (`ADOPTIONS`, before its `ReparentEvent`s): when the kernel's choice differs from the
+/// prediction, the second tells whether the state changed meanwhile.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
-pub struct AdoptionsEvent {
+pub struct SnapshotEvent {
     pub hdr: EventHeader,
     pub father: TaskId,
     pub snapshot: ReaperSnapshot,

@@ -10,8 +10,7 @@ use core::ptr::{addr_of, read_volatile};
 
 use aya_ebpf::{
     helpers::{
-        bpf_get_current_pid_tgid, bpf_get_current_task, bpf_probe_read_kernel,
-        bpf_probe_read_kernel_str_bytes, bpf_probe_read_user,
+        bpf_get_current_pid_tgid, bpf_probe_read_kernel_str_bytes, bpf_probe_read_user,
         generated::{self, bpf_get_smp_processor_id, bpf_ktime_get_boot_ns},
     },
     macros::{btf_tracepoint, map, tracepoint},
@@ -20,12 +19,12 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::warn;
 use reaper_trace_common::{
-    ARGS_LEN, AdoptionsEvent, COMM_LEN, DEAD_LEADER_GONE, DeadEvent, EventHeader, ExecEvent,
-    ExitEvent, FORK_FLAG_THREAD, ForkEvent, FreeEvent, LOST_SLOTS, MAX_ANCESTOR_THREADS,
-    MAX_ANCESTORS, MAX_CHILDREN, MAX_CHILDREN_COUNTED, MAX_PID_LEVELS, MAX_SUBREAPERS, MAX_THREADS,
-    MAX_TRACKED, MAX_TRACKED_ZOMBIE_PIDS, Offsets, PendingCall, PendingChildren,
-    REPARENT_REAPER_ID_ONLY, REPARENT_RELEASED, ReaperSnapshot, ReparentEvent, SubreaperEvent,
-    TaskId, TaskInfo, UPid, WaitEvent, exit_state, kind, ns_pid_key, wait_syscall,
+    ARGS_LEN, COMM_LEN, DEAD_LEADER_GONE, DeadEvent, EventHeader, ExecEvent, ExitEvent,
+    FORK_FLAG_THREAD, ForkEvent, FreeEvent, LOST_SLOTS, MAX_ANCESTOR_THREADS, MAX_ANCESTORS,
+    MAX_CHILDREN, MAX_CHILDREN_COUNTED, MAX_PID_LEVELS, MAX_SUBREAPERS, MAX_THREADS, MAX_TRACKED,
+    MAX_TRACKED_ZOMBIE_PIDS, Offsets, PendingCall, PendingChildren, REPARENT_REAPER_ID_ONLY,
+    REPARENT_RELEASED, ReaperSnapshot, ReparentEvent, SnapshotEvent, SubreaperEvent, TaskId,
+    TaskInfo, UPid, WaitEvent, exit_state, kind, ns_pid_key, wait_syscall,
 };
 
 /// Filled in by userspace before load (see `Offsets`). `valid == 0` keeps every program idle.
@@ -131,14 +130,22 @@ fn enabled() -> bool {
     off!(valid) != 0
 }
 
-/// Reads a `T` at `base + off` in kernel memory; zero when the read fails.
+/// Reads a `T` at `base + off` in kernel memory; zero when the read fails (the helper zeroes
+/// its destination then). No branch on the result: a branch per read doubles the states the
+/// verifier explores at every read.
 #[inline(always)]
 fn rd<T: Copy + Default>(base: *const u8, off: usize) -> T {
-    if base.is_null() {
-        return T::default();
-    }
-    // SAFETY: bpf_probe_read_kernel copes with any address.
-    unsafe { bpf_probe_read_kernel(base.wrapping_add(off) as *const T) }.unwrap_or_default()
+    let mut value = T::default();
+    // SAFETY: bpf_probe_read_kernel copes with any address (NULL included) and writes at
+    // most `size_of::<T>()` bytes into `value`.
+    unsafe {
+        generated::bpf_probe_read_kernel(
+            (&mut value as *mut T).cast(),
+            core::mem::size_of::<T>() as u32,
+            base.wrapping_add(off).cast(),
+        )
+    };
+    value
 }
 
 #[inline(always)]
@@ -194,16 +201,50 @@ unsafe fn emit<T: 'static>(kind: u32, fill: impl FnOnce(&mut T)) {
     entry.submit(0);
 }
 
-#[inline(always)]
-fn task_id(task: *const u8) -> TaskId {
-    TaskId {
-        tid: rd::<u32>(task, off!(task_pid)),
-        tgid: rd::<u32>(task, off!(task_tgid)),
-        start_ns: rd::<u64>(task, off!(task_start_boottime)),
+/// How a program reads kernel memory. Typed pointers (tracepoint arguments, and pointers
+/// loaded through them) are read [`Direct`]ly: the offsets are load-time constants (frozen
+/// read-only data), so the verifier checks each access against the kernel's BTF and the JIT
+/// turns it into one faulting load (zero at a bad address), many times cheaper than a helper
+/// call. Plain addresses (saved in maps, walked through lists, variable offsets) go through
+/// the [`Probe`] helper.
+trait Mem {
+    fn read<T: Copy + Default>(base: *const u8, off: usize) -> T;
+
+    #[inline(always)]
+    fn ptr(base: *const u8, off: usize) -> *const u8 {
+        Self::read::<u64>(base, off) as *const u8
     }
 }
 
-/// `&pid->numbers[level]` for a `struct pid *`.
+struct Direct;
+struct Probe;
+
+impl Mem for Direct {
+    #[inline(always)]
+    fn read<T: Copy + Default>(base: *const u8, off: usize) -> T {
+        // SAFETY: `base` is BTF-typed and `off` a constant: the verifier accepts the load
+        // only if it is a field of the kernel type, and the JIT makes it fault-safe.
+        unsafe { read_volatile(base.wrapping_add(off) as *const T) }
+    }
+}
+
+impl Mem for Probe {
+    #[inline(always)]
+    fn read<T: Copy + Default>(base: *const u8, off: usize) -> T {
+        rd::<T>(base, off)
+    }
+}
+
+#[inline(always)]
+fn task_id<M: Mem>(task: *const u8) -> TaskId {
+    TaskId {
+        tid: M::read::<u32>(task, off!(task_pid)),
+        tgid: M::read::<u32>(task, off!(task_tgid)),
+        start_ns: M::read::<u64>(task, off!(task_start_boottime)),
+    }
+}
+
+/// `&pid->numbers[level]` for a `struct pid *` (a plain address: the offset varies).
 #[inline(always)]
 fn upid_at(pid: *const u8, level: u32) -> *const u8 {
     pid.wrapping_add(off!(pid_numbers) + level as usize * off!(upid_size))
@@ -214,6 +255,25 @@ fn pid_ns_inum(ns: *const u8) -> u32 {
     rd::<u32>(ns, off!(pidns_inum))
 }
 
+/// `task`'s pid number and pid namespace inode at `level`. Level 0 (most tasks) is a
+/// constant offset; deeper levels vary, so they are probe-read from the pid's address.
+#[inline(always)]
+fn pid_at<M: Mem>(task: *const u8, level: u32) -> UPid {
+    if level == 0 {
+        let upid = M::ptr(task, off!(task_thread_pid)).wrapping_add(off!(pid_numbers));
+        UPid {
+            nr: M::read::<u32>(upid, off!(upid_nr)),
+            pidns: M::read::<u32>(M::ptr(upid, off!(upid_ns)), off!(pidns_inum)),
+        }
+    } else {
+        let upid = upid_at(rd_ptr(task, off!(task_thread_pid)), level);
+        UPid {
+            nr: rd::<u32>(upid, off!(upid_nr)),
+            pidns: pid_ns_inum(rd_ptr(upid, off!(upid_ns))),
+        }
+    }
+}
+
 /// The task's pid namespace (`task_active_pid_ns`) and its level.
 #[inline(always)]
 fn task_pid_ns(task: *const u8) -> (*const u8, u32) {
@@ -222,16 +282,21 @@ fn task_pid_ns(task: *const u8) -> (*const u8, u32) {
     (rd_ptr(upid_at(pid, level), off!(upid_ns)), level)
 }
 
-fn task_info(task: *const u8) -> TaskInfo {
-    let pid = rd_ptr(task, off!(task_thread_pid));
-    let level = rd::<u32>(pid, off!(pid_level));
-    let upid = upid_at(pid, level);
-    let leader_pid = rd_ptr(rd_ptr(task, off!(task_group_leader)), off!(task_thread_pid));
+#[inline(always)]
+fn task_info<M: Mem>(task: *const u8) -> TaskInfo {
+    let id = task_id::<M>(task);
+    let level = M::read::<u32>(M::ptr(task, off!(task_thread_pid)), off!(pid_level));
+    let own = pid_at::<M>(task, level);
+    let ns_tgid = if id.tid == id.tgid {
+        own.nr
+    } else {
+        pid_at::<M>(M::ptr(task, off!(task_group_leader)), level).nr
+    };
     TaskInfo {
-        id: task_id(task),
-        ns_tid: rd::<u32>(upid, off!(upid_nr)),
-        ns_tgid: rd::<u32>(upid_at(leader_pid, level), off!(upid_nr)),
-        pidns: pid_ns_inum(rd_ptr(upid, off!(upid_ns))),
+        id,
+        ns_tid: own.nr,
+        ns_tgid,
+        pidns: own.pidns,
         level,
         comm: rd::<[u8; COMM_LEN]>(task, off!(task_comm)),
     }
@@ -264,7 +329,7 @@ fn find_alive_thread<const N: usize>(task: *const u8) -> (TaskId, bool) {
         }
         let thread = pos.wrapping_sub(off!(task_thread_node));
         if rd::<u32>(thread, off!(task_flags)) & PF_EXITING == 0 {
-            return (task_id(thread), false);
+            return (task_id::<Probe>(thread), false);
         }
         pos = rd_ptr(pos, 0);
     }
@@ -277,9 +342,9 @@ const SIGNAL_GROUP_EXIT: u32 = 0x4;
 /// The start time that names a process: its leader's (`de_thread` gives an exec'ing thread
 /// the leader's start time, so it stays the same across exec).
 #[inline(always)]
-fn leader_start(task: *const u8) -> u64 {
-    rd::<u64>(
-        rd_ptr(task, off!(task_group_leader)),
+fn leader_start<M: Mem>(task: *const u8) -> u64 {
+    M::read::<u64>(
+        M::ptr(task, off!(task_group_leader)),
         off!(task_start_boottime),
     )
 }
@@ -291,16 +356,16 @@ fn tree_scope() -> bool {
 
 /// Is `task` one the user asked to trace? Always, unless tracing one command's tree.
 #[inline(always)]
-fn in_scope(task: *const u8) -> bool {
+fn in_scope<M: Mem>(task: *const u8) -> bool {
     if !tree_scope() {
         return true;
     }
-    let tgid = rd::<u32>(task, off!(task_tgid));
+    let tgid = M::read::<u32>(task, off!(task_tgid));
     // SAFETY: the value is copied out at once.
     let Some(start) = (unsafe { TRACKED.get(&tgid) }).copied() else {
         return false;
     };
-    let leader = leader_start(task);
+    let leader = leader_start::<M>(task);
     if start == 0 {
         // The root, named by userspace before its start time was known: pin it now, so that
         // a later process reusing the pid is not taken for it.
@@ -313,16 +378,10 @@ fn in_scope(task: *const u8) -> bool {
 /// Pid numbers of `task` at levels `0..=level` (capped), zeros above, and zeros once the task
 /// has been released (its `thread_pid` is then NULL).
 #[inline(always)]
-fn read_pids(task: *const u8, pids: &mut [UPid; MAX_PID_LEVELS]) {
-    let pid = rd_ptr(task, off!(task_thread_pid));
-    let level = rd::<u32>(pid, off!(pid_level));
+fn read_pids<M: Mem>(task: *const u8, level: u32, pids: &mut [UPid; MAX_PID_LEVELS]) {
     for (l, slot) in pids.iter_mut().enumerate() {
-        *slot = if !pid.is_null() && l as u32 <= level {
-            let upid = upid_at(pid, l as u32);
-            UPid {
-                nr: rd::<u32>(upid, off!(upid_nr)),
-                pidns: pid_ns_inum(rd_ptr(upid, off!(upid_ns))),
-            }
+        *slot = if l as u32 <= level {
+            pid_at::<M>(task, l as u32)
         } else {
             UPid::default()
         };
@@ -333,12 +392,12 @@ fn on_fork(ctx: &BtfTracePointContext) {
     let parent: *const u8 = ctx.arg(0);
     let child: *const u8 = ctx.arg(1);
     if tree_scope() {
-        if !in_scope(parent) {
+        if !in_scope::<Direct>(parent) {
             return;
         }
-        let tid = rd::<u32>(child, off!(task_pid));
-        let tgid = rd::<u32>(child, off!(task_tgid));
-        let start = rd::<u64>(child, off!(task_start_boottime));
+        let tid = Direct::read::<u32>(child, off!(task_pid));
+        let tgid = Direct::read::<u32>(child, off!(task_tgid));
+        let start = Direct::read::<u64>(child, off!(task_start_boottime));
         if tid == tgid && TRACKED.insert(&tgid, &start, 0).is_err() {
             count_lost(kind::SCOPE_FULL);
         }
@@ -346,9 +405,15 @@ fn on_fork(ctx: &BtfTracePointContext) {
     // SAFETY: ForkEvent starts with the header; every other field is written.
     unsafe {
         emit::<ForkEvent>(kind::FORK, |ev| {
-            ev.parent = task_info(parent);
-            ev.child = task_info(child);
-            ev.real_parent = task_id(rd_ptr(child, off!(task_real_parent)));
+            ev.parent = task_info::<Direct>(parent);
+            ev.child = task_info::<Direct>(child);
+            // The caller, unless CLONE_PARENT (or a thread) gave the child another parent.
+            let real_parent = Direct::ptr(child, off!(task_real_parent));
+            ev.real_parent = if real_parent == parent {
+                ev.parent.id
+            } else {
+                task_id::<Direct>(real_parent)
+            };
             ev.flags = if ev.child.id.tid != ev.child.id.tgid {
                 FORK_FLAG_THREAD
             } else {
@@ -371,13 +436,13 @@ fn on_exec(ctx: &BtfTracePointContext) {
     let task: *const u8 = ctx.arg(0);
     let old_tid: u32 = ctx.arg(1);
     let bprm: *const u8 = ctx.arg(2);
-    if !in_scope(task) {
+    if !in_scope::<Direct>(task) {
         return;
     }
     // SAFETY: ExecEvent starts with the header; every other field is written.
     unsafe {
         emit::<ExecEvent>(kind::EXEC, |ev| {
-            ev.task = task_info(task);
+            ev.task = task_info::<Direct>(task);
             ev.old_tid = old_tid;
             ev._pad = 0;
             ev.filename = [0; reaper_trace_common::FILENAME_LEN];
@@ -415,7 +480,7 @@ pub fn sched_process_exec(ctx: BtfTracePointContext) -> u32 {
 /// follow until the final switch.
 fn on_exit(ctx: &BtfTracePointContext) {
     let task: *const u8 = ctx.arg(0);
-    if !in_scope(task) {
+    if !in_scope::<Direct>(task) {
         return;
     }
     let group_dead: u64 = if off!(exit_has_group_dead) != 0 {
@@ -424,41 +489,55 @@ fn on_exit(ctx: &BtfTracePointContext) {
         // Older kernels: the group is dead once no thread is left un-exited.
         (rd::<u32>(rd_ptr(task, off!(task_signal)), off!(signal_live)) == 0) as u64
     };
+    // The children to follow, saved before the exit record is written (it says how many).
+    let id = task_id::<Direct>(task);
+    let head = task.wrapping_add(off!(task_children));
+    let first = rd_ptr(task, off!(task_children));
+    let (followed, truncated) = if !first.is_null() && first != head {
+        save_children(ctx, task, id, head, first)
+    } else {
+        (0, 0)
+    };
     // SAFETY: ExitEvent starts with the header; every other field is written.
     unsafe {
         emit::<ExitEvent>(kind::EXIT, |ev| {
-            ev.task = task_info(task);
-            ev.parent = task_id(rd_ptr(task, off!(task_real_parent)));
-            ev.exit_code = rd::<u32>(task, off!(task_exit_code));
+            ev.task = task_info::<Direct>(task);
+            ev.parent = task_id::<Direct>(Direct::ptr(task, off!(task_real_parent)));
+            ev.exit_code = Direct::read::<u32>(task, off!(task_exit_code));
             ev.group_dead = group_dead as u32;
-            ev.children_followed = 0;
-            ev.children_truncated = 0;
-            read_pids(task, &mut ev.pids);
-            ev.snapshot = ReaperSnapshot::default();
-            let head = task.wrapping_add(off!(task_children));
-            let first = rd_ptr(head, 0);
-            if !first.is_null() && first != head {
-                save_children(ctx, task, head, first, ev);
-            }
+            ev.children_followed = followed;
+            ev.children_truncated = truncated;
+            read_pids::<Direct>(task, ev.task.level, &mut ev.pids);
         })
     };
+    if followed > 0 {
+        // SAFETY: SnapshotEvent starts with the header; every other field is written.
+        unsafe {
+            emit::<SnapshotEvent>(kind::EXIT_SNAPSHOT, |ev| {
+                ev.father = id;
+                ev.snapshot = ReaperSnapshot::default();
+                take_snapshot(task, &mut ev.snapshot);
+            })
+        };
+    }
 }
 
-/// Fills the exit record's reaper snapshot and stores the children in `PENDING`.
+/// Stores the children of exiting `task` in `PENDING`, to read their new parent at its final
+/// switch. Returns how many are followed, and whether some are not.
 #[inline(always)]
 fn save_children(
     ctx: &BtfTracePointContext,
     task: *const u8,
+    id: TaskId,
     head: *const u8,
     first: *const u8,
-    ev: &mut ExitEvent,
-) {
+) -> (u32, u32) {
     let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
-        return;
+        return (0, 1);
     };
     // SAFETY: per-CPU scratch, only this program on this CPU uses it.
     let pending = unsafe { &mut *scratch };
-    pending.father = ev.task.id;
+    pending.father = id;
     let mut walk = ChildWalk {
         head,
         pos: first,
@@ -476,8 +555,7 @@ fn save_children(
     }
     let n = walk.count;
     pending.count = n;
-    ev.children_followed = n;
-    let tid = ev.task.id.tid;
+    let mut truncated = 0;
     if !walk.pos.is_null() && walk.pos != head {
         // More children than are followed: count them, so `lost` says how many adoptions
         // went unseen, and say so once.
@@ -491,26 +569,25 @@ fn save_children(
                 0,
             );
         }
-        ev.children_truncated = 1;
+        truncated = 1;
         count_lost_n(kind::CHILDREN_OVERFLOW, walk.count as u64);
         warn!(
             ctx,
             "task {} exits with more than {} children: only those are followed",
-            tid,
+            id.tid,
             MAX_CHILDREN as u32
         );
     }
     if PENDING.insert(task as u64, &*pending, 0).is_err() {
-        ev.children_followed = 0;
-        ev.children_truncated = 1;
         count_lost_n(kind::CHILDREN_OVERFLOW, n as u64);
         warn!(
             ctx,
             "task {} exits with children but the map of pending exits is full: its adoptions are not followed",
-            tid
+            id.tid
         );
+        return (0, 1);
     }
-    take_snapshot(task, &mut ev.snapshot);
+    (n, truncated)
 }
 
 /// What `find_new_reaper` reads for `task`'s children, as it is now. `snap` starts zeroed.
@@ -520,7 +597,7 @@ fn take_snapshot(task: *const u8, snap: &mut ReaperSnapshot) {
     snap.alive_thread = alive;
     snap.alive_scan_incomplete = incomplete as u32;
     let (ns, level) = task_pid_ns(task);
-    snap.child_reaper = task_info(rd_ptr(ns, off!(pidns_child_reaper)));
+    snap.child_reaper = task_info::<Probe>(rd_ptr(ns, off!(pidns_child_reaper)));
     snap.has_child_subreaper = signal_bit(
         task,
         off!(signal_has_child_subreaper_byte),
@@ -576,7 +653,7 @@ extern "C" fn visit_ancestor(_index: u64, ctx: *mut core::ffi::c_void) -> i64 {
         // SAFETY: `snap` points into the record reserved by the caller.
         let snap = unsafe { &mut *walk.snap };
         let (alive, incomplete) = find_alive_thread::<MAX_ANCESTOR_THREADS>(ancestor);
-        snap.subreapers[i].task = task_id(ancestor);
+        snap.subreapers[i].task = task_id::<Probe>(ancestor);
         snap.subreapers[i].alive_thread = alive;
         snap.subreapers[i].scan_incomplete = incomplete as u32;
         walk.found += 1;
@@ -607,21 +684,23 @@ extern "C" fn save_child(index: u64, ctx: *mut core::ffi::c_void) -> i64 {
     // SAFETY: the per-CPU scratch value outlives the loop.
     let pending = unsafe { &mut *walk.pending };
     pending.children[i].task = child as u64;
-    pending.children[i].id = task_id(child);
-    walk.count += 1;
+    pending.children[i].id = task_id::<Probe>(child);
+    // From the index, not `+= 1`: an exact count per iteration would give the verifier a new
+    // state each time round (it would walk all 256 iterations instead of converging).
+    walk.count = index as u32 + 1;
     walk.pos = rd_ptr(child, off!(task_sibling));
     0
 }
 
 /// Counts one child past those followed (bpf_loop callback); stops at the end of the list.
 #[inline(never)]
-extern "C" fn count_child(_index: u64, ctx: *mut core::ffi::c_void) -> i64 {
+extern "C" fn count_child(index: u64, ctx: *mut core::ffi::c_void) -> i64 {
     // SAFETY: `ctx` is the ChildWalk save_children passed, on its stack.
     let walk = unsafe { &mut *(ctx as *mut ChildWalk) };
     if walk.pos.is_null() || walk.pos == walk.head {
         return 1;
     }
-    walk.count += 1;
+    walk.count = index as u32 + 1;
     walk.pos = rd_ptr(
         walk.pos.wrapping_sub(off!(task_sibling)),
         off!(task_sibling),
@@ -647,11 +726,11 @@ fn on_task_dead(task: *const u8) {
         let _ = PENDING.remove(&key);
     }
     // A task killed inside wait or prctl never reaches the syscall's exit tracepoint.
-    let _ = CALLS.remove(&rd::<u32>(task, off!(task_pid)));
+    let _ = CALLS.remove(&Direct::read::<u32>(task, off!(task_pid)));
     // The process is done once no other thread is left to release (`nr_threads` counts the
     // threads not yet released; exited threads are released before their final switch).
-    let signal = rd_ptr(task, off!(task_signal));
-    if rd::<u32>(signal, off!(signal_nr_threads)) <= 1 && in_scope(task) {
+    let signal = Direct::ptr(task, off!(task_signal));
+    if Direct::read::<u32>(signal, off!(signal_nr_threads)) <= 1 && in_scope::<Direct>(task) {
         report_dead(task, signal);
     }
 }
@@ -660,16 +739,17 @@ fn on_task_dead(task: *const u8) {
 /// released and reused)? `signal` is held by the task whose final switch this is.
 #[inline(always)]
 fn is_leader_of(leader: *const u8, tgid: u32, signal: *const u8) -> bool {
-    rd::<u32>(leader, off!(task_pid)) == tgid && rd_ptr(leader, off!(task_signal)) == signal
+    Direct::read::<u32>(leader, off!(task_pid)) == tgid
+        && Direct::ptr(leader, off!(task_signal)) == signal
 }
 
 fn report_dead(task: *const u8, signal: *const u8) {
-    let tgid = rd::<u32>(task, off!(task_tgid));
-    let leader = rd_ptr(task, off!(task_group_leader));
+    let tgid = Direct::read::<u32>(task, off!(task_tgid));
+    let leader = Direct::ptr(task, off!(task_group_leader));
     let mut flags = 0;
     let mut exit_state = 0;
     if is_leader_of(leader, tgid, signal) {
-        exit_state = rd::<u32>(leader, off!(task_exit_state));
+        exit_state = Direct::read::<u32>(leader, off!(task_exit_state));
         if exit_state == 0 {
             // The leader has not exited: the process lives on.
             return;
@@ -677,19 +757,19 @@ fn report_dead(task: *const u8, signal: *const u8) {
     } else {
         flags = DEAD_LEADER_GONE;
     }
-    let group_exit = rd::<u32>(signal, off!(signal_flags)) & SIGNAL_GROUP_EXIT != 0;
+    let group_exit = Direct::read::<u32>(signal, off!(signal_flags)) & SIGNAL_GROUP_EXIT != 0;
     // SAFETY: DeadEvent starts with the header; every other field is written.
     unsafe {
         emit::<DeadEvent>(kind::DEAD, |ev| {
-            ev.last = task_id(task);
+            ev.last = task_id::<Direct>(task);
             ev.exit_code = if group_exit {
-                rd::<u32>(signal, off!(signal_group_exit_code))
+                Direct::read::<u32>(signal, off!(signal_group_exit_code))
             } else {
-                rd::<u32>(leader, off!(task_exit_code))
+                Direct::read::<u32>(leader, off!(task_exit_code))
             };
-            ev.task = task_info(leader);
-            ev.parent = task_info(rd_ptr(leader, off!(task_real_parent)));
-            read_pids(leader, &mut ev.pids);
+            ev.task = task_info::<Direct>(leader);
+            ev.parent = task_info::<Direct>(Direct::ptr(leader, off!(task_real_parent)));
+            read_pids::<Direct>(leader, ev.task.level, &mut ev.pids);
             ev.exit_state = exit_state;
             ev._pad = 0;
             // Read again: what was read is only the leader's if it still is.
@@ -729,21 +809,21 @@ struct Adoptions {
 /// that task (released, its memory possibly reused): the id is read before and after.
 #[inline(always)]
 fn read_child(child: *const u8, id: &TaskId) -> Option<(*const u8, u32, [u8; COMM_LEN])> {
-    if task_id(child) != *id {
+    if task_id::<Probe>(child) != *id {
         return None;
     }
     let parent = rd_ptr(child, off!(task_real_parent));
     let state = rd::<u32>(child, off!(task_exit_state));
     let comm = rd::<[u8; COMM_LEN]>(child, off!(task_comm));
-    (task_id(child) == *id).then_some((parent, state, comm))
+    (task_id::<Probe>(child) == *id).then_some((parent, state, comm))
 }
 
 fn report_adoptions(father: *const u8, pending: &PendingChildren) {
     // The state find_new_reaper read, again, now that the kernel has chosen: userspace tells
     // a real mismatch from a state that changed in between (threads exiting together).
-    // SAFETY: AdoptionsEvent starts with the header; every other field is written.
+    // SAFETY: SnapshotEvent starts with the header; every other field is written.
     unsafe {
-        emit::<AdoptionsEvent>(kind::ADOPTIONS, |ev| {
+        emit::<SnapshotEvent>(kind::ADOPTIONS, |ev| {
             ev.father = pending.father;
             ev.snapshot = ReaperSnapshot::default();
             take_snapshot(father, &mut ev.snapshot);
@@ -766,7 +846,7 @@ fn report_adoptions(father: *const u8, pending: &PendingChildren) {
     let mut ctx = Adoptions {
         pending,
         reaper,
-        reaper_info: task_info(reaper),
+        reaper_info: task_info::<Probe>(reaper),
         reaper_is_subreaper: is_child_subreaper(reaper) as u32,
     };
     // bpf_loop: the verifier checks the callback once instead of every unrolled iteration.
@@ -817,7 +897,7 @@ extern "C" fn report_adoption(index: u64, ctx: *mut core::ffi::c_void) -> i64 {
                         ev.flags = 0;
                     } else {
                         ev.reaper = TaskInfo::default();
-                        ev.reaper.id = task_id(parent);
+                        ev.reaper.id = task_id::<Probe>(parent);
                         ev.reaper_is_subreaper = 0;
                         ev.flags = REPARENT_REAPER_ID_ONLY;
                     }
@@ -845,10 +925,10 @@ pub fn sched_process_free(ctx: BtfTracePointContext) -> u32 {
         return 0;
     }
     let task: *const u8 = ctx.arg(0);
-    if !in_scope(task) {
+    if !in_scope::<Direct>(task) {
         return 0;
     }
-    let id = task_id(task);
+    let id = task_id::<Direct>(task);
     if tree_scope() && id.tid == id.tgid {
         // The process is gone for good: its pid may now name another one.
         let _ = TRACKED.remove(&id.tgid);
@@ -880,10 +960,11 @@ fn take_call() -> Option<PendingCall> {
     Some(call)
 }
 
+/// The current task as a BTF-typed pointer: read [`Direct`]ly.
 #[inline(always)]
 fn current_task() -> *const u8 {
     // SAFETY: no preconditions.
-    unsafe { bpf_get_current_task() as *const u8 }
+    unsafe { generated::bpf_get_current_task_btf() as *const u8 }
 }
 
 /// A wait that returned `pid`. In tree scope it is recorded when the waiter is in the tree,
@@ -891,7 +972,7 @@ fn current_task() -> *const u8 {
 /// the tree that adopted one of its orphans).
 fn emit_wait(syscall: u32, pid: u32, status: i32, code: i32) {
     let waiter = current_task();
-    if tree_scope() && !in_scope(waiter) {
+    if tree_scope() && !in_scope::<Direct>(waiter) {
         let (ns, _) = task_pid_ns(waiter);
         let key = ns_pid_key(pid_ns_inum(ns), pid);
         // SAFETY: only the presence is used.
@@ -903,7 +984,7 @@ fn emit_wait(syscall: u32, pid: u32, status: i32, code: i32) {
     // SAFETY: WaitEvent starts with the header; every other field is written.
     unsafe {
         emit::<WaitEvent>(kind::WAIT, |ev| {
-            ev.waiter = task_info(waiter);
+            ev.waiter = task_info::<Direct>(waiter);
             ev.syscall = syscall;
             ev.pid = pid;
             ev.status = status;
@@ -916,45 +997,36 @@ fn emit_wait(syscall: u32, pid: u32, status: i32, code: i32) {
 const SYSCALL_ARG0: usize = 16;
 const SYSCALL_RET: usize = 16;
 
+/// A field of the tracepoint's record, read directly (the verifier checks context accesses).
+#[inline(always)]
+fn tp_field<T: Copy>(ctx: &TracePointContext, off: usize) -> T {
+    use aya_ebpf::EbpfContext;
+    // SAFETY: a constant offset inside the syscall tracepoint's record.
+    unsafe { read_volatile((ctx.as_ptr() as *const u8).add(off) as *const T) }
+}
+
 #[inline(always)]
 fn tp_arg(ctx: &TracePointContext, n: usize) -> u64 {
-    // SAFETY: reading the tracepoint record at a documented offset.
-    unsafe { ctx.read_at::<u64>(SYSCALL_ARG0 + 8 * n) }.unwrap_or(0)
+    tp_field::<u64>(ctx, SYSCALL_ARG0 + 8 * n)
 }
 
 #[inline(always)]
 fn tp_ret(ctx: &TracePointContext) -> i64 {
-    // SAFETY: as above.
-    unsafe { ctx.read_at::<i64>(SYSCALL_RET) }.unwrap_or(-1)
+    tp_field::<i64>(ctx, SYSCALL_RET)
 }
 
-#[tracepoint(category = "syscalls", name = "sys_enter_wait4")]
-pub fn sys_enter_wait4(ctx: TracePointContext) -> u32 {
-    if enabled() {
-        // upid, stat_addr, options
-        remember_call(tp_arg(&ctx, 1), tp_arg(&ctx, 2), 0);
-    }
-    0
-}
-
+/// wait4's result is enough: the pid it returns names a process the model knows to be
+/// exiting or a zombie (a reap), or one that stopped or continued (not a reap). So no entry
+/// program, no map of pending calls, and no user memory read for it.
 #[tracepoint(category = "syscalls", name = "sys_exit_wait4")]
 pub fn sys_exit_wait4(ctx: TracePointContext) -> u32 {
     if !enabled() {
         return 0;
     }
-    let Some(call) = take_call() else { return 0 };
     let ret = tp_ret(&ctx);
-    if ret <= 0 {
-        return 0;
+    if ret > 0 {
+        emit_wait(wait_syscall::WAIT4, ret as u32, -1, 0);
     }
-    // The status tells a reap (exited or killed) from a stopped or continued child.
-    let status = if call.arg0 != 0 {
-        // SAFETY: user memory read by the helper, which copes with bad addresses.
-        unsafe { bpf_probe_read_user(call.arg0 as *const i32) }.unwrap_or(-1)
-    } else {
-        -1
-    };
-    emit_wait(wait_syscall::WAIT4, ret as u32, status, 0);
     0
 }
 
@@ -1007,13 +1079,13 @@ pub fn sys_exit_prctl(ctx: TracePointContext) -> u32 {
     }
     let Some(call) = take_call() else { return 0 };
     let task = current_task();
-    if tp_ret(&ctx) != 0 || !in_scope(task) {
+    if tp_ret(&ctx) != 0 || !in_scope::<Direct>(task) {
         return 0;
     }
     // SAFETY: SubreaperEvent starts with the header; every other field is written.
     unsafe {
         emit::<SubreaperEvent>(kind::SUBREAPER, |ev| {
-            ev.task = task_info(task);
+            ev.task = task_info::<Direct>(task);
             ev.enabled = (call.arg0 != 0) as u32;
             ev._pad = 0;
         })
@@ -1030,3 +1102,40 @@ fn panic(_info: &core::panic::PanicInfo) -> ! {
 #[unsafe(link_section = "license")]
 #[unsafe(no_mangle)]
 static LICENSE: [u8; 4] = *b"GPL\0";
+
+/// The floor the bench compares against: programs that do nothing, on the same hooks. Loaded
+/// only by `reaper-trace floor` (never by the tracer); their run time is what the hook and the
+/// BPF dispatch cost alone.
+mod floor {
+    use super::*;
+
+    #[btf_tracepoint(function = "sched_process_fork")]
+    pub fn floor_fork(_ctx: BtfTracePointContext) -> u32 {
+        0
+    }
+
+    #[btf_tracepoint(function = "sched_process_exec")]
+    pub fn floor_exec(_ctx: BtfTracePointContext) -> u32 {
+        0
+    }
+
+    #[btf_tracepoint(function = "sched_process_exit")]
+    pub fn floor_exit(_ctx: BtfTracePointContext) -> u32 {
+        0
+    }
+
+    #[btf_tracepoint(function = "sched_switch")]
+    pub fn floor_switch(_ctx: BtfTracePointContext) -> u32 {
+        0
+    }
+
+    #[btf_tracepoint(function = "sched_process_free")]
+    pub fn floor_free(_ctx: BtfTracePointContext) -> u32 {
+        0
+    }
+
+    #[tracepoint(category = "syscalls", name = "sys_exit_wait4")]
+    pub fn floor_exit_wait4(_ctx: TracePointContext) -> u32 {
+        0
+    }
+}

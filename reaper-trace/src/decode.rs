@@ -3,8 +3,8 @@
 use std::mem::size_of;
 
 use reaper_trace_common::{
-    AdoptionsEvent, DeadEvent, EventHeader, ExecEvent, ExitEvent, ForkEvent, FreeEvent,
-    ReparentEvent, SubreaperEvent, WaitEvent, kind,
+    DeadEvent, EventHeader, ExecEvent, ExitEvent, ForkEvent, FreeEvent, ReparentEvent,
+    SnapshotEvent, SubreaperEvent, WaitEvent, kind,
 };
 use thiserror::Error;
 
@@ -15,11 +15,31 @@ pub enum RawEvent {
     Exec(ExecEvent),
     Exit(ExitEvent),
     Dead(DeadEvent),
-    Adoptions(AdoptionsEvent),
+    /// The reaper snapshot taken when a task with children exits.
+    ExitSnapshot(SnapshotEvent),
+    /// The same, taken again at its final switch.
+    Adoptions(SnapshotEvent),
     Reparent(ReparentEvent),
     Wait(WaitEvent),
     Free(FreeEvent),
     Subreaper(SubreaperEvent),
+}
+
+impl RawEvent {
+    /// The header every record starts with.
+    pub fn header(&self) -> &EventHeader {
+        match self {
+            RawEvent::Fork(e) => &e.hdr,
+            RawEvent::Exec(e) => &e.hdr,
+            RawEvent::Exit(e) => &e.hdr,
+            RawEvent::Dead(e) => &e.hdr,
+            RawEvent::ExitSnapshot(e) | RawEvent::Adoptions(e) => &e.hdr,
+            RawEvent::Reparent(e) => &e.hdr,
+            RawEvent::Wait(e) => &e.hdr,
+            RawEvent::Free(e) => &e.hdr,
+            RawEvent::Subreaper(e) => &e.hdr,
+        }
+    }
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -57,6 +77,7 @@ pub fn decode(bytes: &[u8]) -> Result<RawEvent, DecodeError> {
         kind::EXIT => RawEvent::Exit(read(k, bytes)?),
         kind::DEAD => RawEvent::Dead(read(k, bytes)?),
         kind::ADOPTIONS => RawEvent::Adoptions(read(k, bytes)?),
+        kind::EXIT_SNAPSHOT => RawEvent::ExitSnapshot(read(k, bytes)?),
         kind::REPARENT => RawEvent::Reparent(read(k, bytes)?),
         kind::WAIT => RawEvent::Wait(read(k, bytes)?),
         kind::FREE => RawEvent::Free(read(k, bytes)?),
@@ -73,6 +94,7 @@ pub fn kind_name(k: u32) -> &'static str {
         kind::EXIT => "exit",
         kind::DEAD => "zombie",
         kind::ADOPTIONS => "adoptions",
+        kind::EXIT_SNAPSHOT => "exit_snapshot",
         kind::REPARENT => "reparent",
         kind::WAIT => "reap",
         kind::FREE => "free",

@@ -29,6 +29,10 @@ enum Command {
     /// Run the built-in scenarios (each as real processes, in its own pid namespace where it
     /// needs one) and check the kernel's reapers against the expected and predicted ones.
     Validate(ValidateArgs),
+    /// Attach the bench's floor programs (empty programs on the tracer's hooks) until
+    /// SIGTERM or Ctrl-C: what `cargo xtask bench` compares the tracer's programs against.
+    #[command(hide = true)]
+    Floor,
     /// Run a built-in process-tree experiment (used by the tests and `validate`).
     #[command(hide = true)]
     Scenario {
@@ -199,6 +203,20 @@ fn run(cli: Cli) -> Result<i32> {
             quiet: a.quiet,
             linger: a.linger,
         })),
+        Command::Floor => runtime()?.block_on(async {
+            reaper_trace::preflight::check_privileges()?;
+            reaper_trace::preflight::ensure_tracefs()?;
+            let _floor = tracer::attach_floor()?;
+            println!("attached");
+            use tokio::signal::unix::{SignalKind, signal};
+            let mut term = signal(SignalKind::terminate())?;
+            let mut int = signal(SignalKind::interrupt())?;
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            Ok(0)
+        }),
         Command::Scenario {
             name,
             seconds,

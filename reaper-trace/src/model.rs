@@ -27,9 +27,9 @@
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 
 use reaper_trace_common::{
-    AdoptionsEvent, DEAD_LEADER_GONE, DeadEvent, ExecEvent, ExitEvent, FORK_FLAG_THREAD, ForkEvent,
-    FreeEvent, REPARENT_REAPER_ID_ONLY, REPARENT_RELEASED, ReparentEvent, SubreaperEvent, TaskId,
-    TaskInfo, UPid, WaitEvent, exit_state, wait_syscall,
+    DEAD_LEADER_GONE, DeadEvent, ExecEvent, ExitEvent, FORK_FLAG_THREAD, ForkEvent, FreeEvent,
+    REPARENT_REAPER_ID_ONLY, REPARENT_RELEASED, ReparentEvent, SnapshotEvent, SubreaperEvent,
+    TaskId, TaskInfo, UPid, WaitEvent, exit_state, wait_syscall,
 };
 
 use crate::decode::{RawEvent, c_string, split_args};
@@ -96,6 +96,8 @@ pub struct Task {
     exit_ts: Option<u64>,
     /// Its exit record said the whole thread group died with it.
     group_dead: bool,
+    /// The wait status its exit record gave (`task_struct::exit_code`).
+    exit_code: Option<u32>,
     /// The real parent as last seen (the one who has to reap it).
     pub parent: Option<TaskId>,
     pub subreaper: bool,
@@ -125,6 +127,7 @@ impl Task {
             comm: c_string(&info.comm),
             exit_ts: None,
             group_dead: false,
+            exit_code: None,
             parent: None,
             subreaper: false,
             state: TaskState::Running,
@@ -532,7 +535,8 @@ impl Model {
             RawEvent::Exec(e) => self.exec(e, out),
             RawEvent::Exit(e) => self.exit(e, out),
             RawEvent::Dead(e) => self.dead(e, out),
-            RawEvent::Adoptions(e) => self.adoptions(e),
+            RawEvent::ExitSnapshot(e) => self.snapshot(e, false),
+            RawEvent::Adoptions(e) => self.snapshot(e, true),
             RawEvent::Reparent(e) => self.reparent(e, out),
             RawEvent::Wait(e) => self.wait(e, out),
             RawEvent::Free(e) => self.free(e, out),
@@ -604,17 +608,18 @@ impl Model {
     }
 
     fn exit(&mut self, e: &ExitEvent, out: &mut Vec<Event>) {
-        let inputs = (e.children_followed > 0)
-            .then(|| Box::new(ReaperInputs::from_snapshot(e.task.id, &e.snapshot)));
         let tid = self.learn(&e.task, out);
         let level = (e.task.level as usize).min(e.pids.len() - 1);
         let task = self.tasks.get_mut(&tid).expect("learned");
         task.exit_ts = Some(e.hdr.ts_ns);
         task.group_dead = e.group_dead != 0;
+        task.exit_code = Some(e.exit_code);
         if e.parent.tid != 0 {
             task.parent = Some(e.parent);
         }
-        task.reaper_inputs = inputs;
+        // Its snapshot, if it has children, is the next record.
+        task.reaper_inputs = None;
+        task.final_inputs = None;
         if e.pids[0].nr != 0 {
             task.pids = e.pids[..=level]
                 .iter()
@@ -778,11 +783,17 @@ impl Model {
         });
     }
 
-    fn adoptions(&mut self, e: &AdoptionsEvent) {
+    /// `find_new_reaper`'s inputs for a father: at its exit, or (`after`) at its final switch.
+    fn snapshot(&mut self, e: &SnapshotEvent, after: bool) {
         if let Some(t) = self.tasks.get_mut(&e.father.tid)
             && t.is(e.father.start_ns)
         {
-            t.final_inputs = Some(Box::new(ReaperInputs::from_snapshot(e.father, &e.snapshot)));
+            let inputs = Some(Box::new(ReaperInputs::from_snapshot(e.father, &e.snapshot)));
+            if after {
+                t.final_inputs = inputs;
+            } else {
+                t.reaper_inputs = inputs;
+            }
         }
     }
 
@@ -919,7 +930,11 @@ impl Model {
         } else {
             ReapHow::Wait4
         };
-        let status = wait_status(e);
+        // wait4's record has no status (-1): the exit record's is the one it returned.
+        let status = match wait_status(e) {
+            u32::MAX => task.exit_code.unwrap_or(u32::MAX),
+            s => s,
+        };
         let mut reaped = task.clone();
         if let TaskState::Released { .. } = reaped.state {
             // Reaped on another CPU before its final switch was recorded: a zombie, however
@@ -931,7 +946,7 @@ impl Model {
             e.hdr.ts_ns,
             Some(self.proc_of(waiter)),
             how,
-            Some(status),
+            (status != u32::MAX).then_some(status),
             out,
         );
         self.tasks.get_mut(&tid).expect("known").zombie_reported = true;

@@ -14,7 +14,7 @@ use anyhow::Result;
 use tokio::time::{Instant, sleep_until};
 
 use crate::clock::boottime_ns;
-use crate::decode::{self, RawEvent, decode};
+use crate::decode::{self, decode};
 use crate::event::Event;
 use crate::model::{Model, Scope, VANISH_GRACE_NS};
 use crate::tracer::Tracer;
@@ -170,7 +170,7 @@ impl Session {
         let mut newest = 0;
         let n = self.tracer.drain(BATCH, |bytes| match decode(bytes) {
             Ok(raw) => {
-                newest = record_ts(&raw);
+                newest = raw.header().ts_ns;
                 stats.records += 1;
                 model.apply(&raw, out);
             }
@@ -251,20 +251,5 @@ impl Session {
                 self.model.gone_from_proc(z, now);
             }
         }
-    }
-}
-
-/// When a record was written.
-fn record_ts(raw: &RawEvent) -> u64 {
-    match raw {
-        RawEvent::Fork(e) => e.hdr.ts_ns,
-        RawEvent::Exec(e) => e.hdr.ts_ns,
-        RawEvent::Exit(e) => e.hdr.ts_ns,
-        RawEvent::Dead(e) => e.hdr.ts_ns,
-        RawEvent::Adoptions(e) => e.hdr.ts_ns,
-        RawEvent::Reparent(e) => e.hdr.ts_ns,
-        RawEvent::Wait(e) => e.hdr.ts_ns,
-        RawEvent::Free(e) => e.hdr.ts_ns,
-        RawEvent::Subreaper(e) => e.hdr.ts_ns,
     }
 }

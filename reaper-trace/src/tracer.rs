@@ -23,11 +23,10 @@ const BTF_PROGRAMS: [&str; 5] = [
 
 /// Classic syscall tracepoints (category `syscalls`): exit before enter, so no enter record
 /// is ever left waiting for an exit program that is not attached yet.
-const SYSCALL_PROGRAMS: [&str; 6] = [
+const SYSCALL_PROGRAMS: [&str; 5] = [
     "sys_exit_wait4",
     "sys_exit_waitid",
     "sys_exit_prctl",
-    "sys_enter_wait4",
     "sys_enter_waitid",
     "sys_enter_prctl",
 ];
@@ -83,6 +82,40 @@ fn one_line(err: impl std::fmt::Display) -> String {
 
 fn object() -> &'static [u8] {
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/reaper-trace"))
+}
+
+/// The bench's floor: programs that do nothing, attached to the tracer's hooks (see the
+/// `floor` module of the kernel crate). Dropping the value detaches them.
+pub fn attach_floor() -> Result<Ebpf> {
+    let mut ebpf = EbpfLoader::new()
+        .load(object())
+        .map_err(|e| anyhow!("loading the eBPF programs failed: {}", one_line(e)))?;
+    let btf = Btf::from_sys_fs().context("reading kernel BTF")?;
+    for (name, hook) in [
+        ("floor_fork", "sched_process_fork"),
+        ("floor_exec", "sched_process_exec"),
+        ("floor_exit", "sched_process_exit"),
+        ("floor_switch", "sched_switch"),
+        ("floor_free", "sched_process_free"),
+    ] {
+        let prog: &mut BtfTracePoint = ebpf
+            .program_mut(name)
+            .ok_or_else(|| anyhow!("program {name} missing from the object"))?
+            .try_into()?;
+        prog.load(hook, &btf)
+            .map_err(|e| anyhow!("loading {name} failed: {}", one_line(e)))?;
+        prog.attach()?;
+    }
+    for (name, tp) in [("floor_exit_wait4", "sys_exit_wait4")] {
+        let prog: &mut TracePoint = ebpf
+            .program_mut(name)
+            .ok_or_else(|| anyhow!("program {name} missing from the object"))?
+            .try_into()?;
+        prog.load()
+            .map_err(|e| anyhow!("loading {name} failed: {}", one_line(e)))?;
+        prog.attach("syscalls", tp)?;
+    }
+    Ok(ebpf)
 }
 
 impl Tracer {

@@ -316,20 +316,27 @@ fn autoreaped_and_freed_zombies() {
     assert_eq!(m.zombie_count(), 0);
 }
 
+/// A father's exit record and the snapshot record that follows it.
 fn exit_with_snapshot(
     ts: u64,
     father: TaskInfo,
     parent: TaskInfo,
     snapshot: ReaperSnapshot,
-) -> RawEvent {
-    RawEvent::Exit(ExitEvent {
-        hdr: hdr(kind::EXIT, ts),
-        task: father,
-        parent: parent.id,
-        children_followed: 1,
-        snapshot,
-        ..Default::default()
-    })
+) -> [RawEvent; 2] {
+    [
+        RawEvent::Exit(ExitEvent {
+            hdr: hdr(kind::EXIT, ts),
+            task: father,
+            parent: parent.id,
+            children_followed: 1,
+            ..Default::default()
+        }),
+        RawEvent::ExitSnapshot(SnapshotEvent {
+            hdr: hdr(kind::EXIT_SNAPSHOT, ts),
+            father: father.id,
+            snapshot,
+        }),
+    ]
 }
 
 fn reparent(ts: u64, orphan: TaskInfo, father: TaskInfo, reaper: TaskInfo, flags: u32) -> RawEvent {
@@ -365,15 +372,13 @@ fn reparent_carries_prediction_and_verdict() {
         scan_incomplete: 0,
         _pad: 0,
     };
-    let out = apply(
-        &mut m,
-        &[
-            fork(10, sub, father),
-            fork(20, father, orphan),
-            exit_with_snapshot(30, father, sub, snap),
-            reparent(40, orphan, father, sub, 0),
-        ],
-    );
+    let records = [
+        vec![fork(10, sub, father), fork(20, father, orphan)],
+        exit_with_snapshot(30, father, sub, snap).to_vec(),
+        vec![reparent(40, orphan, father, sub, 0)],
+    ]
+    .concat();
+    let out = apply(&mut m, &records);
     let Some(Event::Reparent {
         reaper,
         kind,
@@ -845,7 +850,7 @@ fn a_state_that_changed_before_the_kernel_chose_is_not_a_mismatch() {
     let mut after = before;
     after.alive_thread = TaskId::default();
     let adoptions = |snapshot| {
-        RawEvent::Adoptions(AdoptionsEvent {
+        RawEvent::Adoptions(SnapshotEvent {
             hdr: hdr(kind::ADOPTIONS, 290),
             father: t51.id,
             snapshot,
@@ -853,10 +858,8 @@ fn a_state_that_changed_before_the_kernel_chose_is_not_a_mismatch() {
     };
     let judged = |final_snapshot: Option<ReaperSnapshot>| {
         let mut m = Model::new(Scope::All);
-        let mut records = vec![
-            fork(100, sub, t51),
-            exit_with_snapshot(200, t51, sub, before),
-        ];
+        let mut records = vec![fork(100, sub, t51)];
+        records.extend(exit_with_snapshot(200, t51, sub, before));
         records.extend(final_snapshot.map(adoptions));
         records.push(reparent(300, orphan, t51, sub, 0));
         let out = apply(&mut m, &records);
@@ -895,15 +898,16 @@ fn a_dying_namespace_init_settles_its_namespace_before_its_own_reap() {
         child_reaper: init,
         ..Default::default()
     };
-    let mut out = apply(
-        &mut m,
-        &[
+    let records = [
+        vec![
             fork(100, host, init),
             fork(110, init, zombie),
             fork(120, init, child),
             exit(200, zombie, init, 0),
             dead(210, zombie, init, exit_state::EXIT_ZOMBIE),
-            exit_with_snapshot(300, init, host, snap),
+        ],
+        exit_with_snapshot(300, init, host, snap).to_vec(),
+        vec![
             // zap_pid_ns_processes killed and reaped both children with no wait syscall.
             exit(310, child, init, 0),
             reparent(400, child, init, TaskInfo::default(), REPARENT_RELEASED),
@@ -911,7 +915,9 @@ fn a_dying_namespace_init_settles_its_namespace_before_its_own_reap() {
             dead(410, init, host, exit_state::EXIT_ZOMBIE),
             wait4(420, host, 70, 0),
         ],
-    );
+    ]
+    .concat();
+    let mut out = apply(&mut m, &records);
     // Late frees change nothing.
     out.extend(apply(&mut m, &[free(430, zombie), free(440, child)]));
     assert!(

@@ -26,7 +26,8 @@ cargo xtask <command> [-- args]
 
   setup            install what building needs (idempotent)
   build [--release]
-  run [--release] -- ARGS   build, then run `reaper-trace ARGS` (needs root)
+  run [--debug] -- ARGS     build (optimized unless --debug), then run `reaper-trace ARGS`
+                            (needs root)
   test [-- ARGS]   build, then run every test, the privileged end-to-end ones included
   bench            measure tracer overhead and dashboard CPU (figures, not pass/fail)
 ";
@@ -183,7 +184,9 @@ fn real_main() -> Result<ExitCode> {
         }
         Some("run") => {
             setup(false)?;
-            let dir = build(release)?;
+            // What users run is the optimized build: the unoptimized one falls behind a
+            // zombie storm.
+            let dir = build(!ours.iter().any(|a| a == "--debug"))?;
             let status = Command::new(dir.join("reaper-trace"))
                 .args(passthrough)
                 .status()

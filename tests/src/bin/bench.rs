@@ -140,6 +140,36 @@ fn program_stats(pid: u32) -> Vec<(String, u64, u64)> {
 
 const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
 
+/// Each tracer program and the floor program on its hook (`reaper-trace floor`).
+const FLOORS: &[(&str, &str)] = &[
+    ("sched_process_fork", "floor_fork"),
+    ("sched_process_exec", "floor_exec"),
+    ("sched_process_exit", "floor_exit"),
+    ("sched_switch", "floor_switch"),
+    ("sched_process_free", "floor_free"),
+    ("sys_exit_wait4", "floor_exit_wait4"),
+];
+
+/// Run statistics of the floor programs over one fork storm and one ping-pong.
+fn floor_stats() -> Vec<(String, u64, u64)> {
+    let mut floor = Command::new(reaper_trace())
+        .arg("floor")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("reaper-trace floor starts");
+    // It prints a line once attached.
+    let mut line = String::new();
+    let _ = std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(floor.stdout.take().expect("piped")),
+        &mut line,
+    );
+    fork_storm(FORKS);
+    ping_pong(PINGS);
+    let stats = program_stats(floor.id());
+    stop(floor);
+    stats
+}
+
 fn start_recorder(out: &TempPath) -> Child {
     let child = Command::new(reaper_trace())
         .args(["record", "-q", "-o"])
@@ -213,6 +243,8 @@ fn main() {
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?["count"].as_u64())
             .sum::<u64>();
     }
+    // The floor: empty programs on the same hooks, under the same load.
+    let floor = floor_stats();
     if !stats_before.trim().is_empty() {
         let _ = std::fs::write(BPF_STATS, stats_before.trim());
     }
@@ -233,12 +265,31 @@ fn main() {
     );
     println!("recorder CPU during ping-pong (context switches only): {ping_cpu:.2} s");
     println!("recorder peak RSS: {rss} KiB; events written: {events}; lost: {lost}");
-    println!("kernel programs, last round (kernel.bpf_stats_enabled):");
+    println!(
+        "kernel programs, last round (kernel.bpf_stats_enabled), beside the floor (an empty program on the same hook, same load):"
+    );
+    println!(
+        "  {:18} {:>10} {:>10} {:>12} {:>10}",
+        "program", "runs", "ns/run", "floor ns/run", "above floor"
+    );
+    let per_run = |runs: u64, ns: u64| ns as f64 / runs.max(1) as f64;
     for (name, runs, ns) in &stats {
-        println!(
-            "  {name:16} {runs:>10} runs  {:>8.0} ns/run",
-            *ns as f64 / (*runs).max(1) as f64
-        );
+        let ours = per_run(*runs, *ns);
+        let floor = FLOORS
+            .iter()
+            .find(|(prog, _)| prog == name)
+            .and_then(|(_, f)| floor.iter().find(|(n, _, _)| n == f))
+            .map(|(_, r, n)| per_run(*r, *n));
+        match floor {
+            Some(f) => println!(
+                "  {name:18} {runs:>10} {ours:>10.0} {f:>12.0} {:>10.0}",
+                ours - f
+            ),
+            None => println!(
+                "  {name:18} {runs:>10} {ours:>10.0} {:>12} {:>10}",
+                "-", "-"
+            ),
+        }
     }
     println!(
         "(medians of {ROUNDS} alternating rounds; a ratio near 1.0 means tracing costs little)"
