@@ -84,6 +84,7 @@ pub mod exit_state {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EventHeader {
     pub kind: u32,
+    /// Reserved (zero): keeps the timestamp 8-byte aligned.
     pub cpu: u32,
     /// `CLOCK_BOOTTIME` nanoseconds.
     pub ts_ns: u64,

@@ -11,7 +11,7 @@ use core::ptr::{addr_of, read_volatile};
 use aya_ebpf::{
     helpers::{
         bpf_get_current_pid_tgid, bpf_probe_read_kernel_str_bytes, bpf_probe_read_user,
-        generated::{self, bpf_get_smp_processor_id, bpf_ktime_get_boot_ns},
+        generated::{self, bpf_ktime_get_boot_ns},
     },
     macros::{btf_tracepoint, map, tracepoint},
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
@@ -155,13 +155,11 @@ fn rd_ptr(base: *const u8, off: usize) -> *const u8 {
 
 #[inline(always)]
 fn header(kind: u32) -> EventHeader {
-    // SAFETY: helpers without preconditions.
-    unsafe {
-        EventHeader {
-            kind,
-            cpu: bpf_get_smp_processor_id(),
-            ts_ns: bpf_ktime_get_boot_ns(),
-        }
+    EventHeader {
+        kind,
+        cpu: 0,
+        // SAFETY: a helper without preconditions.
+        ts_ns: unsafe { bpf_ktime_get_boot_ns() },
     }
 }
 
@@ -214,6 +212,11 @@ trait Mem {
     fn ptr(base: *const u8, off: usize) -> *const u8 {
         Self::read::<u64>(base, off) as *const u8
     }
+
+    #[inline(always)]
+    fn comm(task: *const u8) -> [u8; COMM_LEN] {
+        rd::<[u8; COMM_LEN]>(task, off!(task_comm))
+    }
 }
 
 struct Direct;
@@ -225,6 +228,16 @@ impl Mem for Direct {
         // SAFETY: `base` is BTF-typed and `off` a constant: the verifier accepts the load
         // only if it is a field of the kernel type, and the JIT makes it fault-safe.
         unsafe { read_volatile(base.wrapping_add(off) as *const T) }
+    }
+
+    /// Byte by byte: the verifier allows loads within one element of `char comm[16]`.
+    #[inline(always)]
+    fn comm(task: *const u8) -> [u8; COMM_LEN] {
+        let mut comm = [0u8; COMM_LEN];
+        for (i, b) in comm.iter_mut().enumerate() {
+            *b = Self::read::<u8>(task, off!(task_comm) + i);
+        }
+        comm
     }
 }
 
@@ -298,7 +311,7 @@ fn task_info<M: Mem>(task: *const u8) -> TaskInfo {
         ns_tgid,
         pidns: own.pidns,
         level,
-        comm: rd::<[u8; COMM_LEN]>(task, off!(task_comm)),
+        comm: M::comm(task),
     }
 }
 

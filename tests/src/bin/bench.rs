@@ -150,8 +150,21 @@ const FLOORS: &[(&str, &str)] = &[
     ("sys_exit_wait4", "floor_exit_wait4"),
 ];
 
-/// Run statistics of the floor programs over one fork storm and one ping-pong.
-fn floor_stats() -> Vec<(String, u64, u64)> {
+/// ns per run of `sched_switch` (or the floor's) between two readings.
+fn switch_delta(before: &[(String, u64, u64)], after: &[(String, u64, u64)]) -> f64 {
+    let find = |v: &[(String, u64, u64)]| {
+        v.iter()
+            .find(|(n, _, _)| n == "sched_switch" || n == "floor_switch")
+            .map(|(_, r, t)| (*r, *t))
+            .unwrap_or((0, 0))
+    };
+    let ((r0, t0), (r1, t1)) = (find(before), find(after));
+    (t1 - t0) as f64 / (r1 - r0).max(1) as f64
+}
+
+/// Run statistics of the floor programs over one fork storm and one ping-pong, and the
+/// floor's switch cost over the ping-pong alone.
+fn floor_stats() -> (Vec<(String, u64, u64)>, f64) {
     let mut floor = Command::new(reaper_trace())
         .arg("floor")
         .stdout(Stdio::piped())
@@ -164,10 +177,12 @@ fn floor_stats() -> Vec<(String, u64, u64)> {
         &mut line,
     );
     fork_storm(FORKS);
+    let before_ping = program_stats(floor.id());
     ping_pong(PINGS);
     let stats = program_stats(floor.id());
     stop(floor);
-    stats
+    let live = switch_delta(&before_ping, &stats);
+    (stats, live)
 }
 
 fn start_recorder(out: &TempPath) -> Child {
@@ -211,6 +226,7 @@ fn main() {
     let (mut storm_cpu, mut storm_secs, mut ping_cpu, mut rss) = (0.0, 0.0, 0.0, 0);
     let (mut events, mut lost) = (0usize, 0u64);
     let mut stats = Vec::new();
+    let mut live_switch = 0.0;
     let stats_before = std::fs::read_to_string(BPF_STATS).unwrap_or_default();
     let _ = std::fs::write(BPF_STATS, "1");
     for _ in 0..ROUNDS {
@@ -227,9 +243,11 @@ fn main() {
         std::thread::sleep(Duration::from_millis(700));
         storm_secs += t0.elapsed().as_secs_f64();
         let cpu1 = cpu_seconds(pid);
+        let before_ping = program_stats(pid);
         traced_ping.push(ping_pong(PINGS));
         let cpu2 = cpu_seconds(pid);
         stats = program_stats(pid);
+        live_switch = switch_delta(&before_ping, &stats);
         storm_cpu += cpu1 - cpu0;
         ping_cpu += cpu2 - cpu1;
         rss = rss.max(peak_rss_kib(pid));
@@ -244,7 +262,7 @@ fn main() {
             .sum::<u64>();
     }
     // The floor: empty programs on the same hooks, under the same load.
-    let floor = floor_stats();
+    let (floor, floor_live_switch) = floor_stats();
     if !stats_before.trim().is_empty() {
         let _ = std::fs::write(BPF_STATS, stats_before.trim());
     }
@@ -291,6 +309,10 @@ fn main() {
             ),
         }
     }
+    println!(
+        "  sched_switch of live tasks only (ping-pong, no exits): {live_switch:.0} ns/run, floor {floor_live_switch:.0}, above floor {:.0}",
+        live_switch - floor_live_switch
+    );
     println!(
         "(medians of {ROUNDS} alternating rounds; a ratio near 1.0 means tracing costs little)"
     );
