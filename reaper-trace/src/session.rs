@@ -30,7 +30,10 @@ const GATHER: Duration = Duration::from_millis(20);
 /// Zombies checked against `/proc` per housekeeping round at most.
 const CHECK_BUDGET: usize = 2000;
 /// At the end, the last records are read for at most this long.
-const FINISH_DRAIN: Duration = Duration::from_millis(300);
+const FINISH_DRAIN: Duration = Duration::from_millis(150);
+/// At the end, zombies are checked against `/proc` for at most this long (longest unchecked
+/// first); the rest stay zombies in the recording, as the records left them.
+const FINISH_CHECKS: Duration = Duration::from_millis(150);
 
 pub struct SessionOptions {
     pub scope: Scope,
@@ -145,6 +148,9 @@ impl Session {
     /// Cancel-safe: use it in a `select!` after the front end's own inputs.
     pub async fn ready(&mut self) -> Result<()> {
         if self.backlog {
+            // Records are waiting, but let the runtime poll its drivers first: on a
+            // current-thread runtime a signal or a key is only read when the task yields.
+            tokio::task::yield_now().await;
             return Ok(());
         }
         let housekeeping = self.last_housekeeping + HOUSEKEEPING_EVERY;
@@ -196,8 +202,12 @@ impl Session {
     pub async fn finish(&mut self, out: &mut Vec<Event>) {
         self.drain_for(FINISH_DRAIN, out);
         let checked_at = boottime_ns();
+        let until = std::time::Instant::now() + FINISH_CHECKS;
         let mut gone = 0;
         for z in self.model.zombies() {
+            if std::time::Instant::now() >= until {
+                break;
+            }
             if !procfs::still_zombie(z.tid, z.start_ns) {
                 self.model.gone_from_proc(z, checked_at);
                 gone += 1;
