@@ -51,7 +51,7 @@ pub const START_TICK_NS: u64 = 10_000_000;
 /// (`pid_max` pids would have to be allocated in between).
 pub fn same_start(a: u64, b: u64) -> bool {
     a == b
-        || ((a % START_TICK_NS == 0 || b % START_TICK_NS == 0)
+        || ((a.is_multiple_of(START_TICK_NS) || b.is_multiple_of(START_TICK_NS))
             && a / START_TICK_NS == b / START_TICK_NS)
 }
 

@@ -84,6 +84,33 @@ fn object() -> &'static [u8] {
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/reaper-trace"))
 }
 
+/// Verifies program `name` of the object, a BTF tracepoint on `hook`.
+fn load_btf<'a>(
+    ebpf: &'a mut Ebpf,
+    name: &str,
+    hook: &str,
+    btf: &Btf,
+) -> Result<&'a mut BtfTracePoint> {
+    let prog: &mut BtfTracePoint = ebpf
+        .program_mut(name)
+        .ok_or_else(|| anyhow!("program {name} missing from the object"))?
+        .try_into()?;
+    prog.load(hook, btf)
+        .map_err(|e| anyhow!("loading {name} failed: {}", one_line(e)))?;
+    Ok(prog)
+}
+
+/// Verifies program `name` of the object, a classic tracepoint.
+fn load_tracepoint<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut TracePoint> {
+    let prog: &mut TracePoint = ebpf
+        .program_mut(name)
+        .ok_or_else(|| anyhow!("program {name} missing from the object"))?
+        .try_into()?;
+    prog.load()
+        .map_err(|e| anyhow!("loading {name} failed: {}", one_line(e)))?;
+    Ok(prog)
+}
+
 /// The bench's floor: programs that do nothing, attached to the tracer's hooks (see the
 /// `floor` module of the kernel crate). Dropping the value detaches them.
 pub fn attach_floor() -> Result<Ebpf> {
@@ -98,23 +125,9 @@ pub fn attach_floor() -> Result<Ebpf> {
         ("floor_switch", "sched_switch"),
         ("floor_free", "sched_process_free"),
     ] {
-        let prog: &mut BtfTracePoint = ebpf
-            .program_mut(name)
-            .ok_or_else(|| anyhow!("program {name} missing from the object"))?
-            .try_into()?;
-        prog.load(hook, &btf)
-            .map_err(|e| anyhow!("loading {name} failed: {}", one_line(e)))?;
-        prog.attach()?;
+        load_btf(&mut ebpf, name, hook, &btf)?.attach()?;
     }
-    for (name, tp) in [("floor_exit_wait4", "sys_exit_wait4")] {
-        let prog: &mut TracePoint = ebpf
-            .program_mut(name)
-            .ok_or_else(|| anyhow!("program {name} missing from the object"))?
-            .try_into()?;
-        prog.load()
-            .map_err(|e| anyhow!("loading {name} failed: {}", one_line(e)))?;
-        prog.attach("syscalls", tp)?;
-    }
+    load_tracepoint(&mut ebpf, "floor_exit_wait4")?.attach("syscalls", "sys_exit_wait4")?;
     Ok(ebpf)
 }
 
@@ -134,20 +147,10 @@ impl Tracer {
         // in quick succession, the programs of a task's last moments before those of its
         // first ones: once fork records flow, every later record of those tasks does too.
         for name in BTF_PROGRAMS {
-            let prog: &mut BtfTracePoint = ebpf
-                .program_mut(name)
-                .ok_or_else(|| anyhow!("program {name} missing from the object"))?
-                .try_into()?;
-            prog.load(name, &btf)
-                .map_err(|e| anyhow!("loading {name} failed: {}", one_line(e)))?;
+            load_btf(&mut ebpf, name, name, &btf)?;
         }
         for name in SYSCALL_PROGRAMS {
-            let prog: &mut TracePoint = ebpf
-                .program_mut(name)
-                .ok_or_else(|| anyhow!("program {name} missing from the object"))?
-                .try_into()?;
-            prog.load()
-                .map_err(|e| anyhow!("loading {name} failed: {}", one_line(e)))?;
+            load_tracepoint(&mut ebpf, name)?;
         }
         for name in SYSCALL_PROGRAMS {
             let prog: &mut TracePoint = ebpf.program_mut(name).expect("loaded").try_into()?;
