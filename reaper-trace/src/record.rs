@@ -84,7 +84,7 @@ pub async fn run(opts: RecordOptions) -> Result<i32> {
         let mut cmd = tokio::process::Command::new(program);
         cmd.args(args).stdin(Stdio::inherit());
         child =
-            Some(session.spawn_tracked(&mut cmd).with_context(|| {
+            Some(session.spawn_tracked(|| cmd.spawn()).with_context(|| {
                 format!("cannot run {program}: check the command and its PATH")
             })?);
     }

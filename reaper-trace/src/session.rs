@@ -127,17 +127,14 @@ impl Session {
         &self.model
     }
 
-    /// Starts `cmd` as the root of a tree-scoped session: the kernel programs follow it and
-    /// everything it forks from its first instruction on. For the instant of the spawn the
-    /// recorder itself is in scope, so the fork program adds the child to the scope map
-    /// before it runs (no window in which the command could fork unseen).
-    pub fn spawn_tracked(
-        &mut self,
-        cmd: &mut tokio::process::Command,
-    ) -> Result<tokio::process::Child> {
+    /// Starts the root of a tree-scoped session with `spawn` (which forks it): the kernel
+    /// programs follow it and everything it forks from its first instruction on. For the
+    /// instant of the spawn the recorder itself is in scope, so the fork program adds the
+    /// child to the scope map before it runs (no window in which it could fork unseen).
+    pub fn spawn_tracked<T>(&mut self, spawn: impl FnOnce() -> std::io::Result<T>) -> Result<T> {
         let me = std::process::id();
         self.tracer.track(me)?;
-        let spawned = cmd.spawn();
+        let spawned = spawn();
         let untracked = self.tracer.untrack(me);
         let child = spawned?;
         untracked?;
