@@ -246,6 +246,117 @@ fn ctrl_c_stops_a_recording_cleanly() {
 }
 
 #[test]
+fn sighup_stops_a_recording_cleanly() {
+    require_root();
+    let _g = shared();
+    stop_with_signal(libc::SIGHUP, "SIGHUP");
+}
+
+/// A fork storm that is not the traced command's: `workers` processes forking and reaping
+/// children until `stop` is set. Returns their pids.
+fn foreign_storm(workers: usize) -> Vec<libc::pid_t> {
+    (0..workers)
+        .map(|_| {
+            // SAFETY: the child only forks, waits and exits.
+            unsafe {
+                match libc::fork() {
+                    -1 => panic!("fork: {}", std::io::Error::last_os_error()),
+                    0 => loop {
+                        match libc::fork() {
+                            0 => libc::_exit(0),
+                            -1 => {}
+                            child => {
+                                libc::waitpid(child, std::ptr::null_mut(), 0);
+                            }
+                        }
+                    },
+                    pid => pid,
+                }
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn a_tree_recording_holds_only_the_tree_and_ends_with_it() {
+    // Beside a fork storm of other processes: the kernel programs write only the traced
+    // tree's records, so none of the storm's tasks appears and none of the tree's is lost,
+    // and the recording ends promptly once the command and its orphan are gone.
+    require_root();
+    let _g = shared();
+    let storm = foreign_storm(2);
+    let out = TempPath::new("tree-only.jsonl");
+    let started = Instant::now();
+    let mut rec = ChildGuard::new(
+        Command::new(reaper_trace())
+            .args(["record", "-q", "-o"])
+            .arg(&out.0)
+            .args([
+                "--",
+                "sh",
+                "-c",
+                "(sleep 0.3; exit 4) & for i in 1 2 3 4 5; do /bin/true; done; exit 3",
+            ])
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("reaper-trace runs"),
+    );
+    let status = rec.wait_timeout(Duration::from_secs(30));
+    let elapsed = started.elapsed();
+    for pid in &storm {
+        // SAFETY: killing and reaping our own children.
+        unsafe { libc::kill(*pid, libc::SIGKILL) };
+        wait_pid(*pid);
+    }
+    let status = status.expect("record ends when the command and its orphans are gone");
+    assert_eq!(status.code(), Some(3), "{}", rec.stderr());
+    let trace = read_whole(&out.0);
+    let storm_pids: Vec<u64> = storm.iter().map(|p| *p as u64).collect();
+    // Every process in the recording descends from the command (the recorder forked it).
+    let recorder = rec.pid() as u64;
+    let mut tree = std::collections::BTreeSet::from([recorder]);
+    for e in trace.of_type("fork") {
+        let parent = e["parent"]["pid"].as_u64().unwrap();
+        assert!(
+            tree.contains(&parent),
+            "a fork outside the traced tree: {e}\n{}",
+            trace.dump()
+        );
+        tree.insert(e["child"]["pid"].as_u64().unwrap());
+    }
+    for e in &trace.events {
+        for field in ["task", "child", "orphan", "father"] {
+            if let Some(pid) = e[field]["pid"].as_u64() {
+                assert!(
+                    !storm_pids.contains(&pid) && (tree.contains(&pid) || pid == recorder),
+                    "an event about a process outside the tree: {e}"
+                );
+            }
+        }
+    }
+    assert_eq!(trace.lost("fork"), 0, "{}", trace.dump());
+    // sh, the subshell (the orphan), sleep and five /bin/true.
+    assert_eq!(trace.of_type("fork").count(), 8, "{}", trace.dump());
+    // The orphan was followed after sh exited: its adoption and its exit are there.
+    let orphan_exit = trace
+        .of_type("exit")
+        .find(|e| e["status"]["code"] == 4)
+        .unwrap_or_else(|| panic!("the orphan's exit is missing:\n{}", trace.dump()));
+    assert!(
+        trace
+            .of_type("reparent")
+            .any(|r| r["orphan"]["pid"] == orphan_exit["task"]["pid"]),
+        "{}",
+        trace.dump()
+    );
+    // Program loading takes about a second; the command and its orphan about 0.3 s; the
+    // rest is the recorder following the orphan (--linger stops as soon as nothing is left,
+    // or after 2 s if the orphan stays a zombie of a PID 1 that never waits).
+    eprintln!("tree recording beside a storm took {elapsed:?}");
+    assert!(elapsed < Duration::from_secs(20), "{elapsed:?}");
+}
+
+#[test]
 fn programs_are_detached_after_a_command_exits() {
     require_root();
     let _g = shared();
