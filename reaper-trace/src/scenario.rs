@@ -3167,3 +3167,1062 @@ static HANG: Def<Nothing> = Def::new(
     |_, j| j.fail("hang is expected to time out"),
 )
 .hidden();
+
+#[cfg(test)]
+mod tests {
+    //! Each check on hand-made events: it passes on what the kernel did, and fails on each
+    //! kind of event that should not be there (a wrong reaper, a second zombie, a phantom
+    //! adoption, ...) as well as on missing ones.
+
+    use super::*;
+    use crate::event::{ExitStatus, Prediction, Proc};
+    use crate::validate::report::{ScenarioResult, Status};
+
+    const MS: u64 = 1_000_000;
+
+    fn p(pid: u32) -> Proc {
+        Proc::fake(pid, "x")
+    }
+
+    fn judge<P>(def: &Def<P>, pids: &P, events: &[Event]) -> ScenarioResult {
+        let mut j = Judge::new(def.name, def.about, events);
+        (def.check)(pids, &mut j);
+        j.into_result()
+    }
+
+    #[track_caller]
+    fn passes(r: &ScenarioResult) {
+        assert_eq!(r.status, Status::Pass, "{:?}\n{r:#?}", r.reason);
+    }
+
+    #[track_caller]
+    fn fails(r: &ScenarioResult, why: &str) {
+        assert_eq!(r.status, Status::Fail, "{r:#?}");
+        let reason = r.reason.as_deref().unwrap_or("");
+        assert!(reason.contains(why), "{why:?} not in {reason:?}");
+    }
+
+    fn code(c: i32) -> ExitStatus {
+        ExitStatus {
+            code: Some(c),
+            signal: None,
+            core_dumped: false,
+        }
+    }
+
+    fn zombie(pid: u32, parent: u32, autoreaped: bool) -> Event {
+        Event::Zombie {
+            ts: 10,
+            task: p(pid),
+            parent: p(parent),
+            status: code(0),
+            autoreaped,
+            before_trace: false,
+        }
+    }
+
+    fn reap(pid: u32, by: u32, how: ReapHow) -> Event {
+        Event::Reap {
+            ts: 20,
+            task: p(pid),
+            reaper: Some(p(by)),
+            how,
+            zombie_ns: Some(MS),
+        }
+    }
+
+    fn reparent(ts: u64, orphan: u32, father: u32, to: u32, kind: ReaperKind, pred: u32) -> Event {
+        Event::Reparent {
+            ts,
+            orphan: p(orphan),
+            father: p(father),
+            reaper: Some(p(to)),
+            kind: Some(kind),
+            predicted: Some(Prediction {
+                tid: pred,
+                pid: pred,
+                kind,
+            }),
+            verdict: if pred == to {
+                Verdict::Match
+            } else {
+                Verdict::Mismatch
+            },
+            reason: None,
+            zombie: false,
+        }
+    }
+
+    fn with_verdict(mut e: Event, v: Verdict) -> Event {
+        if let Event::Reparent { verdict, .. } = &mut e {
+            *verdict = v;
+        }
+        e
+    }
+
+    fn exit(ts: u64, pid: u32, parent: u32, signal: Option<i32>) -> Event {
+        Event::Exit {
+            ts,
+            task: p(pid),
+            thread: false,
+            parent: Some(p(parent)),
+            status: ExitStatus {
+                code: if signal.is_some() { None } else { Some(0) },
+                signal,
+                core_dumped: false,
+            },
+            group_dead: true,
+            age_ns: 0,
+            children: 0,
+            children_truncated: false,
+        }
+    }
+
+    fn fork(parent: u32, child: u32, caller: Option<u32>) -> Event {
+        Event::Fork {
+            ts: 1,
+            parent: p(parent),
+            child: p(child),
+            caller: caller.map(p),
+            thread: false,
+        }
+    }
+
+    fn exited(pid: u32, c: i32) -> Waited {
+        Waited {
+            ret: pid as i32,
+            status: c << 8,
+            errno: 0,
+        }
+    }
+
+    fn with(mut events: Vec<Event>, extra: Event) -> Vec<Event> {
+        events.push(extra);
+        events
+    }
+
+    fn without(events: &[Event], i: usize) -> Vec<Event> {
+        let mut e = events.to_vec();
+        e.remove(i);
+        e
+    }
+
+    fn replaced(events: &[Event], i: usize, by: Event) -> Vec<Event> {
+        let mut e = events.to_vec();
+        e[i] = by;
+        e
+    }
+
+    #[test]
+    fn every_scenario_is_registered_once_and_described() {
+        let mut names = BTreeSet::new();
+        for s in REGISTRY {
+            assert!(names.insert(s.name()), "{} registered twice", s.name());
+            assert!(!s.about().is_empty(), "{} has no description", s.name());
+        }
+        assert!(find("hang").unwrap().hidden());
+        assert!(REGISTRY.iter().filter(|s| !s.hidden()).count() >= 22);
+        for name in [
+            "ptrace-wait",
+            "exec-thread",
+            "sigchld-ignored",
+            "clone-parent",
+            "wait-race",
+            "threads-exit",
+            "pid-reuse",
+        ] {
+            assert!(find(name).is_some_and(|s| !s.hidden()), "{name}");
+        }
+        assert_eq!(find("exiting-subreaper").unwrap().needs(), Needs::Fuse);
+        assert_eq!(find("pid1-tini").unwrap().needs(), Needs::Program("tini"));
+    }
+
+    #[test]
+    fn pids_round_trip_through_the_report() {
+        let pids = Orphan {
+            reaper: 1,
+            father: 2,
+            orphan: 3,
+            adopted_by: 1,
+        };
+        let v = serde_json::to_value(&pids).unwrap();
+        // The report names pids by role, as the tests and users read them.
+        assert_eq!(v["reaper"], 1);
+        assert_eq!(v["orphan"], 3);
+        let events = [reparent(1, 3, 2, 1, ReaperKind::Init, 1)];
+        let mut j = Judge::new("orphan-init", "", &events);
+        ORPHAN_INIT.judge(&v, &mut j).unwrap();
+        assert_eq!(j.result().status, Status::Fail); // no zombie or reap: see below
+        let mut j = Judge::new("orphan-init", "", &events);
+        let e = ORPHAN_INIT
+            .judge(&serde_json::json!({"reaper": 1}), &mut j)
+            .unwrap_err();
+        assert!(e.contains("missing field"), "{e}");
+    }
+
+    #[test]
+    fn notes_are_typed_on_collection() {
+        let notes = Notes::new().unwrap();
+        notes.note("orphan", 5u32);
+        notes.note("orphan", 6u32);
+        notes.note("stat", stat_self());
+        let n = notes.collect().unwrap();
+        assert_eq!(n.all::<u32>("orphan").unwrap(), [5, 6]);
+        assert_eq!(n.get::<u32>("orphan").unwrap(), 6);
+        assert!(n.get::<Stat>("stat").unwrap().state != '-');
+        assert!(
+            n.get::<u32>("father")
+                .unwrap_err()
+                .to_string()
+                .contains("reported its father")
+        );
+        assert!(n.all::<u32>("nothing").unwrap().is_empty());
+    }
+
+    #[test]
+    fn stat_flags_and_parent() {
+        let line = "42 (a) b) S 7 42 42 0 -1 4194380 0 0 0 0 0 0 0 0 20 0 1 0 12345 0 0";
+        assert_eq!(
+            parse_stat(line),
+            Some(Stat {
+                state: 'S',
+                ppid: 7,
+                flags: 4194380,
+                start: 12345
+            })
+        );
+        assert!(parse_stat(line).unwrap().exiting());
+        let me = stat_of(std::process::id());
+        assert!(!me.exiting() && me.state != '-');
+        assert_eq!(stat_of(u32::MAX), Stat::GONE);
+        assert!(!Stat::GONE.exiting());
+    }
+
+    // --- adoptions ------------------------------------------------------------------------
+
+    fn orphan() -> Orphan {
+        Orphan {
+            reaper: 10,
+            father: 11,
+            orphan: 12,
+            adopted_by: 10,
+        }
+    }
+
+    fn adopted(to: u32, kind: ReaperKind, pred: u32) -> Vec<Event> {
+        vec![
+            reparent(1, 12, 11, to, kind, pred),
+            zombie(12, to, false),
+            reap(12, to, ReapHow::Wait4),
+        ]
+    }
+
+    #[test]
+    fn adoption_passes_only_when_observed_expected_and_predicted_agree() {
+        let ok = adopted(10, ReaperKind::Init, 10);
+        let r = judge(&ORPHAN_INIT, &orphan(), &ok);
+        passes(&r);
+        assert_eq!(r.expected_text, "10 init");
+        assert_eq!(r.observed_text, "10 x init");
+        assert_eq!(r.predicted_text, "10 init");
+        // The kernel chose another reaper than predicted.
+        let r = judge(
+            &ORPHAN_INIT,
+            &orphan(),
+            &adopted(20, ReaperKind::Subreaper, 10),
+        );
+        fails(&r, "adopted by 20");
+        // Observed and predicted agree with each other, not with the expectation.
+        let both = adopted(20, ReaperKind::Subreaper, 20);
+        fails(&judge(&ORPHAN_INIT, &orphan(), &both), "adopted by 20");
+        // Right reaper, wrong kind.
+        let kind = adopted(10, ReaperKind::Subreaper, 10);
+        fails(&judge(&ORPHAN_INIT, &orphan(), &kind), "expected 10 init");
+        // No event at all.
+        let r = judge(&ORPHAN_INIT, &orphan(), &without(&ok, 0));
+        fails(&r, "no reparent event");
+        assert_eq!(r.observed_text, "no reparent event");
+        // A second, phantom adoption.
+        let twice = with(ok.clone(), reparent(2, 12, 11, 10, ReaperKind::Init, 10));
+        fails(&judge(&ORPHAN_INIT, &orphan(), &twice), "more than once");
+        // A second zombie, a reap by another process, a reap without a wait.
+        let z2 = with(ok.clone(), zombie(12, 10, false));
+        fails(
+            &judge(&ORPHAN_INIT, &orphan(), &z2),
+            "2 zombie events of 12",
+        );
+        let other = replaced(&ok, 2, reap(12, 99, ReapHow::Wait4));
+        fails(&judge(&ORPHAN_INIT, &orphan(), &other), "reaped by 99");
+        let auto = replaced(&ok, 2, reap(12, 10, ReapHow::Auto));
+        fails(&judge(&ORPHAN_INIT, &orphan(), &auto), "(auto)");
+        // /proc showed another parent than the scenario expects.
+        let elsewhere = Orphan {
+            adopted_by: 1,
+            ..orphan()
+        };
+        fails(
+            &judge(&ORPHAN_INIT, &elsewhere, &ok),
+            "/proc showed orphan 12 adopted by 1",
+        );
+    }
+
+    #[test]
+    fn released_orphan_is_not_a_pass() {
+        let ev = [Event::Reparent {
+            ts: 1,
+            orphan: p(12),
+            father: p(11),
+            reaper: None,
+            kind: None,
+            predicted: Some(Prediction {
+                tid: 10,
+                pid: 10,
+                kind: ReaperKind::Subreaper,
+            }),
+            verdict: Verdict::Unobserved,
+            reason: None,
+            zombie: true,
+        }];
+        let r = judge(&ORPHAN_SUBREAPER, &orphan(), &ev);
+        assert_eq!(r.status, Status::Fail);
+        assert_eq!(r.observed_text, "released before it could be read");
+    }
+
+    #[test]
+    fn zombie_lifetime_and_reaper() {
+        let pids = ZombiePids {
+            parent: 5,
+            zombie: 6,
+            seconds: 1.0,
+            waited: exited(6, 7),
+        };
+        let long = |how, by| Event::Reap {
+            ts: 2,
+            task: p(6),
+            reaper: Some(p(by)),
+            how,
+            zombie_ns: Some(1_000_000_000),
+        };
+        let good = vec![zombie(6, 5, false), long(ReapHow::Wait4, 5)];
+        let r = judge(&ZOMBIE, &pids, &good);
+        passes(&r);
+        assert_eq!(r.observed_text, "reaped by 5 x after 1.00 s (wait4)");
+        assert_eq!(r.predicted_text, "zombie of 5 x");
+        fails(
+            &judge(
+                &ZOMBIE,
+                &pids,
+                &replaced(&good, 1, reap(6, 5, ReapHow::Wait4)),
+            ),
+            "a zombie for only",
+        );
+        fails(
+            &judge(&ZOMBIE, &pids, &replaced(&good, 1, long(ReapHow::Free, 5))),
+            "(free)",
+        );
+        fails(&judge(&ZOMBIE, &pids, &without(&good, 1)), "no reap events");
+        let moved = with(good.clone(), reparent(3, 6, 5, 1, ReaperKind::Init, 1));
+        fails(&judge(&ZOMBIE, &pids, &moved), "recorded as adopted");
+    }
+
+    fn burst(zombies_left: u32) -> Burst {
+        Burst {
+            reaper: 50,
+            workload: 49,
+            orphans: (100..100 + BURST_ORPHANS).collect(),
+            zombies_left,
+        }
+    }
+
+    #[test]
+    fn reaping_init_reaps_every_orphan_quickly() {
+        let b = burst(0);
+        let mut ev = Vec::new();
+        for &o in &b.orphans {
+            ev.push(reparent(1, o, o + 100, 50, ReaperKind::Init, 50));
+            ev.push(zombie(o, 50, false));
+            ev.push(reap(o, 50, ReapHow::Wait4));
+        }
+        let r = judge(&PID1_TINI, &b, &ev);
+        passes(&r);
+        assert_eq!(r.observed_text, "50 x init (10/10 ok)");
+        assert_eq!(
+            r.notes,
+            ["10 orphans reaped by x in <= 1.00 ms; 0 zombies left"]
+        );
+        // Too slow.
+        let slow = replaced(
+            &ev,
+            2,
+            Event::Reap {
+                ts: 3,
+                task: p(100),
+                reaper: Some(p(50)),
+                how: ReapHow::Wait4,
+                zombie_ns: Some(250 * MS),
+            },
+        );
+        fails(&judge(&PID1_TINI, &b, &slow), "250.0 ms");
+        // An init that ignores SIGCHLD auto-reaps: still reaped by the init, and said so.
+        let auto = replaced(&ev, 2, reap(100, 50, ReapHow::Auto));
+        let r = judge(&PID1_TINI, &b, &auto);
+        passes(&r);
+        assert!(r.notes[0].contains("(1 auto-reaped"), "{r:?}");
+        // Reaped by someone else than PID 1.
+        let other = replaced(&ev, 2, reap(100, 77, ReapHow::Wait4));
+        fails(&judge(&PID1_TINI, &b, &other), "9 of 10 orphans reaped by");
+        // Zombies left in /proc.
+        fails(&judge(&PID1_TINI, &burst(3), &ev), "3 zombies left");
+        // Reaped twice.
+        let twice = with(ev.clone(), reap(101, 50, ReapHow::Wait4));
+        fails(&judge(&PID1_TINI, &b, &twice), "2 reap events of 101");
+    }
+
+    #[test]
+    fn sleep_as_pid1_keeps_every_zombie() {
+        let b = burst(10);
+        let mut ev = Vec::new();
+        for &o in &b.orphans {
+            ev.push(reparent(1, o, o + 100, 50, ReaperKind::Init, 50));
+            ev.push(zombie(o, 50, false));
+            ev.push(reap(o, 50, ReapHow::Free));
+        }
+        let r = judge(&PID1_SLEEP, &b, &ev);
+        passes(&r);
+        assert!(r.notes[0].starts_with("10 zombies left under"), "{r:?}");
+        assert_eq!(r.zombies.as_ref().unwrap().not_reaped, 10);
+        // If they had been reaped, sleep would not be the PID 1 of the article.
+        fails(
+            &judge(&PID1_SLEEP, &burst(0), &ev),
+            "0 zombies left under PID 1",
+        );
+    }
+
+    // --- exiting-subreaper ------------------------------------------------------------------
+
+    fn held(exiting: bool, state: char, ppid: u32) -> Stat {
+        Stat {
+            state,
+            ppid,
+            flags: if exiting { 0x40004c } else { 0x400040 },
+            start: 1,
+        }
+    }
+
+    fn exiting_subreaper() -> ExitingSubreaper {
+        ExitingSubreaper {
+            reaper: 10,
+            exiting_subreaper: 11,
+            father: 12,
+            orphan: 13,
+            subreaper_held: held(true, 'S', 10),
+            father_exited: held(true, 'Z', 11),
+            orphan_adopted: held(false, 'S', 10),
+            subreaper_after: held(true, 'S', 10),
+        }
+    }
+
+    #[test]
+    fn exiting_subreaper_needs_the_kernels_word_and_the_order() {
+        let pids = exiting_subreaper();
+        let good = vec![
+            exit(100 * MS, 11, 10, None),
+            exit(103 * MS, 12, 11, None),
+            reparent(104 * MS, 13, 12, 10, ReaperKind::Subreaper, 10),
+            reparent(160 * MS, 12, 11, 10, ReaperKind::Subreaper, 10),
+        ];
+        let r = judge(&EXITING_SUBREAPER, &pids, &good);
+        passes(&r);
+        assert!(r.notes[0].contains("exited 3.0 ms later"), "{r:?}");
+        assert!(r.notes[0].ends_with("11 was skipped"), "{r:?}");
+        // /proc: the subreaper was no longer exiting (or gone) when the orphan was adopted.
+        let gone = ExitingSubreaper {
+            subreaper_after: Stat::GONE,
+            ..exiting_subreaper()
+        };
+        fails(
+            &judge(&EXITING_SUBREAPER, &gone, &good),
+            "the skip was not exercised",
+        );
+        let not_held = ExitingSubreaper {
+            subreaper_held: held(false, 'S', 10),
+            ..exiting_subreaper()
+        };
+        fails(
+            &judge(&EXITING_SUBREAPER, &not_held, &good),
+            "not exercised",
+        );
+        // The father had already been handed on when it exited.
+        let late = ExitingSubreaper {
+            father_exited: held(true, 'Z', 10),
+            ..exiting_subreaper()
+        };
+        fails(&judge(&EXITING_SUBREAPER, &late, &good), "not exercised");
+        // The recording: the hand-over of the father before the orphan's adoption.
+        let order = replaced(
+            &good,
+            3,
+            reparent(101 * MS, 12, 11, 10, ReaperKind::Subreaper, 10),
+        );
+        fails(&judge(&EXITING_SUBREAPER, &pids, &order), "does not show");
+        // The orphan recorded as adopted by the exiting subreaper.
+        let wrong = replaced(
+            &good,
+            2,
+            reparent(104 * MS, 13, 12, 11, ReaperKind::Subreaper, 10),
+        );
+        fails(&judge(&EXITING_SUBREAPER, &pids, &wrong), "adopted by 11");
+    }
+
+    // --- ptrace-wait ------------------------------------------------------------------------
+
+    fn ptrace() -> PtraceWait {
+        PtraceWait {
+            parent: 10,
+            tracee: 11,
+            tracer: 12,
+            tracer_wait: exited(11, 7),
+            tracee_after_tracer_wait: Stat {
+                state: 'Z',
+                ppid: 10,
+                flags: 0,
+                start: 1,
+            },
+            parent_wait: exited(11, 7),
+        }
+    }
+
+    #[test]
+    fn a_tracers_wait_is_no_reap() {
+        let good = vec![zombie(11, 10, false), reap(11, 10, ReapHow::Wait4)];
+        let r = judge(&PTRACE_WAIT, &ptrace(), &good);
+        passes(&r);
+        assert_eq!(r.observed_text, "reaped by 10 x (wait4)");
+        assert_eq!(r.predicted_text, "zombie of 10 x");
+        // The reap recorded as the tracer's.
+        let by_tracer = replaced(&good, 1, reap(11, 12, ReapHow::Wait4));
+        fails(&judge(&PTRACE_WAIT, &ptrace(), &by_tracer), "the tracer 12");
+        // The tracer's reap as well as the parent's.
+        let both = with(good.clone(), reap(11, 12, ReapHow::Wait4));
+        fails(&judge(&PTRACE_WAIT, &ptrace(), &both), "the tracer 12");
+        // A second zombie (handed back to the parent, as if it died twice).
+        let z2 = with(good.clone(), zombie(11, 12, false));
+        fails(
+            &judge(&PTRACE_WAIT, &ptrace(), &z2),
+            "2 zombie events of 11",
+        );
+        // A phantom adoption by the parent.
+        let moved = with(good.clone(), reparent(5, 11, 12, 10, ReaperKind::Init, 10));
+        fails(
+            &judge(&PTRACE_WAIT, &ptrace(), &moved),
+            "recorded as adopted",
+        );
+        // An auto-reap.
+        let auto = replaced(&good, 1, reap(11, 10, ReapHow::Auto));
+        fails(&judge(&PTRACE_WAIT, &ptrace(), &auto), "(auto)");
+        // The kernel's facts do not say what the scenario needs.
+        let reaped_by_tracer = PtraceWait {
+            tracee_after_tracer_wait: Stat::GONE,
+            ..ptrace()
+        };
+        fails(
+            &judge(&PTRACE_WAIT, &reaped_by_tracer, &good),
+            "did not behave",
+        );
+    }
+
+    // --- exec-thread ------------------------------------------------------------------------
+
+    fn exec_thread() -> ExecThread {
+        ExecThread {
+            parent: 10,
+            process: 11,
+            exec_thread: 13,
+            child: 12,
+            leader_start: 0,
+            after_pid: 11,
+            after_tid: 11,
+            after_start: 0,
+            child_after: Stat {
+                state: 'S',
+                ppid: 11,
+                flags: 0,
+                start: 0,
+            },
+            child_wait: exited(12, 0),
+            parent_wait: exited(11, 42),
+        }
+    }
+
+    fn exec_events() -> Vec<Event> {
+        // Proc::fake starts task N at N ns: tick 0, the leader_start above.
+        let z = Event::Zombie {
+            ts: 30,
+            task: p(11),
+            parent: p(10),
+            status: code(42),
+            autoreaped: false,
+            before_trace: false,
+        };
+        vec![
+            Event::Exec {
+                ts: 2,
+                task: p(11),
+                filename: "reaper-trace".into(),
+                args: vec![],
+                args_truncated: false,
+            },
+            reparent(3, 12, 11, 11, ReaperKind::Thread, 11),
+            zombie(12, 11, false),
+            reap(12, 11, ReapHow::Wait4),
+            z,
+            reap(11, 10, ReapHow::Wait4),
+        ]
+    }
+
+    #[test]
+    fn exec_from_a_thread_is_one_process_that_keeps_its_child() {
+        let good = exec_events();
+        passes(&judge(&EXEC_THREAD, &exec_thread(), &good));
+        // Without the hand-over to the exec'ing thread (same process) it is still right.
+        passes(&judge(&EXEC_THREAD, &exec_thread(), &without(&good, 1)));
+        // The child shown adopted by another process.
+        let phantom = replaced(&good, 1, reparent(3, 12, 11, 10, ReaperKind::Subreaper, 10));
+        fails(
+            &judge(&EXEC_THREAD, &exec_thread(), &phantom),
+            "adopted by another",
+        );
+        // Two zombies of the process (the old leader's and the new program's).
+        let z2 = with(good.clone(), zombie(11, 10, false));
+        fails(
+            &judge(&EXEC_THREAD, &exec_thread(), &z2),
+            "2 zombie events of 11",
+        );
+        // Two reaps.
+        let r2 = with(good.clone(), reap(11, 10, ReapHow::Wait4));
+        fails(
+            &judge(&EXEC_THREAD, &exec_thread(), &r2),
+            "2 reap events of 11",
+        );
+        // The child reaped by the process's parent.
+        let wrong = replaced(&good, 3, reap(12, 10, ReapHow::Wait4));
+        fails(
+            &judge(&EXEC_THREAD, &exec_thread(), &wrong),
+            "recorded as reaped by 10",
+        );
+        // The zombie without the new program's exit code.
+        let status = replaced(&good, 4, zombie(11, 10, false));
+        fails(
+            &judge(&EXEC_THREAD, &exec_thread(), &status),
+            "exit code 42",
+        );
+    }
+
+    // --- sigchld-ignored --------------------------------------------------------------------
+
+    fn ns_proc(pid: u32, ns_pid: u32) -> Proc {
+        Proc {
+            ns_pid,
+            ns_tid: ns_pid,
+            pidns: 77,
+            ..p(pid)
+        }
+    }
+
+    fn ignored() -> SigchldIgnored {
+        SigchldIgnored {
+            init: 9,
+            parent: 10,
+            children: (0..IGNORED_CHILDREN as u32)
+                .map(|i| NsChild {
+                    pid: 20 + i,
+                    ns_pid: 3 + i,
+                    pidns: 77,
+                })
+                .collect(),
+            parent_wait: Waited {
+                ret: -1,
+                status: 0,
+                errno: libc::ECHILD,
+            },
+            gone: IGNORED_CHILDREN as u32,
+        }
+    }
+
+    fn autoreaped_events() -> Vec<Event> {
+        let mut ev = Vec::new();
+        for i in 0..IGNORED_CHILDREN as u32 {
+            ev.push(Event::Zombie {
+                ts: 1,
+                task: ns_proc(20 + i, 3 + i),
+                parent: ns_proc(10, 2),
+                status: code(3),
+                autoreaped: true,
+                before_trace: false,
+            });
+            ev.push(Event::Reap {
+                ts: 2,
+                task: ns_proc(20 + i, 3 + i),
+                reaper: Some(ns_proc(10, 2)),
+                how: ReapHow::Auto,
+                zombie_ns: Some(0),
+            });
+        }
+        ev
+    }
+
+    #[test]
+    fn children_of_a_parent_ignoring_sigchld_are_autoreaped_with_their_ids() {
+        let good = autoreaped_events();
+        let r = judge(&SIGCHLD_IGNORED, &ignored(), &good);
+        passes(&r);
+        assert_eq!(r.observed_text, "5/5 reaped auto by 10");
+        // Reaped by a wait that never returned it.
+        let waited = replaced(
+            &good,
+            1,
+            Event::Reap {
+                ts: 2,
+                task: ns_proc(20, 3),
+                reaper: Some(ns_proc(10, 2)),
+                how: ReapHow::Wait4,
+                zombie_ns: Some(0),
+            },
+        );
+        fails(&judge(&SIGCHLD_IGNORED, &ignored(), &waited), "(wait4)");
+        // A zombie that waits to be reaped.
+        let kept = replaced(
+            &good,
+            0,
+            Event::Zombie {
+                ts: 1,
+                task: ns_proc(20, 3),
+                parent: ns_proc(10, 2),
+                status: code(3),
+                autoreaped: false,
+                before_trace: false,
+            },
+        );
+        fails(
+            &judge(&SIGCHLD_IGNORED, &ignored(), &kept),
+            "must say autoreaped",
+        );
+        // A second zombie.
+        let z2 = with(good.clone(), good[0].clone());
+        fails(
+            &judge(&SIGCHLD_IGNORED, &ignored(), &z2),
+            "2 zombie events of 20",
+        );
+        // Namespace ids missing, or not the ones /proc showed.
+        let zero = with(
+            good.clone(),
+            Event::Subreaper {
+                ts: 3,
+                task: Proc { pidns: 0, ..p(10) },
+                enabled: false,
+            },
+        );
+        fails(&judge(&SIGCHLD_IGNORED, &ignored(), &zero), "pidns 0");
+        let global = replaced(&good, 1, {
+            let mut e = good[1].clone();
+            if let Event::Reap { task, .. } = &mut e {
+                task.ns_pid = 20;
+            }
+            e
+        });
+        fails(
+            &judge(&SIGCHLD_IGNORED, &ignored(), &global),
+            "/proc said 3 in 77",
+        );
+    }
+
+    // --- clone-parent -----------------------------------------------------------------------
+
+    fn clone_parent() -> CloneParent {
+        CloneParent {
+            a: 10,
+            b: 11,
+            c: 12,
+            c_ppid: 10,
+            a_waits: vec![exited(11, 0), exited(12, 9)],
+        }
+    }
+
+    #[test]
+    fn clone_parent_names_the_real_parent_and_the_caller() {
+        let good = vec![
+            fork(10, 12, Some(11)),
+            zombie(12, 10, false),
+            reap(12, 10, ReapHow::Wait4),
+        ];
+        let r = judge(&CLONE_PARENT, &clone_parent(), &good);
+        passes(&r);
+        assert_eq!(
+            r.observed_text,
+            "parent 10, caller 11; reaped by 10 x (wait4)"
+        );
+        // The caller taken for the parent.
+        let caller = replaced(&good, 0, fork(11, 12, None));
+        fails(
+            &judge(&CLONE_PARENT, &clone_parent(), &caller),
+            "not the caller 11",
+        );
+        // No caller named.
+        let anonymous = replaced(&good, 0, fork(10, 12, None));
+        fails(
+            &judge(&CLONE_PARENT, &clone_parent(), &anonymous),
+            "must name its caller",
+        );
+        // The zombie waiting for the caller; the caller reaping it.
+        let z = replaced(&good, 1, zombie(12, 11, false));
+        fails(
+            &judge(&CLONE_PARENT, &clone_parent(), &z),
+            "names 11 as its parent",
+        );
+        let r2 = replaced(&good, 2, reap(12, 11, ReapHow::Wait4));
+        fails(&judge(&CLONE_PARENT, &clone_parent(), &r2), "reaped by 11");
+        // Two forks.
+        let f2 = with(good.clone(), fork(11, 12, None));
+        fails(
+            &judge(&CLONE_PARENT, &clone_parent(), &f2),
+            "2 fork events of 12",
+        );
+    }
+
+    // --- wait-race --------------------------------------------------------------------------
+
+    #[test]
+    fn raced_waits_are_reaps_by_wait() {
+        let pids = WaitRace {
+            parent: 10,
+            waits: (100..100 + RACE_CHILDREN as i32).map(|p| (p, 0)).collect(),
+        };
+        let mut good = Vec::new();
+        for pid in 100..100 + RACE_CHILDREN as u32 {
+            good.push(zombie(pid, 10, false));
+            good.push(reap(pid, 10, ReapHow::Wait4));
+        }
+        let r = judge(&WAIT_RACE, &pids, &good);
+        passes(&r);
+        assert_eq!(
+            r.observed_text,
+            "1000 reaped by 10 (wait4), 0 auto, 0 missing"
+        );
+        let auto = replaced(&good, 1, reap(100, 10, ReapHow::Auto));
+        fails(
+            &judge(&WAIT_RACE, &pids, &auto),
+            "1 of 1000 waited pids misrecorded",
+        );
+        let autoreaped = replaced(&good, 0, zombie(100, 10, true));
+        fails(&judge(&WAIT_RACE, &pids, &autoreaped), "1 autoreaped");
+        let extra = with(good.clone(), reap(100, 10, ReapHow::Wait4));
+        fails(&judge(&WAIT_RACE, &pids, &extra), "misrecorded");
+        let missing = without(&good, 1);
+        fails(&judge(&WAIT_RACE, &pids, &missing), "no reap");
+        let lost = with(
+            good.clone(),
+            Event::Lost {
+                ts: 1,
+                what: "wait".into(),
+                count: 3,
+            },
+        );
+        fails(&judge(&WAIT_RACE, &pids, &lost), "3 kernel records lost");
+    }
+
+    // --- threads-exit -----------------------------------------------------------------------
+
+    fn threads_exit() -> ThreadsExit {
+        ThreadsExit {
+            reaper: 10,
+            orphans: (0..(THREAD_BATCHES * THREAD_FATHERS) as u32)
+                .map(|i| ThreadsOrphan {
+                    father: 100 + i,
+                    orphan: 200 + i,
+                    ppid: 10,
+                })
+                .collect(),
+        }
+    }
+
+    fn threads_events() -> Vec<Event> {
+        let mut ev = Vec::new();
+        for i in 0..(THREAD_BATCHES * THREAD_FATHERS) as u32 {
+            let (f, k) = (100 + i, 200 + i);
+            // From the forking thread to another thread of the father, then to the subreaper
+            // (the prediction overtaken by a thread's exit: `changed`).
+            ev.push(reparent(1, k, f, f, ReaperKind::Thread, f));
+            ev.push(with_verdict(
+                reparent(2, k, f, 10, ReaperKind::Subreaper, f),
+                Verdict::Changed,
+            ));
+            ev.push(zombie(k, 10, false));
+            ev.push(reap(k, 10, ReapHow::Wait4));
+        }
+        ev
+    }
+
+    #[test]
+    fn threads_exiting_together_hand_the_orphan_on_without_mismatch() {
+        let good = threads_events();
+        let r = judge(&THREADS_EXIT, &threads_exit(), &good);
+        passes(&r);
+        assert!(r.notes[0].contains("40 match, 40 changed"), "{r:?}");
+        // A mismatch anywhere in the chain.
+        let mismatch = replaced(&good, 0, reparent(1, 200, 100, 100, ReaperKind::Thread, 7));
+        fails(
+            &judge(&THREADS_EXIT, &threads_exit(), &mismatch),
+            "judged a mismatch",
+        );
+        // The last adoption naming another reaper than /proc showed.
+        let last = replaced(
+            &good,
+            1,
+            reparent(2, 200, 100, 11, ReaperKind::Subreaper, 11),
+        );
+        fails(
+            &judge(&THREADS_EXIT, &threads_exit(), &last),
+            "must name 10",
+        );
+        // A phantom hand-over by a process that is not the father.
+        let phantom = with(
+            good.clone(),
+            reparent(0, 200, 99, 100, ReaperKind::Thread, 100),
+        );
+        fails(
+            &judge(&THREADS_EXIT, &threads_exit(), &phantom),
+            "not by a thread of its father",
+        );
+        // Handed out of the father's process before its last thread died.
+        let early = replaced(
+            &good,
+            0,
+            reparent(1, 200, 100, 10, ReaperKind::Subreaper, 10),
+        );
+        fails(
+            &judge(&THREADS_EXIT, &threads_exit(), &early),
+            "before its father's last thread",
+        );
+        // A second zombie, a reap by another.
+        let z2 = with(good.clone(), zombie(200, 10, false));
+        fails(
+            &judge(&THREADS_EXIT, &threads_exit(), &z2),
+            "2 zombie events of 200",
+        );
+        let r2 = replaced(&good, 3, reap(200, 100, ReapHow::Wait4));
+        fails(&judge(&THREADS_EXIT, &threads_exit(), &r2), "reaped by 100");
+    }
+
+    // --- pid-reuse --------------------------------------------------------------------------
+
+    fn task(pid: u32, start: u64) -> Proc {
+        Proc { start, ..p(pid) }
+    }
+
+    fn reuse_events() -> (PidReuse, Vec<Event>) {
+        let pids = PidReuse {
+            parent: 10,
+            waits: vec![100, 101, 100],
+            reused: Some(100),
+            threads: 5,
+            ms: 3,
+        };
+        let mut ev = Vec::new();
+        for (pid, start) in [(100, 1000), (101, 1010), (100, 2000)] {
+            ev.push(Event::Fork {
+                ts: start,
+                parent: p(10),
+                child: task(pid, start),
+                caller: None,
+                thread: false,
+            });
+            ev.push(Event::Zombie {
+                ts: start + 1,
+                task: task(pid, start),
+                parent: p(10),
+                status: code(0),
+                autoreaped: false,
+                before_trace: false,
+            });
+            ev.push(Event::Reap {
+                ts: start + 2,
+                task: task(pid, start),
+                reaper: Some(p(10)),
+                how: ReapHow::Wait4,
+                zombie_ns: Some(1),
+            });
+        }
+        (pids, ev)
+    }
+
+    #[test]
+    fn a_reused_pid_has_one_reap_per_task() {
+        let (pids, good) = reuse_events();
+        let r = judge(&PID_REUSE, &pids, &good);
+        passes(&r);
+        assert!(
+            r.observed_text
+                .contains("pid 100: reaps of starts [1000, 2000]"),
+            "{r:?}"
+        );
+        // Both reaps given to the same task (the pid's first holder).
+        let mut same = good.clone();
+        if let Event::Reap { task: t, .. } = &mut same[8] {
+            t.start = 1000;
+        }
+        fails(&judge(&PID_REUSE, &pids, &same), "1 of 2 pids misrecorded");
+        // A reap of a task no fork created.
+        let mut unforked = good.clone();
+        if let Event::Reap { task: t, .. } = &mut unforked[8] {
+            t.start = 5;
+        }
+        fails(&judge(&PID_REUSE, &pids, &unforked), "no fork created");
+        // One reap missing, one not by wait.
+        fails(&judge(&PID_REUSE, &pids, &without(&good, 8)), "misrecorded");
+        let mut auto = good.clone();
+        if let Event::Reap { how, .. } = &mut auto[2] {
+            *how = ReapHow::Auto;
+        }
+        fails(&judge(&PID_REUSE, &pids, &auto), "misrecorded");
+        // No pid came back in time: skipped, with the reason.
+        let none = PidReuse {
+            reused: None,
+            ..reuse_events().0
+        };
+        let r = judge(&PID_REUSE, &none, &good);
+        assert_eq!(r.status, Status::Skipped, "{r:?}");
+        assert!(
+            r.reason
+                .unwrap()
+                .starts_with("no pid was reused within 3 ms")
+        );
+    }
+
+    #[test]
+    fn dying_init_adopts_and_kills() {
+        let pids = InitExits {
+            reaper: 10,
+            killed: 11,
+            father: 12,
+            orphan: 13,
+        };
+        let good = vec![
+            exit(1, 10, 9, None),
+            exit(2, 11, 10, Some(9)),
+            exit(2, 12, 10, Some(9)),
+            exit(2, 13, 12, Some(9)),
+            reparent(3, 13, 12, 10, ReaperKind::Init, 10),
+        ];
+        passes(&judge(&INIT_EXITS_WITH_CHILDREN, &pids, &good));
+        let exited = replaced(&good, 1, exit(2, 11, 10, None));
+        fails(
+            &judge(&INIT_EXITS_WITH_CHILDREN, &pids, &exited),
+            "not SIGKILL",
+        );
+        let handed = with(good.clone(), reparent(3, 11, 10, 1, ReaperKind::Init, 1));
+        fails(
+            &judge(&INIT_EXITS_WITH_CHILDREN, &pids, &handed),
+            "recorded as adopted",
+        );
+    }
+}
