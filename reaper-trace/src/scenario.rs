@@ -1555,8 +1555,9 @@ static EXITING_SUBREAPER: Def<ExitingSubreaper> = Def::new(
 // ---------------------------------------------------------------------------------------------
 // init-exits-with-children
 
-/// `init-exits-with-children`.
-#[derive(Debug, Serialize, Deserialize)]
+/// `init-exits-with-children`: init I > C1; I > father C2 > orphan G, and what `/proc`
+/// showed while G was held inside its exit.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct InitExits {
     /// The namespace init I.
     pub reaper: u32,
@@ -1566,31 +1567,17 @@ pub struct InitExits {
     pub father: u32,
     /// C2's child G.
     pub orphan: u32,
+    /// C2 while G was held inside its exit: exited (a zombie, or already released).
+    pub father_exited: Stat,
+    /// G then: its parent is the kernel's choice.
+    pub orphan_adopted: Stat,
+    /// I then: exiting (tearing the namespace down).
+    pub init_exiting: Stat,
 }
 
-/// Memory that keeps a process's exit (`exit_mm`) busy for ~100 ms.
-const SLOW_EXIT_BYTES: usize = 512 << 20;
-
-/// Maps and touches `SLOW_EXIT_BYTES`: tearing them down keeps this process's exit busy for
-/// ~100 ms.
-fn hold_exit_open() -> bool {
-    // SAFETY: a fresh private anonymous mapping, populated by the kernel, never unmapped (the
-    // point is for exit to unmap it).
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            SLOW_EXIT_BYTES,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
-            -1,
-            0,
-        )
-    };
-    p != libc::MAP_FAILED
-}
-
-/// The namespace init of `init-exits-with-children`; returns its exit code.
-fn init_with_children(notes: &Notes) -> i32 {
+/// The namespace init of `init-exits-with-children`; returns its exit code. `ids`: where G
+/// tells the FUSE server who is who before it opens the held file `file`.
+fn init_with_children(notes: &Notes, ids: RawFd, file: &std::path::Path) -> i32 {
     notes.note("reaper", global_pid());
     let Ok((ready_read, ready_write)) = pipe() else {
         return 1;
@@ -1606,10 +1593,20 @@ fn init_with_children(notes: &Notes) -> i32 {
     let father = fork_then(|| {
         notes.note("father", global_pid());
         let orphan = fork_then(|| {
-            notes.note("orphan", global_pid());
-            if hold_exit_open() {
-                write_u32(ready_write, 1);
+            let (g, c2) = (global_pid(), global_ppid());
+            notes.note("orphan", g);
+            for id in [g, c2, stat_of(c2).ppid] {
+                write_u32(ids, id);
             }
+            // Killed with the held file open: the exit waits for the server.
+            match std::fs::File::open(file) {
+                Ok(f) => std::mem::forget(f),
+                Err(e) => {
+                    eprintln!("open {}: {e}", file.display());
+                    return 1;
+                }
+            }
+            write_u32(ready_write, 1);
             sleep_ms(30_000);
             0
         });
@@ -1632,26 +1629,73 @@ fn init_with_children(notes: &Notes) -> i32 {
 
 static INIT_EXITS_WITH_CHILDREN: Def<InitExits> = Def::new(
     "init-exits-with-children",
-    "a namespace init exits with children alive: the kernel kills the namespace, and an orphan made while it dies is adopted by the dying init",
+    "a namespace init exits with children alive: the kernel kills the namespace, and an orphan made while it dies (its exit held by a FUSE flush until its father is gone) is adopted by the dying init",
     |ctx| {
         // init I > C1; I > father C2 > orphan G. I exits: the kernel kills everything in the
-        // namespace (zap_pid_ns_processes). G's 512 MiB keep it exiting for ~100 ms after C2
-        // is dead, so C2's orphan G is adopted by the init that is dying.
+        // namespace (zap_pid_ns_processes). G dies with a file of our FUSE server open: its
+        // exit waits for the server, which answers only once C2 has exited and /proc shows
+        // G adopted, by the init that is dying.
         let notes = &ctx.notes;
+        let (ids_read, ids_write) = pipe()?;
+        // The server is forked before the namespace exists: the namespace's teardown does
+        // not kill it.
+        let hold = fuse::Hold::mount(|flusher| {
+            let (Some(g), Some(c2), Some(i)) =
+                (read_u32(ids_read), read_u32(ids_read), read_u32(ids_read))
+            else {
+                return;
+            };
+            if flusher != g {
+                return;
+            }
+            poll_until(Duration::from_secs(10), || {
+                matches!(stat_of(c2).state, 'Z' | '-' | 'X')
+            });
+            notes.note("father_exited", stat_of(c2));
+            poll_until(Duration::from_secs(10), || stat_of(g).ppid != c2);
+            notes.note("orphan_adopted", stat_of(g));
+            notes.note("init_exiting", stat_of(i));
+        })?;
+        close(ids_read);
+        let file = hold.file();
         new_pid_namespace()?;
-        let init = fork_then(|| init_with_children(notes))?;
-        wait_for(init);
+        let init = fork_then(|| init_with_children(notes, ids_write, &file))?;
+        close(ids_write);
+        let status = wait_for(init);
+        hold.unmount();
+        reap_all();
+        if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+            bail!("the namespace init failed (wait status {status:#x})");
+        }
         let n = notes.collect()?;
         Ok(InitExits {
             reaper: n.get("reaper")?,
             killed: n.get("killed")?,
             father: n.get("father")?,
             orphan: n.get("orphan")?,
+            father_exited: n.get("father_exited")?,
+            orphan_adopted: n.get("orphan_adopted")?,
+            init_exiting: n.get("init_exiting")?,
         })
     },
     |p, j| {
-        j.adoptions(&[p.orphan], reaper(p.reaper, p.reaper, ReaperKind::Init));
         let init = p.reaper;
+        kernel_said(j, matches!(p.father_exited.state, 'Z' | '-' | 'X'), || {
+            format!(
+                "the father {} had not exited while the orphan was held: {:?}",
+                p.father, p.father_exited
+            )
+        });
+        kernel_said(j, p.orphan_adopted.ppid == init, || {
+            format!(
+                "/proc showed the orphan {} adopted by {}, not the init {init}",
+                p.orphan, p.orphan_adopted.ppid
+            )
+        });
+        kernel_said(j, p.init_exiting.exiting(), || {
+            format!("the init {init} was not exiting then: {:?}", p.init_exiting)
+        });
+        j.adoptions(&[p.orphan], reaper(init, init, ReaperKind::Init));
         let Some(t_init) = j.exits(init).first().map(|e| e.ts()) else {
             j.fail(format!("no exit event for the init {init}"));
             return;
@@ -1662,10 +1706,7 @@ static INIT_EXITS_WITH_CHILDREN: Def<InitExits> = Def::new(
             ("father", p.father),
             ("orphan", p.orphan),
         ] {
-            match j.one(
-                j.exits(pid),
-                format_args!("exit events of the {name} {pid}"),
-            ) {
+            match j.one(j.exits(pid), format_args!("exit events of the {name} {pid}")) {
                 Some(Event::Exit { ts, status, .. })
                     if *ts >= t_init && status.signal == Some(libc::SIGKILL) =>
                 {
@@ -1685,10 +1726,12 @@ static INIT_EXITS_WITH_CHILDREN: Def<InitExits> = Def::new(
             );
         }
         j.note(format!(
-            "namespace torn down: {killed} processes SIGKILLed; the init's own children reaped inside the kernel, never reparented"
+            "namespace torn down: {killed} processes SIGKILLed; orphan {} held inside its exit until its father {} was gone, adopted by the dying init; the init's own children reaped inside the kernel, never reparented",
+            p.orphan, p.father
         ));
     },
-);
+)
+.needs(Needs::Fuse);
 
 // ---------------------------------------------------------------------------------------------
 // pid1-*: orphans under a PID 1 that waits, or not
@@ -2936,10 +2979,8 @@ static PID_REUSE: Def<PidReuse> = Def::new(
         for _ in 0..REUSE_BATCH {
             fork_reap(&mut waits)?;
         }
-        let (lo, hi) = (
-            waits[0].min(waits[REUSE_BATCH - 1]),
-            *waits.iter().max().unwrap_or(&0),
-        );
+        let lo = waits.iter().copied().min().unwrap_or(0);
+        let hi = waits.iter().copied().max().unwrap_or(0);
         'outer: while started.elapsed() < REUSE_FOR {
             // Take pids with threads until the allocator has come round to just below the
             // batch, then fork until a child gets a pid the batch had.
@@ -4205,6 +4246,9 @@ mod tests {
             killed: 11,
             father: 12,
             orphan: 13,
+            father_exited: Stat::GONE,
+            orphan_adopted: held(true, 'S', 10),
+            init_exiting: held(true, 'S', 1),
         };
         let good = vec![
             exit(1, 10, 9, None),
@@ -4224,5 +4268,26 @@ mod tests {
             &judge(&INIT_EXITS_WITH_CHILDREN, &pids, &handed),
             "recorded as adopted",
         );
+        // The kernel's side: the father still alive while the orphan was held, the orphan
+        // adopted elsewhere, the init not dying.
+        for facts in [
+            InitExits {
+                father_exited: held(false, 'S', 10),
+                ..pids
+            },
+            InitExits {
+                orphan_adopted: held(true, 'S', 1),
+                ..pids
+            },
+            InitExits {
+                init_exiting: held(false, 'S', 1),
+                ..pids
+            },
+        ] {
+            fails(
+                &judge(&INIT_EXITS_WITH_CHILDREN, &facts, &good),
+                "did not behave",
+            );
+        }
     }
 }
