@@ -1584,6 +1584,7 @@ fn init_with_children(notes: &Notes, ids: RawFd, file: &std::path::Path) -> i32 
     };
     let killed = fork_then(|| {
         notes.note("killed", global_pid());
+        write_u32(ready_write, 1);
         sleep_ms(30_000);
         0
     });
@@ -1591,6 +1592,7 @@ fn init_with_children(notes: &Notes, ids: RawFd, file: &std::path::Path) -> i32 
         return 1;
     }
     let father = fork_then(|| {
+        // Noted before the orphan exists, so before it says it is ready.
         notes.note("father", global_pid());
         let orphan = fork_then(|| {
             let (g, c2) = (global_pid(), global_ppid());
@@ -1620,7 +1622,8 @@ fn init_with_children(notes: &Notes, ids: RawFd, file: &std::path::Path) -> i32 
         return 1;
     }
     close(ready_write);
-    if read_u32(ready_read).is_none() {
+    // C1 and G have noted their pids (and G holds the file): everything is in place.
+    if read_u32(ready_read).is_none() || read_u32(ready_read).is_none() {
         return 1;
     }
     // Exit with every child alive.
