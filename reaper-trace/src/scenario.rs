@@ -694,9 +694,12 @@ mod fuse {
     //! `do_exit` (`exit_files`) after it set `PF_EXITING` (`exit_signals`) and before it hands
     //! its children on (`exit_notify`). Answering the flush only once a condition holds keeps
     //! the process inside its exit, `PF_EXITING` set, for as long as that takes: a hold by
-    //! construction, on any kernel with FUSE. (The flush is synchronous for the exiting task
-    //! too: the 6.0 change that made it asynchronous was reverted in 6.1.) The ptrace exit
-    //! stop cannot do this: `ptrace_event(PTRACE_EVENT_EXIT)` comes before `exit_signals`.
+    //! construction, on any kernel with FUSE. (The flush waits for the answer in an exiting
+    //! task too; the 2023 change that made it asynchronous there, "fuse: in fuse_flush only
+    //! wait if someone wants the return code", was reverted by 91ec6c85599b for 6.6 and the
+    //! stable trees. On a kernel that has it, nothing is held and the scenarios say so: their
+    //! `/proc` facts fail.) The ptrace exit stop cannot do this:
+    //! `ptrace_event(PTRACE_EVENT_EXIT)` comes before `exit_signals`.
 
     use std::os::fd::RawFd;
     use std::path::PathBuf;

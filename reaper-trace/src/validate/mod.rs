@@ -308,7 +308,7 @@ fn kill_tree(pgid: u32, root: u32, status: &mut Option<i32>) -> Vec<u32> {
 /// events in.
 #[derive(Debug, Default)]
 struct Tree {
-    /// The scenario's main process, until its fork event is seen.
+    /// The scenario's main process, until its fork event is seen (then 0).
     root: u32,
     tasks: HashMap<u32, Vec<u64>>,
     /// The processes (not threads), by pid.
@@ -353,8 +353,12 @@ fn absorb(e: &Event, tree: &mut Tree) -> bool {
             thread,
             ..
         } => {
-            let root = !*thread && child.pid == tree.root && !tree.contains(child);
+            let root = !*thread && tree.root != 0 && child.pid == tree.root;
             if root || tree.contains(parent) || caller.as_ref().is_some_and(|c| tree.contains(c)) {
+                if root {
+                    // Known from now on by its identity: a later process with its pid is not it.
+                    tree.root = 0;
+                }
                 tree.insert(child, *thread);
                 true
             } else {
@@ -609,6 +613,8 @@ mod tests {
         assert!(absorb(&fork(p(10, 100), p(11, 110)), &mut tree));
         assert!(absorb(&fork(p(11, 110), p(12, 120)), &mut tree));
         assert!(!absorb(&fork(p(99, 5), p(100, 6)), &mut tree));
+        // Once the root is known, another process with its pid is not it.
+        assert!(!absorb(&fork(p(1, 1), p(10, 999)), &mut tree));
         assert_eq!(tree.processes, BTreeSet::from([10, 11, 12]));
         // CLONE_PARENT: the parent is outside, the caller inside.
         let clone = Event::Fork {
