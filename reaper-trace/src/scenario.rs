@@ -1806,7 +1806,7 @@ impl Burst {
             j.one(j.reaps(o), format_args!("reap events of {o}"));
         }
         if !reaps {
-            j.result_expected_add(&format!(", {n} zombies kept"));
+            j.expected_add(&format!(", {n} zombies kept"));
             if left != n {
                 j.fail(format!("{left} zombies left under PID 1, expected {n}"));
             } else if z.not_reaped != n {
@@ -1820,7 +1820,7 @@ impl Burst {
                 ));
             }
         } else {
-            j.result_expected_add(&format!(", each reaped <= {REAP_WITHIN_MS} ms"));
+            j.expected_add(&format!(", each reaped <= {REAP_WITHIN_MS} ms"));
             let max = z.max_zombie_ms.unwrap_or(f64::INFINITY);
             if left != 0 {
                 j.fail(format!("{left} zombies left under {name}"));
@@ -2881,7 +2881,7 @@ static THREADS_EXIT: Def<ThreadsExit> = Def::new(
         j.adoptions_with(&orphans, reaper(r, r, ReaperKind::Subreaper), false, |v| {
             matches!(v, Verdict::Match | Verdict::Changed)
         });
-        j.result_expected_add(", match or changed");
+        j.expected_add(", match or changed");
         let (mut hops, mut matched, mut changed) = (0, 0, 0);
         let mut reasons: BTreeSet<String> = BTreeSet::new();
         for o in &p.orphans {

@@ -97,6 +97,11 @@ impl<'a> Judge<'a> {
         self.result.expected = Some(r);
     }
 
+    /// Adds to the EXPECTED cell.
+    pub fn expected_add(&mut self, text: &str) {
+        self.result.expected_text += text;
+    }
+
     // -----------------------------------------------------------------------------------------
     // Queries. The events are the scenario's own (the validator keeps the events about the
     // tasks its fork events created), so a pid names one of the scenario's processes.
@@ -593,19 +598,12 @@ pub fn evaluate(
     j.into_result()
 }
 
-/// `ReaperKind` of a reaper for the expected column.
+/// A reaper (thread `tid` of process `pid`, of kind `kind`), as expected.
 pub fn reaper(pid: u32, tid: u32, kind: ReaperKind) -> Reaper {
     Reaper {
         pid,
         tid,
         comm: None,
         kind: Some(kind),
-    }
-}
-
-impl Judge<'_> {
-    /// Adds to the EXPECTED cell.
-    pub fn result_expected_add(&mut self, text: &str) {
-        self.result.expected_text += text;
     }
 }
