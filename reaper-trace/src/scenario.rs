@@ -34,11 +34,17 @@ use crate::validate::suite::{
 // ---------------------------------------------------------------------------------------------
 // The registry
 
-/// The outcome a scenario prints: its typed pids, as JSON.
+/// The outcome a scenario prints: its typed pids, as JSON, and the identity of every process
+/// (or thread) of the scenario that reported something.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ScenarioReport {
     pub scenario: String,
     pub pids: serde_json::Value,
+    /// Start time (`/proc` clock ticks) by global thread id, of each task that wrote a note:
+    /// it tells the task apart from another of the scenario's tasks that later got the same
+    /// pid, which on a busy machine happens within a scenario's second.
+    #[serde(default)]
+    pub starts: BTreeMap<u32, u64>,
 }
 
 /// What a scenario needs besides root.
@@ -247,6 +253,7 @@ pub fn run(name: &str, seconds: f64) -> Result<(Option<ScenarioReport>, i32)> {
         Some(ScenarioReport {
             scenario: name.to_string(),
             pids,
+            starts: ctx.notes.writers(),
         }),
         0,
     ))
@@ -275,11 +282,14 @@ impl Ctx {
     }
 }
 
-/// A pipe that any process of a scenario writes `name=JSON` lines to; the scenario's main
-/// process reads them all at the end.
+/// A pipe that any process of a scenario writes `name=JSON` lines to, each followed by the
+/// writer's identity (thread id and start time); the scenario's main process reads them all
+/// at the end.
 pub struct Notes {
     read: Option<OwnedFd>,
     write: AtomicI32,
+    /// Filled by `collect`: the writers' start times by thread id.
+    writers: std::sync::Mutex<BTreeMap<u32, u64>>,
 }
 
 impl Notes {
@@ -289,6 +299,7 @@ impl Notes {
             // SAFETY: a fresh descriptor we own.
             read: Some(unsafe { OwnedFd::from_raw_fd(read) }),
             write: AtomicI32::new(write),
+            writers: Default::default(),
         })
     }
 
@@ -296,7 +307,13 @@ impl Notes {
         Self {
             read: None,
             write: AtomicI32::new(fd),
+            writers: Default::default(),
         }
+    }
+
+    /// The start time of every task that wrote a note, by thread id (once collected).
+    pub fn writers(&self) -> BTreeMap<u32, u64> {
+        self.writers.lock().map(|w| w.clone()).unwrap_or_default()
     }
 
     fn fd(&self) -> RawFd {
@@ -308,7 +325,7 @@ impl Notes {
         let Ok(v) = serde_json::to_string(&value) else {
             return;
         };
-        let line = format!("{name}={v}\n");
+        let line = format!("{name}={v}\t{} {}\n", global_tid(), stat_self().start);
         // SAFETY: writing our buffer to our pipe.
         unsafe { libc::write(self.fd(), line.as_ptr().cast(), line.len()) };
     }
@@ -326,12 +343,24 @@ impl Notes {
         let mut text = String::new();
         std::fs::File::from(read.try_clone()?).read_to_string(&mut text)?;
         let mut map: BTreeMap<String, Vec<serde_json::Value>> = BTreeMap::new();
+        let mut writers = BTreeMap::new();
         for l in text.lines() {
-            if let Some((k, v)) = l.split_once('=')
+            let (note, writer) = l.split_once('\t').unwrap_or((l, ""));
+            if let Some((k, v)) = note.split_once('=')
                 && let Ok(v) = serde_json::from_str(v)
             {
                 map.entry(k.to_string()).or_default().push(v);
             }
+            if let Some((tid, start)) = writer.split_once(' ')
+                && let (Ok(tid), Ok(start)) = (tid.parse::<u32>(), start.parse::<u64>())
+                && tid != 0
+                && start != 0
+            {
+                writers.insert(tid, start);
+            }
+        }
+        if let Ok(mut w) = self.writers.lock() {
+            w.extend(writers);
         }
         Ok(Noted(map))
     }
@@ -485,19 +514,28 @@ fn sleep_ms(ms: u64) {
     std::thread::sleep(Duration::from_millis(ms));
 }
 
+/// How long a fork is retried while it fails for want of a free pid (EAGAIN), which a busy
+/// machine can run out of for a moment.
+const FORK_RETRY_FOR: Duration = Duration::from_secs(5);
+
 /// Forks; the child runs `f` and exits with its return value, never returning here.
 fn fork_then(f: impl FnOnce() -> i32) -> Result<libc::pid_t> {
+    let deadline = Instant::now() + FORK_RETRY_FOR;
     // SAFETY: fork; where the caller is multi-threaded, the child only uses what glibc keeps
     // usable after fork (malloc, read, write) and leaves with _exit.
-    match unsafe { libc::fork() } {
-        -1 => bail!("fork: {}", std::io::Error::last_os_error()),
-        0 => {
-            let code = f();
-            // SAFETY: leave without running the parent's atexit handlers or destructors.
-            unsafe { libc::_exit(code) }
+    let pid = loop {
+        match unsafe { libc::fork() } {
+            -1 if errno() == libc::EAGAIN && Instant::now() < deadline => sleep_ms(1),
+            -1 => bail!("fork: {}", std::io::Error::last_os_error()),
+            pid => break pid,
         }
-        pid => Ok(pid),
+    };
+    if pid == 0 {
+        let code = f();
+        // SAFETY: leave without running the parent's atexit handlers or destructors.
+        unsafe { libc::_exit(code) }
     }
+    Ok(pid)
 }
 
 /// Waits for one child; returns its wait status.
@@ -2617,7 +2655,13 @@ static WAIT_RACE: Def<WaitRace> = Def::new(
         for i in 0..RACE_CHILDREN {
             // SAFETY: the child only reads the clock and calls _exit (this process is
             // multi-threaded).
-            let pid = unsafe { libc::fork() };
+            let mut pid = unsafe { libc::fork() };
+            let deadline = Instant::now() + FORK_RETRY_FOR;
+            while pid < 0 && errno() == libc::EAGAIN && Instant::now() < deadline {
+                sleep_ms(1);
+                // SAFETY: as above.
+                pid = unsafe { libc::fork() };
+            }
             if pid < 0 {
                 STOP.store(true, Ordering::Relaxed);
                 bail!("fork: {}", std::io::Error::last_os_error());
@@ -3414,6 +3458,11 @@ mod tests {
         notes.note("orphan", 6u32);
         notes.note("stat", stat_self());
         let n = notes.collect().unwrap();
+        // Each note says who wrote it: this thread, with its start time.
+        assert_eq!(
+            notes.writers(),
+            BTreeMap::from([(global_tid(), stat_self().start)])
+        );
         assert_eq!(n.all::<u32>("orphan").unwrap(), [5, 6]);
         assert_eq!(n.get::<u32>("orphan").unwrap(), 6);
         assert!(n.get::<Stat>("stat").unwrap().state != '-');
@@ -3511,6 +3560,60 @@ mod tests {
             &judge(&ORPHAN_INIT, &elsewhere, &ok),
             "/proc showed orphan 12 adopted by 1",
         );
+    }
+
+    #[test]
+    fn tasks_are_told_apart_from_an_earlier_holder_of_their_pid() {
+        // Another of the scenario's tasks had pid 12 before the orphan: its zombie and reap
+        // are its own, not a second zombie and reap of the orphan.
+        let earlier = |e: Event| match e {
+            Event::Zombie {
+                ts,
+                task,
+                parent,
+                status,
+                ..
+            } => Event::Zombie {
+                ts,
+                task: Proc {
+                    start: 5 * crate::procfs::NS_PER_TICK,
+                    ..task
+                },
+                parent,
+                status,
+                autoreaped: false,
+                before_trace: false,
+            },
+            Event::Reap {
+                ts,
+                task,
+                reaper,
+                how,
+                zombie_ns,
+            } => Event::Reap {
+                ts,
+                task: Proc {
+                    start: 5 * crate::procfs::NS_PER_TICK,
+                    ..task
+                },
+                reaper,
+                how,
+                zombie_ns,
+            },
+            e => e,
+        };
+        let mut ev = adopted(10, ReaperKind::Init, 10);
+        ev.push(earlier(zombie(12, 99, false)));
+        ev.push(earlier(reap(12, 99, ReapHow::Wait4)));
+        // Without its start time, pid 12 is ambiguous: two zombies.
+        fails(
+            &judge(&ORPHAN_INIT, &orphan(), &ev),
+            "2 zombie events of 12",
+        );
+        // The orphan reported itself: its start (tick 0 for Proc::fake) tells them apart.
+        let mut j = Judge::new("orphan-init", "", &ev).with_starts(BTreeMap::from([(12, 0)]));
+        (ORPHAN_INIT.check)(&orphan(), &mut j);
+        passes(&j.into_result());
     }
 
     #[test]

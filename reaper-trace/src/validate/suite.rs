@@ -5,6 +5,7 @@
 //! The scenarios themselves, each with its workload and its check side by side, are in
 //! [`crate::scenario`].
 
+use std::collections::BTreeMap;
 use std::fmt::Display;
 
 use crate::event::{Event, Proc, ReapHow, ReaperKind, Verdict};
@@ -24,6 +25,8 @@ pub fn ms(ns: u64) -> f64 {
 pub struct Judge<'a> {
     events: &'a [Event],
     result: ScenarioResult,
+    /// Start times (`/proc` ticks) of the scenario's tasks that reported them, by thread id.
+    starts: BTreeMap<u32, u64>,
 }
 
 impl<'a> Judge<'a> {
@@ -31,7 +34,25 @@ impl<'a> Judge<'a> {
     pub fn new(scenario: &str, description: &str, events: &'a [Event]) -> Self {
         let mut result = ScenarioResult::new(scenario, description);
         result.status = Status::Pass;
-        Self { events, result }
+        Self {
+            events,
+            result,
+            starts: BTreeMap::new(),
+        }
+    }
+
+    /// Tells the scenario's tasks by identity: a query about a task whose start time is known
+    /// leaves out another task of the scenario that had the same id before or after it.
+    pub fn with_starts(mut self, starts: BTreeMap<u32, u64>) -> Self {
+        self.starts = starts;
+        self
+    }
+
+    /// Is `p` the task the scenario means by its thread id (same start, where known)?
+    pub fn is(&self, p: &Proc) -> bool {
+        self.starts
+            .get(&p.tid)
+            .is_none_or(|&t| p.start == 0 || p.start / crate::procfs::NS_PER_TICK == t)
     }
 
     pub fn events(&self) -> &'a [Event] {
@@ -108,27 +129,33 @@ impl<'a> Judge<'a> {
 
     /// `reparent` events whose orphan is process `pid`, in recording order.
     pub fn reparents(&self, pid: u32) -> Vec<&'a Event> {
-        self.select(|e| matches!(e, Event::Reparent { orphan, .. } if orphan.pid == pid))
+        self.select(
+            |e| matches!(e, Event::Reparent { orphan, .. } if orphan.pid == pid && self.is(orphan)),
+        )
     }
 
     /// `zombie` events of process `pid`.
     pub fn zombies(&self, pid: u32) -> Vec<&'a Event> {
-        self.select(|e| matches!(e, Event::Zombie { task, .. } if task.pid == pid))
+        self.select(|e| matches!(e, Event::Zombie { task, .. } if task.pid == pid && self.is(task)))
     }
 
     /// `reap` events of process `pid`.
     pub fn reaps(&self, pid: u32) -> Vec<&'a Event> {
-        self.select(|e| matches!(e, Event::Reap { task, .. } if task.pid == pid))
+        self.select(|e| matches!(e, Event::Reap { task, .. } if task.pid == pid && self.is(task)))
     }
 
     /// `exit` events of process `pid`'s main thread.
     pub fn exits(&self, pid: u32) -> Vec<&'a Event> {
-        self.select(|e| matches!(e, Event::Exit { task, .. } if task.pid == pid && task.tid == pid))
+        self.select(|e| {
+            matches!(e, Event::Exit { task, .. } if task.pid == pid && task.tid == pid && self.is(task))
+        })
     }
 
     /// `fork` events that created process `pid` (not threads).
     pub fn forks(&self, pid: u32) -> Vec<&'a Event> {
-        self.select(|e| matches!(e, Event::Fork { child, thread: false, .. } if child.pid == pid))
+        self.select(|e| {
+            matches!(e, Event::Fork { child, thread: false, .. } if child.pid == pid && self.is(child))
+        })
     }
 
     pub fn select(&self, f: impl Fn(&Event) -> bool) -> Vec<&'a Event> {
@@ -244,7 +271,7 @@ impl<'a> Judge<'a> {
         }
         self.result.adoptions = orphans
             .iter()
-            .map(|&o| adoption(self.events, o, &expected, once, &verdict_ok))
+            .map(|&o| adoption(self.reparents(o), o, &expected, once, &verdict_ok))
             .collect();
         let good = self.result.adoptions.iter().filter(|a| a.ok).count();
         // Show the first adoption that went wrong, else the first one.
@@ -306,7 +333,9 @@ impl<'a> Judge<'a> {
                     how,
                     zombie_ns,
                     ..
-                } if task.pid == o => Some((by.as_ref().map(|p| p.pid), *how, *zombie_ns)),
+                } if task.pid == o && self.is(task) => {
+                    Some((by.as_ref().map(|p| p.pid), *how, *zombie_ns))
+                }
                 _ => None,
             });
             let Some((by, how, zombie_ns)) = reap else {
@@ -529,18 +558,15 @@ pub fn verdict_str(v: Verdict) -> String {
         .unwrap_or_default()
 }
 
-/// The adoption of `orphan`: its last reparent event, judged against `expected`.
+/// The adoption of `orphan`: its last reparent event (of `all`, its reparent events), judged
+/// against `expected`.
 fn adoption(
-    events: &[Event],
+    all: Vec<&Event>,
     orphan: u32,
     expected: &Reaper,
     once: bool,
     verdict_ok: &dyn Fn(Verdict) -> bool,
 ) -> Adoption {
-    let all: Vec<&Event> = events
-        .iter()
-        .filter(|e| matches!(e, Event::Reparent { orphan: o, .. } if o.pid == orphan))
-        .collect();
     let Some(
         e @ Event::Reparent {
             father, verdict, ..
@@ -586,7 +612,8 @@ pub fn evaluate(
     report: &ScenarioReport,
     events: &[Event],
 ) -> ScenarioResult {
-    let mut j = Judge::new(scenario.name(), scenario.about(), events);
+    let mut j =
+        Judge::new(scenario.name(), scenario.about(), events).with_starts(report.starts.clone());
     j.result.pids = report.pids.clone();
     if let Err(e) = scenario.judge(&report.pids, &mut j) {
         j.fail(format!("the scenario's report does not parse: {e}"));
