@@ -223,17 +223,19 @@ fn run(cli: Cli) -> Result<i32> {
             list,
         } => {
             if list {
-                for (name, about) in scenario::SCENARIOS {
-                    println!("{name:26} {about}");
+                for s in scenario::REGISTRY {
+                    println!("{:26} {}", s.name(), s.about());
                 }
                 return Ok(0);
             }
             let Some(name) = name else {
                 bail!("name a scenario: see `reaper-trace scenario --list`")
             };
-            let report = scenario::run(&name, seconds)?;
-            println!("{}", serde_json::to_string(&report)?);
-            Ok(0)
+            let (report, code) = scenario::run(&name, seconds)?;
+            if let Some(report) = report {
+                println!("{}", serde_json::to_string(&report)?);
+            }
+            Ok(code)
         }
     }
 }

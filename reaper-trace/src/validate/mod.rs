@@ -11,10 +11,9 @@
 pub mod report;
 pub mod suite;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Read;
-use std::os::fd::AsRawFd;
-use std::os::unix::process::CommandExt;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -22,14 +21,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::event::Event;
+use crate::event::{Event, Proc, same_start};
 use crate::model::Scope;
-use crate::scenario::{self, ScenarioReport};
+use crate::scenario::{REGISTRY, Scenario, ScenarioReport};
 use crate::session::{Session, SessionOptions};
 use crate::{preflight, procfs};
 
 use report::{Report, ScenarioResult, render_table};
-use suite::{SUITE, Spec};
 
 /// Default time a scenario may run before it is killed and reported as failed.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -51,22 +49,26 @@ pub struct ValidateOptions {
     pub events_dir: Option<std::path::PathBuf>,
 }
 
-/// The scenarios to run: the suite without its hidden entries, or the ones named.
-pub fn select(only: &[String]) -> Result<Vec<&'static Spec>> {
+/// The scenarios to run: the registry without its hidden entries, or the ones named.
+pub fn select(only: &[String]) -> Result<Vec<&'static dyn Scenario>> {
     if only.is_empty() {
-        return Ok(SUITE.iter().filter(|s| !s.hidden).collect());
+        return Ok(REGISTRY.iter().copied().filter(|s| !s.hidden()).collect());
     }
-    let mut out: Vec<&'static Spec> = Vec::new();
+    let mut out: Vec<&'static dyn Scenario> = Vec::new();
     for name in only {
-        let Some(spec) = suite::find(name) else {
-            let names: Vec<&str> = SUITE.iter().filter(|s| !s.hidden).map(|s| s.name).collect();
+        let Some(s) = crate::scenario::find(name) else {
+            let names: Vec<&str> = REGISTRY
+                .iter()
+                .filter(|s| !s.hidden())
+                .map(|s| s.name())
+                .collect();
             bail!(
                 "unknown scenario `{name}`: choose from {}",
                 names.join(", ")
             );
         };
-        if !out.iter().any(|s| s.name == spec.name) {
-            out.push(spec);
+        if !out.iter().any(|o| o.name() == s.name()) {
+            out.push(s);
         }
     }
     Ok(out)
@@ -100,7 +102,7 @@ fn kernel_release() -> String {
 
 /// Runs the scenarios; returns the exit code (0: nothing failed).
 pub async fn run(opts: ValidateOptions) -> Result<i32> {
-    let specs = select(&opts.only)?;
+    let scenarios = select(&opts.only)?;
     if let Some(dir) = &opts.events_dir {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
@@ -116,36 +118,37 @@ pub async fn run(opts: ValidateOptions) -> Result<i32> {
     }
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
+    // Tree scope: the kernel programs send only the records of the scenarios' processes
+    // (each one is spawned as a tracked root), so a busy machine neither crowds them out of
+    // the ring buffer nor mixes its processes, reusing the scenarios' pids, into them.
     let mut session = Session::start(&SessionOptions {
-        scope: Scope::All,
+        scope: Scope::Tree,
         ring_bytes: opts.ring_bytes,
     })?;
     let progress = !opts.json && is_terminal(libc::STDERR_FILENO);
 
     let mut results = Vec::new();
     let mut interrupted = false;
-    for spec in specs {
-        if let Some(program) = spec.needs
-            && scenario::init_binary(program).is_none()
-        {
+    for scenario in scenarios {
+        if let Some(missing) = scenario.needs().missing() {
             results.push(ScenarioResult::skipped(
-                spec.name,
-                suite::description(spec.name),
-                format!("{program} is not installed"),
+                scenario.name(),
+                scenario.about(),
+                missing,
             ));
             continue;
         }
         if progress {
-            eprint!("reaper-trace: {} ...", spec.name);
+            eprint!("reaper-trace: {} ...", scenario.name());
         }
         let mut stop = Stop {
             sigint: &mut sigint,
             sigterm: &mut sigterm,
         };
         let (result, events, stopped) =
-            run_one(&mut session, &exe, spec, opts.timeout, &mut stop).await?;
+            run_one(&mut session, &exe, scenario, opts.timeout, &mut stop).await?;
         if let Some(dir) = &opts.events_dir {
-            save_events(&dir.join(format!("{}.jsonl", spec.name)), &events)?;
+            save_events(&dir.join(format!("{}.jsonl", scenario.name())), &events)?;
         }
         if progress {
             eprintln!(" {}", result.status.as_str());
@@ -300,25 +303,74 @@ fn kill_tree(pgid: u32, root: u32, status: &mut Option<i32>) -> Vec<u32> {
     killed.into_iter().collect()
 }
 
+/// The tasks (threads included) a scenario created, by identity: thread id and start time,
+/// so that a pid the scenario used and another process reuses never brings that process's
+/// events in.
+#[derive(Debug, Default)]
+struct Tree {
+    /// The scenario's main process, until its fork event is seen (then 0).
+    root: u32,
+    tasks: HashMap<u32, Vec<u64>>,
+    /// The processes (not threads), by pid.
+    processes: BTreeSet<u32>,
+}
+
+impl Tree {
+    fn new(root: u32) -> Self {
+        Self {
+            root,
+            processes: BTreeSet::from([root]),
+            ..Default::default()
+        }
+    }
+
+    fn contains(&self, p: &Proc) -> bool {
+        self.tasks.get(&p.tid).is_some_and(|starts| {
+            starts
+                .iter()
+                .any(|&s| p.start == 0 || same_start(s, p.start))
+        })
+    }
+
+    fn insert(&mut self, p: &Proc, thread: bool) {
+        let starts = self.tasks.entry(p.tid).or_default();
+        if !starts.iter().any(|&s| same_start(s, p.start)) {
+            starts.push(p.start);
+        }
+        if !thread {
+            self.processes.insert(p.pid);
+        }
+    }
+}
+
 /// Does the event concern the scenario's processes? Learns new ones from forks.
-fn absorb(e: &Event, tree: &mut BTreeSet<u32>) -> bool {
+fn absorb(e: &Event, tree: &mut Tree) -> bool {
     match e {
-        Event::Fork { parent, child, .. } => {
-            if tree.contains(&parent.pid) {
-                tree.insert(child.pid);
+        Event::Fork {
+            parent,
+            child,
+            caller,
+            thread,
+            ..
+        } => {
+            let root = !*thread && tree.root != 0 && child.pid == tree.root;
+            if root || tree.contains(parent) || caller.as_ref().is_some_and(|c| tree.contains(c)) {
+                if root {
+                    // Known from now on by its identity: a later process with its pid is not it.
+                    tree.root = 0;
+                }
+                tree.insert(child, *thread);
                 true
             } else {
-                false
+                tree.contains(child)
             }
         }
         Event::Exec { task, .. }
         | Event::Exit { task, .. }
         | Event::Zombie { task, .. }
         | Event::Reap { task, .. }
-        | Event::Subreaper { task, .. } => tree.contains(&task.pid),
-        Event::Reparent { orphan, father, .. } => {
-            tree.contains(&orphan.pid) || tree.contains(&father.pid)
-        }
+        | Event::Subreaper { task, .. } => tree.contains(task),
+        Event::Reparent { orphan, father, .. } => tree.contains(orphan) || tree.contains(father),
         Event::Lost { .. } => true,
     }
 }
@@ -327,7 +379,7 @@ fn absorb(e: &Event, tree: &mut BTreeSet<u32>) -> bool {
 const PUMP_BUDGET: Duration = Duration::from_millis(50);
 
 /// Reads records into the scenario's events.
-fn pump(session: &mut Session, tree: &mut BTreeSet<u32>, events: &mut Vec<Event>) {
+fn pump(session: &mut Session, tree: &mut Tree, events: &mut Vec<Event>) {
     let mut out = Vec::new();
     let until = std::time::Instant::now() + PUMP_BUDGET;
     while session.step(&mut out) == crate::session::BATCH && std::time::Instant::now() < until {}
@@ -358,39 +410,57 @@ fn last_line(text: &str) -> Option<&str> {
 
 /// Runs one scenario to its end (or its timeout), cleans up, judges it. Returns the result,
 /// the scenario's events, and whether the run was interrupted.
+/// A pipe: (read end, write end), both close-on-exec.
+fn pipe() -> Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills the array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        bail!("pipe: {}", std::io::Error::last_os_error());
+    }
+    // SAFETY: fresh descriptors we own.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
 async fn run_one(
     session: &mut Session,
     exe: &Path,
-    spec: &Spec,
+    scenario: &dyn Scenario,
     timeout: Duration,
     stop: &mut Stop<'_>,
 ) -> Result<(ScenarioResult, Vec<Event>, bool)> {
     let started = Instant::now();
-    let description = suite::description(spec.name);
-    let mut child = match std::process::Command::new(exe)
-        .arg("scenario")
-        .arg(spec.name)
-        .args(spec.args)
+    let (name, description) = (scenario.name(), scenario.about());
+    let (out_read, out_write) = pipe()?;
+    let (err_read, err_write) = pipe()?;
+    let mut cmd = tokio::process::Command::new(exe);
+    cmd.arg("scenario")
+        .arg(name)
+        .args(scenario.args())
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-    {
+        .stdout(Stdio::from(out_write))
+        .stderr(Stdio::from(err_write))
+        .process_group(0);
+    // The scenario is the root of the session's tree from its first instruction on.
+    let spawned = session.spawn_tracked(&mut cmd);
+    drop(cmd);
+    let child = match spawned {
         Ok(c) => c,
         Err(e) => {
-            let mut r = ScenarioResult::new(spec.name, description);
-            r.fail(format!("cannot start {}: {e}", exe.display()));
+            let mut r = ScenarioResult::new(name, description);
+            r.fail(format!("cannot start {}: {e:#}", exe.display()));
             return Ok((r, Vec::new(), false));
         }
     };
-    let root = child.id();
-    let mut stdout = Pipe::new(child.stdout.take().expect("piped"));
-    let mut stderr = Pipe::new(child.stderr.take().expect("piped"));
-    // The validator reaps the scenario itself (waitpid(-1) also reaps adopted orphans).
-    drop(child);
+    let Some(root) = child.id() else {
+        bail!("the scenario {name} has no pid");
+    };
+    // The validator reaps the scenario itself (waitpid(-1) also reaps adopted orphans), so
+    // the runtime must never wait for it: the handle is forgotten, not dropped.
+    std::mem::forget(child);
+    let mut stdout = Pipe::new(out_read);
+    let mut stderr = Pipe::new(err_read);
 
-    let mut tree = BTreeSet::from([root]);
+    let mut tree = Tree::new(root);
     let mut events = Vec::new();
     let mut status = None;
     let mut timed_out = false;
@@ -455,13 +525,13 @@ async fn run_one(
         .lines()
         .rev()
         .filter_map(|l| serde_json::from_str::<ScenarioReport>(l).ok())
-        .find(|r| r.scenario == spec.name);
+        .find(|r| r.scenario == name);
     let mut result = if interrupted {
-        let mut r = ScenarioResult::new(spec.name, description);
+        let mut r = ScenarioResult::new(name, description);
         r.fail("interrupted");
         r
     } else if timed_out {
-        let mut r = ScenarioResult::new(spec.name, description);
+        let mut r = ScenarioResult::new(name, description);
         r.fail(format!(
             "timed out after {} s; killed {}",
             timeout.as_secs_f64(),
@@ -471,10 +541,10 @@ async fn run_one(
     } else {
         match (status, report) {
             (Some(s), Some(report)) if libc::WIFEXITED(s) && libc::WEXITSTATUS(s) == 0 => {
-                suite::evaluate(spec, &report, &events)
+                suite::evaluate(scenario, &report, &events)
             }
             (s, _) => {
-                let mut r = ScenarioResult::new(spec.name, description);
+                let mut r = ScenarioResult::new(name, description);
                 let how = s.map_or_else(|| "no exit status".into(), describe_status);
                 r.fail(match last_line(&err) {
                     Some(line) => format!("the scenario failed ({how}): {line}"),
@@ -493,7 +563,7 @@ async fn run_one(
     if !leftover.is_empty() {
         result.fail(format!("could not clean up processes {leftover:?}"));
     }
-    result.processes = tree.into_iter().collect();
+    result.processes = tree.processes.into_iter().collect();
     result.killed = killed;
     result.leftover = leftover;
     result.duration_ms = started.elapsed().as_millis() as u64;
@@ -507,14 +577,15 @@ mod tests {
     #[test]
     fn selection() {
         let all = select(&[]).unwrap();
-        assert!(all.iter().all(|s| !s.hidden));
-        assert!(all.iter().any(|s| s.name == "pid1-sleep"));
+        assert!(all.iter().all(|s| !s.hidden()));
+        assert!(all.iter().any(|s| s.name() == "pid1-sleep"));
+        assert!(all.iter().any(|s| s.name() == "pid-reuse"));
         let some = select(&["hang".into(), "zombie".into(), "hang".into()]).unwrap();
         assert_eq!(
-            some.iter().map(|s| s.name).collect::<Vec<_>>(),
+            some.iter().map(|s| s.name()).collect::<Vec<_>>(),
             ["hang", "zombie"]
         );
-        let e = select(&["nope".into()]).unwrap_err().to_string();
+        let e = select(&["nope".into()]).err().expect("unknown").to_string();
         assert!(
             e.starts_with("unknown scenario `nope`: choose from orphan-init"),
             "{e}"
@@ -524,27 +595,53 @@ mod tests {
 
     #[test]
     fn events_are_attributed_by_process_tree() {
-        use crate::event::Proc;
-        let p = |pid| Proc::fake(pid, "");
-        let mut tree = BTreeSet::from([10]);
-        let fork = |a, b| Event::Fork {
+        // Process `pid`, started at `start`.
+        let p = |pid, start| Proc {
+            start,
+            ..Proc::fake(pid, "")
+        };
+        let mut tree = Tree::new(10);
+        let fork = |a: Proc, b: Proc| Event::Fork {
             ts: 0,
-            parent: p(a),
-            child: p(b),
+            parent: a,
+            child: b,
             thread: false,
             caller: None,
         };
-        assert!(absorb(&fork(10, 11), &mut tree));
-        assert!(absorb(&fork(11, 12), &mut tree));
-        assert!(!absorb(&fork(99, 100), &mut tree));
-        assert_eq!(tree, BTreeSet::from([10, 11, 12]));
-        let subreaper = |pid| Event::Subreaper {
+        // The root's own fork (by the validator) brings it in.
+        assert!(absorb(&fork(p(1, 1), p(10, 100)), &mut tree));
+        assert!(absorb(&fork(p(10, 100), p(11, 110)), &mut tree));
+        assert!(absorb(&fork(p(11, 110), p(12, 120)), &mut tree));
+        assert!(!absorb(&fork(p(99, 5), p(100, 6)), &mut tree));
+        // Once the root is known, another process with its pid is not it.
+        assert!(!absorb(&fork(p(1, 1), p(10, 999)), &mut tree));
+        assert_eq!(tree.processes, BTreeSet::from([10, 11, 12]));
+        // CLONE_PARENT: the parent is outside, the caller inside.
+        let clone = Event::Fork {
             ts: 0,
-            task: p(pid),
+            parent: p(1, 1),
+            child: p(13, 130),
+            thread: false,
+            caller: Some(p(12, 120)),
+        };
+        assert!(absorb(&clone, &mut tree));
+        let subreaper = |proc| Event::Subreaper {
+            ts: 0,
+            task: proc,
             enabled: true,
         };
-        assert!(absorb(&subreaper(12), &mut tree));
-        assert!(!absorb(&subreaper(100), &mut tree));
+        assert!(absorb(&subreaper(p(12, 120)), &mut tree));
+        assert!(!absorb(&subreaper(p(100, 6)), &mut tree));
+        // Pid 12 reused by a process the scenario did not fork: not the scenario's.
+        assert!(!absorb(&subreaper(p(12, 999)), &mut tree));
+        // A start time from /proc (whole ticks) names the same task.
+        assert!(absorb(
+            &subreaper(p(11, crate::procfs::NS_PER_TICK * 5)),
+            &mut Tree {
+                tasks: HashMap::from([(11, vec![crate::procfs::NS_PER_TICK * 5 + 7])]),
+                ..Tree::new(10)
+            }
+        ));
     }
 
     #[test]

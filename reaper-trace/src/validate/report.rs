@@ -1,6 +1,5 @@
 //! What `validate` reports: one result per scenario, as a table or as one JSON document.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::Serialize;
@@ -102,8 +101,10 @@ pub struct ScenarioResult {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub zombies: Option<Zombies>,
     pub notes: Vec<String>,
-    /// The named pids the scenario reported (global pids).
-    pub pids: BTreeMap<String, u32>,
+    /// What the scenario reported: its typed pids (global pids, by role) and what the
+    /// kernel said while it ran (what waits returned, what `/proc` showed), as each scenario
+    /// defines them.
+    pub pids: serde_json::Value,
     /// Every process the scenario created, from the fork events.
     pub processes: Vec<u32>,
     /// Processes of the scenario still there after the clean-up (always empty unless the
@@ -131,7 +132,7 @@ impl ScenarioResult {
             adoptions: Vec::new(),
             zombies: None,
             notes: Vec::new(),
-            pids: BTreeMap::new(),
+            pids: serde_json::Value::Object(Default::default()),
             processes: Vec::new(),
             leftover: Vec::new(),
             killed: Vec::new(),
