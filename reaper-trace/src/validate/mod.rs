@@ -14,6 +14,7 @@ pub mod suite;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -432,7 +433,7 @@ async fn run_one(
     let (name, description) = (scenario.name(), scenario.about());
     let (out_read, out_write) = pipe()?;
     let (err_read, err_write) = pipe()?;
-    let mut cmd = tokio::process::Command::new(exe);
+    let mut cmd = std::process::Command::new(exe);
     cmd.arg("scenario")
         .arg(name)
         .args(scenario.args())
@@ -440,23 +441,18 @@ async fn run_one(
         .stdout(Stdio::from(out_write))
         .stderr(Stdio::from(err_write))
         .process_group(0);
-    // The scenario is the root of the session's tree from its first instruction on.
-    let spawned = session.spawn_tracked(&mut cmd);
+    // The scenario is the root of the session's tree from its first instruction on. The
+    // validator reaps it itself (waitpid(-1) also reaps adopted orphans): only its pid is kept.
+    let spawned = session.spawn_tracked(|| cmd.spawn().map(|c| c.id()));
     drop(cmd);
-    let child = match spawned {
-        Ok(c) => c,
+    let root = match spawned {
+        Ok(pid) => pid,
         Err(e) => {
             let mut r = ScenarioResult::new(name, description);
             r.fail(format!("cannot start {}: {e:#}", exe.display()));
             return Ok((r, Vec::new(), false));
         }
     };
-    let Some(root) = child.id() else {
-        bail!("the scenario {name} has no pid");
-    };
-    // The validator reaps the scenario itself (waitpid(-1) also reaps adopted orphans), so
-    // the runtime must never wait for it: the handle is forgotten, not dropped.
-    std::mem::forget(child);
     let mut stdout = Pipe::new(out_read);
     let mut stderr = Pipe::new(err_read);
 
