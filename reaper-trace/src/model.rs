@@ -291,7 +291,9 @@ impl Model {
             };
             let mut task = Task::new(&info);
             task.comm = p.comm.clone();
-            if p.state == 'Z' && p.tid == p.tgid {
+            // System-wide, a zombie found at start is one to follow. A traced tree starts
+            // empty: what /proc has only names the tree's parents and reapers.
+            if self.scope_all && p.state == 'Z' && p.tid == p.tgid {
                 task.state = TaskState::Zombie { since: None };
             }
             // NSpid lists the pid from the root namespace down; only the own level's

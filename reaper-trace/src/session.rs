@@ -194,8 +194,9 @@ impl Session {
         n
     }
 
-    /// The end of a session: the last records, lost counts, every zombie checked against
-    /// `/proc`, and what is still pending resolved. Takes a few hundred milliseconds.
+    /// The end of a session: the last records (for a bounded time; what is still unread then
+    /// is counted as lost), lost counts, zombies checked against `/proc`, and what is still
+    /// pending resolved. Takes a few hundred milliseconds at most.
     pub async fn finish(&mut self, out: &mut Vec<Event>) {
         self.drain_for(FINISH_DRAIN, out);
         let checked_at = boottime_ns();
@@ -218,6 +219,7 @@ impl Session {
             tokio::time::sleep(Duration::from_nanos(wait)).await;
             self.drain_for(FINISH_DRAIN, out);
         }
+        self.count_unread(out);
         self.report_lost(out);
         self.model.settle(self.applied_until, out);
         self.model.finish(out);
@@ -226,6 +228,37 @@ impl Session {
     fn drain_for(&mut self, limit: Duration, out: &mut Vec<Event>) {
         let until = std::time::Instant::now() + limit;
         while self.step(out) == BATCH && std::time::Instant::now() < until {}
+    }
+
+    /// Records still in the ring when a stopping session has no time left to apply them:
+    /// counted by kind and reported as lost, never dropped unsaid. Reading a header costs
+    /// little, so this takes a few milliseconds for a full ring.
+    fn count_unread(&mut self, out: &mut Vec<Event>) {
+        let mut unread = [0u64; reaper_trace_common::kind::COUNT as usize];
+        let until = std::time::Instant::now() + Duration::from_millis(100);
+        loop {
+            let n = self.tracer.drain(BATCH, |bytes| {
+                if let Some(k) = bytes.get(..4) {
+                    let k = u32::from_ne_bytes([k[0], k[1], k[2], k[3]]) as usize;
+                    if let Some(slot) = unread.get_mut(k) {
+                        *slot += 1;
+                    }
+                }
+            });
+            if n < BATCH || std::time::Instant::now() >= until {
+                break;
+            }
+        }
+        let now = boottime_ns();
+        for (slot, &count) in unread.iter().enumerate().filter(|(_, c)| **c > 0) {
+            let what = decode::kind_name(slot as u32);
+            *self.stats.lost.entry(what).or_default() += count;
+            out.push(Event::Lost {
+                ts: now,
+                what: what.to_string(),
+                count,
+            });
+        }
     }
 
     /// What the kernel programs logged since the last call (rare conditions).
