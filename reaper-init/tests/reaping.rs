@@ -24,12 +24,14 @@ fn pid_list(path: &Path) -> BTreeSet<i32> {
 fn zombie_counter_detects_zombies() {
     // Control for the shell-side zombie check used below, so that those tests
     // cannot pass merely because the check never finds anything: a process
-    // that execs into `sleep` never reaps its two background children.
+    // that execs into `sleep` never reaps its two background children. It lives until it is
+    // killed (60 s is only a bound): on a loaded machine the check may take seconds.
     let script = format!(
         "{COUNT_ZOMBIES_SH}
-        sh -c 'sleep 0.05 & sleep 0.05 & exec sleep 2' &
+        sh -c 'sleep 0.05 & sleep 0.05 & exec sleep 60' &
         p=$!
-        sleep 0.4
+        i=0
+        while [ \"$(count_zombies $p)\" != 2 ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
         count_zombies $p
         kill $p"
     );
