@@ -102,6 +102,11 @@ pub fn scan() -> Vec<ProcTask> {
     out
 }
 
+/// The process ids `/proc` lists now (one directory read: a process not in it is gone).
+pub fn live_pids() -> std::collections::HashSet<u32> {
+    numeric_entries("/proc").into_iter().collect()
+}
+
 /// Is the task `tid` that started at `start_ns` (boottime) still a zombie?
 pub fn still_zombie(tid: u32, start_ns: u64) -> bool {
     fs::read_to_string(format!("/proc/{tid}/stat"))

@@ -16,7 +16,7 @@ use tokio::time::{Instant, sleep_until};
 use crate::clock::boottime_ns;
 use crate::decode::{self, decode};
 use crate::event::Event;
-use crate::model::{Model, Scope, VANISH_GRACE_NS};
+use crate::model::{Model, Scope, VANISH_GRACE_NS, ZombieCheck};
 use crate::tracer::Tracer;
 use crate::{btf_offsets, preflight, procfs};
 
@@ -27,8 +27,10 @@ pub const BATCH: usize = 4096;
 /// After the ring signals records, let more gather this long before reading: one read per
 /// batch, not one wake-up per record.
 const GATHER: Duration = Duration::from_millis(20);
-/// Zombies checked against `/proc` per housekeeping round at most.
-const CHECK_BUDGET: usize = 2000;
+/// Zombies checked against `/proc` per housekeeping round at most, and the time their
+/// `stat` reads may take.
+const CHECK_BUDGET: usize = 20_000;
+const HOUSEKEEPING_CHECKS: Duration = Duration::from_millis(20);
 /// At the end, the last records are read for at most this long.
 const FINISH_DRAIN: Duration = Duration::from_millis(150);
 /// At the end, zombies are checked against `/proc` for at most this long (longest unchecked
@@ -200,17 +202,8 @@ impl Session {
     pub async fn finish(&mut self, out: &mut Vec<Event>) {
         self.drain_for(FINISH_DRAIN, out);
         let checked_at = boottime_ns();
-        let until = std::time::Instant::now() + FINISH_CHECKS;
-        let mut gone = 0;
-        for z in self.model.zombies() {
-            if std::time::Instant::now() >= until {
-                break;
-            }
-            if !procfs::still_zombie(z.tid, z.start_ns) {
-                self.model.gone_from_proc(z, checked_at);
-                gone += 1;
-            }
-        }
+        let zombies = self.model.zombies();
+        let gone = self.check_zombies(zombies, checked_at, FINISH_CHECKS);
         if gone > 0 {
             // Their reap records may still be on their way: wait for what was written
             // before the check, then read it.
@@ -286,10 +279,29 @@ impl Session {
         self.report_lost(out);
         self.model.settle(self.applied_until, out);
         let now = boottime_ns();
-        for z in self.model.due_for_check(now, CHECK_BUDGET) {
-            if !procfs::still_zombie(z.tid, z.start_ns) {
+        let due = self.model.due_for_check(now, CHECK_BUDGET);
+        if !due.is_empty() {
+            self.check_zombies(due, now, HOUSEKEEPING_CHECKS);
+        }
+    }
+
+    /// Tells the model which of `zombies` `/proc` no longer shows (checked at `now`): one
+    /// directory read settles those whose pid is gone; the others' `stat` is read (the pid
+    /// may name a new process), for at most `limit`. Returns how many are gone.
+    fn check_zombies(&mut self, zombies: Vec<ZombieCheck>, now: u64, limit: Duration) -> usize {
+        let live = procfs::live_pids();
+        let until = std::time::Instant::now() + limit;
+        let mut gone = 0;
+        for z in zombies {
+            let present = live.contains(&z.tid);
+            if present && std::time::Instant::now() >= until {
+                continue;
+            }
+            if !present || !procfs::still_zombie(z.tid, z.start_ns) {
                 self.model.gone_from_proc(z, now);
+                gone += 1;
             }
         }
+        gone
     }
 }
