@@ -18,8 +18,15 @@ const LLVM_PACKAGES: &[&str] = &[
     "zlib1g-dev",
 ];
 /// Used by the tests: reference reaping inits, tmux for the dashboard test, bpftool to check
-/// that no program stays attached.
-const TEST_PACKAGES: &[&str] = &["tini", "dumb-init", "catatonit", "tmux", "bpftool"];
+/// that no program stays attached, stress-ng for the load test.
+const TEST_PACKAGES: &[&str] = &[
+    "tini",
+    "dumb-init",
+    "catatonit",
+    "tmux",
+    "bpftool",
+    "stress-ng",
+];
 
 const HELP: &str = "\
 cargo xtask <command> [-- args]
@@ -29,7 +36,8 @@ cargo xtask <command> [-- args]
   run [--debug] -- ARGS     build (optimized unless --debug), then run `reaper-trace ARGS`
                             (needs root)
   test [-- ARGS]   build, then run every test, the privileged end-to-end ones included
-  bench            measure tracer overhead and dashboard CPU (figures, not pass/fail)
+  bench            measure userspace throughput, tracer overhead and dashboard CPU
+                   (figures, not pass/fail)
 ";
 
 fn root() -> PathBuf {
@@ -213,7 +221,15 @@ fn real_main() -> Result<ExitCode> {
         Some("bench") => {
             setup(true)?;
             let dir = build(true)?;
-            // Tracing cost, then the dashboard's own CPU under load.
+            // Userspace throughput on synthetic records (no tracing), then tracing cost, then
+            // the dashboard's own CPU under load.
+            run(&mut cargo(&[
+                "bench",
+                "-p",
+                "reaper-trace",
+                "--bench",
+                "throughput",
+            ]))?;
             for bin in ["bench", "bench_dashboard"] {
                 let mut bench =
                     cargo(&["run", "--release", "-p", "reaper-trace-tests", "--bin", bin]);
