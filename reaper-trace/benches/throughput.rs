@@ -197,7 +197,6 @@ impl Records {
             children_followed: 0,
             children_truncated: 0,
             pids: task.pids(),
-            snapshot: Default::default(),
         });
     }
 
