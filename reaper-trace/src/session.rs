@@ -230,6 +230,7 @@ impl Session {
         let mut unread = [0u64; reaper_trace_common::kind::COUNT as usize];
         let until = std::time::Instant::now() + Duration::from_millis(100);
         loop {
+            let before = boottime_ns();
             let n = self.tracer.drain(BATCH, |bytes| {
                 if let Some(k) = bytes.get(..4) {
                     let k = u32::from_ne_bytes([k[0], k[1], k[2], k[3]]) as usize;
@@ -238,7 +239,14 @@ impl Session {
                     }
                 }
             });
-            if n < BATCH || std::time::Instant::now() >= until {
+            if n < BATCH {
+                // Every record written before `before` is now applied or counted as lost:
+                // a zombie /proc stopped showing earlier than that, that no applied record
+                // reaped, vanished.
+                self.applied_until = self.applied_until.max(before);
+                break;
+            }
+            if std::time::Instant::now() >= until {
                 break;
             }
         }
