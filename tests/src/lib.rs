@@ -4,7 +4,7 @@
 //! The tests need root (they load eBPF programs and create pid namespaces). `cargo xtask test`
 //! runs them as root and sets `REAPER_TRACE_BIN`; run directly, they look in `target/debug`.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
@@ -91,6 +91,35 @@ impl Trace {
         }
     }
 
+    /// Reads only the lines `keep` accepts (the others are skipped unparsed, but must still
+    /// be whole event lines): for the large recordings of system-wide load tests.
+    pub fn read_lines_where(path: &std::path::Path, keep: impl Fn(&str) -> bool) -> Trace {
+        let text = std::fs::read_to_string(path).expect("recording readable");
+        Trace::parse_lines_where(&text, keep)
+    }
+
+    /// [`Trace::read_lines_where`] on a recording already read.
+    pub fn parse_lines_where(text: &str, keep: impl Fn(&str) -> bool) -> Trace {
+        let mut lines = text.lines();
+        let header: Value =
+            serde_json::from_str(lines.next().expect("a header line")).expect("a JSON header");
+        assert_eq!(header["type"], "header");
+        let events = lines
+            .filter(|l| {
+                assert!(
+                    l.starts_with("{\"type\":\"") && l.ends_with('}'),
+                    "not an event line: {l:?}"
+                );
+                keep(l)
+            })
+            .map(|l| {
+                serde_json::from_str::<Value>(l)
+                    .unwrap_or_else(|e| panic!("invalid JSON line {l:?}: {e}"))
+            })
+            .collect();
+        Trace { header, events }
+    }
+
     pub fn of_type<'a>(&'a self, ty: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
         self.events.iter().filter(move |e| e["type"] == ty)
     }
@@ -145,6 +174,72 @@ impl Trace {
         }
         text
     }
+}
+
+/// A task's identity in a recording, `(pid, start)`: what [`descendants`] returns.
+pub fn task_identity(task: &Value) -> (u64, u64) {
+    identity(task)
+}
+
+/// The identity (`pid`, `start`) of the `proc` object `"FIELD":{...}` in a recording's line,
+/// read without parsing the line: `record` writes a proc's fields in a fixed order, `pid`
+/// first and `start` before the only text field, `comm`.
+pub fn proc_in_line(line: &str, field: &str) -> Option<(u64, u64)> {
+    let number = |s: &str| -> Option<u64> {
+        let end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        s[..end].parse().ok()
+    };
+    let at = line.find(&format!("\"{field}\":{{\"pid\":"))? + field.len() + 10;
+    let pid = number(&line[at..])?;
+    let start_at = at + line[at..].find("\"start\":")? + 8;
+    Some((pid, number(&line[start_at..])?))
+}
+
+/// The process `root_pid` (the last task the recording names with that pid, so one that
+/// lived to its end) and the processes it forked, and theirs, as identities (pid, start):
+/// from `fork` lines, and from the `parent` that `exit` and `zombie` lines name (so a lost
+/// record does not hide a child). Reads the lines as text (see [`proc_in_line`]), which is
+/// many times faster than parsing them: for the large recordings of the load tests.
+pub fn descendants<'a>(
+    lines: impl Iterator<Item = &'a str> + Clone,
+    root_pid: u32,
+) -> HashSet<(u64, u64)> {
+    let root_pid = u64::from(root_pid);
+    let links = lines.filter_map(|l| {
+        let rest = l.strip_prefix("{\"type\":\"")?;
+        if rest.starts_with("fork\"") {
+            if l.contains("\"thread\":true") {
+                return None;
+            }
+            Some((proc_in_line(l, "parent")?, proc_in_line(l, "child")?))
+        } else if rest.starts_with("exit\"") || rest.starts_with("zombie\"") {
+            Some((proc_in_line(l, "parent")?, proc_in_line(l, "task")?))
+        } else {
+            None
+        }
+    });
+    let root = links
+        .clone()
+        .flat_map(|(p, c)| [p, c])
+        .filter(|&(pid, _)| pid == root_pid)
+        .max_by_key(|&(_, start)| start);
+    let mut set: HashSet<(u64, u64)> = root.into_iter().collect();
+    for (parent, child) in links {
+        if set.contains(&parent) {
+            set.insert(child);
+        }
+    }
+    set
+}
+
+/// A `/proc/PID/status` field counted in KiB (`VmHWM`, `VmRSS`); `None` once the process is
+/// gone.
+pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
 }
 
 /// A numbered pid of a scenario report (`report.pids.NAME`).
@@ -501,4 +596,65 @@ pub fn require_root() {
         is_root(),
         "this test needs root: run `cargo xtask test` as root"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn proc_json(pid: u32, start: u64, comm: &str) -> String {
+        format!(
+            r#"{{"pid":{pid},"tid":{pid},"ns_pid":{pid},"ns_tid":{pid},"pidns":4026531836,"start":{start},"comm":"{comm}"}}"#
+        )
+    }
+
+    #[test]
+    fn descendants_follow_forks_and_parents_by_identity() {
+        let p = proc_json;
+        let lines = [
+            // An earlier holder of the root's pid, and its child: not the root.
+            format!(
+                r#"{{"type":"fork","ts":1,"parent":{},"child":{},"thread":false}}"#,
+                p(7, 5, "x"),
+                p(50, 6, "x")
+            ),
+            // The root (forked by the test), a worker, a thread of the worker, a child.
+            format!(
+                r#"{{"type":"fork","ts":2,"parent":{},"child":{},"thread":false}}"#,
+                p(1, 1, "t"),
+                p(7, 10, "t")
+            ),
+            format!(
+                r#"{{"type":"fork","ts":3,"parent":{},"child":{},"thread":false}}"#,
+                p(7, 10, "s"),
+                p(8, 11, "s")
+            ),
+            format!(
+                r#"{{"type":"fork","ts":4,"parent":{},"child":{},"thread":true}}"#,
+                p(8, 11, "s"),
+                p(8, 12, "s")
+            ),
+            format!(
+                r#"{{"type":"fork","ts":5,"parent":{},"child":{},"thread":false}}"#,
+                p(8, 11, "s"),
+                p(9, 13, "s\"start\":1")
+            ),
+            // A child whose fork record was lost, known from its zombie's parent.
+            format!(
+                r#"{{"type":"zombie","ts":6,"task":{},"parent":{},"status":{{}}}}"#,
+                p(20, 14, "s"),
+                p(8, 11, "s")
+            ),
+            // Pid 9 reused by someone else.
+            format!(
+                r#"{{"type":"fork","ts":7,"parent":{},"child":{},"thread":false}}"#,
+                p(2, 2, "o"),
+                p(9, 30, "o")
+            ),
+        ];
+        assert_eq!(proc_in_line(&lines[4], "child"), Some((9, 13)));
+        let set = descendants(lines.iter().map(String::as_str), 7);
+        let want: HashSet<(u64, u64)> = [(7, 10), (8, 11), (9, 13), (20, 14)].into();
+        assert_eq!(set, want);
+    }
 }
