@@ -66,6 +66,15 @@ fn read<T: Copy>(kind: u32, bytes: &[u8]) -> Result<T, DecodeError> {
     Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
 }
 
+/// A record's header alone (kind and time), without the rest.
+pub fn header(bytes: &[u8]) -> Result<EventHeader, DecodeError> {
+    if bytes.len() < size_of::<EventHeader>() {
+        return Err(DecodeError::TooShort(bytes.len()));
+    }
+    // SAFETY: the length was checked; the header is plain data, read unaligned.
+    Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<EventHeader>()) })
+}
+
 pub fn decode(bytes: &[u8]) -> Result<RawEvent, DecodeError> {
     if bytes.len() < size_of::<EventHeader>() {
         return Err(DecodeError::TooShort(bytes.len()));

@@ -200,6 +200,8 @@ impl Session {
     /// is counted as lost), lost counts, zombies checked against `/proc`, and what is still
     /// pending resolved. Takes a few hundred milliseconds at most.
     pub async fn finish(&mut self, out: &mut Vec<Event>) {
+        // Records written from now on are past the end of the session, not lost.
+        let stopped_at = boottime_ns();
         self.drain_for(FINISH_DRAIN, out);
         let checked_at = boottime_ns();
         let zombies = self.model.zombies();
@@ -212,7 +214,7 @@ impl Session {
             tokio::time::sleep(Duration::from_nanos(wait)).await;
             self.drain_for(FINISH_DRAIN, out);
         }
-        self.count_unread(out);
+        self.count_unread(stopped_at, out);
         self.report_lost(out);
         self.model.settle(self.applied_until, out);
         self.model.finish(out);
@@ -224,19 +226,22 @@ impl Session {
     }
 
     /// Records still in the ring when a stopping session has no time left to apply them:
-    /// counted by kind and reported as lost, never dropped unsaid. Reading a header costs
-    /// little, so this takes a few milliseconds for a full ring.
-    fn count_unread(&mut self, out: &mut Vec<Event>) {
+    /// those written before the stop (`stopped_at`) are counted by kind and reported as lost,
+    /// never dropped unsaid; later ones are past the end. Reading a header costs little, so
+    /// this takes a few milliseconds for a full ring.
+    fn count_unread(&mut self, stopped_at: u64, out: &mut Vec<Event>) {
         let mut unread = [0u64; reaper_trace_common::kind::COUNT as usize];
         let until = std::time::Instant::now() + Duration::from_millis(100);
         loop {
             let before = boottime_ns();
             let n = self.tracer.drain(BATCH, |bytes| {
-                if let Some(k) = bytes.get(..4) {
-                    let k = u32::from_ne_bytes([k[0], k[1], k[2], k[3]]) as usize;
-                    if let Some(slot) = unread.get_mut(k) {
-                        *slot += 1;
-                    }
+                let Ok(header) = decode::header(bytes) else {
+                    return;
+                };
+                if header.ts_ns <= stopped_at
+                    && let Some(slot) = unread.get_mut(header.kind as usize)
+                {
+                    *slot += 1;
                 }
             });
             if n < BATCH {
