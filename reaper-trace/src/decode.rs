@@ -76,10 +76,7 @@ pub fn header(bytes: &[u8]) -> Result<EventHeader, DecodeError> {
 }
 
 pub fn decode(bytes: &[u8]) -> Result<RawEvent, DecodeError> {
-    if bytes.len() < size_of::<EventHeader>() {
-        return Err(DecodeError::TooShort(bytes.len()));
-    }
-    let k = u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+    let k = header(bytes)?.kind;
     Ok(match k {
         kind::FORK => RawEvent::Fork(read(k, bytes)?),
         kind::EXEC => RawEvent::Exec(read(k, bytes)?),

@@ -385,9 +385,7 @@ impl Model {
         if !task.is_process() {
             return;
         }
-        for key in task.keys() {
-            self.waitable.insert(key, tid);
-        }
+        self.waitable.extend(task.keys().map(|key| (key, tid)));
     }
 
     fn unindex(&mut self, task: &Task) {
@@ -450,7 +448,8 @@ impl Model {
         if pending && !was_pending {
             self.index_waitable(tid);
         } else if !pending && was_pending {
-            for key in self.tasks[&tid].keys() {
+            let task = &self.tasks[&tid];
+            for key in task.keys() {
                 if self.waitable.get(&key) == Some(&tid) {
                     self.waitable.remove(&key);
                 }
@@ -685,6 +684,10 @@ impl Model {
                 .map(|(l, u)| ns_key(l, u))
                 .collect();
             self.tasks.get_mut(&tid).expect("known").pids = pids;
+            if self.tasks[&tid].is_pending() {
+                // Levels its exit record did not give: a wait may name it by them.
+                self.index_waitable(tid);
+            }
         }
         if gone || e.exit_state != exit_state::EXIT_ZOMBIE {
             // Reported once a wait, the free record or the next check says how it went.
@@ -915,7 +918,11 @@ impl Model {
             },
             e.pid,
         );
-        let Some(&tid) = self.waitable.get(&key) else {
+        let Some(&tid) = self
+            .waitable
+            .get(&key)
+            .filter(|tid| self.tasks.get(tid).is_some_and(Task::is_pending))
+        else {
             // A child unknown to the model (its records were lost, or it was reaped before
             // tracing began) or not waitable any more.
             return;
@@ -1074,14 +1081,12 @@ impl Model {
 }
 
 impl Task {
-    /// The keys a wait result may name this process by: its pid at every level known.
-    fn keys(&self) -> Vec<NsPid> {
-        let mut keys = self.pids.clone();
-        keys.push((0, self.id.tgid));
-        if self.level > 0 && self.pidns != 0 {
-            keys.push((self.pidns, self.ns_tgid));
-        }
-        keys
+    /// The keys a wait result may name this process by: its pid at every level an exit or
+    /// final record gave (level 0 first), else its global pid; and its own level's.
+    fn keys(&self) -> impl Iterator<Item = NsPid> + '_ {
+        let global = self.pids.is_empty().then_some((0, self.id.tgid));
+        let own = (self.level > 0 && self.pidns != 0).then_some((self.pidns, self.ns_tgid));
+        self.pids.iter().copied().chain(global).chain(own)
     }
 }
 

@@ -55,10 +55,6 @@ pub struct Stats {
 }
 
 impl Stats {
-    pub fn lost_total(&self) -> u64 {
-        self.lost.values().sum()
-    }
-
     /// `"12 fork, 3 zombie"`, or `None` when nothing was lost.
     pub fn describe_lost(&self) -> Option<String> {
         (!self.lost.is_empty()).then(|| {

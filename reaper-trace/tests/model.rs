@@ -999,3 +999,27 @@ fn a_task_from_before_tracing_keeps_one_start_time() {
         .collect();
     assert_eq!(starts.into_iter().collect::<Vec<_>>(), [120_000_000]);
 }
+
+#[test]
+fn a_wait4_result_naming_a_running_child_is_not_a_reap() {
+    // wait4's record has no status (-1): a pid it returns for a child that is running (a
+    // stop or continue report) is no reap; the same pid once the child exited is one, with
+    // the exit record's status.
+    let mut m = Model::new(Scope::All);
+    let parent = info(10, 10, 1, "parent");
+    let child = info(11, 11, 50, "child");
+    let out = apply(
+        &mut m,
+        &[fork(100, parent, child), wait4(150, parent, 11, -1)],
+    );
+    assert!(reaps(&out).is_empty(), "{out:?}");
+    let out = apply(
+        &mut m,
+        &[exit(200, child, parent, 7), wait4(260, parent, 11, -1)],
+    );
+    assert_eq!(reaps(&out), [(11, 50, ReapHow::Wait4, Some(60))]);
+    match out.iter().find(|e| e.type_name() == "zombie") {
+        Some(Event::Zombie { status, .. }) => assert_eq!(status.code, Some(7)),
+        other => panic!("{other:?}"),
+    }
+}
