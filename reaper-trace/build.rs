@@ -1,5 +1,12 @@
 //! Builds the kernel programs (reaper-trace-ebpf) for the BPF target with the nightly
-//! toolchain, and puts the object in OUT_DIR for `include_bytes_aligned!`.
+//! toolchain, and puts the object in OUT_DIR for `include_bytes_aligned!`. Then checks the
+//! object: no program may call `memset`, `memcpy`, `memmove`, `memcmp` or `bcmp`. LLVM emits
+//! those calls for large or unaligned struct copies and zeroing, and links in byte loops that
+//! the verifier walks byte by byte: that is what made the programs too large for Linux 7.1+.
+use object::{Object, ObjectSection, ObjectSymbol, RelocationTarget};
+
+const BYTE_LOOPS: [&str; 5] = ["memset", "memcpy", "memmove", "memcmp", "bcmp"];
+
 fn main() -> anyhow::Result<()> {
     let manifest_dir = std::env::var("CARGO_MANIFEST_DIR")?;
     let ebpf_dir = std::path::Path::new(&manifest_dir)
@@ -16,5 +23,36 @@ fn main() -> anyhow::Result<()> {
             ..Default::default()
         }],
         aya_build::Toolchain::Custom("nightly"),
-    )
+    )?;
+    let object_path = std::path::Path::new(&std::env::var("OUT_DIR")?).join("reaper-trace");
+    check_no_byte_loops(&std::fs::read(&object_path)?)
+}
+
+/// Fails on any call from a program to one of `BYTE_LOOPS`.
+fn check_no_byte_loops(data: &[u8]) -> anyhow::Result<()> {
+    let file = object::File::parse(data)?;
+    let mut found = Vec::new();
+    for section in file.sections() {
+        for (offset, reloc) in section.relocations() {
+            let RelocationTarget::Symbol(index) = reloc.target() else {
+                continue;
+            };
+            let name = file.symbol_by_index(index)?.name()?;
+            if BYTE_LOOPS.contains(&name) {
+                found.push(format!(
+                    "{} calls {name} at instruction {}",
+                    section.name()?,
+                    offset / 8
+                ));
+            }
+        }
+    }
+    if !found.is_empty() {
+        anyhow::bail!(
+            "the kernel programs call byte loops the verifier walks byte by byte (zero or copy \
+             large fields with `zero()` or field by field instead): {}",
+            found.join("; ")
+        );
+    }
+    Ok(())
 }

@@ -53,7 +53,13 @@ pub mod kind {
     /// Not a record: processes of a traced tree that could not be added to the scope map
     /// (it was full); their records are not seen.
     pub const SCOPE_FULL: u32 = 12;
-    pub const COUNT: u32 = 14;
+    /// Up to [`super::CHUNK_CHILDREN`] adoptions of one exit in one record: what the programs
+    /// for kernels without `bpf_loop` send instead of one `REPARENT` record per child (the
+    /// verifier then checks one straight path per chunk). Userspace turns each child of it
+    /// into the `REPARENT` record the other programs would have sent (lost ones are counted
+    /// as lost `REPARENT` records).
+    pub const ADOPTION_CHUNK: u32 = 14;
+    pub const COUNT: u32 = 15;
 }
 
 /// Processes of a traced tree followed at once (`record -- CMD`): the scope map's size.
@@ -64,6 +70,9 @@ pub const MAX_TRACKED_ZOMBIE_PIDS: u32 = 65536;
 /// Children counted (not followed) past `MAX_CHILDREN`, so `lost` says how many adoptions
 /// went unseen.
 pub const MAX_CHILDREN_COUNTED: u32 = 1 << 16;
+/// The same where the kernel has no `bpf_loop` (before 5.17): the verifier checks each
+/// iteration of a bounded loop, so fewer are counted; the count is then a lower bound.
+pub const MAX_CHILDREN_COUNTED_BOUNDED: u32 = 1024;
 
 /// Number of slots in the per-CPU lost-event counter map, indexed by [`kind`].
 pub const LOST_SLOTS: u32 = kind::COUNT;
@@ -281,6 +290,77 @@ pub struct ReparentEvent {
     pub _pad: u32,
 }
 
+/// Children per `ADOPTION_CHUNK` record.
+pub const CHUNK_CHILDREN: usize = 16;
+
+/// One child of an `ADOPTION_CHUNK` record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ChunkChild {
+    pub orphan: TaskId,
+    /// The orphan's `real_parent` after reparenting.
+    pub parent: TaskId,
+    pub orphan_comm: [u8; COMM_LEN],
+    pub orphan_exit_state: u32,
+    pub _pad: u32,
+    /// Zero when the saved child was still that task when read (its id read before and after,
+    /// xor-ed with the saved one); otherwise it was released, and the fields above but
+    /// `orphan` mean nothing. A difference, not a flag: the program computes it without a
+    /// branch.
+    pub changed: u64,
+}
+
+/// Adoptions of one exit, `count` (at most `CHUNK_CHILDREN`) children at a time.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AdoptionChunkEvent {
+    pub hdr: EventHeader,
+    pub father: TaskId,
+    /// The new parent read for all the children (as `ReparentEvent::reaper`).
+    pub reaper: TaskInfo,
+    pub reaper_is_subreaper: u32,
+    pub count: u32,
+    pub children: [ChunkChild; CHUNK_CHILDREN],
+}
+
+impl AdoptionChunkEvent {
+    /// The `REPARENT` records the `bpf_loop` programs would have sent for these children.
+    pub fn reparents(&self) -> impl Iterator<Item = ReparentEvent> + '_ {
+        let n = (self.count as usize).min(CHUNK_CHILDREN);
+        self.children[..n].iter().map(move |c| {
+            let mut ev = ReparentEvent {
+                hdr: EventHeader {
+                    kind: kind::REPARENT,
+                    ..self.hdr
+                },
+                orphan: c.orphan,
+                orphan_comm: c.orphan_comm,
+                father: self.father,
+                reaper: self.reaper,
+                reaper_is_subreaper: self.reaper_is_subreaper,
+                orphan_exit_state: c.orphan_exit_state,
+                flags: 0,
+                _pad: 0,
+            };
+            if c.changed != 0 {
+                ev.orphan_comm = [0; COMM_LEN];
+                ev.orphan_exit_state = 0;
+                ev.reaper = TaskInfo::default();
+                ev.reaper_is_subreaper = 0;
+                ev.flags = REPARENT_RELEASED;
+            } else if c.parent != self.reaper.id {
+                ev.reaper = TaskInfo {
+                    id: c.parent,
+                    ..TaskInfo::default()
+                };
+                ev.reaper_is_subreaper = 0;
+                ev.flags = REPARENT_REAPER_ID_ONLY;
+            }
+            ev
+        })
+    }
+}
+
 /// The orphan was released before its new parent could be read (`reaper` is empty).
 pub const REPARENT_RELEASED: u32 = 1;
 /// This orphan's parent is not the one read for its siblings: only `reaper.id` is filled.
@@ -335,6 +415,10 @@ pub struct Offsets {
     pub task_comm: u32,
     pub task_exit_state: u32,
     pub task_exit_code: u32,
+    /// `task_struct::__state` (`state` before Linux 5.14, a `long` there: its low 32 bits
+    /// are read). `sched_switch` reads the previous task's state here, the same on every
+    /// kernel (its `prev_state` argument only exists since 5.18).
+    pub task_state: u32,
     pub task_start_boottime: u32,
     pub task_signal: u32,
     pub task_thread_pid: u32,

@@ -6,6 +6,7 @@
 #![no_std]
 #![no_main]
 
+use core::ffi::c_void;
 use core::ptr::{addr_of, read_volatile};
 
 use aya_ebpf::{
@@ -19,9 +20,10 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::warn;
 use reaper_trace_common::{
-    ARGS_LEN, COMM_LEN, DEAD_LEADER_GONE, DeadEvent, EventHeader, ExecEvent, ExitEvent,
-    FORK_FLAG_THREAD, ForkEvent, FreeEvent, LOST_SLOTS, MAX_ANCESTOR_THREADS, MAX_ANCESTORS,
-    MAX_CHILDREN, MAX_CHILDREN_COUNTED, MAX_PID_LEVELS, MAX_SUBREAPERS, MAX_THREADS, MAX_TRACKED,
+    ARGS_LEN, AdoptionChunkEvent, CHUNK_CHILDREN, COMM_LEN, DEAD_LEADER_GONE, DeadEvent,
+    EventHeader, ExecEvent, ExitEvent, FORK_FLAG_THREAD, ForkEvent, FreeEvent, LOST_SLOTS,
+    MAX_ANCESTOR_THREADS, MAX_ANCESTORS, MAX_CHILDREN, MAX_CHILDREN_COUNTED,
+    MAX_CHILDREN_COUNTED_BOUNDED, MAX_PID_LEVELS, MAX_SUBREAPERS, MAX_THREADS, MAX_TRACKED,
     MAX_TRACKED_ZOMBIE_PIDS, Offsets, PendingCall, PendingChildren, REPARENT_REAPER_ID_ONLY,
     REPARENT_RELEASED, ReaperSnapshot, ReparentEvent, SnapshotEvent, SubreaperEvent, TaskId,
     TaskInfo, UPid, WaitEvent, exit_state, kind, ns_pid_key, wait_syscall,
@@ -41,6 +43,7 @@ static OFFSETS: Offsets = Offsets {
     task_comm: 0,
     task_exit_state: 0,
     task_exit_code: 0,
+    task_state: 0,
     task_start_boottime: 0,
     task_signal: 0,
     task_thread_pid: 0,
@@ -132,21 +135,158 @@ fn enabled() -> bool {
 
 /// Reads a `T` at `base + off` in kernel memory; zero when the read fails (the helper zeroes
 /// its destination then). No branch on the result: a branch per read doubles the states the
-/// verifier explores at every read.
+/// verifier explores at every read. `T` must be plain data (any bit pattern valid).
 #[inline(always)]
-fn rd<T: Copy + Default>(base: *const u8, off: usize) -> T {
-    let mut value = T::default();
-    // SAFETY: bpf_probe_read_kernel copes with any address (NULL included) and writes at
-    // most `size_of::<T>()` bytes into `value`.
+fn rd<T: Copy>(base: *const u8, off: usize) -> T {
+    // Not zeroed first: the helper writes every byte either way (and zeroing an array would
+    // make LLVM call `memset`).
+    let mut value = core::mem::MaybeUninit::<T>::uninit();
+    // SAFETY: bpf_probe_read_kernel copes with any address (NULL included) and writes all
+    // `size_of::<T>()` bytes of `value`: what it read, or zeros when the read failed.
     unsafe {
         generated::bpf_probe_read_kernel(
-            (&mut value as *mut T).cast(),
+            value.as_mut_ptr().cast(),
             core::mem::size_of::<T>() as u32,
             base.wrapping_add(off).cast(),
+        );
+        value.assume_init()
+    }
+}
+
+/// Zeroes `*dst` with one helper call: `bpf_probe_read_kernel` clears its destination when the
+/// read fails, and a read from address 0 always fails. A plain assignment of zeros to a large
+/// field makes LLVM call `memset`, a byte loop that the verifier walks byte by byte.
+#[inline(always)]
+fn zero<T>(dst: &mut T) {
+    // SAFETY: writes at most `size_of::<T>()` bytes into `dst`.
+    unsafe {
+        generated::bpf_probe_read_kernel(
+            (dst as *mut T).cast(),
+            core::mem::size_of::<T>() as u32,
+            core::ptr::null(),
         )
     };
-    value
 }
+
+/// One step of a loop: gets the index and the loop's state; non-zero stops the loop.
+type Step = extern "C" fn(u64, *mut c_void) -> i64;
+
+/// How a program repeats a step. [`HelperLoop`] (`bpf_loop`, Linux 5.17+) has the verifier
+/// check the step once, whatever the count; [`BoundedLoop`] is for older kernels, where the
+/// verifier checks every iteration, so its bounds are lower. Userspace loads the programs
+/// built on the one the kernel has.
+trait Repeat {
+    /// Children of an exiting task followed (at most `MAX_CHILDREN`).
+    const CHILDREN: u32;
+    /// How many children past the followed ones an exit counts (for the `lost` figures).
+    const COUNTED: u32;
+    /// Ancestors walked looking for subreapers (at most `MAX_ANCESTORS`).
+    const ANCESTORS: u32;
+    /// Threads scanned for a live one: of the exiting task, and of each subreaper ancestor.
+    const THREADS: u32;
+    const ANCESTOR_THREADS: u32;
+
+    /// Runs `step` for the indices `0..n` until it returns non-zero. `n` is bounded (a
+    /// constant, or at most one of the constants above).
+    fn repeat(n: u32, step: Step, state: *mut c_void);
+
+    /// Reports the adoptions of the first `count` (at most `CHILDREN`) children saved.
+    fn report(adoptions: &mut Adoptions, count: u32);
+}
+
+struct HelperLoop;
+struct BoundedLoop;
+
+impl Repeat for HelperLoop {
+    const CHILDREN: u32 = MAX_CHILDREN as u32;
+    const COUNTED: u32 = MAX_CHILDREN_COUNTED;
+    const ANCESTORS: u32 = MAX_ANCESTORS as u32;
+    const THREADS: u32 = MAX_THREADS as u32;
+    const ANCESTOR_THREADS: u32 = MAX_ANCESTOR_THREADS as u32;
+
+    #[inline(always)]
+    fn repeat(n: u32, step: Step, state: *mut c_void) {
+        // SAFETY: `step` has the signature bpf_loop expects and `state` outlives the call.
+        unsafe { generated::bpf_loop(n, step as *mut c_void, state, 0) };
+    }
+
+    /// One `REPARENT` record per child: the verifier checks `report_adoption` once.
+    #[inline(always)]
+    fn report(adoptions: &mut Adoptions, count: u32) {
+        Self::repeat(count, report_adoption, (adoptions as *mut Adoptions).cast());
+    }
+}
+
+impl Repeat for BoundedLoop {
+    const CHILDREN: u32 = BOUNDED_CHILDREN;
+    const COUNTED: u32 = MAX_CHILDREN_COUNTED_BOUNDED;
+    const ANCESTORS: u32 = BOUNDED_ANCESTORS;
+    const THREADS: u32 = BOUNDED_THREADS;
+    const ANCESTOR_THREADS: u32 = BOUNDED_ANCESTOR_THREADS;
+
+    #[inline(always)]
+    fn repeat(n: u32, step: Step, state: *mut c_void) {
+        let mut i = 0;
+        while i < n {
+            if step(i as u64, state) != 0 {
+                break;
+            }
+            i += 1;
+        }
+    }
+
+    /// `ADOPTION_CHUNK` records: each chunk is one straight path (no branch per child), so
+    /// the verifier walks each once instead of every path of every child.
+    #[inline(always)]
+    fn report(adoptions: &mut Adoptions, count: u32) {
+        // SAFETY: the PENDING entry stays valid until report_adoptions returns.
+        let pending = unsafe { &*adoptions.pending };
+        for chunk in 0..(MAX_CHILDREN / CHUNK_CHILDREN) {
+            let base = chunk * CHUNK_CHILDREN;
+            if base as u32 >= count {
+                break;
+            }
+            let n = count - base as u32;
+            let n = if n > CHUNK_CHILDREN as u32 {
+                CHUNK_CHILDREN as u32
+            } else {
+                n
+            };
+            let Some(mut entry) = EVENTS.reserve::<AdoptionChunkEvent>(0) else {
+                count_lost_n(kind::REPARENT, n as u64);
+                continue;
+            };
+            let ev = entry.as_mut_ptr();
+            // SAFETY: a reserved slot of the record's size; every field is written below.
+            unsafe {
+                (*ev).hdr = header(kind::ADOPTION_CHUNK);
+                (*ev).father = pending.father;
+                (*ev).reaper = adoptions.reaper_info;
+                (*ev).reaper_is_subreaper = adoptions.reaper_is_subreaper;
+                (*ev).count = n;
+                for j in 0..CHUNK_CHILDREN {
+                    // Past `n` the saved entries are stale: read anyway (probe reads cannot
+                    // fault) rather than branch; userspace reads only `count` of them.
+                    let saved = &pending.children[base + j];
+                    let child = read_child(saved.task as *const u8, &saved.id);
+                    let out = &mut (*ev).children[j];
+                    out.orphan = saved.id;
+                    out.parent = task_id::<Probe>(child.parent);
+                    out.orphan_comm = child.comm;
+                    out.orphan_exit_state = child.exit_state;
+                    out._pad = 0;
+                    out.changed = child.changed;
+                }
+            }
+            entry.submit(0);
+        }
+    }
+}
+
+const BOUNDED_CHILDREN: u32 = MAX_CHILDREN as u32;
+const BOUNDED_ANCESTORS: u32 = 32;
+const BOUNDED_THREADS: u32 = 16;
+const BOUNDED_ANCESTOR_THREADS: u32 = 8;
 
 #[inline(always)]
 fn rd_ptr(base: *const u8, off: usize) -> *const u8 {
@@ -206,7 +346,7 @@ unsafe fn emit<T: 'static>(kind: u32, fill: impl FnOnce(&mut T)) {
 /// call. Plain addresses (saved in maps, walked through lists, variable offsets) go through
 /// the [`Probe`] helper.
 trait Mem {
-    fn read<T: Copy + Default>(base: *const u8, off: usize) -> T;
+    fn read<T: Copy>(base: *const u8, off: usize) -> T;
 
     #[inline(always)]
     fn ptr(base: *const u8, off: usize) -> *const u8 {
@@ -224,7 +364,7 @@ struct Probe;
 
 impl Mem for Direct {
     #[inline(always)]
-    fn read<T: Copy + Default>(base: *const u8, off: usize) -> T {
+    fn read<T: Copy>(base: *const u8, off: usize) -> T {
         // SAFETY: `base` is BTF-typed and `off` a constant: the verifier accepts the load
         // only if it is a field of the kernel type, and the JIT makes it fault-safe.
         unsafe { read_volatile(base.wrapping_add(off) as *const T) }
@@ -243,7 +383,7 @@ impl Mem for Direct {
 
 impl Mem for Probe {
     #[inline(always)]
-    fn read<T: Copy + Default>(base: *const u8, off: usize) -> T {
+    fn read<T: Copy>(base: *const u8, off: usize) -> T {
         rd::<T>(base, off)
     }
 }
@@ -331,12 +471,13 @@ fn is_child_subreaper(task: *const u8) -> bool {
 }
 
 /// `find_alive_thread`: the first thread of `task`'s group without `PF_EXITING`, scanning at
-/// most `N` threads. Returns the thread (tid 0 if none) and whether the scan stopped early.
+/// most `max` (a constant) threads. Returns the thread (tid 0 if none) and whether the scan
+/// stopped early.
 #[inline(always)]
-fn find_alive_thread<const N: usize>(task: *const u8) -> (TaskId, bool) {
+fn find_alive_thread(task: *const u8, max: u32) -> (TaskId, bool) {
     let head = rd_ptr(task, off!(task_signal)).wrapping_add(off!(signal_thread_head));
     let mut pos = rd_ptr(head, 0);
-    for _ in 0..N {
+    for _ in 0..max {
         if pos.is_null() || pos == head {
             return (TaskId::default(), false);
         }
@@ -458,10 +599,9 @@ fn on_exec(ctx: &BtfTracePointContext) {
             ev.task = task_info::<Direct>(task);
             ev.old_tid = old_tid;
             ev._pad = 0;
-            ev.filename = [0; reaper_trace_common::FILENAME_LEN];
             let filename = rd_ptr(bprm, off!(binprm_filename));
             let _ = bpf_probe_read_kernel_str_bytes(filename, &mut ev.filename);
-            ev.args = [0; ARGS_LEN];
+            zero(&mut ev.args);
             let mm = rd_ptr(task, off!(task_mm));
             let start = rd::<u64>(mm, off!(mm_arg_start));
             let end = rd::<u64>(mm, off!(mm_arg_end));
@@ -491,7 +631,7 @@ pub fn sched_process_exec(ctx: BtfTracePointContext) -> u32 {
 
 /// Records the exit, captures what `find_new_reaper` will read, and saves the children to
 /// follow until the final switch.
-fn on_exit(ctx: &BtfTracePointContext) {
+fn on_exit<L: Repeat>(ctx: &BtfTracePointContext) {
     let task: *const u8 = ctx.arg(0);
     if !in_scope::<Direct>(task) {
         return;
@@ -507,7 +647,7 @@ fn on_exit(ctx: &BtfTracePointContext) {
     let head = task.wrapping_add(off!(task_children));
     let first = rd_ptr(task, off!(task_children));
     let (followed, truncated) = if !first.is_null() && first != head {
-        save_children(ctx, task, id, head, first)
+        save_children::<L>(ctx, task, id, head, first)
     } else {
         (0, 0)
     };
@@ -528,8 +668,8 @@ fn on_exit(ctx: &BtfTracePointContext) {
         unsafe {
             emit::<SnapshotEvent>(kind::EXIT_SNAPSHOT, |ev| {
                 ev.father = id;
-                ev.snapshot = ReaperSnapshot::default();
-                take_snapshot(task, &mut ev.snapshot);
+                zero(&mut ev.snapshot);
+                take_snapshot::<L>(task, &mut ev.snapshot);
             })
         };
     }
@@ -538,7 +678,7 @@ fn on_exit(ctx: &BtfTracePointContext) {
 /// Stores the children of exiting `task` in `PENDING`, to read their new parent at its final
 /// switch. Returns how many are followed, and whether some are not.
 #[inline(always)]
-fn save_children(
+fn save_children<L: Repeat>(
     ctx: &BtfTracePointContext,
     task: *const u8,
     id: TaskId,
@@ -557,31 +697,27 @@ fn save_children(
         pending: scratch,
         count: 0,
     };
-    // SAFETY: the callback has the signature bpf_loop expects and `walk` outlives the call.
-    unsafe {
-        generated::bpf_loop(
-            MAX_CHILDREN as u32,
-            save_child as *mut core::ffi::c_void,
-            (&mut walk as *mut ChildWalk).cast(),
-            0,
-        );
-    }
-    let n = walk.count;
-    pending.count = n;
+    L::repeat(
+        L::CHILDREN,
+        save_child,
+        (&mut walk as *mut ChildWalk).cast(),
+    );
+    // Read back from the map: for the verifier the count is then any number, not the constant
+    // each way out of a bounded loop gives. A constant would be made precise by the branches
+    // below, and each of those ways would then walk the rest of the program again.
+    pending.count = walk.count;
+    // SAFETY: `pending` is the per-CPU scratch value.
+    let n = unsafe { read_volatile(&pending.count) };
     let mut truncated = 0;
     if !walk.pos.is_null() && walk.pos != head {
         // More children than are followed: count them, so `lost` says how many adoptions
         // went unseen, and say so once.
         walk.count = 0;
-        // SAFETY: as above.
-        unsafe {
-            generated::bpf_loop(
-                MAX_CHILDREN_COUNTED,
-                count_child as *mut core::ffi::c_void,
-                (&mut walk as *mut ChildWalk).cast(),
-                0,
-            );
-        }
+        L::repeat(
+            L::COUNTED,
+            count_child,
+            (&mut walk as *mut ChildWalk).cast(),
+        );
         truncated = 1;
         count_lost_n(kind::CHILDREN_OVERFLOW, walk.count as u64);
         warn!(
@@ -605,8 +741,8 @@ fn save_children(
 
 /// What `find_new_reaper` reads for `task`'s children, as it is now. `snap` starts zeroed.
 #[inline(always)]
-fn take_snapshot(task: *const u8, snap: &mut ReaperSnapshot) {
-    let (alive, incomplete) = find_alive_thread::<MAX_THREADS>(task);
+fn take_snapshot<L: Repeat>(task: *const u8, snap: &mut ReaperSnapshot) {
+    let (alive, incomplete) = find_alive_thread(task, L::THREADS);
     snap.alive_thread = alive;
     snap.alive_scan_incomplete = incomplete as u32;
     let (ns, level) = task_pid_ns(task);
@@ -625,15 +761,11 @@ fn take_snapshot(task: *const u8, snap: &mut ReaperSnapshot) {
         found: 0,
         done: 0,
     };
-    // SAFETY: the callback has the signature bpf_loop expects and `walk` outlives the call.
-    unsafe {
-        generated::bpf_loop(
-            MAX_ANCESTORS as u32,
-            visit_ancestor as *mut core::ffi::c_void,
-            (&mut walk as *mut AncestorWalk).cast(),
-            0,
-        );
-    }
+    L::repeat(
+        L::ANCESTORS,
+        visit_ancestor::<L>,
+        (&mut walk as *mut AncestorWalk).cast(),
+    );
     snap.nr_subreapers = walk.found;
     snap.ancestors_truncated = (walk.done == 0) as u32;
 }
@@ -650,9 +782,9 @@ struct AncestorWalk {
     done: u32,
 }
 
-/// One step of `find_new_reaper`'s subreaper walk (bpf_loop callback).
+/// One step of `find_new_reaper`'s subreaper walk.
 #[inline(never)]
-extern "C" fn visit_ancestor(_index: u64, ctx: *mut core::ffi::c_void) -> i64 {
+extern "C" fn visit_ancestor<L: Repeat>(_index: u64, ctx: *mut core::ffi::c_void) -> i64 {
     // SAFETY: `ctx` is the AncestorWalk take_snapshot passed, on its stack.
     let walk = unsafe { &mut *(ctx as *mut AncestorWalk) };
     let ancestor = walk.ancestor;
@@ -665,7 +797,7 @@ extern "C" fn visit_ancestor(_index: u64, ctx: *mut core::ffi::c_void) -> i64 {
     if i < MAX_SUBREAPERS && is_child_subreaper(ancestor) {
         // SAFETY: `snap` points into the record reserved by the caller.
         let snap = unsafe { &mut *walk.snap };
-        let (alive, incomplete) = find_alive_thread::<MAX_ANCESTOR_THREADS>(ancestor);
+        let (alive, incomplete) = find_alive_thread(ancestor, L::ANCESTOR_THREADS);
         snap.subreapers[i].task = task_id::<Probe>(ancestor);
         snap.subreapers[i].alive_thread = alive;
         snap.subreapers[i].scan_incomplete = incomplete as u32;
@@ -684,7 +816,7 @@ struct ChildWalk {
     count: u32,
 }
 
-/// Saves one child (bpf_loop callback); stops at the end of the list.
+/// Saves one child; stops at the end of the list.
 #[inline(never)]
 extern "C" fn save_child(index: u64, ctx: *mut core::ffi::c_void) -> i64 {
     // SAFETY: `ctx` is the ChildWalk save_children passed, on its stack.
@@ -705,7 +837,7 @@ extern "C" fn save_child(index: u64, ctx: *mut core::ffi::c_void) -> i64 {
     0
 }
 
-/// Counts one child past those followed (bpf_loop callback); stops at the end of the list.
+/// Counts one child past those followed; stops at the end of the list.
 #[inline(never)]
 extern "C" fn count_child(index: u64, ctx: *mut core::ffi::c_void) -> i64 {
     // SAFETY: `ctx` is the ChildWalk save_children passed, on its stack.
@@ -724,18 +856,27 @@ extern "C" fn count_child(index: u64, ctx: *mut core::ffi::c_void) -> i64 {
 #[btf_tracepoint(function = "sched_process_exit")]
 pub fn sched_process_exit(ctx: BtfTracePointContext) -> u32 {
     if enabled() {
-        on_exit(&ctx);
+        on_exit::<HelperLoop>(&ctx);
+    }
+    0
+}
+
+/// `sched_process_exit` for kernels without `bpf_loop` (before 5.17).
+#[btf_tracepoint(function = "sched_process_exit")]
+pub fn sched_process_exit_bounded(ctx: BtfTracePointContext) -> u32 {
+    if enabled() {
+        on_exit::<BoundedLoop>(&ctx);
     }
     0
 }
 
 /// The dead task's last switch: reparenting is done, read the results.
-fn on_task_dead(task: *const u8) {
+fn on_task_dead<L: Repeat>(task: *const u8) {
     let key = task as u64;
     // Only tasks in scope at their exit have an entry.
     // SAFETY: the map value stays valid until we remove it below.
     if let Some(pending) = unsafe { PENDING.get(&key) } {
-        report_adoptions(task, pending);
+        report_adoptions::<L>(task, pending);
         let _ = PENDING.remove(&key);
     }
     // A task killed inside wait or prctl never reaches the syscall's exit tracepoint.
@@ -787,11 +928,11 @@ fn report_dead(task: *const u8, signal: *const u8) {
             ev._pad = 0;
             // Read again: what was read is only the leader's if it still is.
             if flags != 0 || !is_leader_of(leader, tgid, signal) {
-                ev.task = TaskInfo::default();
+                zero(&mut ev.task);
                 ev.task.id.tid = tgid;
                 ev.task.id.tgid = tgid;
-                ev.parent = TaskInfo::default();
-                ev.pids = [UPid::default(); MAX_PID_LEVELS];
+                zero(&mut ev.parent);
+                zero(&mut ev.pids);
                 ev.exit_state = 0;
                 flags = DEAD_LEADER_GONE;
             }
@@ -809,7 +950,7 @@ fn report_dead(task: *const u8, signal: *const u8) {
     };
 }
 
-/// What every adoption record of one exit shares, handed to `report_adoption` by `bpf_loop`.
+/// What every adoption record of one exit shares, handed to each `report_adoption`.
 #[repr(C)]
 struct Adoptions {
     pending: *const PendingChildren,
@@ -818,31 +959,48 @@ struct Adoptions {
     reaper_is_subreaper: u32,
 }
 
-/// The child's fields that `report_adoption` needs, or `None` if the saved child is no longer
-/// that task (released, its memory possibly reused): the id is read before and after.
-#[inline(always)]
-fn read_child(child: *const u8, id: &TaskId) -> Option<(*const u8, u32, [u8; COMM_LEN])> {
-    if task_id::<Probe>(child) != *id {
-        return None;
-    }
-    let parent = rd_ptr(child, off!(task_real_parent));
-    let state = rd::<u32>(child, off!(task_exit_state));
-    let comm = rd::<[u8; COMM_LEN]>(child, off!(task_comm));
-    (task_id::<Probe>(child) == *id).then_some((parent, state, comm))
+/// What `report_adoption` reads of a saved child.
+struct ChildNow {
+    /// Zero when the saved child is still the task that was saved (not released, its memory
+    /// not reused): its id read before and after the fields below, xor-ed with the saved one.
+    /// Otherwise the fields mean nothing.
+    changed: u64,
+    parent: *const u8,
+    exit_state: u32,
+    comm: [u8; COMM_LEN],
 }
 
-fn report_adoptions(father: *const u8, pending: &PendingChildren) {
+/// Reads a saved child without a branch (probe reads cannot fault) but the one comparison of
+/// its ids: every branch here would multiply the paths the verifier walks per child.
+#[inline(always)]
+fn read_child(child: *const u8, id: &TaskId) -> ChildNow {
+    let before = task_id::<Probe>(child);
+    let parent = rd_ptr(child, off!(task_real_parent));
+    let exit_state = rd::<u32>(child, off!(task_exit_state));
+    let comm = rd::<[u8; COMM_LEN]>(child, off!(task_comm));
+    let after = task_id::<Probe>(child);
+    let diff =
+        |a: &TaskId| ((a.tid ^ id.tid) | (a.tgid ^ id.tgid)) as u64 | (a.start_ns ^ id.start_ns);
+    ChildNow {
+        changed: diff(&before) | diff(&after),
+        parent,
+        exit_state,
+        comm,
+    }
+}
+
+fn report_adoptions<L: Repeat>(father: *const u8, pending: &PendingChildren) {
     // The state find_new_reaper read, again, now that the kernel has chosen: userspace tells
     // a real mismatch from a state that changed in between (threads exiting together).
     // SAFETY: SnapshotEvent starts with the header; every other field is written.
     unsafe {
         emit::<SnapshotEvent>(kind::ADOPTIONS, |ev| {
             ev.father = pending.father;
-            ev.snapshot = ReaperSnapshot::default();
-            take_snapshot(father, &mut ev.snapshot);
+            zero(&mut ev.snapshot);
+            take_snapshot::<L>(father, &mut ev.snapshot);
         })
     };
-    let count = (pending.count as usize).min(MAX_CHILDREN);
+    let count = (pending.count as usize).min(L::CHILDREN as usize);
     // The kernel gives every child of a task the same new parent: read it once, from the
     // first saved child that is still the task that was saved.
     let mut reaper: *const u8 = core::ptr::null();
@@ -851,27 +1009,19 @@ fn report_adoptions(father: *const u8, pending: &PendingChildren) {
             break;
         }
         let saved = &pending.children[i];
-        if let Some((parent, _, _)) = read_child(saved.task as *const u8, &saved.id) {
-            reaper = parent;
+        let child = read_child(saved.task as *const u8, &saved.id);
+        if child.changed == 0 {
+            reaper = child.parent;
             break;
         }
     }
-    let mut ctx = Adoptions {
+    let mut adoptions = Adoptions {
         pending,
         reaper,
         reaper_info: task_info::<Probe>(reaper),
         reaper_is_subreaper: is_child_subreaper(reaper) as u32,
     };
-    // bpf_loop: the verifier checks the callback once instead of every unrolled iteration.
-    // SAFETY: the callback has the signature bpf_loop expects and `ctx` outlives the call.
-    unsafe {
-        generated::bpf_loop(
-            count as u32,
-            report_adoption as *mut core::ffi::c_void,
-            (&mut ctx as *mut Adoptions).cast(),
-            0,
-        );
-    }
+    L::report(&mut adoptions, count as u32);
 }
 
 /// One `reparent` record for child `index` of `Adoptions::pending`.
@@ -893,43 +1043,50 @@ extern "C" fn report_adoption(index: u64, ctx: *mut core::ffi::c_void) -> i64 {
             ev.orphan = saved.id;
             ev.father = pending.father;
             ev._pad = 0;
-            match child {
-                None => {
-                    ev.orphan_comm = [0; COMM_LEN];
-                    ev.reaper = TaskInfo::default();
-                    ev.reaper_is_subreaper = 0;
-                    ev.orphan_exit_state = 0;
-                    ev.flags = REPARENT_RELEASED;
-                }
-                Some((parent, state, comm)) => {
-                    ev.orphan_comm = comm;
-                    ev.orphan_exit_state = state;
-                    if parent == ctx.reaper {
-                        ev.reaper = ctx.reaper_info;
-                        ev.reaper_is_subreaper = ctx.reaper_is_subreaper;
-                        ev.flags = 0;
-                    } else {
-                        ev.reaper = TaskInfo::default();
-                        ev.reaper.id = task_id::<Probe>(parent);
-                        ev.reaper_is_subreaper = 0;
-                        ev.flags = REPARENT_REAPER_ID_ONLY;
-                    }
-                }
+            ev.orphan_comm = child.comm;
+            ev.orphan_exit_state = child.exit_state;
+            ev.reaper = ctx.reaper_info;
+            ev.reaper_is_subreaper = ctx.reaper_is_subreaper;
+            ev.flags = 0;
+            if child.changed != 0 {
+                zero(&mut ev.orphan_comm);
+                ev.orphan_exit_state = 0;
+                zero(&mut ev.reaper);
+                ev.reaper_is_subreaper = 0;
+                ev.flags = REPARENT_RELEASED;
+            } else if child.parent != ctx.reaper {
+                zero(&mut ev.reaper);
+                ev.reaper.id = task_id::<Probe>(child.parent);
+                ev.reaper_is_subreaper = 0;
+                ev.flags = REPARENT_REAPER_ID_ONLY;
             }
         })
     };
     0
 }
 
-/// Runs on every context switch: returns at once unless the previous task is dead.
-#[btf_tracepoint(function = "sched_switch")]
-pub fn sched_switch(ctx: BtfTracePointContext) -> u32 {
-    let prev_state: u32 = ctx.arg(3);
-    if prev_state & TASK_DEAD == 0 || !enabled() {
+/// Runs on every context switch: returns at once unless the previous task is dead. Its state
+/// is read from the task (the tracepoint's `prev_state` argument only exists since 5.18): a
+/// dead task's final switch is never a preemption, so the two agree for it.
+#[inline(always)]
+fn on_switch<L: Repeat>(ctx: &BtfTracePointContext) -> u32 {
+    let prev: *const u8 = ctx.arg(1);
+    if Direct::read::<u32>(prev, off!(task_state)) & TASK_DEAD == 0 || !enabled() {
         return 0;
     }
-    on_task_dead(ctx.arg(1));
+    on_task_dead::<L>(prev);
     0
+}
+
+#[btf_tracepoint(function = "sched_switch")]
+pub fn sched_switch(ctx: BtfTracePointContext) -> u32 {
+    on_switch::<HelperLoop>(&ctx)
+}
+
+/// `sched_switch` for kernels without `bpf_loop` (before 5.17).
+#[btf_tracepoint(function = "sched_switch")]
+pub fn sched_switch_bounded(ctx: BtfTracePointContext) -> u32 {
+    on_switch::<BoundedLoop>(&ctx)
 }
 
 #[btf_tracepoint(function = "sched_process_free")]
@@ -958,8 +1115,18 @@ fn current_tid() -> u32 {
 
 #[inline(always)]
 fn remember_call(arg0: u64, arg1: u64, arg2: u64) {
-    let call = PendingCall { arg0, arg1, arg2 };
-    if CALLS.insert(current_tid(), &call, 0).is_err() {
+    // Field by field, volatile, and inserted from where it was written: with constant zeros
+    // in a copy of it, LLVM would call `memset`.
+    let mut call = core::mem::MaybeUninit::<PendingCall>::uninit();
+    let p = call.as_mut_ptr();
+    // SAFETY: writes every field of the local value, then lends it to the map.
+    let call = unsafe {
+        core::ptr::write_volatile(core::ptr::addr_of_mut!((*p).arg0), arg0);
+        core::ptr::write_volatile(core::ptr::addr_of_mut!((*p).arg1), arg1);
+        core::ptr::write_volatile(core::ptr::addr_of_mut!((*p).arg2), arg2);
+        call.assume_init_ref()
+    };
+    if CALLS.insert(current_tid(), call, 0).is_err() {
         count_lost(kind::CALLS_FULL);
     }
 }
@@ -973,19 +1140,44 @@ fn take_call() -> Option<PendingCall> {
     Some(call)
 }
 
-/// The current task as a BTF-typed pointer: read [`Direct`]ly.
-#[inline(always)]
-fn current_task() -> *const u8 {
-    // SAFETY: no preconditions.
-    unsafe { generated::bpf_get_current_task_btf() as *const u8 }
+/// How a syscall program finds the task it runs for. [`TypedCurrent`] gets a BTF-typed
+/// pointer (`bpf_get_current_task_btf`, Linux 5.11+), read [`Direct`]ly; [`PlainCurrent`] a
+/// plain address read through the [`Probe`] helper, for older kernels. Userspace loads the
+/// programs built on the one the kernel has.
+trait Current {
+    type M: Mem;
+    fn task() -> *const u8;
+}
+
+struct TypedCurrent;
+struct PlainCurrent;
+
+impl Current for TypedCurrent {
+    type M = Direct;
+
+    #[inline(always)]
+    fn task() -> *const u8 {
+        // SAFETY: no preconditions.
+        unsafe { generated::bpf_get_current_task_btf() as *const u8 }
+    }
+}
+
+impl Current for PlainCurrent {
+    type M = Probe;
+
+    #[inline(always)]
+    fn task() -> *const u8 {
+        // SAFETY: no preconditions.
+        unsafe { generated::bpf_get_current_task() as *const u8 }
+    }
 }
 
 /// A wait that returned `pid`. In tree scope it is recorded when the waiter is in the tree,
 /// or when `pid` names one of the tree's zombies in the waiter's namespace (a reaper outside
 /// the tree that adopted one of its orphans).
-fn emit_wait(syscall: u32, pid: u32, status: i32, code: i32) {
-    let waiter = current_task();
-    if tree_scope() && !in_scope::<Direct>(waiter) {
+fn emit_wait<C: Current>(syscall: u32, pid: u32, status: i32, code: i32) {
+    let waiter = C::task();
+    if tree_scope() && !in_scope::<C::M>(waiter) {
         let (ns, _) = task_pid_ns(waiter);
         let key = ns_pid_key(pid_ns_inum(ns), pid);
         // SAFETY: only the presence is used.
@@ -997,7 +1189,7 @@ fn emit_wait(syscall: u32, pid: u32, status: i32, code: i32) {
     // SAFETY: WaitEvent starts with the header; every other field is written.
     unsafe {
         emit::<WaitEvent>(kind::WAIT, |ev| {
-            ev.waiter = task_info::<Direct>(waiter);
+            ev.waiter = task_info::<C::M>(waiter);
             ev.syscall = syscall;
             ev.pid = pid;
             ev.status = status;
@@ -1031,16 +1223,27 @@ fn tp_ret(ctx: &TracePointContext) -> i64 {
 /// wait4's result is enough: the pid it returns names a process the model knows to be
 /// exiting or a zombie (a reap), or one that stopped or continued (not a reap). So no entry
 /// program, no map of pending calls, and no user memory read for it.
-#[tracepoint(category = "syscalls", name = "sys_exit_wait4")]
-pub fn sys_exit_wait4(ctx: TracePointContext) -> u32 {
+#[inline(always)]
+fn on_exit_wait4<C: Current>(ctx: &TracePointContext) -> u32 {
     if !enabled() {
         return 0;
     }
-    let ret = tp_ret(&ctx);
+    let ret = tp_ret(ctx);
     if ret > 0 {
-        emit_wait(wait_syscall::WAIT4, ret as u32, -1, 0);
+        emit_wait::<C>(wait_syscall::WAIT4, ret as u32, -1, 0);
     }
     0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_wait4")]
+pub fn sys_exit_wait4(ctx: TracePointContext) -> u32 {
+    on_exit_wait4::<TypedCurrent>(&ctx)
+}
+
+/// `sys_exit_wait4` for kernels without `bpf_get_current_task_btf` (before 5.11).
+#[tracepoint(category = "syscalls", name = "sys_exit_wait4")]
+pub fn sys_exit_wait4_plain(ctx: TracePointContext) -> u32 {
+    on_exit_wait4::<PlainCurrent>(&ctx)
 }
 
 #[tracepoint(category = "syscalls", name = "sys_enter_waitid")]
@@ -1052,13 +1255,13 @@ pub fn sys_enter_waitid(ctx: TracePointContext) -> u32 {
     0
 }
 
-#[tracepoint(category = "syscalls", name = "sys_exit_waitid")]
-pub fn sys_exit_waitid(ctx: TracePointContext) -> u32 {
+#[inline(always)]
+fn on_exit_waitid<C: Current>(ctx: &TracePointContext) -> u32 {
     if !enabled() {
         return 0;
     }
     let Some(call) = take_call() else { return 0 };
-    if tp_ret(&ctx) != 0 || call.arg0 == 0 || call.arg1 & WNOWAIT != 0 {
+    if tp_ret(ctx) != 0 || call.arg0 == 0 || call.arg1 & WNOWAIT != 0 {
         return 0;
     }
     // siginfo_t for SIGCHLD: si_code at 8, si_pid at 16, si_status at 24.
@@ -1072,9 +1275,20 @@ pub fn sys_exit_waitid(ctx: TracePointContext) -> u32 {
         )
     };
     if pid > 0 && (CLD_EXITED..=CLD_DUMPED).contains(&code) {
-        emit_wait(wait_syscall::WAITID, pid as u32, status, code);
+        emit_wait::<C>(wait_syscall::WAITID, pid as u32, status, code);
     }
     0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_waitid")]
+pub fn sys_exit_waitid(ctx: TracePointContext) -> u32 {
+    on_exit_waitid::<TypedCurrent>(&ctx)
+}
+
+/// `sys_exit_waitid` for kernels without `bpf_get_current_task_btf` (before 5.11).
+#[tracepoint(category = "syscalls", name = "sys_exit_waitid")]
+pub fn sys_exit_waitid_plain(ctx: TracePointContext) -> u32 {
+    on_exit_waitid::<PlainCurrent>(&ctx)
 }
 
 #[tracepoint(category = "syscalls", name = "sys_enter_prctl")]
@@ -1085,25 +1299,36 @@ pub fn sys_enter_prctl(ctx: TracePointContext) -> u32 {
     0
 }
 
-#[tracepoint(category = "syscalls", name = "sys_exit_prctl")]
-pub fn sys_exit_prctl(ctx: TracePointContext) -> u32 {
+#[inline(always)]
+fn on_exit_prctl<C: Current>(ctx: &TracePointContext) -> u32 {
     if !enabled() {
         return 0;
     }
     let Some(call) = take_call() else { return 0 };
-    let task = current_task();
-    if tp_ret(&ctx) != 0 || !in_scope::<Direct>(task) {
+    let task = C::task();
+    if tp_ret(ctx) != 0 || !in_scope::<C::M>(task) {
         return 0;
     }
     // SAFETY: SubreaperEvent starts with the header; every other field is written.
     unsafe {
         emit::<SubreaperEvent>(kind::SUBREAPER, |ev| {
-            ev.task = task_info::<Direct>(task);
+            ev.task = task_info::<C::M>(task);
             ev.enabled = (call.arg0 != 0) as u32;
             ev._pad = 0;
         })
     };
     0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_prctl")]
+pub fn sys_exit_prctl(ctx: TracePointContext) -> u32 {
+    on_exit_prctl::<TypedCurrent>(&ctx)
+}
+
+/// `sys_exit_prctl` for kernels without `bpf_get_current_task_btf` (before 5.11).
+#[tracepoint(category = "syscalls", name = "sys_exit_prctl")]
+pub fn sys_exit_prctl_plain(ctx: TracePointContext) -> u32 {
+    on_exit_prctl::<PlainCurrent>(&ctx)
 }
 
 #[cfg(not(test))]

@@ -155,6 +155,25 @@ impl KernelTypes {
         }
     }
 
+    /// Does the kernel know BPF helper `name` (`BPF_FUNC_loop`, ...)? Every helper is an
+    /// enumerator of `enum bpf_func_id` in the kernel's BTF.
+    pub fn has_helper(&self, name: &str) -> Result<bool> {
+        for ty in self
+            .btf
+            .resolve_types_by_name("bpf_func_id")
+            .map_err(|e| anyhow!("kernel BTF has no enum bpf_func_id: {e}"))?
+        {
+            if let Type::Enum(e) = ty {
+                for m in &e.members {
+                    if self.btf.resolve_name(m).is_ok_and(|n| n == name) {
+                        return Ok(true);
+                    }
+                }
+            }
+        }
+        Ok(false)
+    }
+
     /// Resolves every offset the programs use.
     pub fn offsets(&self) -> Result<Offsets> {
         let o = |st: &str, path: &str| self.byte_offset(st, path);
@@ -168,11 +187,12 @@ impl KernelTypes {
             task_group_leader: o("task_struct", "group_leader")?,
             task_children: o("task_struct", "children")?,
             task_sibling: o("task_struct", "sibling")?,
-            task_thread_node: o("task_struct", "thread_node")
-                .context("reaper-trace needs Linux 6.7 or later (task_struct::thread_node)")?,
+            task_thread_node: o("task_struct", "thread_node")?,
             task_comm: o("task_struct", "comm")?,
             task_exit_state: o("task_struct", "exit_state")?,
             task_exit_code: o("task_struct", "exit_code")?,
+            // Renamed in Linux 5.14 (and made an `unsigned int`).
+            task_state: o("task_struct", "__state").or_else(|_| o("task_struct", "state"))?,
             task_start_boottime: o("task_struct", "start_boottime")?,
             task_signal: o("task_struct", "signal")?,
             task_thread_pid: o("task_struct", "thread_pid")?,
@@ -204,16 +224,42 @@ impl KernelTypes {
     }
 }
 
-/// Resolves the offsets of the running kernel.
+/// BPF helpers the programs use where the kernel has them; older kernels get the programs'
+/// variants built without them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Features {
+    /// `bpf_loop` (Linux 5.17): else bounded loops, with lower bounds.
+    pub bpf_loop: bool,
+    /// `bpf_get_current_task_btf` (Linux 5.11): else the current task is probe-read.
+    pub current_task_btf: bool,
+}
+
+/// What the programs need to know about the running kernel.
+#[derive(Clone, Copy, Debug)]
+pub struct Kernel {
+    pub offsets: Offsets,
+    pub features: Features,
+}
+
+/// Resolves the offsets and features of the running kernel.
 ///
-/// `REAPER_TRACE_NO_EXIT_GROUP_DEAD=1` makes the exit program take the path of kernels whose
-/// `sched_process_exit` has no `group_dead` argument, to test that path on a newer kernel.
-pub fn resolve() -> Result<Offsets> {
-    let mut offsets = KernelTypes::load()?.offsets()?;
-    if std::env::var_os("REAPER_TRACE_NO_EXIT_GROUP_DEAD").is_some_and(|v| v == "1") {
+/// For tests on a newer kernel of what older ones take: `REAPER_TRACE_NO_EXIT_GROUP_DEAD=1`
+/// makes the exit program take the path of kernels whose `sched_process_exit` has no
+/// `group_dead` argument, and `REAPER_TRACE_NO_BPF_LOOP=1` /
+/// `REAPER_TRACE_NO_CURRENT_TASK_BTF=1` load the variants built without those helpers.
+pub fn resolve() -> Result<Kernel> {
+    let types = KernelTypes::load()?;
+    let mut offsets = types.offsets()?;
+    let forced_off = |var: &str| std::env::var_os(var).is_some_and(|v| v == "1");
+    if forced_off("REAPER_TRACE_NO_EXIT_GROUP_DEAD") {
         offsets.exit_has_group_dead = 0;
     }
-    Ok(offsets)
+    let features = Features {
+        bpf_loop: types.has_helper("BPF_FUNC_loop")? && !forced_off("REAPER_TRACE_NO_BPF_LOOP"),
+        current_task_btf: types.has_helper("BPF_FUNC_get_current_task_btf")?
+            && !forced_off("REAPER_TRACE_NO_CURRENT_TASK_BTF"),
+    };
+    Ok(Kernel { offsets, features })
 }
 
 #[cfg(test)]
@@ -253,10 +299,18 @@ mod tests {
     #[test]
     fn tracepoint_arity() {
         let Some(k) = kernel() else { return };
-        // sched_switch(preempt, prev, next, prev_state) on every kernel reaper-trace supports.
-        assert_eq!(k.tracepoint_args("sched_switch").unwrap(), 4);
+        // sched_switch(preempt, prev, next[, prev_state since 5.18]).
+        assert!((3..=4).contains(&k.tracepoint_args("sched_switch").unwrap()));
         assert_eq!(k.tracepoint_args("sched_process_free").unwrap(), 1);
         assert!(k.tracepoint_args("no_such_tracepoint").is_err());
+    }
+
+    #[test]
+    fn helpers_are_found_by_name() {
+        let Some(k) = kernel() else { return };
+        // Every kernel with BTF has bpf_probe_read_kernel (5.5); no kernel has this one.
+        assert!(k.has_helper("BPF_FUNC_probe_read_kernel").unwrap());
+        assert!(!k.has_helper("BPF_FUNC_no_such_helper").unwrap());
     }
 
     #[test]

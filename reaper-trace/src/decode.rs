@@ -3,8 +3,8 @@
 use std::mem::size_of;
 
 use reaper_trace_common::{
-    DeadEvent, EventHeader, ExecEvent, ExitEvent, ForkEvent, FreeEvent, ReparentEvent,
-    SnapshotEvent, SubreaperEvent, WaitEvent, kind,
+    AdoptionChunkEvent, DeadEvent, EventHeader, ExecEvent, ExitEvent, ForkEvent, FreeEvent,
+    ReparentEvent, SnapshotEvent, SubreaperEvent, WaitEvent, kind,
 };
 use thiserror::Error;
 
@@ -20,6 +20,9 @@ pub enum RawEvent {
     /// The same, taken again at its final switch.
     Adoptions(SnapshotEvent),
     Reparent(ReparentEvent),
+    /// Adoptions of one exit from the programs for kernels without `bpf_loop`: applied as the
+    /// `Reparent` records they stand for (`AdoptionChunkEvent::reparents`).
+    AdoptionChunk(AdoptionChunkEvent),
     Wait(WaitEvent),
     Free(FreeEvent),
     Subreaper(SubreaperEvent),
@@ -35,6 +38,7 @@ impl RawEvent {
             RawEvent::Dead(e) => &e.hdr,
             RawEvent::ExitSnapshot(e) | RawEvent::Adoptions(e) => &e.hdr,
             RawEvent::Reparent(e) => &e.hdr,
+            RawEvent::AdoptionChunk(e) => &e.hdr,
             RawEvent::Wait(e) => &e.hdr,
             RawEvent::Free(e) => &e.hdr,
             RawEvent::Subreaper(e) => &e.hdr,
@@ -85,6 +89,7 @@ pub fn decode(bytes: &[u8]) -> Result<RawEvent, DecodeError> {
         kind::ADOPTIONS => RawEvent::Adoptions(read(k, bytes)?),
         kind::EXIT_SNAPSHOT => RawEvent::ExitSnapshot(read(k, bytes)?),
         kind::REPARENT => RawEvent::Reparent(read(k, bytes)?),
+        kind::ADOPTION_CHUNK => RawEvent::AdoptionChunk(read(k, bytes)?),
         kind::WAIT => RawEvent::Wait(read(k, bytes)?),
         kind::FREE => RawEvent::Free(read(k, bytes)?),
         kind::SUBREAPER => RawEvent::Subreaper(read(k, bytes)?),
@@ -102,6 +107,7 @@ pub fn kind_name(k: u32) -> &'static str {
         kind::ADOPTIONS => "adoptions",
         kind::EXIT_SNAPSHOT => "exit_snapshot",
         kind::REPARENT => "reparent",
+        kind::ADOPTION_CHUNK => "adoption_chunk",
         kind::WAIT => "reap",
         kind::FREE => "free",
         kind::SUBREAPER => "subreaper",

@@ -2,6 +2,7 @@
 //! kernel's choices match `find_new_reaper`.
 
 pub mod btf_offsets;
+pub mod check;
 pub mod clock;
 pub mod dashboard;
 pub mod decode;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
-use reaper_trace::{dashboard, record, scenario, tracer, validate};
+use reaper_trace::{check, dashboard, record, scenario, tracer, validate};
 
 #[derive(Parser)]
 #[command(
@@ -29,6 +29,13 @@ enum Command {
     /// Run the built-in scenarios (each as real processes, in its own pid namespace where it
     /// needs one) and check the kernel's reapers against the expected and predicted ones.
     Validate(ValidateArgs),
+    /// Check that this kernel can run reaper-trace: verify every program it would load here
+    /// (attaching none) and print what the verifier processed, or why it refused one.
+    Check {
+        /// Print one JSON document instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Attach the bench's floor programs (empty programs on the tracer's hooks) until
     /// SIGTERM or Ctrl-C: what `cargo xtask bench` compares the tracer's programs against.
     #[command(hide = true)]
@@ -188,6 +195,7 @@ fn run(cli: Cli) -> Result<i32> {
     };
     match command {
         Command::Top(a) => runtime()?.block_on(dashboard::run(a.options())),
+        Command::Check { json } => check::run(json),
         Command::Validate(a) => runtime()?.block_on(validate::run(validate::ValidateOptions {
             only: a.only,
             timeout: a.timeout,

@@ -539,6 +539,11 @@ impl Model {
             RawEvent::ExitSnapshot(e) => self.snapshot(e, false),
             RawEvent::Adoptions(e) => self.snapshot(e, true),
             RawEvent::Reparent(e) => self.reparent(e, out),
+            RawEvent::AdoptionChunk(e) => {
+                for r in e.reparents() {
+                    self.reparent(&r, out);
+                }
+            }
             RawEvent::Wait(e) => self.wait(e, out),
             RawEvent::Free(e) => self.free(e, out),
             RawEvent::Subreaper(e) => self.subreaper(e, out),

@@ -89,9 +89,9 @@ impl Session {
         if preflight::ensure_tracefs()? {
             eprintln!("reaper-trace: mounted tracefs at {}", preflight::TRACEFS);
         }
-        let mut offsets = btf_offsets::resolve()?;
-        offsets.scope_tree = (opts.scope == Scope::Tree) as u32;
-        let tracer = Tracer::attach(&offsets, opts.ring_bytes)?;
+        let mut kernel = btf_offsets::resolve()?;
+        kernel.offsets.scope_tree = (opts.scope == Scope::Tree) as u32;
+        let tracer = Tracer::attach(&kernel, opts.ring_bytes)?;
         let started_ts = boottime_ns();
         let mut model = Model::new(opts.scope);
         // Read /proc after attaching: a task born in between is then seen by both, never by

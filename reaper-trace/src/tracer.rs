@@ -12,24 +12,82 @@ use reaper_trace_common::{LOST_SLOTS, Offsets};
 use std::sync::{Arc, Mutex};
 use tokio::io::{Interest, unix::AsyncFd};
 
-/// BTF tracepoints: typed `task_struct *` arguments, no tracefs needed. Attached in reverse.
-const BTF_PROGRAMS: [&str; 5] = [
-    "sched_process_fork",
-    "sched_process_exec",
-    "sched_process_exit",
-    "sched_switch",
-    "sched_process_free",
-];
+use crate::btf_offsets::{Features, Kernel};
 
-/// Classic syscall tracepoints (category `syscalls`): exit before enter, so no enter record
-/// is ever left waiting for an exit program that is not attached yet.
-const SYSCALL_PROGRAMS: [&str; 5] = [
-    "sys_exit_wait4",
-    "sys_exit_waitid",
-    "sys_exit_prctl",
-    "sys_enter_waitid",
-    "sys_enter_prctl",
-];
+/// Where a program attaches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hook {
+    /// A BTF tracepoint (`tp_btf/NAME`): typed `task_struct *` arguments, no tracefs needed.
+    Btf(&'static str),
+    /// A classic tracepoint of the `syscalls` category (needs tracefs).
+    Syscall(&'static str),
+}
+
+impl std::fmt::Display for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Hook::Btf(name) => write!(f, "tp_btf/{name}"),
+            Hook::Syscall(name) => write!(f, "syscalls/{name}"),
+        }
+    }
+}
+
+/// One program of the object, and the hook it serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProgramSpec {
+    pub name: &'static str,
+    pub hook: Hook,
+}
+
+/// The programs to load on a kernel with `features`, in load order: the BTF tracepoints, then
+/// the syscall ones, exit before enter (so no enter record is ever left waiting for an exit
+/// program that is not attached yet). Where the kernel lacks `bpf_loop` (before 5.17) or
+/// `bpf_get_current_task_btf` (before 5.11), the variants built without it are chosen.
+pub fn programs(features: Features) -> Vec<ProgramSpec> {
+    let pick = |has: bool, with: &'static str, without: &'static str| {
+        if has { with } else { without }
+    };
+    let btf = |name, hook| ProgramSpec {
+        name,
+        hook: Hook::Btf(hook),
+    };
+    let syscall = |name, hook| ProgramSpec {
+        name,
+        hook: Hook::Syscall(hook),
+    };
+    let typed = features.current_task_btf;
+    vec![
+        btf("sched_process_fork", "sched_process_fork"),
+        btf("sched_process_exec", "sched_process_exec"),
+        btf(
+            pick(
+                features.bpf_loop,
+                "sched_process_exit",
+                "sched_process_exit_bounded",
+            ),
+            "sched_process_exit",
+        ),
+        btf(
+            pick(features.bpf_loop, "sched_switch", "sched_switch_bounded"),
+            "sched_switch",
+        ),
+        btf("sched_process_free", "sched_process_free"),
+        syscall(
+            pick(typed, "sys_exit_wait4", "sys_exit_wait4_plain"),
+            "sys_exit_wait4",
+        ),
+        syscall(
+            pick(typed, "sys_exit_waitid", "sys_exit_waitid_plain"),
+            "sys_exit_waitid",
+        ),
+        syscall(
+            pick(typed, "sys_exit_prctl", "sys_exit_prctl_plain"),
+            "sys_exit_prctl",
+        ),
+        syscall("sys_enter_waitid", "sys_enter_waitid"),
+        syscall("sys_enter_prctl", "sys_enter_prctl"),
+    ]
+}
 
 pub const DEFAULT_RING_BYTES: u32 = 4 << 20;
 
@@ -64,51 +122,149 @@ pub struct Tracer {
     ebpf: Ebpf,
 }
 
-/// aya's load errors carry the whole verifier log: keep the first line and the verifier's
-/// verdict (its last line), so the message stays one line.
-fn one_line(err: impl std::fmt::Display) -> String {
+/// aya's load errors carry the whole verifier log. Its reason is near the end: the last line
+/// that is not the statistics (`processed N insns ...`) nor a notice, followed by the
+/// statistics when there are any. Notices at the start (e.g. "func#0 @0", or a note about
+/// BTF) are no reason. `REAPER_TRACE_VERIFIER_LOG=FILE` saves the whole log.
+pub fn verifier_reason(err: impl std::fmt::Display) -> String {
     let text = err.to_string();
     if let Some(path) = std::env::var_os("REAPER_TRACE_VERIFIER_LOG") {
-        // For developers: the whole verifier log.
         let _ = std::fs::write(path, &text);
     }
-    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    let first = lines.next().unwrap_or_default().to_string();
-    match lines.next_back() {
-        Some(last) => format!("{first} ... {}", last.trim()),
-        None => first,
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let (head, log) = match lines.split_first() {
+        Some((head, log)) => (*head, log),
+        None => return String::new(),
+    };
+    // The first line is aya's own ("the BPF_PROG_LOAD syscall returned ..."): keep what it
+    // says before the log.
+    let head = head
+        .split_once(". Verifier output:")
+        .map_or(head, |(h, _)| h);
+    let is_stats = |l: &str| l.starts_with("processed ") && l.contains(" insns");
+    let is_notice = |l: &str| {
+        l.starts_with("func#")
+            || l.starts_with("verification time")
+            || l.starts_with("stack depth")
+            || l.starts_with("mark_precise")
+            || l.starts_with("last_idx")
+            || l.starts_with("regs=")
+            || l.starts_with(';')
+            || l.starts_with("from ")
+            || l.starts_with("Validating ")
+            || l.starts_with("Func#")
+            || l.chars().next().is_some_and(|c| c.is_ascii_digit())
+    };
+    let stats = log.iter().rev().find(|l| is_stats(l));
+    let reason = log.iter().rev().find(|l| !is_stats(l) && !is_notice(l));
+    match (reason, stats) {
+        (Some(r), Some(st)) => format!("{head}: {r} ({st})"),
+        (Some(r), None) => format!("{head}: {r}"),
+        (None, Some(st)) => format!("{head} ({st})"),
+        (None, None) => head.to_string(),
     }
+}
+
+fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// The error for a program the kernel refused: the program, the kernel, the verifier's reason.
+fn refused(spec: &ProgramSpec, err: impl std::fmt::Display) -> anyhow::Error {
+    anyhow!(
+        "the kernel (Linux {}) refused program {} for {}: {}",
+        kernel_release(),
+        spec.name,
+        spec.hook,
+        verifier_reason(err)
+    )
 }
 
 fn object() -> &'static [u8] {
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/reaper-trace"))
 }
 
-/// Verifies program `name` of the object, a BTF tracepoint on `hook`.
-fn load_btf<'a>(
-    ebpf: &'a mut Ebpf,
-    name: &str,
-    hook: &str,
-    btf: &Btf,
-) -> Result<&'a mut BtfTracePoint> {
-    let prog: &mut BtfTracePoint = ebpf
-        .program_mut(name)
-        .ok_or_else(|| anyhow!("program {name} missing from the object"))?
-        .try_into()?;
-    prog.load(hook, btf)
-        .map_err(|e| anyhow!("loading {name} failed: {}", one_line(e)))?;
-    Ok(prog)
+/// Verifies one program of the object.
+fn load(ebpf: &mut Ebpf, spec: &ProgramSpec, btf: &Btf) -> Result<()> {
+    let prog = ebpf
+        .program_mut(spec.name)
+        .ok_or_else(|| anyhow!("program {} missing from the object", spec.name))?;
+    match spec.hook {
+        Hook::Btf(hook) => {
+            let prog: &mut BtfTracePoint = prog.try_into()?;
+            prog.load(hook, btf).map_err(|e| refused(spec, e))
+        }
+        Hook::Syscall(_) => {
+            let prog: &mut TracePoint = prog.try_into()?;
+            prog.load().map_err(|e| refused(spec, e))
+        }
+    }
 }
 
-/// Verifies program `name` of the object, a classic tracepoint.
-fn load_tracepoint<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut TracePoint> {
-    let prog: &mut TracePoint = ebpf
-        .program_mut(name)
-        .ok_or_else(|| anyhow!("program {name} missing from the object"))?
-        .try_into()?;
-    prog.load()
-        .map_err(|e| anyhow!("loading {name} failed: {}", one_line(e)))?;
-    Ok(prog)
+/// Attaches one loaded program.
+fn attach(ebpf: &mut Ebpf, spec: &ProgramSpec) -> Result<()> {
+    let prog = ebpf.program_mut(spec.name).expect("loaded");
+    match spec.hook {
+        Hook::Btf(_) => {
+            let prog: &mut BtfTracePoint = prog.try_into()?;
+            prog.attach().map(drop)
+        }
+        Hook::Syscall(name) => {
+            let prog: &mut TracePoint = prog.try_into()?;
+            prog.attach("syscalls", name).map(drop)
+        }
+    }
+    .map_err(|e| anyhow!("attaching {} to {} failed: {e}", spec.name, spec.hook))
+}
+
+/// The object with `kernel`'s offsets written in, not yet verified.
+fn open_object(offsets: &Offsets, ring_bytes: u32) -> Result<Ebpf> {
+    EbpfLoader::new()
+        .override_global("OFFSETS", offsets, true)
+        .map_max_entries("EVENTS", ring_bytes)
+        .load(object())
+        .map_err(|e| anyhow!("loading the eBPF object failed: {}", verifier_reason(e)))
+}
+
+/// What the kernel said of one program (`reaper-trace check`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Verified {
+    pub program: &'static str,
+    pub hook: String,
+    /// Instructions the verifier processed (`None` where the kernel does not say: before
+    /// 5.16, or when it refused the program).
+    pub verified_insns: Option<u32>,
+    /// Why the kernel refused it.
+    pub error: Option<String>,
+}
+
+/// Verifies every program the tracer would load on this kernel, one by one, without attaching
+/// any: what `reaper-trace check` reports. A refused program does not stop the others.
+pub fn verify_all(kernel: &Kernel) -> Result<Vec<Verified>> {
+    let mut ebpf = open_object(&kernel.offsets, 1 << 12)?;
+    let btf = Btf::from_sys_fs().context("reading kernel BTF")?;
+    let mut out = Vec::new();
+    for spec in programs(kernel.features) {
+        let loaded = load(&mut ebpf, &spec, &btf);
+        let verified_insns = loaded
+            .as_ref()
+            .ok()
+            .and_then(|_| ebpf.program(spec.name)?.info().ok())
+            .and_then(|info| info.verified_instruction_count());
+        out.push(Verified {
+            program: spec.name,
+            hook: spec.hook.to_string(),
+            verified_insns,
+            error: loaded.err().map(|e| format!("{e:#}")),
+        });
+    }
+    Ok(out)
 }
 
 /// The bench's floor: programs that do nothing, attached to the tracer's hooks (see the
@@ -116,29 +272,28 @@ fn load_tracepoint<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut TracePo
 pub fn attach_floor() -> Result<Ebpf> {
     let mut ebpf = EbpfLoader::new()
         .load(object())
-        .map_err(|e| anyhow!("loading the eBPF programs failed: {}", one_line(e)))?;
+        .map_err(|e| anyhow!("loading the eBPF object failed: {}", verifier_reason(e)))?;
     let btf = Btf::from_sys_fs().context("reading kernel BTF")?;
-    for (name, hook) in [
-        ("floor_fork", "sched_process_fork"),
-        ("floor_exec", "sched_process_exec"),
-        ("floor_exit", "sched_process_exit"),
-        ("floor_switch", "sched_switch"),
-        ("floor_free", "sched_process_free"),
-    ] {
-        load_btf(&mut ebpf, name, hook, &btf)?.attach()?;
+    for spec in [
+        ("floor_fork", Hook::Btf("sched_process_fork")),
+        ("floor_exec", Hook::Btf("sched_process_exec")),
+        ("floor_exit", Hook::Btf("sched_process_exit")),
+        ("floor_switch", Hook::Btf("sched_switch")),
+        ("floor_free", Hook::Btf("sched_process_free")),
+        ("floor_exit_wait4", Hook::Syscall("sys_exit_wait4")),
+    ]
+    .map(|(name, hook)| ProgramSpec { name, hook })
+    {
+        load(&mut ebpf, &spec, &btf)?;
+        attach(&mut ebpf, &spec)?;
     }
-    load_tracepoint(&mut ebpf, "floor_exit_wait4")?.attach("syscalls", "sys_exit_wait4")?;
     Ok(ebpf)
 }
 
 impl Tracer {
     /// Loads and attaches everything. `ring_bytes` must be a power of two multiple of the page size.
-    pub fn attach(offsets: &Offsets, ring_bytes: u32) -> Result<Self> {
-        let mut ebpf = EbpfLoader::new()
-            .override_global("OFFSETS", offsets, true)
-            .map_max_entries("EVENTS", ring_bytes)
-            .load(object())
-            .map_err(|e| anyhow!("loading the eBPF programs failed: {}", one_line(e)))?;
+    pub fn attach(kernel: &Kernel, ring_bytes: u32) -> Result<Self> {
+        let mut ebpf = open_object(&kernel.offsets, ring_bytes)?;
         let messages = KernelMessages::default();
         // Only absent if the programs log nothing at all.
         let logger = EbpfLogger::init_with_logger(&mut ebpf, messages.clone()).ok();
@@ -146,21 +301,15 @@ impl Tracer {
         // Verify everything first (the exit program takes the verifier a while), then attach
         // in quick succession, the programs of a task's last moments before those of its
         // first ones: once fork records flow, every later record of those tasks does too.
-        for name in BTF_PROGRAMS {
-            load_btf(&mut ebpf, name, name, &btf)?;
+        let specs = programs(kernel.features);
+        for spec in &specs {
+            load(&mut ebpf, spec, &btf)?;
         }
-        for name in SYSCALL_PROGRAMS {
-            load_tracepoint(&mut ebpf, name)?;
-        }
-        for name in SYSCALL_PROGRAMS {
-            let prog: &mut TracePoint = ebpf.program_mut(name).expect("loaded").try_into()?;
-            prog.attach("syscalls", name)
-                .map_err(|e| anyhow!("attaching tracepoint syscalls/{name} failed: {e}"))?;
-        }
-        for name in BTF_PROGRAMS.iter().rev() {
-            let prog: &mut BtfTracePoint = ebpf.program_mut(name).expect("loaded").try_into()?;
-            prog.attach()
-                .map_err(|e| anyhow!("attaching tp_btf/{name} failed: {e}"))?;
+        // The syscall programs first (exit before enter), then the BTF ones in reverse.
+        let (btf_specs, syscall_specs): (Vec<_>, Vec<_>) =
+            specs.iter().partition(|s| matches!(s.hook, Hook::Btf(_)));
+        for spec in syscall_specs.into_iter().chain(btf_specs.into_iter().rev()) {
+            attach(&mut ebpf, spec)?;
         }
         let ring = RingBuf::try_from(ebpf.take_map("EVENTS").context("EVENTS map")?)?;
         let lost = PerCpuArray::try_from(ebpf.take_map("LOST").context("LOST map")?)?;
