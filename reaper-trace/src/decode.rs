@@ -22,7 +22,7 @@ pub enum RawEvent {
     Reparent(ReparentEvent),
     /// Adoptions of one exit from the programs for kernels without `bpf_loop`: applied as the
     /// `Reparent` records they stand for (`AdoptionChunkEvent::reparents`).
-    AdoptionChunk(AdoptionChunkEvent),
+    AdoptionChunk(Box<AdoptionChunkEvent>),
     Wait(WaitEvent),
     Free(FreeEvent),
     Subreaper(SubreaperEvent),
@@ -89,7 +89,7 @@ pub fn decode(bytes: &[u8]) -> Result<RawEvent, DecodeError> {
         kind::ADOPTIONS => RawEvent::Adoptions(read(k, bytes)?),
         kind::EXIT_SNAPSHOT => RawEvent::ExitSnapshot(read(k, bytes)?),
         kind::REPARENT => RawEvent::Reparent(read(k, bytes)?),
-        kind::ADOPTION_CHUNK => RawEvent::AdoptionChunk(read(k, bytes)?),
+        kind::ADOPTION_CHUNK => RawEvent::AdoptionChunk(Box::new(read(k, bytes)?)),
         kind::WAIT => RawEvent::Wait(read(k, bytes)?),
         kind::FREE => RawEvent::Free(read(k, bytes)?),
         kind::SUBREAPER => RawEvent::Subreaper(read(k, bytes)?),

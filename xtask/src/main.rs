@@ -9,6 +9,8 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
 
+mod vm;
+
 const NIGHTLY: &str = "nightly";
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 const LLVM_PACKAGES: &[&str] = &[
@@ -38,6 +40,12 @@ cargo xtask <command> [-- args]
   test [-- ARGS]   build, then run every test, the privileged end-to-end ones included
   bench            measure userspace throughput, tracer overhead and dashboard CPU
                    (figures, not pass/fail)
+  vm-test [--kernels LIST]  boot Debian's kernel images under qemu (TCG) one after another
+                   and run check, validate and recording checks in each; LIST is series
+                   (5.10,6.1,...; 7 = the newest 7.x) or exact releases, by default
+                   5.10,6.1,6.12,6.16,6.17,6.18,6.19,7.0,7. Images are cached in
+                   /var/cache/reaper-trace ($REAPER_TRACE_CACHE); consoles and report.json
+                   go to target/vm-test
 ";
 
 fn root() -> PathBuf {
@@ -237,6 +245,34 @@ fn real_main() -> Result<ExitCode> {
                 run(&mut bench)?;
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Some("vm-test") => {
+            if !is_root() {
+                bail!(
+                    "the VM test installs qemu and fetches kernels: run `cargo xtask vm-test` as root"
+                );
+            }
+            let kernels = match ours.iter().position(|a| a == "--kernels") {
+                Some(i) => ours
+                    .get(i + 1)
+                    .context("--kernels needs a list, e.g. --kernels 5.10,6.1,7")?
+                    .clone(),
+                None => vm::DEFAULT_KERNELS.to_string(),
+            };
+            let specs: Vec<String> = kernels
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect();
+            setup(false)?;
+            apt_install(&missing_debs(vm::PACKAGES))?;
+            let dir = build(true)?;
+            let ok = vm::run(&specs, &dir, &root().join("target").join("vm-test"))?;
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Some("help") | Some("-h") | Some("--help") | None => {
             print!("{HELP}");

@@ -1,0 +1,61 @@
+#!/bin/sh
+# /init of the VM test's initramfs: runs reaper-trace on the booted kernel and prints what it
+# found between `@@RT NAME BEGIN` / `@@RT NAME END` lines on the console, for `cargo xtask
+# vm-test` to check. Only the guest's own kernel and /proc are looked at here; the checking
+# is done on the host.
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+mount -t tmpfs tmp /tmp
+mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
+mount -t bpf bpf /sys/fs/bpf 2>/dev/null
+[ -f /lib/modules/fuse.ko ] && insmod /lib/modules/fuse.ko
+ip link set lo up 2>/dev/null
+hostname vm-test
+
+say() { echo "@@RT $*"; }
+section() { say "$1 BEGIN"; cat "$2" 2>/dev/null; echo; say "$1 END"; }
+
+say release "$(uname -r)"
+
+# 1. Does every program load, and how much did the verifier process?
+reaper-trace check --json > /tmp/check.json 2>/tmp/check.err
+say check-rc $?
+section check /tmp/check.json
+section check-stderr /tmp/check.err
+
+# 2. The orphan/zombie experiment, recorded; /proc snapshots taken by the experiment itself.
+reaper-trace record -q -o /tmp/experiment.jsonl -- reaper-init -s -- sh /experiment.sh \
+    > /tmp/record.out 2>/tmp/record.err
+say record-rc $?
+section record-stderr /tmp/record.err
+section experiment /tmp/experiment.jsonl
+section proc1 /tmp/proc1.txt
+section proc2 /tmp/proc2.txt
+
+# 3. A whole-system recording stopped by SIGTERM: a valid file, and no program left attached.
+reaper-trace record -q -o /tmp/sigterm.jsonl 2>/tmp/sigterm.err &
+rec=$!
+sleep 3
+sh -c 'sleep 0.1 & exit 0'
+sleep 1
+kill -TERM $rec
+wait $rec
+say sigterm-rc $?
+section sigterm-stderr /tmp/sigterm.err
+section sigterm /tmp/sigterm.jsonl
+bpftool prog show > /tmp/progs.txt 2>&1
+section programs-after /tmp/progs.txt
+
+# 4. Every validate scenario (TCG is slow: a longer timeout than on hardware). The
+# pid-reuse scenario forks until a pid comes back: with the default pid_max that takes
+# longer than its 10 s under TCG, so the pid space is made smaller (wait-race needs ~1000).
+echo 4096 > /proc/sys/kernel/pid_max
+reaper-trace validate --json --timeout 120s > /tmp/validate.json 2>/tmp/validate.err
+say validate-rc $?
+section validate /tmp/validate.json
+section validate-stderr /tmp/validate.err
+
+say done
+poweroff -f
