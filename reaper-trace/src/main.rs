@@ -260,9 +260,10 @@ fn parse_cli() -> Result<Cli, ExitCode> {
             ExitCode::from(if e.use_stderr() { 2 } else { 0 })
         }
         _ => {
+            // The error quotes the arguments: escaped like every other error.
             eprintln!(
                 "reaper-trace: error: {}",
-                one_line_usage_error(&e.to_string())
+                reaper_trace::escape::escape_control(&one_line_usage_error(&e.to_string()))
             );
             ExitCode::from(2)
         }
@@ -287,7 +288,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
-            eprintln!("reaper-trace: error: {e:#}");
+            eprintln!("{}", reaper_trace::escape::error_line(&e));
             ExitCode::FAILURE
         }
     }
