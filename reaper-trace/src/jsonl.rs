@@ -19,22 +19,9 @@ pub enum Output {
 }
 
 impl Output {
-    /// Opens the destination up front, so a path that can't be written fails before anything
-    /// is attached. `None` or `-` is standard output.
+    /// Opens (creates or truncates) the destination now. `None` or `-` is standard output.
     pub fn open(path: Option<&Path>) -> Result<Self> {
-        match path {
-            None => Ok(Self::Stdout(io::stdout())),
-            Some(p) if p.as_os_str() == "-" => Ok(Self::Stdout(io::stdout())),
-            Some(p) => {
-                let f = File::create(p).with_context(|| {
-                    format!(
-                        "cannot write {}: choose a writable path with -o",
-                        p.display()
-                    )
-                })?;
-                Ok(Self::File(f, p.to_path_buf()))
-            }
-        }
+        Destination::check(path)?.open()
     }
 
     pub fn describe(&self) -> String {
@@ -43,6 +30,101 @@ impl Output {
             Self::File(_, p) => p.display().to_string(),
         }
     }
+}
+
+/// Where a recording will go: checked up front, so a path that can't be written fails before
+/// anything is attached, but left as it is until [`Destination::open`], after the programs
+/// are attached: a run that fails to start (no memory for the ring buffer, a kernel that
+/// refuses the programs) leaves an existing recording whole and creates no file.
+pub enum Destination {
+    Stdout,
+    File {
+        path: PathBuf,
+        /// An existing file, opened for writing but not truncated yet.
+        existing: Option<File>,
+    },
+}
+
+fn cannot_write(path: &Path) -> String {
+    format!(
+        "cannot write {}: choose a writable path with -o",
+        path.display()
+    )
+}
+
+impl Destination {
+    /// `None` or `-` is standard output. An existing file is opened for writing (not
+    /// truncated); for a new one, its directory must exist and be writable.
+    pub fn check(path: Option<&Path>) -> Result<Self> {
+        let path = match path {
+            None => return Ok(Self::Stdout),
+            Some(p) if p.as_os_str() == "-" => return Ok(Self::Stdout),
+            Some(p) => p,
+        };
+        let existing = match std::fs::OpenOptions::new().write(true).open(path) {
+            Ok(f) => Some(f),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let dir = match path.parent() {
+                    Some(d) if !d.as_os_str().is_empty() => d,
+                    _ => Path::new("."),
+                };
+                writable_dir(dir).with_context(|| cannot_write(path))?;
+                None
+            }
+            Err(e) => return Err(anyhow::Error::new(e).context(cannot_write(path))),
+        };
+        Ok(Self::File {
+            path: path.to_path_buf(),
+            existing,
+        })
+    }
+
+    /// Creates the file, or empties the existing one: from now on it is the recording.
+    pub fn open(self) -> Result<Output> {
+        match self {
+            Self::Stdout => Ok(Output::Stdout(io::stdout())),
+            Self::File {
+                path,
+                existing: Some(f),
+            } => {
+                // A regular file is emptied; a device or a pipe (`-o /dev/null`) is used as is.
+                if f.metadata().is_ok_and(|m| m.is_file()) {
+                    f.set_len(0).with_context(|| cannot_write(&path))?;
+                }
+                Ok(Output::File(f, path))
+            }
+            Self::File {
+                path,
+                existing: None,
+            } => {
+                let f = File::create(&path).with_context(|| cannot_write(&path))?;
+                Ok(Output::File(f, path))
+            }
+        }
+    }
+}
+
+/// Whether files can be created in `dir` (as the effective user), without creating one.
+fn writable_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: a NUL-terminated path and flag constants.
+    let r = unsafe {
+        libc::faccessat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            libc::W_OK | libc::X_OK,
+            libc::AT_EACCESS,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if !std::fs::metadata(dir)?.is_dir() {
+        return Err(io::Error::from(io::ErrorKind::NotADirectory));
+    }
+    Ok(())
 }
 
 pub struct JsonlWriter {
@@ -389,10 +471,49 @@ mod tests {
     }
 
     #[test]
+    fn a_destination_is_left_alone_until_opened() {
+        let dir = std::env::temp_dir();
+        let path = dir.join(format!("rt-dest-{}.jsonl", std::process::id()));
+        std::fs::write(&path, "old recording\n").unwrap();
+        let dest = Destination::check(Some(&path)).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "old recording\n");
+        // Dropped (the start failed): untouched.
+        drop(dest);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "old recording\n");
+        let mut w = JsonlWriter::new(Destination::check(Some(&path)).unwrap().open().unwrap());
+        w.header(&header(None, 1)).unwrap();
+        w.finish().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.starts_with("{\"type\":\"header\"") && text.lines().count() == 1,
+            "{text}"
+        );
+        std::fs::remove_file(&path).unwrap();
+        // A new file is not created before `open`.
+        let dest = Destination::check(Some(&path)).unwrap();
+        assert!(!path.exists());
+        dest.open().unwrap();
+        assert!(path.exists());
+        std::fs::remove_file(&path).unwrap();
+        // Devices are written as they are.
+        Destination::check(Some(Path::new("/dev/null")))
+            .unwrap()
+            .open()
+            .unwrap();
+    }
+
+    #[test]
     fn unwritable_output_fails_up_front() {
         let err = Output::open(Some(Path::new("/nonexistent-dir/x.jsonl")))
             .err()
             .unwrap();
         assert!(format!("{err:#}").contains("cannot write /nonexistent-dir/x.jsonl"));
+        for bad in ["/nonexistent-dir/x.jsonl", "/proc/version/x.jsonl", "/"] {
+            let err = Destination::check(Some(Path::new(bad))).err().expect(bad);
+            assert!(
+                format!("{err:#}").contains(&format!("cannot write {bad}")),
+                "{err:#}"
+            );
+        }
     }
 }

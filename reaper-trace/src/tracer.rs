@@ -91,6 +91,11 @@ pub fn programs(features: Features) -> Vec<ProgramSpec> {
 
 pub const DEFAULT_RING_BYTES: u32 = 4 << 20;
 
+/// What to do when the ring buffer can't be had: it is kernel memory (charged to the memory
+/// cgroup), mapped into this process twice over (the kernel maps its data pages twice, so a
+/// record that wraps around reads in one piece): a 512 MiB ring takes 1 GiB of address space.
+const RING_ADVICE: &str = "choose a smaller --ring-mib, or raise the address-space limit (ulimit -v: the ring takes twice its size) or the memory available";
+
 /// What the kernel programs log (aya-log: rare conditions, e.g. a task with more children
 /// than are followed), kept for the caller to show where it fits.
 #[derive(Clone, Default)]
@@ -229,7 +234,18 @@ fn open_object(offsets: &Offsets, ring_bytes: u32) -> Result<Ebpf> {
         .override_global("OFFSETS", offsets, true)
         .map_max_entries("EVENTS", ring_bytes)
         .load(object())
-        .map_err(|e| anyhow!("loading the eBPF object failed: {}", verifier_reason(e)))
+        .map_err(|e| {
+            if e.to_string().contains("`EVENTS`") {
+                // The ring buffer is the one large allocation: say which, and its cause.
+                anyhow!(
+                    "creating the {} MiB ring buffer failed: {}: {RING_ADVICE}",
+                    ring_bytes >> 20,
+                    verifier_reason(format!("{:#}", anyhow::Error::new(e)))
+                )
+            } else {
+                anyhow!("loading the eBPF object failed: {}", verifier_reason(e))
+            }
+        })
 }
 
 /// What the kernel said of one program (`reaper-trace check`).
@@ -311,7 +327,14 @@ impl Tracer {
         for spec in syscall_specs.into_iter().chain(btf_specs.into_iter().rev()) {
             attach(&mut ebpf, spec)?;
         }
-        let ring = RingBuf::try_from(ebpf.take_map("EVENTS").context("EVENTS map")?)?;
+        let ring =
+            RingBuf::try_from(ebpf.take_map("EVENTS").context("EVENTS map")?).map_err(|e| {
+                anyhow!(
+                    "mapping the {} MiB ring buffer into memory failed: {}: {RING_ADVICE}",
+                    ring_bytes >> 20,
+                    verifier_reason(format!("{:#}", anyhow::Error::new(e)))
+                )
+            })?;
         let lost = PerCpuArray::try_from(ebpf.take_map("LOST").context("LOST map")?)?;
         let tracked = BpfHashMap::try_from(ebpf.take_map("TRACKED").context("TRACKED map")?)?;
         Ok(Self {
