@@ -63,7 +63,8 @@ struct RecordArgs {
     /// the command exits).
     #[arg(short, long, value_name = "DURATION", value_parser = parse_duration)]
     duration: Option<Duration>,
-    /// Ring buffer size in MiB (a power of two).
+    /// Ring buffer size in MiB (a power of two, 1 to 1024). It costs that much kernel memory
+    /// (never swapped out), mapped once into reaper-trace: its RSS grows by as much.
     #[arg(long, value_name = "MIB", default_value_t = tracer::DEFAULT_RING_BYTES >> 20, value_parser = parse_ring_mib)]
     ring_mib: u32,
     /// No summary line on standard error.
@@ -91,7 +92,8 @@ struct TopArgs {
     /// Highlight zombies older than this, e.g. `5s`, `500ms`, `2m`.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     zombie_threshold: Duration,
-    /// Ring buffer size in MiB (a power of two).
+    /// Ring buffer size in MiB (a power of two, 1 to 1024). It costs that much kernel memory
+    /// (never swapped out), mapped once into reaper-trace: its RSS grows by as much.
     #[arg(long, value_name = "MIB", default_value_t = tracer::DEFAULT_RING_BYTES >> 20, value_parser = parse_ring_mib)]
     ring_mib: u32,
 }
@@ -129,7 +131,8 @@ struct ValidateArgs {
     /// Also write each scenario's events to DIR/NAME.jsonl (the evidence behind its verdict).
     #[arg(long, value_name = "DIR")]
     events: Option<PathBuf>,
-    /// Ring buffer size in MiB (a power of two).
+    /// Ring buffer size in MiB (a power of two, 1 to 1024). It costs that much kernel memory
+    /// (never swapped out), mapped once into reaper-trace: its RSS grows by as much.
     #[arg(long, value_name = "MIB", default_value_t = tracer::DEFAULT_RING_BYTES >> 20, value_parser = parse_ring_mib)]
     ring_mib: u32,
 }

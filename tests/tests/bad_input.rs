@@ -287,3 +287,54 @@ fn every_json_lines_file_reaper_trace_writes_replays() {
         assert_replays(path);
     }
 }
+
+/// `VmRSS` of a process, in bytes.
+fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS");
+    kib << 10
+}
+
+#[test]
+fn the_ring_buffer_is_mapped_once() {
+    require_root();
+    // The kernel lays the ring's data out twice and inserts every page of a mapping at once:
+    // mapping both copies (as aya's RingBuf does) made a 1 GiB ring cost 2.1 GB of RSS.
+    let mib = 256u64;
+    let out = TempPath::new("rss.jsonl");
+    let child = Command::new(reaper_trace())
+        .args([
+            "record",
+            "-q",
+            "--ring-mib",
+            &mib.to_string(),
+            "-d",
+            "30s",
+            "-o",
+        ])
+        .arg(&out.0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("reaper-trace runs");
+    let mut child = reaper_trace_tests::ChildGuard::new(child);
+    reaper_trace_tests::wait_for_header(&out.0, &mut child, Duration::from_secs(60));
+    let rss = rss_bytes(child.child.id());
+    assert!(
+        rss >= mib << 20 && rss < (mib + 128) << 20,
+        "RSS {} MiB with a {mib} MiB ring: the ring once, plus the program",
+        rss >> 20
+    );
+    // The cost is said where the size is chosen.
+    let help = run(&["record", "--help"]);
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("costs that much kernel memory") && help.contains("RSS"),
+        "{help}"
+    );
+}
