@@ -44,9 +44,29 @@ pub fn escape_control(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// How every error reaches the user: `reaper-trace: error: ` and the error with its causes,
+/// escaped. An error may quote anything (a recording's `type`, a path, a process name, an
+/// argument): escaped here, at the one place errors are printed, none of it can act on the
+/// terminal, and a newline in it can't make the message two lines.
+pub fn error_line(e: &anyhow::Error) -> String {
+    format!("reaper-trace: error: {}", escape_control(&format!("{e:#}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errors_are_one_escaped_line() {
+        let e = anyhow::anyhow!("unknown variant `\u{1b}]0;PWNED\u{7}\u{1b}[2J`\nsecond line")
+            .context("t.jsonl:2: malformed event");
+        let line = error_line(&e);
+        assert_eq!(
+            line,
+            r"reaper-trace: error: t.jsonl:2: malformed event: unknown variant `\x1b]0;PWNED\x07\x1b[2J`\nsecond line"
+        );
+        assert!(!line.chars().any(char::is_control));
+    }
 
     #[test]
     fn plain_text_is_borrowed() {

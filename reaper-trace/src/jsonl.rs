@@ -2,7 +2,7 @@
 //! reading them back, with errors that name the line.
 
 use std::fs::File;
-use std::io::{self, BufRead, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -19,22 +19,9 @@ pub enum Output {
 }
 
 impl Output {
-    /// Opens the destination up front, so a path that can't be written fails before anything
-    /// is attached. `None` or `-` is standard output.
+    /// Opens (creates or truncates) the destination now. `None` or `-` is standard output.
     pub fn open(path: Option<&Path>) -> Result<Self> {
-        match path {
-            None => Ok(Self::Stdout(io::stdout())),
-            Some(p) if p.as_os_str() == "-" => Ok(Self::Stdout(io::stdout())),
-            Some(p) => {
-                let f = File::create(p).with_context(|| {
-                    format!(
-                        "cannot write {}: choose a writable path with -o",
-                        p.display()
-                    )
-                })?;
-                Ok(Self::File(f, p.to_path_buf()))
-            }
-        }
+        Destination::check(path)?.open()
     }
 
     pub fn describe(&self) -> String {
@@ -43,6 +30,101 @@ impl Output {
             Self::File(_, p) => p.display().to_string(),
         }
     }
+}
+
+/// Where a recording will go: checked up front, so a path that can't be written fails before
+/// anything is attached, but left as it is until [`Destination::open`], after the programs
+/// are attached: a run that fails to start (no memory for the ring buffer, a kernel that
+/// refuses the programs) leaves an existing recording whole and creates no file.
+pub enum Destination {
+    Stdout,
+    File {
+        path: PathBuf,
+        /// An existing file, opened for writing but not truncated yet.
+        existing: Option<File>,
+    },
+}
+
+fn cannot_write(path: &Path) -> String {
+    format!(
+        "cannot write {}: choose a writable path with -o",
+        path.display()
+    )
+}
+
+impl Destination {
+    /// `None` or `-` is standard output. An existing file is opened for writing (not
+    /// truncated); for a new one, its directory must exist and be writable.
+    pub fn check(path: Option<&Path>) -> Result<Self> {
+        let path = match path {
+            None => return Ok(Self::Stdout),
+            Some(p) if p.as_os_str() == "-" => return Ok(Self::Stdout),
+            Some(p) => p,
+        };
+        let existing = match std::fs::OpenOptions::new().write(true).open(path) {
+            Ok(f) => Some(f),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let dir = match path.parent() {
+                    Some(d) if !d.as_os_str().is_empty() => d,
+                    _ => Path::new("."),
+                };
+                writable_dir(dir).with_context(|| cannot_write(path))?;
+                None
+            }
+            Err(e) => return Err(anyhow::Error::new(e).context(cannot_write(path))),
+        };
+        Ok(Self::File {
+            path: path.to_path_buf(),
+            existing,
+        })
+    }
+
+    /// Creates the file, or empties the existing one: from now on it is the recording.
+    pub fn open(self) -> Result<Output> {
+        match self {
+            Self::Stdout => Ok(Output::Stdout(io::stdout())),
+            Self::File {
+                path,
+                existing: Some(f),
+            } => {
+                // A regular file is emptied; a device or a pipe (`-o /dev/null`) is used as is.
+                if f.metadata().is_ok_and(|m| m.is_file()) {
+                    f.set_len(0).with_context(|| cannot_write(&path))?;
+                }
+                Ok(Output::File(f, path))
+            }
+            Self::File {
+                path,
+                existing: None,
+            } => {
+                let f = File::create(&path).with_context(|| cannot_write(&path))?;
+                Ok(Output::File(f, path))
+            }
+        }
+    }
+}
+
+/// Whether files can be created in `dir` (as the effective user), without creating one.
+fn writable_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: a NUL-terminated path and flag constants.
+    let r = unsafe {
+        libc::faccessat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            libc::W_OK | libc::X_OK,
+            libc::AT_EACCESS,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if !std::fs::metadata(dir)?.is_dir() {
+        return Err(io::Error::from(io::ErrorKind::NotADirectory));
+    }
+    Ok(())
 }
 
 pub struct JsonlWriter {
@@ -140,51 +222,132 @@ fn rustix_uname() -> (String, String) {
     }
 }
 
+/// The longest line a recording may hold: a longer one is refused, so a file that is not a
+/// recording (`/dev/zero`, a binary) is never read into memory whole. Events are at most a few
+/// KiB (names, file names and arguments are bounded by the kernel programs); the longest
+/// legitimate line is the header of `record -- CMD`, which holds the command's arguments (the
+/// kernel takes at most 6 MiB of them, JSON-escaped they stay well within this).
+pub const MAX_LINE_BYTES: usize = 16 << 20;
+
+/// A serde error message is cut to this many characters in an error line (it may quote the
+/// input: an unknown `type` a megabyte long is not repeated whole).
+const MAX_DETAIL_CHARS: usize = 160;
+
 /// A recording read back.
 #[derive(Debug)]
 pub struct Recording {
     pub header: Header,
     pub events: Vec<Event>,
+    /// The number of the last line when it was cut (it does not end with a newline and is
+    /// not a whole event: the disk filled up, or the recorder was killed mid-write). The
+    /// events before it are all there.
+    pub cut_line: Option<usize>,
 }
 
-/// Reads a whole recording; a malformed or truncated line is an error naming the line.
+/// Reads a whole recording. A malformed line is an error naming the file and line; a last
+/// line cut short (no newline, not a whole event) is left out and reported in
+/// [`Recording::cut_line`].
 pub fn read_recording(path: &Path) -> Result<Recording> {
-    let f =
-        File::open(path).with_context(|| format!("cannot open recording {}", path.display()))?;
+    let f = File::open(path).with_context(|| {
+        format!(
+            "cannot open recording {}: check the path (a file written by `reaper-trace record`)",
+            path.display()
+        )
+    })?;
     parse_recording(io::BufReader::new(f), &path.display().to_string())
 }
 
-pub fn parse_recording(reader: impl BufRead, name: &str) -> Result<Recording> {
-    let mut lines = reader.lines().enumerate();
-    let header: Header = match lines.next() {
-        Some((_, line)) => {
-            let line = line.with_context(|| format!("{name}:1: cannot read"))?;
-            serde_json::from_str(&line)
-                .with_context(|| format!("{name}:1: not a reaper-trace recording header"))?
+/// serde_json's message without its position (a recording line is one JSON line: the
+/// column is given apart), cut to [`MAX_DETAIL_CHARS`].
+fn json_error_detail(e: &serde_json::Error) -> String {
+    let full = e.to_string();
+    let suffix = format!(" at line {} column {}", e.line(), e.column());
+    let msg = full.strip_suffix(&suffix).unwrap_or(&full);
+    let mut out: String = msg.chars().take(MAX_DETAIL_CHARS).collect();
+    if out.len() < msg.len() {
+        out.push('…');
+    }
+    if e.column() > 0 {
+        out.push_str(&format!(" (column {})", e.column()));
+    }
+    out
+}
+
+/// The first line: a header of a schema this build understands.
+fn parse_header(line: &[u8], whole: bool, name: &str) -> Result<Header> {
+    match serde_json::from_slice::<Header>(line) {
+        Ok(h) if h.kind == "header" => {
+            if h.schema > SCHEMA_VERSION {
+                bail!(
+                    "{name}: schema version {} is newer than this reaper-trace understands ({SCHEMA_VERSION}): upgrade reaper-trace",
+                    h.schema
+                );
+            }
+            Ok(h)
         }
-        None => bail!("{name}: empty file, not a reaper-trace recording"),
-    };
-    if header.kind != "header" {
-        bail!("{name}:1: not a reaper-trace recording header");
+        _ if !whole => bail!(
+            "{name}:1: the header line is cut: the recording ended before its first event, nothing to replay"
+        ),
+        _ => bail!(
+            "{name}:1: not a reaper-trace recording header: replay a file written by `reaper-trace record`"
+        ),
     }
-    if header.schema > SCHEMA_VERSION {
-        bail!(
-            "{name}: schema version {} is newer than this reaper-trace understands ({SCHEMA_VERSION}): upgrade reaper-trace",
-            header.schema
-        );
-    }
+}
+
+pub fn parse_recording(mut reader: impl BufRead, name: &str) -> Result<Recording> {
+    let mut buf = Vec::new();
+    let mut n = 0usize;
+    let mut header: Option<Header> = None;
     let mut events = Vec::new();
-    for (i, line) in lines {
-        let n = i + 1;
-        let line = line.with_context(|| format!("{name}:{n}: cannot read"))?;
-        if line.trim().is_empty() {
+    let mut cut_line = None;
+    loop {
+        buf.clear();
+        let read = Read::take(&mut reader, MAX_LINE_BYTES as u64 + 1)
+            .read_until(b'\n', &mut buf)
+            .with_context(|| format!("{name}:{}: cannot read the recording", n + 1))?;
+        if read == 0 {
+            break;
+        }
+        n += 1;
+        // Without a newline the line is the file's last (or longer than the cap).
+        let whole = buf.last() == Some(&b'\n');
+        if !whole && buf.len() > MAX_LINE_BYTES {
+            bail!(
+                "{name}:{n}: line longer than {} MiB: not a reaper-trace recording (its lines are JSON objects of at most a few KiB)",
+                MAX_LINE_BYTES >> 20
+            );
+        }
+        let line = buf.trim_ascii();
+        if header.is_none() {
+            header = Some(parse_header(line, whole, name)?);
             continue;
         }
-        let ev: Event =
-            serde_json::from_str(&line).with_context(|| format!("{name}:{n}: malformed event"))?;
-        events.push(ev);
+        if line.is_empty() {
+            continue;
+        }
+        match serde_json::from_slice::<Event>(line) {
+            Ok(ev) => events.push(ev),
+            // The last line, cut short: what came before is whole.
+            Err(_) if !whole => {
+                cut_line = Some(n);
+                break;
+            }
+            Err(e) => bail!(
+                "{name}:{n}: malformed event: {}: repair or delete that line to replay the rest",
+                json_error_detail(&e)
+            ),
+        }
     }
-    Ok(Recording { header, events })
+    let Some(header) = header else {
+        bail!(
+            "{name}: empty file, not a reaper-trace recording: replay a file written by `reaper-trace record`"
+        );
+    };
+    Ok(Recording {
+        header,
+        events,
+        cut_line,
+    })
 }
 
 #[cfg(test)]
@@ -220,21 +383,123 @@ mod tests {
         assert_eq!(rec.events, vec![ev]);
     }
 
+    fn header_line() -> String {
+        serde_json::to_string(&header(None, 0)).unwrap()
+    }
+
+    const LOST: &str = r#"{"type":"lost","ts":1,"what":"fork","count":2}"#;
+
+    fn parse_err(text: &[u8]) -> String {
+        format!("{:#}", parse_recording(text, "t.jsonl").unwrap_err())
+    }
+
     #[test]
     fn malformed_lines_are_named() {
-        let good = serde_json::to_string(&header(None, 0)).unwrap();
-        let text = format!(
-            "{good}\n{{\"type\":\"lost\",\"ts\":1,\"what\":\"fork\",\"count\":2}}\n{{\"type\":\"reap\",\"ts\":"
-        );
-        let err = parse_recording(text.as_bytes(), "t.jsonl").unwrap_err();
+        let good = header_line();
+        // A malformed line in the middle is an error naming it, with the column.
+        let msg =
+            parse_err(format!("{good}\n{LOST}\n{{\"type\":\"reap\",\"ts\":\n{LOST}\n").as_bytes());
+        assert!(msg.starts_with("t.jsonl:3: malformed event: "), "{msg}");
         assert!(
-            format!("{err:#}").starts_with("t.jsonl:3: malformed event"),
-            "{err:#}"
+            msg.contains("(column ") && msg.contains("delete that line"),
+            "{msg}"
         );
-        let err = parse_recording("not json\n".as_bytes(), "t.jsonl").unwrap_err();
-        assert!(format!("{err:#}").starts_with("t.jsonl:1: not a reaper-trace recording header"));
-        let err = parse_recording("".as_bytes(), "t.jsonl").unwrap_err();
-        assert!(err.to_string().contains("empty file"));
+        assert!(!msg.contains("at line 1"), "{msg}");
+        let msg = parse_err(b"not json\n");
+        assert!(
+            msg.starts_with("t.jsonl:1: not a reaper-trace recording header"),
+            "{msg}"
+        );
+        assert!(parse_err(b"").contains("empty file"));
+        // A whole last line without its newline is a whole event.
+        let rec = parse_recording(format!("{good}\n{LOST}").as_bytes(), "t.jsonl").unwrap();
+        assert_eq!((rec.events.len(), rec.cut_line), (1, None));
+    }
+
+    #[test]
+    fn a_cut_last_line_leaves_the_rest_whole() {
+        let good = header_line();
+        // Cut anywhere in the last line (as a full disk or SIGKILL leaves it).
+        let last = r#"{"type":"reap","ts":9,"task":{"pid":3}}"#;
+        for cut in 1..last.len() {
+            let text = format!("{good}\n{LOST}\n{LOST}\n{}", &last[..cut]);
+            let rec = parse_recording(text.as_bytes(), "t.jsonl").unwrap();
+            assert_eq!(rec.events.len(), 2);
+            assert_eq!(rec.cut_line, Some(4));
+        }
+        // A cut header: nothing to replay, said so.
+        let msg = parse_err(&good.as_bytes()[..20]);
+        assert!(
+            msg.starts_with("t.jsonl:1: the header line is cut"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn a_line_longer_than_the_cap_is_refused_without_reading_on() {
+        // An endless file without a newline (`/dev/zero`): refused after the cap, by line.
+        let zeros = std::io::BufReader::new(std::io::repeat(0));
+        let msg = format!("{:#}", parse_recording(zeros, "/dev/zero").unwrap_err());
+        assert!(
+            msg.starts_with("/dev/zero:1: line longer than 16 MiB"),
+            "{msg}"
+        );
+        let endless_event = Read::chain(
+            std::io::Cursor::new(format!("{}\n{LOST}\n", header_line())),
+            std::io::repeat(b'x'),
+        );
+        let msg = format!(
+            "{:#}",
+            parse_recording(std::io::BufReader::new(endless_event), "t").unwrap_err()
+        );
+        assert!(msg.starts_with("t:3: line longer than 16 MiB"), "{msg}");
+    }
+
+    #[test]
+    fn an_unknown_type_is_quoted_short() {
+        let long = "y".repeat(100_000);
+        let text = format!(
+            "{}\n{{\"type\":\"{long}\",\"ts\":5}}\n{LOST}\n",
+            header_line()
+        );
+        let msg = parse_err(text.as_bytes());
+        assert!(
+            msg.starts_with("t.jsonl:2: malformed event: unknown variant"),
+            "{msg}"
+        );
+        assert!(msg.len() < 400, "{} bytes", msg.len());
+    }
+
+    #[test]
+    fn a_destination_is_left_alone_until_opened() {
+        let dir = std::env::temp_dir();
+        let path = dir.join(format!("rt-dest-{}.jsonl", std::process::id()));
+        std::fs::write(&path, "old recording\n").unwrap();
+        let dest = Destination::check(Some(&path)).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "old recording\n");
+        // Dropped (the start failed): untouched.
+        drop(dest);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "old recording\n");
+        let mut w = JsonlWriter::new(Destination::check(Some(&path)).unwrap().open().unwrap());
+        w.header(&header(None, 1)).unwrap();
+        w.finish().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.starts_with("{\"type\":\"header\"") && text.lines().count() == 1,
+            "{text}"
+        );
+        std::fs::remove_file(&path).unwrap();
+        // A new file is not created before `open`.
+        let dest = Destination::check(Some(&path)).unwrap();
+        assert!(!path.exists());
+        dest.open().unwrap();
+        assert!(path.exists());
+        std::fs::remove_file(&path).unwrap();
+        // Devices are written as they are.
+        Destination::check(Some(Path::new("/dev/null")))
+            .unwrap()
+            .open()
+            .unwrap();
     }
 
     #[test]
@@ -243,5 +508,12 @@ mod tests {
             .err()
             .unwrap();
         assert!(format!("{err:#}").contains("cannot write /nonexistent-dir/x.jsonl"));
+        for bad in ["/nonexistent-dir/x.jsonl", "/proc/version/x.jsonl", "/"] {
+            let err = Destination::check(Some(Path::new(bad))).err().expect(bad);
+            assert!(
+                format!("{err:#}").contains(&format!("cannot write {bad}")),
+                "{err:#}"
+            );
+        }
     }
 }

@@ -14,6 +14,7 @@ pub mod preflight;
 pub mod procfs;
 pub mod reaper;
 pub mod record;
+pub mod ring;
 pub mod scenario;
 pub mod session;
 pub mod tracer;

@@ -63,7 +63,8 @@ struct RecordArgs {
     /// the command exits).
     #[arg(short, long, value_name = "DURATION", value_parser = parse_duration)]
     duration: Option<Duration>,
-    /// Ring buffer size in MiB (a power of two).
+    /// Ring buffer size in MiB (a power of two, 1 to 1024). It costs that much kernel memory
+    /// (never swapped out), mapped once into reaper-trace: its RSS grows by as much.
     #[arg(long, value_name = "MIB", default_value_t = tracer::DEFAULT_RING_BYTES >> 20, value_parser = parse_ring_mib)]
     ring_mib: u32,
     /// No summary line on standard error.
@@ -84,14 +85,15 @@ struct TopArgs {
     /// Play this recording (from `record`) instead of tracing live.
     #[arg(long, value_name = "FILE")]
     replay: Option<PathBuf>,
-    /// Replay speed: 2 is twice as fast as recorded; 0 plays it all at once and stays on the
-    /// final state.
-    #[arg(long, value_name = "X", default_value_t = 1.0, requires = "replay", value_parser = parse_speed)]
-    speed: f64,
+    /// Replay speed (with --replay): 2 is twice as fast as recorded; 0 plays it all at once
+    /// and stays on the final state [default: 1].
+    #[arg(long, value_name = "X", value_parser = parse_speed)]
+    speed: Option<f64>,
     /// Highlight zombies older than this, e.g. `5s`, `500ms`, `2m`.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     zombie_threshold: Duration,
-    /// Ring buffer size in MiB (a power of two).
+    /// Ring buffer size in MiB (a power of two, 1 to 1024). It costs that much kernel memory
+    /// (never swapped out), mapped once into reaper-trace: its RSS grows by as much.
     #[arg(long, value_name = "MIB", default_value_t = tracer::DEFAULT_RING_BYTES >> 20, value_parser = parse_ring_mib)]
     ring_mib: u32,
 }
@@ -99,7 +101,6 @@ struct TopArgs {
 impl TopArgs {
     fn defaults() -> Self {
         Self {
-            speed: 1.0,
             zombie_threshold: Duration::from_secs(5),
             ring_mib: tracer::DEFAULT_RING_BYTES >> 20,
             ..Default::default()
@@ -109,7 +110,7 @@ impl TopArgs {
     fn options(self) -> dashboard::TopOptions {
         dashboard::TopOptions {
             replay: self.replay,
-            speed: self.speed,
+            speed: self.speed.unwrap_or(1.0),
             zombie_threshold: self.zombie_threshold,
             ring_bytes: self.ring_mib << 20,
         }
@@ -130,7 +131,8 @@ struct ValidateArgs {
     /// Also write each scenario's events to DIR/NAME.jsonl (the evidence behind its verdict).
     #[arg(long, value_name = "DIR")]
     events: Option<PathBuf>,
-    /// Ring buffer size in MiB (a power of two).
+    /// Ring buffer size in MiB (a power of two, 1 to 1024). It costs that much kernel memory
+    /// (never swapped out), mapped once into reaper-trace: its RSS grows by as much.
     #[arg(long, value_name = "MIB", default_value_t = tracer::DEFAULT_RING_BYTES >> 20, value_parser = parse_ring_mib)]
     ring_mib: u32,
 }
@@ -143,6 +145,10 @@ fn parse_speed(s: &str) -> Result<f64, String> {
         )),
     }
 }
+
+/// The longest duration any option takes: far beyond any recording, well within what a
+/// deadline (`Instant` + duration) can hold.
+const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
@@ -160,10 +166,20 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         "h" => n * 3600.0,
         _ => return Err(format!("unknown unit `{unit}` in `{s}`: use ms, s, m or h")),
     };
-    if !secs.is_finite() || secs <= 0.0 {
+    if secs.is_nan() || secs <= 0.0 {
         return Err(format!("`{s}` must be a positive duration"));
     }
-    Ok(Duration::from_secs_f64(secs))
+    // Checked before converting: `Duration::from_secs_f64` panics past u64 seconds.
+    if secs > MAX_DURATION.as_secs_f64() {
+        return Err(format!(
+            "`{s}` is too long: at most {}h (100 years)",
+            MAX_DURATION.as_secs() / 3600
+        ));
+    }
+    match Duration::try_from_secs_f64(secs) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        _ => Err(format!("`{s}` must be a positive duration of at least 1ns")),
+    }
 }
 
 fn parse_ring_mib(s: &str) -> Result<u32, String> {
@@ -248,25 +264,44 @@ fn run(cli: Cli) -> Result<i32> {
     }
 }
 
+/// What clap can't say by itself, as a usage error: `--speed` without `--replay` (clap's
+/// `requires` names the missing argument on a line of its own, which the one-line usage error
+/// leaves out).
+fn check_cli(cli: Cli) -> Result<Cli, clap::Error> {
+    if let Some(Command::Top(a)) = &cli.command
+        && a.speed.is_some()
+        && a.replay.is_none()
+    {
+        return Err(<Cli as clap::CommandFactory>::command().error(
+            clap::error::ErrorKind::MissingRequiredArgument,
+            "--speed sets how fast a recording plays: add --replay FILE (a live dashboard runs in real time)",
+        ));
+    }
+    Ok(cli)
+}
+
 /// clap's usage errors end with usage and tip lines: keep the error itself on one line, say
 /// where help is, and exit 2 as clap would. Help and version requests print as usual.
 fn parse_cli() -> Result<Cli, ExitCode> {
     use clap::error::ErrorKind;
-    Cli::try_parse().map_err(|e| match e.kind() {
-        ErrorKind::DisplayHelp
-        | ErrorKind::DisplayVersion
-        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-            let _ = e.print();
-            ExitCode::from(if e.use_stderr() { 2 } else { 0 })
-        }
-        _ => {
-            eprintln!(
-                "reaper-trace: error: {}",
-                one_line_usage_error(&e.to_string())
-            );
-            ExitCode::from(2)
-        }
-    })
+    Cli::try_parse()
+        .and_then(check_cli)
+        .map_err(|e| match e.kind() {
+            ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                let _ = e.print();
+                ExitCode::from(if e.use_stderr() { 2 } else { 0 })
+            }
+            _ => {
+                // The error quotes the arguments: escaped like every other error.
+                eprintln!(
+                    "reaper-trace: error: {}",
+                    reaper_trace::escape::escape_control(&one_line_usage_error(&e.to_string()))
+                );
+                ExitCode::from(2)
+            }
+        })
 }
 
 fn one_line_usage_error(rendered: &str) -> String {
@@ -287,7 +322,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
-            eprintln!("reaper-trace: error: {e:#}");
+            eprintln!("{}", reaper_trace::escape::error_line(&e));
             ExitCode::FAILURE
         }
     }
@@ -323,6 +358,27 @@ mod tests {
         assert!(parse_duration("3x").unwrap_err().contains("unknown unit"));
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("s").is_err());
+        // Out of range is an error, not a panic (from_secs_f64 panicked past u64 seconds, a
+        // deadline past what an Instant holds).
+        for long in [
+            "99999999999999999999h",
+            "1e400",
+            &"9".repeat(400),
+            "876001h",
+        ] {
+            let err = parse_duration(long).unwrap_err();
+            assert!(
+                err.contains("too long") || err.contains("unknown unit"),
+                "{long}: {err}"
+            );
+        }
+        assert!(
+            parse_duration("99999999999999999999h")
+                .unwrap_err()
+                .contains("at most 876000h")
+        );
+        assert_eq!(parse_duration("876000h"), Ok(MAX_DURATION));
+        assert!(parse_duration("0.0000000001s").is_err());
     }
 
     #[test]
@@ -369,10 +425,22 @@ mod tests {
         let Some(Command::Top(a)) = cli.command else {
             panic!("not top")
         };
-        assert_eq!(a.speed, 0.0);
+        assert_eq!(a.speed, Some(0.0));
+        assert!(
+            check_cli(
+                Cli::try_parse_from(["reaper-trace", "top", "--replay", "t", "--speed", "2"])
+                    .unwrap()
+            )
+            .is_ok()
+        );
         assert_eq!(a.zombie_threshold, Duration::from_millis(500));
-        // --speed means nothing live.
-        assert!(Cli::try_parse_from(["reaper-trace", "top", "--speed", "2"]).is_err());
+        // --speed means nothing live: a one-line usage error naming --replay.
+        let cli = Cli::try_parse_from(["reaper-trace", "top", "--speed", "2"]).unwrap();
+        let line = one_line_usage_error(&check_cli(cli).err().expect("an error").to_string());
+        assert!(
+            line.starts_with("--speed sets how fast a recording plays: add --replay FILE"),
+            "{line}"
+        );
     }
 
     #[test]

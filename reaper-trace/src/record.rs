@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::time::{Instant, sleep_until};
 
-use crate::jsonl::{JsonlWriter, Output, header};
+use crate::jsonl::{Destination, JsonlWriter, header};
 use crate::model::Scope;
 use crate::session::{Session, SessionOptions};
 
@@ -51,13 +51,15 @@ enum Stopping {
 
 /// Runs the recording; returns the process exit code (the command's, when there is one).
 pub async fn run(opts: RecordOptions) -> Result<i32> {
-    // Everything a user can get wrong is checked before anything is attached, and privileges
-    // before the output is created: a failed run leaves no empty (or truncated) recording.
+    // Everything a user can get wrong is checked before anything is attached, and the output
+    // is created (or emptied) only after: a failed run leaves no empty (or truncated)
+    // recording.
     crate::preflight::check_privileges()?;
     if let Some(program) = opts.command.first() {
         check_command(program)?;
     }
-    let output = Output::open(opts.output.as_deref())?;
+    // Checked now, opened (an existing file emptied) only once the programs are attached.
+    let destination = Destination::check(opts.output.as_deref())?;
     let scope = if opts.command.is_empty() {
         Scope::All
     } else {
@@ -71,7 +73,7 @@ pub async fn run(opts: RecordOptions) -> Result<i32> {
         scope,
         ring_bytes: opts.ring_bytes,
     })?;
-    let mut writer = JsonlWriter::new(output);
+    let mut writer = JsonlWriter::new(destination.open()?);
     let command = (!opts.command.is_empty()).then(|| opts.command.clone());
     writer.header(&header(command, session.started_ts))?;
     for ev in session.zombies_before_trace() {
@@ -164,7 +166,7 @@ pub async fn run(opts: RecordOptions) -> Result<i32> {
         eprintln!(
             "reaper-trace: {} events written to {}{}",
             writer.events,
-            writer.describe(),
+            crate::escape::escape_control(&writer.describe()),
             if notes.is_empty() {
                 String::new()
             } else {

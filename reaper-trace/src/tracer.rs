@@ -4,7 +4,7 @@
 use anyhow::{Context, Result, anyhow};
 use aya::{
     Btf, Ebpf, EbpfLoader,
-    maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
+    maps::{HashMap as BpfHashMap, MapData, PerCpuArray},
     programs::{BtfTracePoint, Program, TracePoint},
 };
 use aya_log::EbpfLogger;
@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use tokio::io::{Interest, unix::AsyncFd};
 
 use crate::btf_offsets::{Features, Kernel};
+use crate::ring::RingReader;
 
 /// Where a program attaches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,6 +92,11 @@ pub fn programs(features: Features) -> Vec<ProgramSpec> {
 
 pub const DEFAULT_RING_BYTES: u32 = 4 << 20;
 
+/// What to do when the ring buffer can't be had: it is kernel memory (charged to the memory
+/// cgroup), mapped once into this process (`ring`): its size counts in the address space and
+/// the resident memory.
+const RING_ADVICE: &str = "choose a smaller --ring-mib, or raise the address-space limit (ulimit -v) or the memory available";
+
 /// What the kernel programs log (aya-log: rare conditions, e.g. a task with more children
 /// than are followed), kept for the caller to show where it fits.
 #[derive(Clone, Default)]
@@ -111,7 +117,7 @@ impl log::Log for KernelMessages {
 }
 
 pub struct Tracer {
-    ring: AsyncFd<RingBuf<MapData>>,
+    ring: AsyncFd<RingReader>,
     lost: PerCpuArray<MapData, u64>,
     lost_seen: Vec<u64>,
     /// The processes of a traced tree (tree scope only): tgid -> leader start time.
@@ -229,7 +235,18 @@ fn open_object(offsets: &Offsets, ring_bytes: u32) -> Result<Ebpf> {
         .override_global("OFFSETS", offsets, true)
         .map_max_entries("EVENTS", ring_bytes)
         .load(object())
-        .map_err(|e| anyhow!("loading the eBPF object failed: {}", verifier_reason(e)))
+        .map_err(|e| {
+            if e.to_string().contains("`EVENTS`") {
+                // The ring buffer is the one large allocation: say which, and its cause.
+                anyhow!(
+                    "creating the {} MiB ring buffer failed: {}: {RING_ADVICE}",
+                    ring_bytes >> 20,
+                    verifier_reason(format!("{:#}", anyhow::Error::new(e)))
+                )
+            } else {
+                anyhow!("loading the eBPF object failed: {}", verifier_reason(e))
+            }
+        })
 }
 
 /// What the kernel said of one program (`reaper-trace check`).
@@ -311,7 +328,15 @@ impl Tracer {
         for spec in syscall_specs.into_iter().chain(btf_specs.into_iter().rev()) {
             attach(&mut ebpf, spec)?;
         }
-        let ring = RingBuf::try_from(ebpf.take_map("EVENTS").context("EVENTS map")?)?;
+        let aya::maps::Map::RingBuf(events) = ebpf.take_map("EVENTS").context("EVENTS map")? else {
+            return Err(anyhow!("the EVENTS map is not a ring buffer"));
+        };
+        let ring = RingReader::new(events, ring_bytes as usize).map_err(|e| {
+            anyhow!(
+                "mapping the {} MiB ring buffer into memory failed: {e}: {RING_ADVICE}",
+                ring_bytes >> 20
+            )
+        })?;
         let lost = PerCpuArray::try_from(ebpf.take_map("LOST").context("LOST map")?)?;
         let tracked = BpfHashMap::try_from(ebpf.take_map("TRACKED").context("TRACKED map")?)?;
         Ok(Self {
@@ -336,15 +361,8 @@ impl Tracer {
     }
 
     /// Hands up to `max` available records to `f`, without blocking. Returns how many.
-    pub fn drain(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> usize {
-        let ring = self.ring.get_mut();
-        let mut n = 0;
-        while n < max {
-            let Some(item) = ring.next() else { break };
-            f(&item);
-            n += 1;
-        }
-        n
+    pub fn drain(&mut self, max: usize, f: impl FnMut(&[u8])) -> usize {
+        self.ring.get_mut().drain(max, f)
     }
 
     /// Adds process `pid` to the traced tree (tree scope): its records, and those of

@@ -591,6 +591,29 @@ pub fn trace_scenario_with_env(
 
 /// The end-to-end tests load eBPF programs and create pid namespaces: without root they
 /// fail with this message rather than pass without testing anything.
+/// Checks a user error: non-zero exit and exactly one line on standard error, starting
+/// `reaper-trace: error:` (bad flags included). Returns the error line.
+pub fn assert_user_error(output: &std::process::Output) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!output.status.success(), "a user error must fail: {stderr}");
+    assert_ne!(output.status.code(), None, "killed by a signal: {stderr}");
+    let first = stderr.lines().next().unwrap_or_default().to_string();
+    assert!(
+        first.starts_with("reaper-trace: error: "),
+        "not an error message: {stderr:?}"
+    );
+    assert_eq!(
+        stderr,
+        format!("{first}\n"),
+        "the error message is exactly one line"
+    );
+    assert!(
+        first.len() > 30,
+        "a message that says what to do: {first:?}"
+    );
+    first
+}
+
 pub fn require_root() {
     assert!(
         is_root(),

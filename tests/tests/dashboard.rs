@@ -171,7 +171,8 @@ fn malformed_recording_is_an_error_naming_the_line() {
     let lost = r#"{"type":"lost","ts":1,"what":"fork","count":2}"#;
     std::fs::write(
         &rec.0,
-        format!("{header}\n{lost}\n{{\"type\":\"reap\",\"ts\":"),
+        // Line 3 is malformed in the middle of the file (a cut last line is replayed).
+        format!("{header}\n{lost}\n{{\"type\":\"reap\",\"ts\":\n{lost}\n"),
     )
     .unwrap();
     let out = Command::new(&bin)

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use reaper_trace_tests::{
     ChildGuard, TempPath, Trace, assert_consistent, assert_consistent_for,
-    assert_programs_released, our_programs, reaper_trace, require_root, wait_for_header,
+    assert_programs_released, assert_user_error, our_programs, reaper_trace, require_root,
+    wait_for_header,
 };
 use serde_json::Value;
 
@@ -381,29 +382,6 @@ fn programs_are_detached_after_a_command_exits() {
     );
     assert_consistent(&trace);
     assert_programs_released(&before, "record -- true");
-}
-
-/// Checks a user error: non-zero exit and exactly one line on standard error, starting
-/// `reaper-trace: error:` (bad flags included). Returns the error line.
-fn assert_user_error(output: &std::process::Output) -> String {
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(!output.status.success(), "a user error must fail: {stderr}");
-    assert_ne!(output.status.code(), None, "killed by a signal: {stderr}");
-    let first = stderr.lines().next().unwrap_or_default().to_string();
-    assert!(
-        first.starts_with("reaper-trace: error: "),
-        "not an error message: {stderr:?}"
-    );
-    assert_eq!(
-        stderr,
-        format!("{first}\n"),
-        "the error message is exactly one line"
-    );
-    assert!(
-        first.len() > 30,
-        "a message that says what to do: {first:?}"
-    );
-    first
 }
 
 #[test]

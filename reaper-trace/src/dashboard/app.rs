@@ -48,6 +48,9 @@ pub enum Mode {
         position_ns: u64,
         total_ns: u64,
         done: bool,
+        /// The recording's last line, cut short (disk full, recorder killed): said in the
+        /// header, the events before it are replayed.
+        cut_line: Option<usize>,
     },
 }
 
@@ -317,6 +320,7 @@ mod tests {
         assert_eq!(app.on_key(ch('+'), &[]), Action::None);
         let mut replay = App::new(Mode::Replay {
             file: "t.jsonl".into(),
+            cut_line: None,
             speed: 1.0,
             position_ns: 0,
             total_ns: 1,

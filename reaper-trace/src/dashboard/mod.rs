@@ -67,6 +67,7 @@ pub async fn run(opts: TopOptions) -> Result<i32> {
             let rec = jsonl::read_recording(path)?;
             let mode = Mode::Replay {
                 file: path.display().to_string(),
+                cut_line: rec.cut_line,
                 speed: opts.speed,
                 position_ns: 0,
                 total_ns: 0,
@@ -284,7 +285,7 @@ mod tests {
         let header = serde_json::to_string(&jsonl::header(None, 0)).unwrap();
         std::fs::write(
             &path,
-            format!("{header}\n{{\"type\":\"lost\",\"ts\":1,\"what\":\"fork\",\"count\":2}}\n{{\"type\":\"reap\",\"ts\":"),
+            format!("{header}\n{{\"type\":\"lost\",\"ts\":1,\"what\":\"fork\",\"count\":2}}\n{{\"type\":\"reap\",\"ts\":\n\n"),
         )
         .unwrap();
         let err = top(&path, 1.0).unwrap_err();

@@ -107,6 +107,7 @@ mod tests {
                     count: 1,
                 })
                 .collect(),
+            cut_line: None,
         }
     }
 

@@ -40,6 +40,10 @@ fn dim() -> Style {
     Style::new().fg(Color::DarkGray)
 }
 
+fn warn() -> Style {
+    Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD)
+}
+
 fn alarm() -> Style {
     Style::new().fg(Color::Red).add_modifier(Modifier::BOLD)
 }
@@ -231,6 +235,7 @@ fn draw_header(f: &mut Frame, area: Rect, view: &View, app: &App) {
             speed,
             position_ns,
             total_ns,
+            cut_line,
             ..
         } => {
             let speed = if *speed == 0.0 {
@@ -238,9 +243,16 @@ fn draw_header(f: &mut Frame, area: Rect, view: &View, app: &App) {
             } else {
                 format!("×{speed}")
             };
+            l3.push(Span::raw(format!("{} ", escape_control(file))));
+            if let Some(n) = cut_line {
+                // Next to the file name, where a narrow screen still shows it.
+                l3.push(Span::styled(
+                    format!("(last line {n} cut, not replayed) "),
+                    warn(),
+                ));
+            }
             l3.push(Span::raw(format!(
-                "{} {speed} {}/{}",
-                escape_control(file),
+                "{speed} {}/{}",
                 fmt_duration(*position_ns),
                 fmt_duration(*total_ns)
             )));
@@ -823,6 +835,7 @@ mod tests {
         let v = scene();
         let mut app = App::new(Mode::Replay {
             file: "trace.jsonl".into(),
+            cut_line: None,
             speed: 0.0,
             position_ns: 10 * S,
             total_ns: 10 * S,
@@ -830,6 +843,7 @@ mod tests {
         });
         app.query.filter.name = Some("sleep".into());
         let (_, s) = render(&v, &app, 80, 24);
+        assert!(!s.contains("cut"), "{s}");
         assert!(s.contains("REPLAY") && s.contains("END"), "{s}");
         assert!(s.contains("(from events)"), "{s}");
         assert!(s.contains("name \"sleep\""), "{s}");
@@ -850,6 +864,17 @@ mod tests {
         app.prompt = Some("ab\u{7}".into());
         let (_, s) = render(&v, &app, 80, 24);
         assert!(s.contains(r"filter by name or pid: ab\x07"), "{s}");
+
+        // A recording whose last line was cut says so next to its name.
+        app.prompt = None;
+        if let Mode::Replay { cut_line, .. } = &mut app.mode {
+            *cut_line = Some(3304);
+        }
+        let (_, s) = render(&v, &app, 80, 24);
+        assert!(
+            s.contains("trace.jsonl (last line 3304 cut, not replayed)"),
+            "{s}"
+        );
     }
 
     #[test]

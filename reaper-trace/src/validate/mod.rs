@@ -22,7 +22,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::event::{Event, Proc, same_start};
+use crate::event::{Event, Header, Proc, same_start};
+use crate::jsonl::{self, JsonlWriter, Output};
 use crate::model::Scope;
 use crate::scenario::{REGISTRY, Scenario, ScenarioReport};
 use crate::session::{Session, SessionOptions};
@@ -146,10 +147,18 @@ pub async fn run(opts: ValidateOptions) -> Result<i32> {
             sigint: &mut sigint,
             sigterm: &mut sigterm,
         };
+        let started_ts = crate::clock::boottime_ns();
         let (result, events, stopped) =
             run_one(&mut session, &exe, scenario, opts.timeout, &mut stop).await?;
         if let Some(dir) = &opts.events_dir {
-            save_events(&dir.join(format!("{}.jsonl", scenario.name())), &events)?;
+            let mut command = vec![exe.display().to_string(), "scenario".into()];
+            command.push(scenario.name().into());
+            command.extend(scenario.args().iter().map(|a| a.to_string()));
+            save_events(
+                &dir.join(format!("{}.jsonl", scenario.name())),
+                &jsonl::header(Some(command), started_ts),
+                &events,
+            )?;
         }
         if progress {
             eprintln!(" {}", result.status.as_str());
@@ -169,17 +178,14 @@ pub async fn run(opts: ValidateOptions) -> Result<i32> {
     Ok(if interrupted { 130 } else { report.exit_code() })
 }
 
-fn save_events(path: &Path, events: &[Event]) -> Result<()> {
-    use std::io::Write;
-    let mut f = std::io::BufWriter::new(
-        std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?,
-    );
+/// A scenario's events as a recording (header first), which `top --replay` plays.
+fn save_events(path: &Path, header: &Header, events: &[Event]) -> Result<()> {
+    let mut w = JsonlWriter::new(Output::open(Some(path))?);
+    w.header(header)?;
     for e in events {
-        serde_json::to_writer(&mut f, e)?;
-        f.write_all(b"\n")?;
+        w.event(e)?;
     }
-    f.flush()?;
-    Ok(())
+    w.finish()
 }
 
 fn is_terminal(fd: i32) -> bool {
@@ -569,6 +575,23 @@ async fn run_one(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn saved_events_replay() {
+        let path = std::env::temp_dir().join(format!("rt-validate-{}.jsonl", std::process::id()));
+        let events = vec![Event::Lost {
+            ts: 7,
+            what: "fork".into(),
+            count: 1,
+        }];
+        let command = vec!["reaper-trace".into(), "scenario".into(), "zombie".into()];
+        save_events(&path, &jsonl::header(Some(command.clone()), 5), &events).unwrap();
+        let rec = jsonl::read_recording(&path).unwrap();
+        std::fs::remove_file(&path).ok();
+        assert_eq!(rec.events, events);
+        assert_eq!(rec.header.started_ts, 5);
+        assert_eq!(rec.header.command, Some(command));
+    }
 
     #[test]
     fn selection() {
