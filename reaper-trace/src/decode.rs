@@ -9,6 +9,9 @@ use reaper_trace_common::{
 use thiserror::Error;
 
 /// A record as the kernel wrote it.
+/// One decoded record. The chunk of adoptions (a kilobyte) makes the enum large; records are
+/// decoded one at a time and applied at once, never stored, so that costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Copy)]
 pub enum RawEvent {
     Fork(ForkEvent),
@@ -22,7 +25,7 @@ pub enum RawEvent {
     Reparent(ReparentEvent),
     /// Adoptions of one exit from the programs for kernels without `bpf_loop`: applied as the
     /// `Reparent` records they stand for (`AdoptionChunkEvent::reparents`).
-    AdoptionChunk(Box<AdoptionChunkEvent>),
+    AdoptionChunk(AdoptionChunkEvent),
     Wait(WaitEvent),
     Free(FreeEvent),
     Subreaper(SubreaperEvent),
@@ -89,7 +92,7 @@ pub fn decode(bytes: &[u8]) -> Result<RawEvent, DecodeError> {
         kind::ADOPTIONS => RawEvent::Adoptions(read(k, bytes)?),
         kind::EXIT_SNAPSHOT => RawEvent::ExitSnapshot(read(k, bytes)?),
         kind::REPARENT => RawEvent::Reparent(read(k, bytes)?),
-        kind::ADOPTION_CHUNK => RawEvent::AdoptionChunk(Box::new(read(k, bytes)?)),
+        kind::ADOPTION_CHUNK => RawEvent::AdoptionChunk(read(k, bytes)?),
         kind::WAIT => RawEvent::Wait(read(k, bytes)?),
         kind::FREE => RawEvent::Free(read(k, bytes)?),
         kind::SUBREAPER => RawEvent::Subreaper(read(k, bytes)?),
