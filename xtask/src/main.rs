@@ -169,9 +169,10 @@ fn build(release: bool) -> Result<PathBuf> {
         args.push("--release");
     }
     run(&mut cargo(&args))?;
-    Ok(root()
-        .join("target")
-        .join(if release { "release" } else { "debug" }))
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"));
+    Ok(target.join(if release { "release" } else { "debug" }))
 }
 
 fn main() -> ExitCode {
