@@ -114,6 +114,22 @@ pub struct Task {
     reaper_inputs: Option<Box<ReaperInputs>>,
     /// The same, taken again at its final switch (after the kernel chose).
     final_inputs: Option<Box<ReaperInputs>>,
+    /// A wait that returned it before the records of its adoption came: see `Model::wait`.
+    early_wait: Option<EarlyWait>,
+}
+
+/// A wait by a task that is not (yet, for the model) the real parent, while the recorded
+/// parent has exited: the kernel has already handed the task to its new parent, which reaped
+/// it, but the old parent's final switch, where the adoption is recorded, comes later (the
+/// parent runs on another CPU). Applied when that adoption names the waiter, or when the
+/// kernel frees the task without another reap.
+#[derive(Debug, Clone, Copy)]
+struct EarlyWait {
+    waiter: TaskId,
+    ts: u64,
+    how: ReapHow,
+    /// `u32::MAX` when the record has none (wait4).
+    status: u32,
 }
 
 impl Task {
@@ -137,6 +153,7 @@ impl Task {
             pids: Vec::new(),
             reaper_inputs: None,
             final_inputs: None,
+            early_wait: None,
         }
     }
 
@@ -821,7 +838,14 @@ impl Model {
             kind: p.kind,
         });
         let orphan_tid = e.orphan.tid;
-        if self.known(&e.orphan).is_none() {
+        // Reaped and freed already (by a wait that came before this record; see
+        // `EarlyWait`): the adoption is still reported, the task is not brought back.
+        let gone = self.known(&e.orphan).is_none()
+            && self
+                .departed
+                .get(&orphan_tid)
+                .is_some_and(|p| same_start(p.start, e.orphan.start_ns));
+        if !gone && self.known(&e.orphan).is_none() {
             // Its fork came before tracing and /proc did not have it: what the record says.
             let mut info = TaskInfo {
                 id: e.orphan,
@@ -832,7 +856,7 @@ impl Model {
             if let Some(old) = self.insert(task) {
                 self.reused(old, ts, out);
             }
-        } else if e.orphan_comm[0] != 0 {
+        } else if !gone && e.orphan_comm[0] != 0 {
             let t = self.tasks.get_mut(&orphan_tid).expect("known");
             let len = e.orphan_comm.iter().position(|&b| b == 0).unwrap_or(16);
             if t.comm.as_bytes() != &e.orphan_comm[..len] {
@@ -848,7 +872,7 @@ impl Model {
             }
             // Released while being reparented (a zombie its new parent let go at once): who
             // adopted it could not be read. Its reap comes from the free record.
-            if let TaskState::Zombie { .. } = self.tasks[&orphan_tid].state {
+            if !gone && let TaskState::Zombie { .. } = self.tasks[&orphan_tid].state {
                 self.set_state(
                     orphan_tid,
                     TaskState::Released {
@@ -859,7 +883,7 @@ impl Model {
             }
             out.push(Event::Reparent {
                 ts,
-                orphan: self.proc_of(orphan_tid),
+                orphan: self.proc_by_id(&e.orphan),
                 father,
                 reaper: None,
                 kind: None,
@@ -881,7 +905,9 @@ impl Model {
             let tid = self.learn(&e.reaper, out);
             self.proc_of(tid)
         };
-        self.tasks.get_mut(&orphan_tid).expect("known").parent = Some(e.reaper.id);
+        if !gone {
+            self.tasks.get_mut(&orphan_tid).expect("known").parent = Some(e.reaper.id);
+        }
         let observed = Observed {
             reaper: e.reaper.id,
             reaper_is_subreaper: e.reaper_is_subreaper != 0,
@@ -889,21 +915,29 @@ impl Model {
         };
         let after = final_inputs.as_deref().and_then(reaper::find_new_reaper);
         let (verdict, reason) = judge(predicted, after, &observed, final_inputs.as_deref());
+        // Adopted as a zombie: a zombie when read, or already released then (its new parent
+        // reaped it before the father's final switch) having exited before its father did.
+        let father_exit = self.known(&e.father).and_then(|t| t.exit_ts);
+        let orphan_exit = self.tasks.get(&orphan_tid).and_then(|t| t.exit_ts);
+        let zombie = e.orphan_exit_state == exit_state::EXIT_ZOMBIE
+            || (e.orphan_exit_state != 0
+                && (gone || orphan_exit.zip(father_exit).is_some_and(|(o, f)| o <= f)));
         let kind = match predicted {
             Some(p) if p.task.tid == e.reaper.id.tid => p.kind,
             _ => reaper::classify(e.father, &observed, inputs.as_deref()),
         };
         out.push(Event::Reparent {
             ts,
-            orphan: self.proc_of(orphan_tid),
+            orphan: self.proc_by_id(&e.orphan),
             father,
             reaper: Some(reaper),
             kind: Some(kind),
             predicted: prediction,
             verdict,
             reason,
-            zombie: e.orphan_exit_state == exit_state::EXIT_ZOMBIE,
+            zombie,
         });
+        self.apply_early_wait(orphan_tid, Some(e.reaper.id), out);
     }
 
     fn wait(&mut self, e: &WaitEvent, out: &mut Vec<Event>) {
@@ -932,20 +966,46 @@ impl Model {
             // tracing began) or not waitable any more.
             return;
         };
-        let task = self.tasks[&tid].clone();
-        let waiter_tgid = self.tasks[&waiter].id.tgid;
-        if task.parent.is_some_and(|p| p.tgid != waiter_tgid) {
-            // Not its real parent: a ptracer, whose wait only detaches the task (it stays its
-            // real parent's zombie), or a stale parent the records never updated.
-            return;
-        }
         let how = if e.syscall == wait_syscall::WAITID {
             ReapHow::Waitid
         } else {
             ReapHow::Wait4
         };
-        // wait4's record has no status (-1): the exit record's is the one it returned.
-        let status = match wait_status(e) {
+        let waiter_id = self.tasks[&waiter].id;
+        let parent = self.tasks[&tid].parent;
+        if parent.is_some_and(|p| p.tgid != waiter_id.tgid) {
+            // Not its real parent as last recorded. If that parent has exited, the waiter may
+            // be the new parent whose adoption is not recorded yet: kept for then. Otherwise a
+            // ptracer, whose wait only detaches the task (it stays its real parent's zombie).
+            let parent_exited = parent
+                .and_then(|p| self.known(&p))
+                .is_none_or(|p| !matches!(p.state, TaskState::Running));
+            if parent_exited {
+                self.tasks.get_mut(&tid).expect("known").early_wait = Some(EarlyWait {
+                    waiter: waiter_id,
+                    ts: e.hdr.ts_ns,
+                    how,
+                    status: wait_status(e),
+                });
+            }
+            return;
+        }
+        self.reap_by_wait(tid, waiter, e.hdr.ts_ns, how, wait_status(e), out);
+    }
+
+    /// Task `tid` reaped by `waiter`'s wait at `ts`.
+    fn reap_by_wait(
+        &mut self,
+        tid: u32,
+        waiter: u32,
+        ts: u64,
+        how: ReapHow,
+        status: u32,
+        out: &mut Vec<Event>,
+    ) {
+        let task = self.tasks[&tid].clone();
+        // wait4's record has no status: the exit record's is the one it returned.
+        let status = match status {
             u32::MAX => task.exit_code.unwrap_or(u32::MAX),
             s => s,
         };
@@ -957,20 +1017,41 @@ impl Model {
         }
         self.report_reap(
             &reaped,
-            e.hdr.ts_ns,
+            ts,
             Some(self.proc_of(waiter)),
             how,
             (status != u32::MAX).then_some(status),
             out,
         );
-        self.tasks.get_mut(&tid).expect("known").zombie_reported = true;
+        let t = self.tasks.get_mut(&tid).expect("known");
+        t.zombie_reported = true;
+        t.early_wait = None;
         self.set_state(tid, TaskState::Reaped);
     }
 
-    fn free(&mut self, e: &FreeEvent, out: &mut Vec<Event>) {
-        let Some(task) = self.known(&e.task).cloned() else {
+    /// Applies `tid`'s early wait if `reaper` (its new parent, just recorded, or `None` when
+    /// the kernel freed it without another reap) is the one who waited.
+    fn apply_early_wait(&mut self, tid: u32, reaper: Option<TaskId>, out: &mut Vec<Event>) {
+        let Some(task) = self.tasks.get(&tid) else {
             return;
         };
+        let Some(w) = task.early_wait else { return };
+        if !task.is_pending() || reaper.is_some_and(|r| r.tgid != w.waiter.tgid) {
+            return;
+        }
+        let Some(waiter) = self.known(&w.waiter).map(|t| t.id.tid) else {
+            return;
+        };
+        self.reap_by_wait(tid, waiter, w.ts, w.how, w.status, out);
+    }
+
+    fn free(&mut self, e: &FreeEvent, out: &mut Vec<Event>) {
+        let Some(tid) = self.known(&e.task).map(|t| t.id.tid) else {
+            return;
+        };
+        // Released after a wait whose adoption record never came: that wait reaped it.
+        self.apply_early_wait(tid, None, out);
+        let task = self.tasks[&tid].clone();
         match task.state {
             TaskState::Released { at, exit_code } => {
                 self.report_reap(&task, at, None, ReapHow::Auto, Some(exit_code), out);

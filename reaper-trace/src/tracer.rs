@@ -131,12 +131,9 @@ pub struct Tracer {
 /// aya's load errors carry the whole verifier log. Its reason is near the end: the last line
 /// that is not the statistics (`processed N insns ...`) nor a notice, followed by the
 /// statistics when there are any. Notices at the start (e.g. "func#0 @0", or a note about
-/// BTF) are no reason. `REAPER_TRACE_VERIFIER_LOG=FILE` saves the whole log.
+/// BTF) are no reason.
 pub fn verifier_reason(err: impl std::fmt::Display) -> String {
     let text = err.to_string();
-    if let Some(path) = std::env::var_os("REAPER_TRACE_VERIFIER_LOG") {
-        let _ = std::fs::write(path, &text);
-    }
     let lines: Vec<&str> = text
         .lines()
         .map(str::trim)
@@ -182,7 +179,15 @@ fn kernel_release() -> String {
 }
 
 /// The error for a program the kernel refused: the program, the kernel, the verifier's reason.
+///
+/// For developers: `REAPER_TRACE_VERIFIER_LOG=DIR` saves each refused program's whole
+/// verifier log as `DIR/PROGRAM.log`.
 fn refused(spec: &ProgramSpec, err: impl std::fmt::Display) -> anyhow::Error {
+    if let Some(dir) = std::env::var_os("REAPER_TRACE_VERIFIER_LOG") {
+        let path = std::path::Path::new(&dir).join(format!("{}.log", spec.name));
+        let _ = std::fs::create_dir_all(&dir);
+        let _ = std::fs::write(path, err.to_string());
+    }
     anyhow!(
         "the kernel (Linux {}) refused program {} for {}: {}",
         kernel_release(),

@@ -1023,3 +1023,94 @@ fn a_wait4_result_naming_a_running_child_is_not_a_reap() {
         other => panic!("{other:?}"),
     }
 }
+
+/// The new parent reaps an adopted zombie on one CPU before the father's final switch, where
+/// the adoption is recorded, runs on another: its wait comes before the reparent record.
+fn adopted_zombie_reaped_before_the_adoption_record(free_first: bool) -> Vec<Event> {
+    let mut m = Model::new(Scope::All);
+    let sub = info(5, 5, 1, "reaper-init");
+    let father = info(10, 10, 2, "sleep");
+    let child = info(11, 11, 3, "sleep");
+    let mut records = vec![
+        fork(100, sub, father),
+        fork(110, father, child),
+        exit(200, child, father, 0),
+        dead(210, child, father, exit_state::EXIT_ZOMBIE),
+    ];
+    records.extend(exit_with_snapshot(
+        300,
+        father,
+        sub,
+        ReaperSnapshot::default(),
+    ));
+    // The subreaper's wait returns the zombie before the adoption is recorded.
+    records.push(wait4(310, sub, 11, -1));
+    let mut adoption = reparent(330, child, father, sub, 0);
+    if let RawEvent::Reparent(r) = &mut adoption {
+        // Already released when read at the father's final switch.
+        r.orphan_exit_state = exit_state::EXIT_DEAD;
+        r.reaper_is_subreaper = 1;
+    }
+    if free_first {
+        records.push(free(320, child));
+        records.push(adoption);
+    } else {
+        records.push(adoption);
+        records.push(free(340, child));
+    }
+    apply(&mut m, &records)
+}
+
+#[test]
+fn a_wait_before_the_adoption_record_is_the_new_parents_reap() {
+    for free_first in [false, true] {
+        let out = adopted_zombie_reaped_before_the_adoption_record(free_first);
+        // Reaped once, by the subreaper's wait, at the wait's time.
+        assert_eq!(
+            reaps(&out),
+            [(11, 3, ReapHow::Wait4, Some(100))],
+            "free first: {free_first}: {out:?}"
+        );
+        let reaper = out.iter().find_map(|e| match e {
+            Event::Reap { reaper, .. } => reaper.clone(),
+            _ => None,
+        });
+        assert_eq!(reaper.map(|r| r.pid), Some(5), "free first: {free_first}");
+        // The adoption is still reported, as a zombie's, naming the subreaper.
+        let adoption = out.iter().find_map(|e| match e {
+            Event::Reparent { reaper, zombie, .. } => Some((reaper.clone(), *zombie)),
+            _ => None,
+        });
+        match adoption {
+            Some((Some(r), true)) => assert_eq!(r.pid, 5),
+            other => panic!("free first: {free_first}: {other:?} in {out:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_ptracers_wait_while_the_parent_lives_is_never_a_reap() {
+    // The parent is alive: a wait by another task is a ptracer's, not an early reap, even
+    // when the task is freed later after its parent's own wait.
+    let mut m = Model::new(Scope::All);
+    let parent = info(10, 10, 1, "parent");
+    let tracer = info(20, 20, 2, "strace");
+    let child = info(11, 11, 50, "child");
+    let out = apply(
+        &mut m,
+        &[
+            fork(100, parent, child),
+            exit(200, child, parent, 0),
+            dead(210, child, parent, exit_state::EXIT_ZOMBIE),
+            wait4(220, tracer, 11, -1),
+            wait4(300, parent, 11, -1),
+            free(310, child),
+        ],
+    );
+    let reaper = out.iter().find_map(|e| match e {
+        Event::Reap { reaper, .. } => reaper.clone(),
+        _ => None,
+    });
+    assert_eq!(reaps(&out).len(), 1, "{out:?}");
+    assert_eq!(reaper.map(|r| r.pid), Some(10));
+}

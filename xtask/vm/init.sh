@@ -21,9 +21,18 @@ say release "$(uname -r)"
 
 # 1. Does every program load, and how much did the verifier process?
 reaper-trace check --json > /tmp/check.json 2>/tmp/check.err
-say check-rc $?
+rc=$?
+say check-rc $rc
 section check /tmp/check.json
 section check-stderr /tmp/check.err
+if [ $rc != 0 ]; then
+    # The end of each refused program's verifier log (where it gave up, and why).
+    REAPER_TRACE_VERIFIER_LOG=/tmp/verifier reaper-trace check > /dev/null 2>&1
+    for log in /tmp/verifier/*.log; do
+        tail -n 60 "$log" > /tmp/tail.txt
+        section "verifier-log-$(basename "$log" .log)" /tmp/tail.txt
+    done
+fi
 
 # 2. The orphan/zombie experiment, recorded; /proc snapshots taken by the experiment itself.
 reaper-trace record -q -o /tmp/experiment.jsonl -- reaper-init -s -- sh /experiment.sh \
