@@ -72,7 +72,7 @@ pub const MAX_TRACKED_ZOMBIE_PIDS: u32 = 65536;
 pub const MAX_CHILDREN_COUNTED: u32 = 1 << 16;
 /// The same where the kernel has no `bpf_loop` (before 5.17): the verifier checks each
 /// iteration of a bounded loop, so fewer are counted; the count is then a lower bound.
-pub const MAX_CHILDREN_COUNTED_BOUNDED: u32 = 1024;
+pub const MAX_CHILDREN_COUNTED_BOUNDED: u32 = 64;
 
 /// Number of slots in the per-CPU lost-event counter map, indexed by [`kind`].
 pub const LOST_SLOTS: u32 = kind::COUNT;
@@ -454,9 +454,11 @@ pub struct Offsets {
     /// it does not, the program reads `signal->live` instead. A constant in read-only data, so
     /// the verifier drops the branch not taken (and never sees the missing argument).
     pub exit_has_group_dead: u32,
+    /// The kernel's `sched_switch` tracepoint passes `prev_state` (5.18+): the program uses
+    /// it, as the scheduler computed it; before, it reads the task's state field.
+    pub switch_has_prev_state: u32,
     /// Non-zero once userspace filled the table; the programs do nothing before.
     pub valid: u32,
-    pub _pad: u32,
 }
 
 /// A pid number in one pid namespace, as a map key: `(namespace inode << 32) | nr`.

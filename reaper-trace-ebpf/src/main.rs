@@ -69,8 +69,8 @@ static OFFSETS: Offsets = Offsets {
     signal_group_exit_code: 0,
     scope_tree: 0,
     exit_has_group_dead: 0,
+    switch_has_prev_state: 0,
     valid: 0,
-    _pad: 0,
 };
 
 /// Size of the one ring buffer, in bytes; userspace may override it at load time.
@@ -283,10 +283,10 @@ impl Repeat for BoundedLoop {
     }
 }
 
-const BOUNDED_CHILDREN: u32 = MAX_CHILDREN as u32;
-const BOUNDED_ANCESTORS: u32 = 32;
-const BOUNDED_THREADS: u32 = 16;
-const BOUNDED_ANCESTOR_THREADS: u32 = 8;
+const BOUNDED_CHILDREN: u32 = 64;
+const BOUNDED_ANCESTORS: u32 = 16;
+const BOUNDED_THREADS: u32 = 8;
+const BOUNDED_ANCESTOR_THREADS: u32 = 4;
 
 #[inline(always)]
 fn rd_ptr(base: *const u8, off: usize) -> *const u8 {
@@ -798,9 +798,14 @@ extern "C" fn visit_ancestor<L: Repeat>(_index: u64, ctx: *mut core::ffi::c_void
         // SAFETY: `snap` points into the record reserved by the caller.
         let snap = unsafe { &mut *walk.snap };
         let (alive, incomplete) = find_alive_thread(ancestor, L::ANCESTOR_THREADS);
-        snap.subreapers[i].task = task_id::<Probe>(ancestor);
-        snap.subreapers[i].alive_thread = alive;
-        snap.subreapers[i].scan_incomplete = incomplete as u32;
+        // Bounded again where it is used: LLVM reloads `found` from the walk's state here,
+        // and before 5.13 (or so) the verifier forgets the bounds of a 32-bit value kept on
+        // the stack. Opaque to LLVM, so the mask is not optimized away.
+        let i = core::hint::black_box(i) & (MAX_SUBREAPERS - 1);
+        let slot = &mut snap.subreapers[i];
+        slot.task = task_id::<Probe>(ancestor);
+        slot.alive_thread = alive;
+        slot.scan_incomplete = incomplete as u32;
         walk.found += 1;
     }
     walk.ancestor = rd_ptr(ancestor, off!(task_real_parent));
@@ -1071,7 +1076,14 @@ extern "C" fn report_adoption(index: u64, ctx: *mut core::ffi::c_void) -> i64 {
 #[inline(always)]
 fn on_switch<L: Repeat>(ctx: &BtfTracePointContext) -> u32 {
     let prev: *const u8 = ctx.arg(1);
-    if Direct::read::<u32>(prev, off!(task_state)) & TASK_DEAD == 0 || !enabled() {
+    // A rodata constant: the verifier drops the branch not taken (and never sees the missing
+    // argument on older kernels).
+    let prev_state: u32 = if off!(switch_has_prev_state) != 0 {
+        ctx.arg(3)
+    } else {
+        Direct::read::<u32>(prev, off!(task_state))
+    };
+    if prev_state & TASK_DEAD == 0 || !enabled() {
         return 0;
     }
     on_task_dead::<L>(prev);

@@ -218,8 +218,8 @@ impl KernelTypes {
             signal_group_exit_code: o("signal_struct", "group_exit_code")?,
             scope_tree: 0,
             exit_has_group_dead: (self.tracepoint_args("sched_process_exit")? >= 2) as u32,
+            switch_has_prev_state: (self.tracepoint_args("sched_switch")? >= 4) as u32,
             valid: 1,
-            _pad: 0,
         })
     }
 }
@@ -245,7 +245,8 @@ pub struct Kernel {
 ///
 /// For tests on a newer kernel of what older ones take: `REAPER_TRACE_NO_EXIT_GROUP_DEAD=1`
 /// makes the exit program take the path of kernels whose `sched_process_exit` has no
-/// `group_dead` argument, and `REAPER_TRACE_NO_BPF_LOOP=1` /
+/// `group_dead` argument, `REAPER_TRACE_NO_SWITCH_PREV_STATE=1` makes the switch program read
+/// the task's state as before 5.18, and `REAPER_TRACE_NO_BPF_LOOP=1` /
 /// `REAPER_TRACE_NO_CURRENT_TASK_BTF=1` load the variants built without those helpers.
 pub fn resolve() -> Result<Kernel> {
     let types = KernelTypes::load()?;
@@ -253,6 +254,9 @@ pub fn resolve() -> Result<Kernel> {
     let forced_off = |var: &str| std::env::var_os(var).is_some_and(|v| v == "1");
     if forced_off("REAPER_TRACE_NO_EXIT_GROUP_DEAD") {
         offsets.exit_has_group_dead = 0;
+    }
+    if forced_off("REAPER_TRACE_NO_SWITCH_PREV_STATE") {
+        offsets.switch_has_prev_state = 0;
     }
     let features = Features {
         bpf_loop: types.has_helper("BPF_FUNC_loop")? && !forced_off("REAPER_TRACE_NO_BPF_LOOP"),

@@ -40,12 +40,12 @@ cargo xtask <command> [-- args]
   test [-- ARGS]   build, then run every test, the privileged end-to-end ones included
   bench            measure userspace throughput, tracer overhead and dashboard CPU
                    (figures, not pass/fail)
-  vm-test [--kernels LIST]  boot Debian's kernel images under qemu (TCG) one after another
+  vm-test [--kernels LIST] [--check-only]  boot Debian's kernel images under qemu (TCG) one after another
                    and run check, validate and recording checks in each; LIST is series
                    (5.10,6.1,...; 7 = the newest 7.x) or exact releases, by default
                    5.10,6.1,6.12,6.16,6.17,6.18,6.19,7.0,7. Images are cached in
                    /var/cache/reaper-trace ($REAPER_TRACE_CACHE); consoles and report.json
-                   go to target/vm-test
+                   go to target/vm-test. --check-only: only verify the programs
 ";
 
 fn root() -> PathBuf {
@@ -268,7 +268,13 @@ fn real_main() -> Result<ExitCode> {
             setup(false)?;
             apt_install(&missing_debs(vm::PACKAGES))?;
             let dir = build(true)?;
-            let ok = vm::run(&specs, &dir, &root().join("target").join("vm-test"))?;
+            let check_only = ours.iter().any(|a| a == "--check-only");
+            let ok = vm::run(
+                &specs,
+                &dir,
+                &root().join("target").join("vm-test"),
+                check_only,
+            )?;
             Ok(if ok {
                 ExitCode::SUCCESS
             } else {

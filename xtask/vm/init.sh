@@ -33,6 +33,11 @@ if [ $rc != 0 ]; then
         section "verifier-log-$(basename "$log" .log)" /tmp/tail.txt
     done
 fi
+# `cargo xtask vm-test --check-only`: the programs' verification only.
+if grep -q rt.check_only /proc/cmdline; then
+    say done
+    poweroff -f
+fi
 
 # 2. The orphan/zombie experiment, recorded; /proc snapshots taken by the experiment itself.
 reaper-trace record -q -o /tmp/experiment.jsonl -- reaper-init -s -- sh /experiment.sh \
@@ -59,12 +64,21 @@ section programs-after /tmp/progs.txt
 
 # 4. Every validate scenario (TCG is slow: a longer timeout than on hardware). The
 # pid-reuse scenario forks until a pid comes back: with the default pid_max that takes
-# longer than its 10 s under TCG, so the pid space is made smaller (wait-race needs ~1000).
-echo 4096 > /proc/sys/kernel/pid_max
-reaper-trace validate --json --timeout 120s > /tmp/validate.json 2>/tmp/validate.err
+# longer than its 10 s under TCG, so the pid space is made smaller (wait-race needs about 1000).
+echo 2048 > /proc/sys/kernel/pid_max
+reaper-trace validate --json --timeout 120s --events /tmp/events \
+    > /tmp/validate.json 2>/tmp/validate.err
 say validate-rc $?
 section validate /tmp/validate.json
 section validate-stderr /tmp/validate.err
+# The events behind each failed scenario's verdict (the host saves them next to the console).
+for f in /tmp/events/*.jsonl; do
+    name=$(basename "$f" .jsonl)
+    if grep -q "\"scenario\":\"$name\",\"description\":\"[^\"]*\",\"status\":\"FAIL\"" \
+        /tmp/validate.json; then
+        section "events-$name" "$f"
+    fi
+done
 
 say done
 poweroff -f
