@@ -8,6 +8,7 @@ pub mod dashboard;
 pub mod decode;
 pub mod escape;
 pub mod event;
+pub mod exit;
 pub mod jsonl;
 pub mod model;
 pub mod preflight;
