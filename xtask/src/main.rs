@@ -9,6 +9,7 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
 
+mod install;
 mod vm;
 
 const NIGHTLY: &str = "nightly";
@@ -46,6 +47,9 @@ cargo xtask <command> [-- args]
                    5.10,6.1,6.12,6.16,6.17,6.18,6.19,7.0,7. Images are cached in
                    /var/cache/reaper-trace ($REAPER_TRACE_CACHE); consoles and report.json
                    go to target/vm-test
+  install [--prefix DIR]    build optimized, then install reaper-trace and reaper-init in
+                            DIR/bin with their shell completions and man pages
+                            (default /usr/local; idempotent)
 ";
 
 fn root() -> PathBuf {
@@ -274,6 +278,16 @@ fn real_main() -> Result<ExitCode> {
             } else {
                 ExitCode::FAILURE
             })
+        }
+        Some("install") => {
+            let prefix = install::prefix_from_args(&ours[1..])?;
+            setup(false)?;
+            let dir = build(true)?;
+            let installed = install::install(&dir, &prefix)?;
+            for path in &installed {
+                eprintln!("xtask: installed {}", path.display());
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Some("help") | Some("-h") | Some("--help") | None => {
             print!("{HELP}");
