@@ -528,7 +528,110 @@ mod tests {
 
     #[test]
     fn cli_is_consistent() {
-        use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    const README: &str = include_str!("../../README.md");
+
+    /// Every flag of every command users may type (the hidden `scenario` included) is in the
+    /// README, and so is the dashboard's key list, as `top --help` prints it.
+    #[test]
+    fn readme_documents_every_flag_and_key() {
+        let cmd = Cli::command();
+        for sub in cmd.get_subcommands() {
+            if ["floor", "completions", "man"].contains(&sub.get_name()) {
+                continue;
+            }
+            for arg in sub.get_arguments() {
+                if let Some(long) = arg.get_long().filter(|l| *l != "help") {
+                    assert!(
+                        README.contains(&format!("--{long}")),
+                        "`{} --{long}` is not in the README",
+                        sub.get_name()
+                    );
+                }
+                if let Some(short) = arg.get_short().filter(|s| *s != 'h') {
+                    assert!(
+                        README.contains(&format!("-{short}")),
+                        "`{} -{short}` is not in the README",
+                        sub.get_name()
+                    );
+                }
+            }
+        }
+        assert!(
+            README.contains(&dashboard::keys::help_text()),
+            "the README's key list is not `top --help`'s:\n{}",
+            dashboard::keys::help_text()
+        );
+    }
+
+    #[test]
+    fn top_help_lists_the_keys() {
+        let mut cmd = Cli::command();
+        let top = cmd.find_subcommand_mut("top").unwrap();
+        let help = top.render_long_help().to_string();
+        assert!(help.contains(&dashboard::keys::help_text()), "{help}");
+        for b in dashboard::keys::KEYMAP {
+            assert!(help.contains(&b.label()) && help.contains(b.what), "{help}");
+        }
+    }
+
+    #[test]
+    fn scenario_help_and_a_missing_name() {
+        let mut cmd = Cli::command();
+        let sc = cmd.find_subcommand_mut("scenario").unwrap();
+        let help = sc.render_long_help().to_string();
+        assert!(
+            help.contains("--list") && help.contains("every scenario"),
+            "{help}"
+        );
+        assert!(help.contains("--seconds <SECS>"), "{help}");
+        // No name is not a clap error (which listed no argument): run() says what to do.
+        let cli = Cli::try_parse_from(["reaper-trace", "scenario"]).unwrap();
+        let e = run(cli).unwrap_err();
+        assert_eq!(Exit::code_of(&e), 2);
+        assert!(e.to_string().contains("scenario --list"), "{e}");
+        assert!(Cli::try_parse_from(["reaper-trace", "scenario", "x", "--list"]).is_err());
+    }
+
+    #[test]
+    fn completions_and_man_pages_are_generated() {
+        use clap::ValueEnum;
+        for shell in clap_complete::Shell::value_variants() {
+            let mut out = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "reaper-trace", &mut out);
+            let text = String::from_utf8(out).unwrap();
+            assert!(
+                text.contains("record") && text.contains("ring-mib"),
+                "{shell}: {text}"
+            );
+        }
+        let dir = std::env::temp_dir().join(format!("reaper-trace-man-{}", std::process::id()));
+        let pages = write_man_pages(&dir).unwrap();
+        let names: Vec<String> = pages
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "reaper-trace.1",
+                "reaper-trace-record.1",
+                "reaper-trace-top.1",
+                "reaper-trace-validate.1"
+            ]
+        );
+        for p in &pages {
+            let text = std::fs::read_to_string(p).unwrap();
+            assert!(text.starts_with(".ie") || text.contains(".TH "), "{text}");
+            assert!(text.contains(".SH NAME") && text.contains(".SH SYNOPSIS"));
+        }
+        let top = std::fs::read_to_string(&pages[2]).unwrap();
+        assert!(
+            top.contains(".SH KEYS") && top.contains("Ctrl\\-\\e"),
+            "{top}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

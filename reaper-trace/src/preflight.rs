@@ -108,9 +108,12 @@ fn tracefs() -> Tracefs {
 
 fn unreadable(at: &str, mode: Option<u32>) -> anyhow::Error {
     let mode = mode.map(|m| format!(" (mode {m:04o})")).unwrap_or_default();
+    // Its files are root's and mode 0440 or 0640 inside: `mode=` alone opens only the top
+    // directory, `gid=` gives them all to a group.
     anyhow::anyhow!(
         "tracefs is mounted at {at} but not readable by you{mode}: run reaper-trace as root, \
-         e.g. with sudo, or let it be read: `sudo mount -o remount,mode=0755 {at}`"
+         e.g. with sudo, or give a group of yours access: \
+         `sudo mount -o remount,gid=GROUP,mode=0750 {at}`"
     )
 }
 
