@@ -17,6 +17,8 @@ pub mod reaper;
 pub mod record;
 pub mod ring;
 pub mod scenario;
+#[cfg(test)]
+mod schema_doc;
 pub mod session;
 pub mod tracer;
 pub mod validate;
