@@ -723,6 +723,13 @@ fn a_closed_pipe_stops_a_recording_quietly() {
             .wait_timeout(Duration::from_secs(10))
             .unwrap_or_else(|| panic!("tree {tree}: still recording into a closed pipe"));
         let stderr = child.stderr();
+        // The next flush (at most a second away) finds the pipe closed; the command has two
+        // seconds to go after SIGTERM (the shell goes at once).
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "tree {tree}: stopped {:?} after the pipe closed",
+            started.elapsed()
+        );
         assert_eq!(status.code(), Some(141), "tree {tree}: {status}: {stderr}");
         assert_eq!(stderr, "", "tree {tree}: stops quietly");
     }

@@ -39,8 +39,9 @@ cargo xtask <command> [-- args]
   run [--debug] -- ARGS     build (optimized unless --debug), then run `reaper-trace ARGS`
                             (needs root)
   test [-- ARGS]   build, then run every test, the privileged end-to-end ones included
-  bench            measure userspace throughput, tracer overhead and dashboard CPU
-                   (figures, not pass/fail)
+  bench [--startup]  measure start-up, reaping inits' zombie times, userspace throughput,
+                   tracer overhead and dashboard CPU (figures, not pass/fail); --startup:
+                   only the first two (the README's start-up figures)
   vm-test [--kernels LIST]  boot Debian's kernel images under qemu (TCG) one after another
                    and run check, validate and recording checks in each; LIST is series
                    (5.10,6.1,...; 7 = the newest 7.x) or exact releases, by default
@@ -234,19 +235,30 @@ fn real_main() -> Result<ExitCode> {
         Some("bench") => {
             setup(true)?;
             let dir = build(true)?;
-            // Userspace throughput on synthetic records (no tracing), then tracing cost, then
+            // Userspace throughput on synthetic records (no tracing), then the README's
+            // start-up and reaping-init figures (`--startup`: only those), tracing cost, and
             // the dashboard's own CPU under load.
-            run(&mut cargo(&[
-                "bench",
-                "-p",
-                "reaper-trace",
-                "--bench",
-                "throughput",
-            ]))?;
-            for bin in ["bench", "bench_dashboard"] {
+            let startup_only = ours.iter().any(|a| a == "--startup");
+            let bins: &[&str] = if startup_only {
+                &["bench_startup"]
+            } else {
+                &["bench_startup", "bench", "bench_dashboard"]
+            };
+            if !startup_only {
+                run(&mut cargo(&[
+                    "bench",
+                    "-p",
+                    "reaper-trace",
+                    "--bench",
+                    "throughput",
+                ]))?;
+            }
+            for bin in bins {
                 let mut bench =
                     cargo(&["run", "--release", "-p", "reaper-trace-tests", "--bin", bin]);
-                bench.env("REAPER_TRACE_BIN", dir.join("reaper-trace"));
+                bench
+                    .env("REAPER_TRACE_BIN", dir.join("reaper-trace"))
+                    .env("REAPER_INIT_BIN", dir.join("reaper-init"));
                 run(&mut bench)?;
             }
             Ok(ExitCode::SUCCESS)
