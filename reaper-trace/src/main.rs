@@ -619,7 +619,8 @@ mod tests {
                 "reaper-trace.1",
                 "reaper-trace-record.1",
                 "reaper-trace-top.1",
-                "reaper-trace-validate.1"
+                "reaper-trace-validate.1",
+                "reaper-trace-check.1"
             ]
         );
         for p in &pages {
