@@ -237,7 +237,10 @@ fn check_command(program: &str) -> Result<(), Exit> {
     for p in &candidates {
         match std::fs::metadata(p) {
             Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => return Ok(()),
-            Ok(_) => found_one = true,
+            // A directory named so in PATH is passed over, as shells do; named by its path, it
+            // is there but cannot run.
+            Ok(m) if m.is_file() || program.contains('/') => found_one = true,
+            Ok(_) => {}
             Err(_) => {}
         }
     }
