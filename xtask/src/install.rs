@@ -199,7 +199,13 @@ pub fn parse_init_help(help: &str) -> Result<InitHelp> {
         let Some((heading, text)) = p.split_once(": ") else {
             bail!("reaper-init help: a closing paragraph is not `Heading: text`: `{p}`");
         };
-        h.sections.push((heading.to_string(), unwrap(text)));
+        let text = unwrap(text);
+        let mut chars = text.chars();
+        let text = match chars.next() {
+            Some(first) => first.to_uppercase().chain(chars).collect(),
+            None => text,
+        };
+        h.sections.push((heading.to_string(), text));
     }
     Ok(h)
 }
@@ -214,7 +220,13 @@ impl InitHelp {
     pub fn command(&self, version: &str) -> clap::Command {
         let mut cmd = clap::Command::new("reaper-init")
             .version(version.to_string())
-            .about(self.description.first().cloned().unwrap_or_default())
+            // NAME: the first paragraph's head ("A tiny init"), the whole of it in DESCRIPTION.
+            .about(
+                self.description
+                    .first()
+                    .map(|d| d.split(": ").next().unwrap_or(d).to_string())
+                    .unwrap_or_default(),
+            )
             .long_about(self.description.join("\n\n"))
             .override_usage(self.usage.clone())
             .disable_help_flag(true)
