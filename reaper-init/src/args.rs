@@ -29,6 +29,12 @@ Options:
   -h, --help              print this help and exit
   -V, --version           print the version and exit
 
+Job control: when not PID 1, reaper-init forwards SIGTSTP (Ctrl-Z), SIGTTIN and
+SIGTTOU to COMMAND and then stops itself with SIGSTOP, as dumb-init does: the
+shell that sent them waits for its job to stop before it gives the prompt back.
+While stopped it reaps nothing (zombies wait until SIGCONT, which it forwards
+too). As PID 1 it never stops: nothing would continue it, and it must reap.
+
 Exit status: COMMAND's status; 125 if reaper-init itself failed; 126 if COMMAND
 is not executable; 127 if COMMAND was not found; 2 on usage errors.
 ";

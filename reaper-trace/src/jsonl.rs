@@ -131,6 +131,8 @@ pub struct JsonlWriter {
     out: Output,
     buf: BytesMut,
     pub events: u64,
+    /// The reader of the pipe went away (`record | head`): nothing more is written.
+    closed: bool,
 }
 
 impl JsonlWriter {
@@ -139,6 +141,7 @@ impl JsonlWriter {
             out,
             buf: BytesMut::with_capacity(2 * FLUSH_BYTES),
             events: 0,
+            closed: false,
         }
     }
 
@@ -152,6 +155,9 @@ impl JsonlWriter {
     }
 
     fn line<T: serde::Serialize>(&mut self, value: &T) -> Result<()> {
+        if self.closed {
+            return Ok(());
+        }
         let mut w = (&mut self.buf).writer();
         serde_json::to_writer(&mut w, value)?;
         self.buf.put_u8(b'\n');
@@ -171,7 +177,19 @@ impl JsonlWriter {
             Output::File(f, _) => f.write_all(&self.buf),
         };
         self.buf.clear();
-        res.context("writing the recording")
+        match res {
+            // Not an error: the reader has what it wanted. The caller stops (see `closed`).
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+                self.closed = true;
+                Ok(())
+            }
+            res => res.context("writing the recording"),
+        }
+    }
+
+    /// Whether the output's reader has gone (a closed pipe): what follows is discarded.
+    pub fn closed(&self) -> bool {
+        self.closed
     }
 
     /// Flushes and syncs; call before exit.

@@ -8,6 +8,7 @@ pub mod dashboard;
 pub mod decode;
 pub mod escape;
 pub mod event;
+pub mod exit;
 pub mod jsonl;
 pub mod model;
 pub mod preflight;
@@ -16,6 +17,8 @@ pub mod reaper;
 pub mod record;
 pub mod ring;
 pub mod scenario;
+#[cfg(test)]
+mod schema_doc;
 pub mod session;
 pub mod tracer;
 pub mod validate;

@@ -4,8 +4,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Result, bail};
-use clap::{Parser, Subcommand};
+use std::io::Write as _;
+
+use anyhow::Result;
+use clap::{CommandFactory, Parser, Subcommand};
+use reaper_trace::exit::Exit;
 use reaper_trace::{check, dashboard, record, scenario, tracer, validate};
 
 #[derive(Parser)]
@@ -25,6 +28,7 @@ enum Command {
     /// Record fork, exec, exit, reparent, zombie, reap and subreaper events as JSON Lines.
     Record(RecordArgs),
     /// A live dashboard of adoptions, zombies and reapers (or a recording played back).
+    #[command(after_help = dashboard::keys::help_text())]
     Top(TopArgs),
     /// Run the built-in scenarios (each as real processes, in its own pid namespace where it
     /// needs one) and check the kernel's reapers against the expected and predicted ones.
@@ -44,13 +48,25 @@ enum Command {
     #[command(hide = true)]
     Scenario {
         /// Scenario name (`--list` shows them).
-        #[arg(required_unless_present = "list")]
         name: Option<String>,
         /// Seconds for the scenarios that wait (zombie, sleep-init).
-        #[arg(long, default_value_t = 3.0)]
+        #[arg(long, value_name = "SECS", default_value_t = 3.0)]
         seconds: f64,
-        #[arg(long)]
+        /// Name and describe every scenario, then exit.
+        #[arg(long, conflicts_with = "name")]
         list: bool,
+    },
+    /// Print a shell completion script for reaper-trace (`cargo xtask install` installs them).
+    #[command(hide = true)]
+    Completions {
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Write reaper-trace's man pages (reaper-trace.1 and one per command) into DIR.
+    #[command(hide = true)]
+    Man {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
     },
 }
 
@@ -206,7 +222,7 @@ fn run(cli: Cli) -> Result<i32> {
         if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
             return runtime()?.block_on(dashboard::run(TopArgs::defaults().options()));
         }
-        let _ = <Cli as clap::CommandFactory>::command().print_help();
+        let _ = Cli::command().print_help();
         return Ok(2);
     };
     match command {
@@ -247,19 +263,34 @@ fn run(cli: Cli) -> Result<i32> {
             list,
         } => {
             if list {
+                let mut out = std::io::stdout().lock();
                 for s in scenario::REGISTRY {
-                    println!("{:26} {}", s.name(), s.about());
+                    writeln!(out, "{:26} {}", s.name(), s.about())?;
                 }
                 return Ok(0);
             }
             let Some(name) = name else {
-                bail!("name a scenario: see `reaper-trace scenario --list`")
+                return Err(Exit::usage(
+                    "name a scenario: `reaper-trace scenario --list` lists them",
+                )
+                .into());
             };
             let (report, code) = scenario::run(&name, seconds)?;
             if let Some(report) = report {
                 println!("{}", serde_json::to_string(&report)?);
             }
             Ok(code)
+        }
+        Command::Completions { shell } => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "reaper-trace", &mut std::io::stdout());
+            Ok(0)
+        }
+        Command::Man { dir } => {
+            for page in write_man_pages(&dir)? {
+                println!("{}", page.display());
+            }
+            Ok(0)
         }
     }
 }
@@ -278,6 +309,56 @@ fn check_cli(cli: Cli) -> Result<Cli, clap::Error> {
         ));
     }
     Ok(cli)
+}
+
+/// The dashboard's keys as a man page section (roff), from the key map.
+fn keys_man_section() -> String {
+    let mut s = String::from(".SH KEYS\n.nf\n");
+    for line in dashboard::keys::help_text().lines().skip(1) {
+        let line = line.trim_start().replace('\\', "\\e").replace('-', "\\-");
+        s.push_str("\\&");
+        s.push_str(&line);
+        s.push('\n');
+    }
+    s.push_str(".fi\n");
+    s
+}
+
+/// reaper-trace.1, and reaper-trace-COMMAND.1 for each command users run.
+fn write_man_pages(dir: &std::path::Path) -> Result<Vec<PathBuf>> {
+    use anyhow::Context;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create {}: choose a writable DIR", dir.display()))?;
+    // `reaper-trace help` is a way to read this, not a page of its own.
+    let mut cmd = Cli::command().disable_help_subcommand(true);
+    cmd.build();
+    let mut pages = vec![(String::from("reaper-trace"), cmd.clone())];
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let name = format!("reaper-trace-{}", sub.get_name());
+        let version = cmd.get_version().unwrap_or_default().to_string();
+        pages.push((name.clone(), sub.clone().name(name).version(version)));
+    }
+    let mut written = Vec::new();
+    for (name, page) in pages {
+        let path = dir.join(format!("{name}.1"));
+        let mut out = Vec::new();
+        let man = clap_mangen::Man::new(page);
+        if name == "reaper-trace-top" {
+            // The keys get a section of their own rather than clap_mangen's "EXTRA".
+            man.render_title(&mut out)?;
+            man.render_name_section(&mut out)?;
+            man.render_synopsis_section(&mut out)?;
+            man.render_description_section(&mut out)?;
+            man.render_options_section(&mut out)?;
+            out.extend_from_slice(keys_man_section().as_bytes());
+            man.render_version_section(&mut out)?;
+        } else {
+            man.render(&mut out)?;
+        }
+        std::fs::write(&path, out).with_context(|| format!("writing {}", path.display()))?;
+        written.push(path);
+    }
+    Ok(written)
 }
 
 /// clap's usage errors end with usage and tip lines: keep the error itself on one line, say
@@ -321,9 +402,11 @@ fn main() -> ExitCode {
     };
     match run(cli) {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        // A closed standard output (`reaper-trace ... | head`) ends the run quietly.
+        Err(e) if reaper_trace::exit::is_broken_pipe(&e) => ExitCode::from(Exit::BROKEN_PIPE),
         Err(e) => {
             eprintln!("{}", reaper_trace::escape::error_line(&e));
-            ExitCode::FAILURE
+            ExitCode::from(Exit::code_of(&e))
         }
     }
 }
@@ -445,7 +528,111 @@ mod tests {
 
     #[test]
     fn cli_is_consistent() {
-        use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    const README: &str = include_str!("../../README.md");
+
+    /// Every flag of every command users may type (the hidden `scenario` included) is in the
+    /// README, and so is the dashboard's key list, as `top --help` prints it.
+    #[test]
+    fn readme_documents_every_flag_and_key() {
+        let cmd = Cli::command();
+        for sub in cmd.get_subcommands() {
+            if ["floor", "completions", "man"].contains(&sub.get_name()) {
+                continue;
+            }
+            for arg in sub.get_arguments() {
+                if let Some(long) = arg.get_long().filter(|l| *l != "help") {
+                    assert!(
+                        README.contains(&format!("--{long}")),
+                        "`{} --{long}` is not in the README",
+                        sub.get_name()
+                    );
+                }
+                if let Some(short) = arg.get_short().filter(|s| *s != 'h') {
+                    assert!(
+                        README.contains(&format!("-{short}")),
+                        "`{} -{short}` is not in the README",
+                        sub.get_name()
+                    );
+                }
+            }
+        }
+        assert!(
+            README.contains(&dashboard::keys::help_text()),
+            "the README's key list is not `top --help`'s:\n{}",
+            dashboard::keys::help_text()
+        );
+    }
+
+    #[test]
+    fn top_help_lists_the_keys() {
+        let mut cmd = Cli::command();
+        let top = cmd.find_subcommand_mut("top").unwrap();
+        let help = top.render_long_help().to_string();
+        assert!(help.contains(&dashboard::keys::help_text()), "{help}");
+        for b in dashboard::keys::KEYMAP {
+            assert!(help.contains(&b.label()) && help.contains(b.what), "{help}");
+        }
+    }
+
+    #[test]
+    fn scenario_help_and_a_missing_name() {
+        let mut cmd = Cli::command();
+        let sc = cmd.find_subcommand_mut("scenario").unwrap();
+        let help = sc.render_long_help().to_string();
+        assert!(
+            help.contains("--list") && help.contains("every scenario"),
+            "{help}"
+        );
+        assert!(help.contains("--seconds <SECS>"), "{help}");
+        // No name is not a clap error (which listed no argument): run() says what to do.
+        let cli = Cli::try_parse_from(["reaper-trace", "scenario"]).unwrap();
+        let e = run(cli).unwrap_err();
+        assert_eq!(Exit::code_of(&e), 2);
+        assert!(e.to_string().contains("scenario --list"), "{e}");
+        assert!(Cli::try_parse_from(["reaper-trace", "scenario", "x", "--list"]).is_err());
+    }
+
+    #[test]
+    fn completions_and_man_pages_are_generated() {
+        use clap::ValueEnum;
+        for shell in clap_complete::Shell::value_variants() {
+            let mut out = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "reaper-trace", &mut out);
+            let text = String::from_utf8(out).unwrap();
+            assert!(
+                text.contains("record") && text.contains("ring-mib"),
+                "{shell}: {text}"
+            );
+        }
+        let dir = std::env::temp_dir().join(format!("reaper-trace-man-{}", std::process::id()));
+        let pages = write_man_pages(&dir).unwrap();
+        let names: Vec<String> = pages
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "reaper-trace.1",
+                "reaper-trace-record.1",
+                "reaper-trace-top.1",
+                "reaper-trace-validate.1",
+                "reaper-trace-check.1"
+            ]
+        );
+        for p in &pages {
+            let text = std::fs::read_to_string(p).unwrap();
+            assert!(text.starts_with(".ie") || text.contains(".TH "), "{text}");
+            assert!(text.contains(".SH NAME") && text.contains(".SH SYNOPSIS"));
+        }
+        let top = std::fs::read_to_string(&pages[2]).unwrap();
+        assert!(
+            top.contains(".SH KEYS") && top.contains("Ctrl\\-\\e"),
+            "{top}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

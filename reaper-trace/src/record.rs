@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::time::{Instant, sleep_until};
 
+use crate::exit::Exit;
 use crate::jsonl::{Destination, JsonlWriter, header};
 use crate::model::Scope;
 use crate::session::{Session, SessionOptions};
@@ -53,11 +54,11 @@ enum Stopping {
 pub async fn run(opts: RecordOptions) -> Result<i32> {
     // Everything a user can get wrong is checked before anything is attached, and the output
     // is created (or emptied) only after: a failed run leaves no empty (or truncated)
-    // recording.
-    crate::preflight::check_privileges()?;
+    // recording. A command that cannot run is told first, with a shell's status (127, 126).
     if let Some(program) = opts.command.first() {
         check_command(program)?;
     }
+    crate::preflight::check_privileges()?;
     // Checked now, opened (an existing file emptied) only once the programs are attached.
     let destination = Destination::check(opts.output.as_deref())?;
     let scope = if opts.command.is_empty() {
@@ -85,10 +86,11 @@ pub async fn run(opts: RecordOptions) -> Result<i32> {
     if let Some((program, args)) = opts.command.split_first() {
         let mut cmd = tokio::process::Command::new(program);
         cmd.args(args).stdin(Stdio::inherit());
-        child =
-            Some(session.spawn_tracked(|| cmd.spawn()).with_context(|| {
-                format!("cannot run {program}: check the command and its PATH")
-            })?);
+        child = Some(
+            session
+                .spawn_tracked(|| Ok(cmd.spawn()))?
+                .map_err(|e| Exit::cannot_run(program, &e))?,
+        );
     }
 
     let deadline = opts.duration.map(|d| Instant::now() + d);
@@ -134,6 +136,10 @@ pub async fn run(opts: RecordOptions) -> Result<i32> {
             flush_at = Instant::now() + FLUSH_EVERY;
         }
         report_kernel_messages(&mut session, opts.quiet);
+        if writer.closed() && stopping == Stopping::No {
+            // `record | head`: the reader has what it wanted. Stop as after the duration.
+            stopping = stop_requested(&mut child, libc::SIGTERM, stopping);
+        }
         if let Stopping::Lingering(_) = stopping
             && session.model().tree_settled()
         {
@@ -151,6 +157,10 @@ pub async fn run(opts: RecordOptions) -> Result<i32> {
     }
     report_kernel_messages(&mut session, opts.quiet);
     writer.finish()?;
+    if writer.closed() {
+        // Quietly, as a tool that SIGPIPE stopped, once everything is detached.
+        return Ok(Exit::BROKEN_PIPE.into());
+    }
     if !opts.quiet {
         if scope == Scope::Tree {
             report_left_behind(&session);
@@ -206,22 +216,40 @@ fn report_left_behind(session: &Session) {
 }
 
 /// Fails, as spawning it would, when `program` names no executable file (directly when it has
-/// a `/`, else in `PATH`): a mistyped command is reported before anything is attached.
-fn check_command(program: &str) -> Result<()> {
+/// a `/`, else in `PATH`): a mistyped command is reported before anything is attached, with a
+/// shell's exit status: 127 when there is no such file, 126 when there is one but it is not
+/// an executable file.
+fn check_command(program: &str) -> Result<(), Exit> {
+    use std::io::{Error, ErrorKind};
     use std::os::unix::fs::PermissionsExt;
-    let runnable = |p: &std::path::Path| {
-        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    };
-    let found = if program.contains('/') {
-        runnable(std::path::Path::new(program))
+    let candidates: Vec<PathBuf> = if program.contains('/') {
+        vec![PathBuf::from(program)]
     } else {
         std::env::var_os("PATH")
-            .is_some_and(|path| std::env::split_paths(&path).any(|d| runnable(&d.join(program))))
+            .map(|path| {
+                std::env::split_paths(&path)
+                    .map(|d| d.join(program))
+                    .collect()
+            })
+            .unwrap_or_default()
     };
-    if !found {
-        anyhow::bail!("cannot run {program}: check the command and its PATH: no such executable");
+    let mut found_one = false;
+    for p in &candidates {
+        match std::fs::metadata(p) {
+            Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => return Ok(()),
+            // A directory named so in PATH is passed over, as shells do; named by its path, it
+            // is there but cannot run.
+            Ok(m) if m.is_file() || program.contains('/') => found_one = true,
+            Ok(_) => {}
+            Err(_) => {}
+        }
     }
-    Ok(())
+    let err = if found_one {
+        Error::from_raw_os_error(libc::EACCES)
+    } else {
+        Error::from(ErrorKind::NotFound)
+    };
+    Err(Exit::cannot_run(program, &err))
 }
 
 /// The kernel programs' rare warnings, one line each on standard error (the recording keeps

@@ -562,3 +562,176 @@ fn record_mounts_tracefs_when_it_is_missing() {
     assert_consistent(&trace);
     assert_programs_released(&before, "record with tracefs mounted by it");
 }
+
+/// Runs `reaper-trace ARGS` as nobody (uid 65534) with CAP_BPF and CAP_PERFMON: enough to
+/// load the programs, not to read a tracefs that is root's (mode 0700, its default).
+fn run_as_capable_nobody(args: &[&str], out: &Path) -> std::process::Output {
+    Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=+bpf,+perfmon",
+            "--ambient-caps=+bpf,+perfmon",
+        ])
+        .arg(reaper_trace())
+        .args(args)
+        .arg("-o")
+        .arg(out)
+        .args(["--", "true"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("setpriv runs")
+}
+
+/// Puts tracefs's group and mode back, whatever happens to the test.
+struct RestoreTracefsAccess {
+    gid: u32,
+    mode: u32,
+}
+
+impl Drop for RestoreTracefsAccess {
+    fn drop(&mut self) {
+        let _ = Command::new("mount")
+            .args(["-o"])
+            .arg(format!("remount,gid={},mode={:04o}", self.gid, self.mode))
+            .arg(TRACEFS)
+            .status();
+    }
+}
+
+#[test]
+fn tracefs_mounted_but_unreadable_is_told_from_missing_and_the_advice_works() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    require_root();
+    let _g = exclusive();
+    if !tracefs_mounted() {
+        mount_tracefs();
+    }
+    let _remount = RemountTracefs;
+    let meta = std::fs::metadata(TRACEFS).expect("tracefs");
+    let _restore = RestoreTracefsAccess {
+        gid: meta.gid(),
+        mode: meta.permissions().mode() & 0o7777,
+    };
+    // Root's alone, as tracefs is by default.
+    let status = Command::new("mount")
+        .args(["-o", "remount,gid=0,mode=0700", TRACEFS])
+        .status()
+        .expect("mount runs");
+    assert!(status.success(), "remount tracefs: {status}");
+    let before = our_programs();
+    let out = TempPath::new("capable-nobody.jsonl");
+    let output = run_as_capable_nobody(&["record", "-q"], &out.0);
+    let line = assert_user_error(&output);
+    assert!(
+        line.contains(&format!(
+            "tracefs is mounted at {TRACEFS} but not readable by you (mode 0700)"
+        )) && !line.contains("not mounted"),
+        "{line}"
+    );
+    assert!(line.contains("as root"), "{line}");
+    // What the message says to do, with nobody's group: then it records.
+    let advice = line
+        .split('`')
+        .nth(1)
+        .expect("a command to run, in backquotes")
+        .replace("GROUP", "65534");
+    let mut words = advice.split_whitespace();
+    assert_eq!(words.next(), Some("sudo"), "{advice}");
+    let status = Command::new(words.next().unwrap())
+        .args(words)
+        .status()
+        .expect("the advice runs");
+    assert!(status.success(), "{advice}: {status}");
+    let _ = std::fs::remove_file(&out.0);
+    let output = run_as_capable_nobody(&["record", "-q"], &out.0);
+    assert!(
+        output.status.success(),
+        "after `{advice}`: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let trace = read_whole(&out.0);
+    assert!(
+        trace.of_type("exec").any(|e| e["args"][0] == "true"),
+        "{}",
+        trace.dump()
+    );
+    assert_programs_released(&before, "capable, unprivileged runs");
+}
+
+#[test]
+fn a_command_that_cannot_run_exits_127_or_126_like_a_shell() {
+    let dir = TempPath::new("cannot-run");
+    std::fs::create_dir(&dir.0).unwrap();
+    let not_executable = dir.0.join("script.sh");
+    std::fs::write(&not_executable, "#!/bin/sh\n").unwrap();
+    let cases: [(&str, i32); 4] = [
+        ("/nonexistent", 127),
+        ("no-such-command-in-path", 127),
+        (not_executable.to_str().unwrap(), 126),
+        (dir.0.to_str().unwrap(), 126),
+    ];
+    for (command, code) in cases {
+        let output = Command::new(reaper_trace())
+            .args(["record", "-q", "-o", "/dev/null", "--", command])
+            .stdin(Stdio::null())
+            .output()
+            .expect("reaper-trace runs");
+        let line = assert_user_error(&output);
+        assert_eq!(output.status.code(), Some(code), "{command}: {line}");
+        assert!(line.contains(&format!("cannot run {command}")), "{line}");
+    }
+}
+
+/// `record | head -1`: once the reader has gone, the recording stops at its next write,
+/// detaches everything, and exits 141 (128 + SIGPIPE, what a shell shows for a tool that
+/// SIGPIPE stopped) without a word; a traced command is stopped as after `--duration`.
+#[test]
+fn a_closed_pipe_stops_a_recording_quietly() {
+    use std::io::BufRead;
+    require_root();
+    let _g = shared();
+    let before = our_programs();
+    for tree in [false, true] {
+        let mut cmd = Command::new(reaper_trace());
+        cmd.arg("record");
+        if tree {
+            cmd.args(["--", "sh", "-c", "while :; do /bin/true; sleep 0.1; done"]);
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("reaper-trace runs");
+        let mut child = ChildGuard::new(child);
+        let mut header = String::new();
+        {
+            let stdout = child.child.stdout.take().unwrap();
+            let mut lines = std::io::BufReader::new(stdout);
+            lines.read_line(&mut header).unwrap();
+            // Dropped here: the pipe's only reader is gone, as when `head -1` exits.
+        }
+        assert!(header.contains(r#""type":"header""#), "{header}");
+        let started = Instant::now();
+        // Something to write, system-wide too.
+        for _ in 0..5 {
+            let _ = Command::new("true").status();
+        }
+        let status = child
+            .wait_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|| panic!("tree {tree}: still recording into a closed pipe"));
+        let stderr = child.stderr();
+        // The next flush (at most a second away) finds the pipe closed; the command has two
+        // seconds to go after SIGTERM (the shell goes at once).
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "tree {tree}: stopped {:?} after the pipe closed",
+            started.elapsed()
+        );
+        assert_eq!(status.code(), Some(141), "tree {tree}: {status}: {stderr}");
+        assert_eq!(stderr, "", "tree {tree}: stops quietly");
+    }
+    assert_programs_released(&before, "recordings into a closed pipe");
+}

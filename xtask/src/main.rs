@@ -9,6 +9,7 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
 
+mod install;
 mod vm;
 
 const NIGHTLY: &str = "nightly";
@@ -38,14 +39,19 @@ cargo xtask <command> [-- args]
   run [--debug] -- ARGS     build (optimized unless --debug), then run `reaper-trace ARGS`
                             (needs root)
   test [-- ARGS]   build, then run every test, the privileged end-to-end ones included
-  bench            measure userspace throughput, tracer overhead and dashboard CPU
-                   (figures, not pass/fail)
-  vm-test [--kernels LIST] [--check-only]  boot Debian's kernel images under qemu (TCG) one after another
+  bench [--startup]  measure start-up, reaping inits' zombie times, userspace throughput,
+                   tracer overhead and dashboard CPU (figures, not pass/fail); --startup:
+                   only the first two (the README's start-up figures)
+  vm-test [--kernels LIST] [--check-only]  boot Debian's kernel images under qemu (TCG) one
+                   after another
                    and run check, validate and recording checks in each; LIST is series
                    (5.10,6.1,...; 7 = the newest 7.x) or exact releases, by default
                    5.10,6.1,6.12,6.16,6.17,6.18,6.19,7.0,7. Images are cached in
                    /var/cache/reaper-trace ($REAPER_TRACE_CACHE); consoles and report.json
                    go to target/vm-test. --check-only: only verify the programs
+  install [--prefix DIR]    build optimized, then install reaper-trace and reaper-init in
+                            DIR/bin with their shell completions and man pages
+                            (default /usr/local; idempotent)
 ";
 
 fn root() -> PathBuf {
@@ -230,19 +236,30 @@ fn real_main() -> Result<ExitCode> {
         Some("bench") => {
             setup(true)?;
             let dir = build(true)?;
-            // Userspace throughput on synthetic records (no tracing), then tracing cost, then
+            // Userspace throughput on synthetic records (no tracing), then the README's
+            // start-up and reaping-init figures (`--startup`: only those), tracing cost, and
             // the dashboard's own CPU under load.
-            run(&mut cargo(&[
-                "bench",
-                "-p",
-                "reaper-trace",
-                "--bench",
-                "throughput",
-            ]))?;
-            for bin in ["bench", "bench_dashboard"] {
+            let startup_only = ours.iter().any(|a| a == "--startup");
+            let bins: &[&str] = if startup_only {
+                &["bench_startup"]
+            } else {
+                &["bench_startup", "bench", "bench_dashboard"]
+            };
+            if !startup_only {
+                run(&mut cargo(&[
+                    "bench",
+                    "-p",
+                    "reaper-trace",
+                    "--bench",
+                    "throughput",
+                ]))?;
+            }
+            for bin in bins {
                 let mut bench =
                     cargo(&["run", "--release", "-p", "reaper-trace-tests", "--bin", bin]);
-                bench.env("REAPER_TRACE_BIN", dir.join("reaper-trace"));
+                bench
+                    .env("REAPER_TRACE_BIN", dir.join("reaper-trace"))
+                    .env("REAPER_INIT_BIN", dir.join("reaper-init"));
                 run(&mut bench)?;
             }
             Ok(ExitCode::SUCCESS)
@@ -280,6 +297,16 @@ fn real_main() -> Result<ExitCode> {
             } else {
                 ExitCode::FAILURE
             })
+        }
+        Some("install") => {
+            let prefix = install::prefix_from_args(&ours[1..])?;
+            setup(false)?;
+            let dir = build(true)?;
+            let installed = install::install(&dir, &prefix)?;
+            for path in &installed {
+                eprintln!("xtask: installed {}", path.display());
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Some("help") | Some("-h") | Some("--help") | None => {
             print!("{HELP}");

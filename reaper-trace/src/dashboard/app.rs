@@ -1,8 +1,10 @@
 //! The dashboard's interaction state: focus, zoom, scrolling, help, the filter being typed,
-//! pause, and what each key does. Pure: keys in, state and an [`Action`] out.
+//! pause, and what each key does (keys are mapped to commands by [`super::keys::KEYMAP`]).
+//! Pure: keys in, state and an [`Action`] out.
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
+use super::keys::{self, Command};
 use crate::view::{Filter, Query};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,8 +118,8 @@ impl App {
             return Action::None;
         }
         let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
-        // Raw mode turns Ctrl-C into a key: it always quits.
-        if ctrl && matches!(key.code, KeyCode::Char('c') | KeyCode::Char('\\')) {
+        // Raw mode turns Ctrl-C into a key: it always quits, even while a filter is typed.
+        if ctrl && matches!(keys::command(&key), Some((Command::Quit, _))) {
             return Action::Quit;
         }
         if let Some(text) = &mut self.prompt {
@@ -142,34 +144,38 @@ impl App {
         if self.help {
             // Any key closes the help, and quit still quits.
             self.help = false;
-            return match key.code {
-                KeyCode::Char('q') => Action::Quit,
+            return match keys::command(&key) {
+                Some((Command::Quit, _)) => Action::Quit,
                 _ => Action::Redraw,
             };
         }
-        match key.code {
-            KeyCode::Char('q') | KeyCode::Char('Q') => return Action::Quit,
-            KeyCode::Esc if self.zoom => self.zoom = false,
-            KeyCode::Esc => return Action::None,
-            KeyCode::Char('p') | KeyCode::Char(' ') => {
+        let Some((command, binding)) = keys::command(&key) else {
+            return Action::None;
+        };
+        if binding.replay_only && !self.is_replay() {
+            return Action::None;
+        }
+        match command {
+            Command::Quit => return Action::Quit,
+            Command::Unzoom if self.zoom => self.zoom = false,
+            Command::Unzoom => return Action::None,
+            Command::Pause => {
                 self.paused = !self.paused;
                 return Action::Pause;
             }
-            KeyCode::Tab => {
+            Command::FocusNext => {
                 self.focus = Panel::ALL[(self.focus.index() + 1) % Panel::ALL.len()];
             }
-            KeyCode::BackTab => {
+            Command::FocusPrevious => {
                 self.focus = Panel::ALL[(self.focus.index() + Panel::ALL.len() - 1) % 4];
             }
-            KeyCode::Char(c @ '1'..='4') => {
-                self.focus = Panel::ALL[c as usize - '1' as usize];
-            }
-            KeyCode::Char('z') | KeyCode::Enter => self.zoom = !self.zoom,
-            KeyCode::Char('?') | KeyCode::Char('h') | KeyCode::F(1) => self.help = true,
-            KeyCode::Char('/') => {
+            Command::Focus(n) => self.focus = Panel::ALL[n],
+            Command::Zoom => self.zoom = !self.zoom,
+            Command::Help => self.help = true,
+            Command::FilterName => {
                 self.prompt = Some(self.query.filter.name.clone().unwrap_or_default())
             }
-            KeyCode::Char('n') => {
+            Command::NextPidns => {
                 // Cycle: all, then each namespace seen, then all again.
                 let next = match self.query.filter.pidns {
                     None => namespaces.first().copied(),
@@ -178,27 +184,22 @@ impl App {
                 self.query.filter.pidns = next;
                 self.scroll = [0; 4];
             }
-            KeyCode::Char('c') => {
+            Command::ClearFilters => {
                 self.query.filter = Filter::default();
                 self.scroll = [0; 4];
             }
-            KeyCode::Char('s') => match self.focus {
+            Command::Sort => match self.focus {
                 Panel::Adoptions => self.query.adoptions = self.query.adoptions.next(),
                 Panel::Zombies => self.query.zombies = self.query.zombies.next(),
                 Panel::Reapers | Panel::Lifetimes => self.query.reapers = self.query.reapers.next(),
             },
-            KeyCode::Up | KeyCode::Char('k') => self.scroll_by(-1),
-            KeyCode::Down | KeyCode::Char('j') => self.scroll_by(1),
-            KeyCode::PageUp => self.scroll_by(-10),
-            KeyCode::PageDown => self.scroll_by(10),
-            KeyCode::Home | KeyCode::Char('g') => self.scroll[self.focus.index()] = 0,
-            KeyCode::Char('+') | KeyCode::Char('>') if self.is_replay() => {
-                return Action::Speed(2.0);
-            }
-            KeyCode::Char('-') | KeyCode::Char('<') if self.is_replay() => {
-                return Action::Speed(0.5);
-            }
-            _ => return Action::None,
+            Command::ScrollUp => self.scroll_by(-1),
+            Command::ScrollDown => self.scroll_by(1),
+            Command::PageUp => self.scroll_by(-10),
+            Command::PageDown => self.scroll_by(10),
+            Command::ScrollTop => self.scroll[self.focus.index()] = 0,
+            Command::Faster => return Action::Speed(2.0),
+            Command::Slower => return Action::Speed(0.5),
         }
         Action::Redraw
     }

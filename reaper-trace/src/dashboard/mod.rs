@@ -2,7 +2,8 @@
 //! recording played back through the same screens.
 //!
 //! - [`crate::view`]: what is shown, computed from events (no terminal);
-//! - [`app`]: focus, filters, pause, keys;
+//! - [`app`]: focus, filters, pause, what keys do;
+//! - [`keys`]: the key map (keys, help screen, footer and `top --help` from one table);
 //! - [`ui`]: drawing a frame;
 //! - [`input`]: reading keys on a thread;
 //! - [`terminal`]: taking the terminal and giving it back, even on panic;
@@ -13,6 +14,7 @@
 
 pub mod app;
 pub mod input;
+pub mod keys;
 pub mod replay;
 pub mod terminal;
 pub mod ui;

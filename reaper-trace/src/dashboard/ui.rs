@@ -11,26 +11,10 @@ use ratatui::text::{Line, Span, Text};
 use ratatui::widgets::{Bar, BarChart, BarGroup, Block, Cell, Clear, Paragraph, Row, Table, Wrap};
 
 use super::app::{App, Mode, Panel};
+use super::keys::{self, KEYMAP};
 use crate::escape::escape_control;
 use crate::event::{Proc, ReaperKind, Verdict};
 use crate::view::{HIST_BUCKETS, HIST_LABELS, NS_PER_SEC, ROOT_PIDNS, Tracked, View};
-
-const HELP_LINE: &str =
-    "q quit  p pause  Tab focus  z zoom  n pidns  / name  c clear  s sort  ? help";
-
-const HELP: &[(&str, &str)] = &[
-    ("q, Ctrl-C", "quit"),
-    ("p, space", "pause (live: freeze the screen; replay: stop)"),
-    ("Tab, Shift-Tab, 1-4", "focus a panel"),
-    ("z, Enter", "zoom the focused panel / back"),
-    ("Up, Down, PgUp, PgDn", "scroll the focused panel"),
-    ("s", "sort the focused panel (next order)"),
-    ("n", "filter by pid namespace (next one seen)"),
-    ("/", "filter by name, or by pid if all digits"),
-    ("c", "clear the filters"),
-    ("+, -", "replay: faster, slower"),
-    ("?, h", "this help (any key closes it)"),
-];
 
 fn bold() -> Style {
     Style::new().add_modifier(Modifier::BOLD)
@@ -291,7 +275,10 @@ fn draw_footer(f: &mut Frame, area: Rect, app: &App) {
             Span::styled("_", Style::new().add_modifier(Modifier::SLOW_BLINK)),
             Span::styled("   Enter apply  Esc cancel", dim()),
         ]),
-        None => Line::styled(HELP_LINE, Style::new().fg(Color::Black).bg(Color::Gray)),
+        None => Line::styled(
+            keys::footer_line(),
+            Style::new().fg(Color::Black).bg(Color::Gray),
+        ),
     };
     f.render_widget(Paragraph::new(line), area);
 }
@@ -639,19 +626,19 @@ fn draw_lifetimes(f: &mut Frame, area: Rect, view: &View, app: &App) {
 
 fn draw_help(f: &mut Frame, area: Rect) {
     let w = area.width.min(72);
-    let h = area.height.min(HELP.len() as u16 + 8);
+    let h = area.height.min(KEYMAP.len() as u16 + 8);
     let rect = Rect {
         x: area.x + (area.width - w) / 2,
         y: area.y + (area.height - h) / 2,
         width: w,
         height: h,
     };
-    let mut lines: Vec<Line> = HELP
+    let mut lines: Vec<Line> = KEYMAP
         .iter()
-        .map(|(k, what)| {
+        .map(|b| {
             Line::from(vec![
-                Span::styled(format!("{k:>20}  "), bold().fg(Color::Cyan)),
-                Span::raw(*what),
+                Span::styled(format!("{:>20}  ", b.label()), bold().fg(Color::Cyan)),
+                Span::raw(b.what),
             ])
         })
         .collect();

@@ -170,11 +170,14 @@ pub async fn run(opts: ValidateOptions) -> Result<i32> {
         }
     }
     let report = Report::new(kernel_release(), results);
-    if opts.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+    // Written, not printed: a closed pipe (`validate | head`) is an error the caller ends on
+    // quietly, where print! would panic.
+    let text = if opts.json {
+        serde_json::to_string_pretty(&report)? + "\n"
     } else {
-        print!("{}", render_table(&report));
-    }
+        render_table(&report)
+    };
+    std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes())?;
     Ok(if interrupted { 130 } else { report.exit_code() })
 }
 

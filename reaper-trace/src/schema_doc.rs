@@ -1,0 +1,286 @@
+//! The README's tables of the recording's and `validate --json`'s fields, checked against
+//! the types: each type is serialized with every optional field set and with none, and each
+//! key that comes out must be in its README row, marked "(omitted ..." exactly when it can be
+//! left out. A field added, removed or made optional without the README fails here.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::event::{
+    Event, ExitStatus, Header, Prediction, Proc, ReapHow, ReaperKind, SCHEMA_VERSION, Verdict,
+};
+use crate::validate::report::{Adoption, Reaper, Report, ScenarioResult, Status, Zombies};
+
+const README: &str = include_str!("../../README.md");
+
+/// The README from `heading` to the next heading of the same level.
+fn section(heading: &str) -> &'static str {
+    let start = README
+        .find(heading)
+        .unwrap_or_else(|| panic!("README has no `{heading}`"));
+    let level = heading.split(' ').next().unwrap();
+    let rest = &README[start + heading.len()..];
+    let end = rest
+        .find(&format!("\n{level} "))
+        .map_or(README.len(), |e| start + heading.len() + e);
+    &README[start..end]
+}
+
+/// The table row of `section` that starts with `| MARKER`.
+fn row(section: &str, marker: &str) -> String {
+    section
+        .lines()
+        .find(|l| l.starts_with(&format!("| {marker}")))
+        .unwrap_or_else(|| panic!("README has no row `| {marker}`"))
+        .to_string()
+}
+
+fn object<T: Serialize>(v: &T) -> Map<String, Value> {
+    match serde_json::to_value(v).unwrap() {
+        Value::Object(m) => m,
+        other => panic!("not an object: {other}"),
+    }
+}
+
+/// Checks one type's keys against its README text.
+fn check(what: &str, doc: &str, full: Map<String, Value>, bare: Map<String, Value>) {
+    for key in full
+        .keys()
+        .filter(|k| !["type", "ts"].contains(&k.as_str()))
+    {
+        let named = format!("`{key}`");
+        let marked = format!("`{key}` (omitted");
+        assert!(
+            doc.contains(&named),
+            "{what}: `{key}` is not in the README: {doc}"
+        );
+        if bare.contains_key(key) {
+            assert!(
+                !doc.contains(&marked),
+                "{what}: `{key}` is always written, the README says it may be omitted"
+            );
+        } else {
+            assert!(
+                doc.contains(&marked),
+                "{what}: `{key}` is left out when false or absent: the README must say \
+                 `{key}` (omitted ...): {doc}"
+            );
+        }
+    }
+}
+
+fn p() -> Proc {
+    Proc::fake(7, "x")
+}
+
+fn status() -> ExitStatus {
+    ExitStatus {
+        code: Some(1),
+        signal: Some(9),
+        core_dumped: true,
+    }
+}
+
+fn prediction() -> Prediction {
+    Prediction {
+        tid: 1,
+        pid: 1,
+        kind: ReaperKind::Init,
+    }
+}
+
+/// Every event type, with all its optional fields set (`full`) and with none (`bare`).
+fn events(full: bool) -> Vec<Event> {
+    vec![
+        Event::Fork {
+            ts: 1,
+            parent: p(),
+            child: p(),
+            caller: full.then(p),
+            thread: false,
+        },
+        Event::Exec {
+            ts: 1,
+            task: p(),
+            filename: "f".into(),
+            args: vec![],
+            args_truncated: full,
+        },
+        Event::Exit {
+            ts: 1,
+            task: p(),
+            thread: false,
+            parent: full.then(p),
+            status: status(),
+            group_dead: true,
+            age_ns: 1,
+            children: 0,
+            children_truncated: full,
+        },
+        Event::Reparent {
+            ts: 1,
+            orphan: p(),
+            father: p(),
+            reaper: Some(p()),
+            kind: Some(ReaperKind::Init),
+            predicted: Some(prediction()),
+            verdict: Verdict::Changed,
+            reason: full.then(|| "why".into()),
+            zombie: full,
+        },
+        Event::Zombie {
+            ts: 1,
+            task: p(),
+            parent: p(),
+            status: status(),
+            autoreaped: full,
+            before_trace: full,
+        },
+        Event::Reap {
+            ts: 1,
+            task: p(),
+            reaper: Some(p()),
+            how: ReapHow::Wait4,
+            zombie_ns: Some(1),
+        },
+        Event::Subreaper {
+            ts: 1,
+            task: p(),
+            enabled: true,
+        },
+        Event::Lost {
+            ts: 1,
+            what: "fork".into(),
+            count: 1,
+        },
+    ]
+}
+
+/// Which event type this is, by position in [`events`]: a new variant does not compile here
+/// until it is added there.
+fn index(e: &Event) -> usize {
+    match e {
+        Event::Fork { .. } => 0,
+        Event::Exec { .. } => 1,
+        Event::Exit { .. } => 2,
+        Event::Reparent { .. } => 3,
+        Event::Zombie { .. } => 4,
+        Event::Reap { .. } => 5,
+        Event::Subreaper { .. } => 6,
+        Event::Lost { .. } => 7,
+    }
+}
+
+#[test]
+fn the_recording_format_table_matches_the_types() {
+    let doc = section("## Recording format");
+    for (i, e) in events(true).iter().enumerate() {
+        assert_eq!(index(e), i, "every event type, once");
+    }
+    for (full, bare) in events(true).iter().zip(events(false)) {
+        let name = full.type_name();
+        check(
+            name,
+            &row(doc, &format!("`{name}` |")),
+            object(full),
+            object(&bare),
+        );
+    }
+    let header = |command: Option<Vec<String>>| Header {
+        kind: "header".into(),
+        schema: SCHEMA_VERSION,
+        tool: "t".into(),
+        kernel: "k".into(),
+        host: "h".into(),
+        boot_time_ns: 1,
+        started_ts: 1,
+        command,
+    };
+    check(
+        "header",
+        &row(doc, "`header` |"),
+        object(&header(Some(vec!["true".into()]))),
+        object(&header(None)),
+    );
+    check(
+        "proc",
+        &row(doc, "`proc` (object) |"),
+        object(&p()),
+        object(&p()),
+    );
+    check(
+        "status",
+        &row(doc, "`status` (object) |"),
+        object(&status()),
+        object(&ExitStatus::UNKNOWN),
+    );
+    check(
+        "predicted",
+        &row(doc, "`predicted` (object) |"),
+        object(&prediction()),
+        object(&prediction()),
+    );
+}
+
+#[test]
+fn the_validate_json_table_matches_the_types() {
+    let doc = section("### JSON");
+    let table = &doc[doc.find("| field | meaning |").expect("the fields table")..];
+    let reaper = |full: bool| Reaper {
+        pid: 1,
+        tid: 1,
+        comm: full.then(|| "c".into()),
+        kind: full.then_some(ReaperKind::Init),
+    };
+    check(
+        "validate reaper",
+        &row(table, "`expected`, `observed`, `predicted` |"),
+        object(&reaper(true)),
+        object(&reaper(false)),
+    );
+    let adoption = Adoption {
+        orphan: 1,
+        father: 1,
+        observed: None,
+        predicted: None,
+        verdict: "match".into(),
+        ok: true,
+    };
+    check(
+        "validate adoption",
+        &row(table, "`adoptions` |"),
+        object(&adoption),
+        object(&adoption),
+    );
+    let zombies = |full: bool| Zombies {
+        orphans: 1,
+        left_in_proc: full.then_some(0),
+        max_zombie_ms: full.then_some(1.0),
+        ..Default::default()
+    };
+    check(
+        "validate zombies",
+        &row(table, "`zombies` (omitted"),
+        object(&zombies(true)),
+        object(&zombies(false)),
+    );
+    let full = ScenarioResult {
+        status: Status::Fail,
+        reason: Some("why".into()),
+        zombies: Some(zombies(true)),
+        ..ScenarioResult::new("s", "d")
+    };
+    check(
+        "validate result",
+        table,
+        object(&full),
+        object(&ScenarioResult::new("s", "d")),
+    );
+    let report = Report::new("k".into(), vec![]);
+    check(
+        "validate report",
+        &row(table, "`schema`, `kernel`"),
+        object(&report),
+        object(&report),
+    );
+}
