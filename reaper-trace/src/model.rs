@@ -116,6 +116,11 @@ pub struct Task {
     final_inputs: Option<Box<ReaperInputs>>,
     /// A wait that returned it before the records of its adoption came: see `Model::wait`.
     early_wait: Option<EarlyWait>,
+    /// When the father whose hand-off named `parent` exited. Hand-offs between threads of one
+    /// process are recorded at each thread's final switch, and those can run in another order
+    /// than the exits (threads on other CPUs): a record whose father exited earlier than that
+    /// is older news, and does not change the parent.
+    parent_since: Option<u64>,
 }
 
 /// A wait by a task that is not (yet, for the model) the real parent, while the recorded
@@ -154,6 +159,7 @@ impl Task {
             reaper_inputs: None,
             final_inputs: None,
             early_wait: None,
+            parent_since: None,
         }
     }
 
@@ -905,8 +911,18 @@ impl Model {
             let tid = self.learn(&e.reaper, out);
             self.proc_of(tid)
         };
+        let father_exit = self.known(&e.father).and_then(|t| t.exit_ts);
+        let mut current = !gone;
         if !gone {
-            self.tasks.get_mut(&orphan_tid).expect("known").parent = Some(e.reaper.id);
+            let t = self.tasks.get_mut(&orphan_tid).expect("known");
+            current = !t
+                .parent_since
+                .zip(father_exit)
+                .is_some_and(|(since, f)| f < since);
+            if current {
+                t.parent = Some(e.reaper.id);
+                t.parent_since = father_exit;
+            }
         }
         let observed = Observed {
             reaper: e.reaper.id,
@@ -917,7 +933,6 @@ impl Model {
         let (verdict, reason) = judge(predicted, after, &observed, final_inputs.as_deref());
         // Adopted as a zombie: a zombie when read, or already released then (its new parent
         // reaped it before the father's final switch) having exited before its father did.
-        let father_exit = self.known(&e.father).and_then(|t| t.exit_ts);
         let orphan_exit = self.tasks.get(&orphan_tid).and_then(|t| t.exit_ts);
         let zombie = e.orphan_exit_state == exit_state::EXIT_ZOMBIE
             || (e.orphan_exit_state != 0
@@ -937,7 +952,9 @@ impl Model {
             reason,
             zombie,
         });
-        self.apply_early_wait(orphan_tid, Some(e.reaper.id), out);
+        if current {
+            self.apply_early_wait(orphan_tid, Some(e.reaper.id), out);
+        }
     }
 
     fn wait(&mut self, e: &WaitEvent, out: &mut Vec<Event>) {

@@ -1114,3 +1114,35 @@ fn a_ptracers_wait_while_the_parent_lives_is_never_a_reap() {
     assert_eq!(reaps(&out).len(), 1, "{out:?}");
     assert_eq!(reaper.map(|r| r.pid), Some(10));
 }
+
+#[test]
+fn thread_hand_offs_recorded_out_of_order_leave_the_last_parent() {
+    // Thread A of process 20 exits and hands child C to thread B; B exits and hands C to the
+    // subreaper. B's final switch (its record) comes before A's.
+    let mut m = Model::new(Scope::All);
+    let sub = info(5, 5, 1, "reaper");
+    let leader = info(20, 20, 2, "father");
+    let a = info(21, 20, 3, "father");
+    let b = info(22, 20, 4, "father");
+    let c = info(30, 30, 5, "child");
+    let mut records = vec![fork(10, sub, leader), fork(40, a, c)];
+    records.extend(exit_with_snapshot(100, a, sub, ReaperSnapshot::default()));
+    records.extend(exit_with_snapshot(110, b, sub, ReaperSnapshot::default()));
+    records.push(reparent(120, c, b, sub, 0));
+    records.push(reparent(130, c, a, b, 0));
+    records.push(exit(200, c, sub, 0));
+    records.push(dead(210, c, sub, exit_state::EXIT_ZOMBIE));
+    records.push(wait4(220, sub, 30, -1));
+    let out = apply(&mut m, &records);
+    let zombie_parent = out.iter().find_map(|e| match e {
+        Event::Zombie { task, parent, .. } if task.pid == 30 => Some(parent.pid),
+        _ => None,
+    });
+    assert_eq!(zombie_parent, Some(5), "{out:?}");
+    let reaper = out.iter().find_map(|e| match e {
+        Event::Reap { task, reaper, .. } if task.pid == 30 => reaper.clone(),
+        _ => None,
+    });
+    assert_eq!(reaper.map(|r| r.pid), Some(5), "{out:?}");
+    assert_eq!(reaps(&out), [(30, 5, ReapHow::Wait4, Some(10))]);
+}

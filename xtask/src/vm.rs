@@ -368,7 +368,10 @@ fn fetch_kernel(apt: &Apt, release: &str) -> Result<Kernel> {
                     Ok(deb) => {
                         unpack(&deb)?;
                     }
-                    Err(e) => eprintln!("xtask: Linux {release} without modules: {e}"),
+                    Err(_) => eprintln!(
+                        "xtask: the archive has no {name}: Linux {release} boots without its \
+                         modules"
+                    ),
                 }
             }
         }

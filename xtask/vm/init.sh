@@ -72,12 +72,10 @@ say validate-rc $?
 section validate /tmp/validate.json
 section validate-stderr /tmp/validate.err
 # The events behind each failed scenario's verdict (the host saves them next to the console).
-for f in /tmp/events/*.jsonl; do
-    name=$(basename "$f" .jsonl)
-    if grep -q "\"scenario\":\"$name\",\"description\":\"[^\"]*\",\"status\":\"FAIL\"" \
-        /tmp/validate.json; then
-        section "events-$name" "$f"
-    fi
+failed=$(awk '/"scenario": "/ { name = $0; sub(/.*"scenario": "/, "", name); sub(/".*/, "", name) }
+              /"status": "FAIL"/ { print name }' /tmp/validate.json)
+for name in $failed; do
+    section "events-$name" "/tmp/events/$name.jsonl"
 done
 
 say done
