@@ -596,6 +596,28 @@ fn boot(
     }
 }
 
+/// The guest kernel's panic line and the instruction it died at, if it panicked.
+fn guest_panic(text: &str) -> Option<String> {
+    let panic = text.lines().find(|l| l.contains("Kernel panic"))?;
+    let rip = text
+        .lines()
+        .find(|l| l.contains("RIP: 0010:"))
+        .map(|l| {
+            l.split("RIP: 0010:")
+                .nth(1)
+                .unwrap_or("")
+                .trim()
+                .to_string()
+        })
+        .unwrap_or_default();
+    let what = panic
+        .split("Kernel panic - ")
+        .nth(1)
+        .unwrap_or(panic)
+        .trim();
+    Some(format!("{what} at {rip}"))
+}
+
 /// The `@@RT` output of one boot.
 struct Console {
     values: BTreeMap<String, String>,
@@ -1119,7 +1141,20 @@ pub fn run(specs: &[String], bins: &Path, out_dir: &Path, check_only: bool) -> R
         let log = out_dir.join(format!("{}.log", kernel.release));
         eprint!("xtask: booting Linux {} ... ", kernel.release);
         let _ = std::io::stderr().flush();
-        let (text, took) = boot(kernel, &initrd, &log, check_only)?;
+        let (mut text, mut took) = boot(kernel, &initrd, &log, check_only)?;
+        let mut retried = None;
+        if !text.contains("@@RT done")
+            && let Some(panic) = guest_panic(&text)
+        {
+            // Multi-threaded TCG does not always keep up with the kernel patching its own
+            // code (static keys, with int3): 1 boot in about 20 died so, in
+            // trace_syscall_exit, on 7.0. That is the emulator's, not a finding: boot again,
+            // once, and say so.
+            eprint!("guest kernel panicked ({panic}), booting again ... ");
+            let _ = std::fs::rename(&log, log.with_extension("panic.log"));
+            (text, took) = boot(kernel, &initrd, &log, check_only)?;
+            retried = Some(panic);
+        }
         let console = Console::parse(&text);
         for (name, body) in &console.sections {
             if let Some(scenario) = name.strip_prefix("events-") {
@@ -1138,6 +1173,13 @@ pub fn run(specs: &[String], bins: &Path, out_dir: &Path, check_only: bool) -> R
             check_only,
             has_fuse,
         );
+        if let Some(panic) = retried {
+            result.checks.push(Check {
+                name: "booted again after a guest kernel panic under TCG",
+                ok: true,
+                detail: panic,
+            });
+        }
         if console.value("done").is_none() {
             result.checks.push(check(
                 "the guest finished",
