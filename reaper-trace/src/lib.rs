@@ -4,8 +4,10 @@
 pub mod btf_offsets;
 pub mod check;
 pub mod clock;
+pub mod container;
 pub mod dashboard;
 pub mod decode;
+pub mod doctor;
 pub mod escape;
 pub mod event;
 pub mod exit;

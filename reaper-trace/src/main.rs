@@ -9,7 +9,7 @@ use std::io::Write as _;
 use anyhow::Result;
 use clap::{CommandFactory, Parser, Subcommand};
 use reaper_trace::exit::Exit;
-use reaper_trace::{check, dashboard, record, scenario, tracer, validate};
+use reaper_trace::{check, dashboard, doctor, record, scenario, tracer, validate};
 
 #[derive(Parser)]
 #[command(
@@ -33,6 +33,9 @@ enum Command {
     /// Run the built-in scenarios (each as real processes, in its own pid namespace where it
     /// needs one) and check the kernel's reapers against the expected and predicted ones.
     Validate(ValidateArgs),
+    /// Name every namespace init or subreaper that holds zombies past the threshold (it
+    /// adopted orphans and did not reap them); exits 1 when it finds one (a health check).
+    Doctor(DoctorArgs),
     /// Check that this kernel can run reaper-trace: verify every program it would load here
     /// (attaching none) and print what the verifier processed, or why it refused one.
     Check {
@@ -112,6 +115,10 @@ struct TopArgs {
     /// (never swapped out), mapped once into reaper-trace: its RSS grows by as much.
     #[arg(long, value_name = "MIB", default_value_t = tracer::DEFAULT_RING_BYTES >> 20, value_parser = parse_ring_mib)]
     ring_mib: u32,
+    /// Show only what involves this container: its name, pod name, or a prefix of its id
+    /// (the `n` key cycles through the containers seen).
+    #[arg(long, value_name = "NAME")]
+    container: Option<String>,
 }
 
 impl TopArgs {
@@ -129,8 +136,26 @@ impl TopArgs {
             speed: self.speed.unwrap_or(1.0),
             zombie_threshold: self.zombie_threshold,
             ring_bytes: self.ring_mib << 20,
+            container: self.container,
         }
     }
+}
+
+#[derive(clap::Args)]
+struct DoctorArgs {
+    /// Watch this long before reporting, e.g. `10s`, `1m` (Ctrl-C reports at once).
+    #[arg(short, long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    duration: Duration,
+    /// A zombie older than this is one too many, e.g. `5s`, `500ms`, `2m`.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    zombie_threshold: Duration,
+    /// Diagnose a recording (from `record`) instead of watching live.
+    #[arg(long, value_name = "FILE")]
+    replay: Option<PathBuf>,
+    /// Ring buffer size in MiB (a power of two, 1 to 1024). It costs that much kernel memory
+    /// (never swapped out), mapped once into reaper-trace: its RSS grows by as much.
+    #[arg(long, value_name = "MIB", default_value_t = tracer::DEFAULT_RING_BYTES >> 20, value_parser = parse_ring_mib)]
+    ring_mib: u32,
 }
 
 #[derive(clap::Args)]
@@ -228,6 +253,12 @@ fn run(cli: Cli) -> Result<i32> {
     match command {
         Command::Top(a) => runtime()?.block_on(dashboard::run(a.options())),
         Command::Check { json } => check::run(json),
+        Command::Doctor(a) => runtime()?.block_on(doctor::run(doctor::DoctorOptions {
+            duration: a.duration,
+            zombie_threshold: a.zombie_threshold,
+            replay: a.replay,
+            ring_bytes: a.ring_mib << 20,
+        })),
         Command::Validate(a) => runtime()?.block_on(validate::run(validate::ValidateOptions {
             only: a.only,
             timeout: a.timeout,

@@ -51,6 +51,8 @@ pub struct TopOptions {
     pub speed: f64,
     pub zombie_threshold: Duration,
     pub ring_bytes: u32,
+    /// Show only what involves this container (name, pod name or id prefix).
+    pub container: Option<String>,
 }
 
 enum Feed {
@@ -96,7 +98,9 @@ pub async fn run(opts: TopOptions) -> Result<i32> {
         bail!("top needs a terminal: its standard output is not one");
     }
     let threshold = opts.zombie_threshold.as_nanos().min(u64::MAX as u128) as u64;
-    Dashboard::new(feed, mode, threshold).run().await
+    let mut dashboard = Dashboard::new(feed, mode, threshold);
+    dashboard.app.query.filter.container = opts.container;
+    dashboard.run().await
 }
 
 struct Dashboard {
@@ -278,6 +282,7 @@ mod tests {
             speed,
             zombie_threshold: Duration::from_secs(5),
             ring_bytes: 1 << 20,
+            container: None,
         }))
     }
 
