@@ -21,7 +21,9 @@ const LLVM_PACKAGES: &[&str] = &[
     "zlib1g-dev",
 ];
 /// Used by the tests: reference reaping inits, tmux for the dashboard test, bpftool to check
-/// that no program stays attached, stress-ng for the load test.
+/// that no program stays attached, stress-ng for the load test, Docker (started by the
+/// container tests themselves) with busybox-static for its image, Prometheus to scrape the
+/// daemon.
 const TEST_PACKAGES: &[&str] = &[
     "tini",
     "dumb-init",
@@ -29,6 +31,9 @@ const TEST_PACKAGES: &[&str] = &[
     "tmux",
     "bpftool",
     "stress-ng",
+    "docker.io",
+    "busybox-static",
+    "prometheus",
 ];
 
 const HELP: &str = "\
