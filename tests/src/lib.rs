@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod daemon;
 pub mod docker;
 pub mod measure;
 pub mod tmux;
