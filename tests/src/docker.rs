@@ -9,15 +9,15 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// Tagged with the scripts' version: a changed script makes a new image.
-pub const IMAGE: &str = "reaper-trace-test:busybox-2";
+pub const IMAGE: &str = "reaper-trace-test:busybox-3";
 
 /// parent.sh is what `docker exec` runs: it starts child.sh and waits; the test kills it
-/// once it has written its pid (after starting child.sh).
-/// child.sh leaves a `sleep 3` behind and exits after a second: with no reaping PID 1,
-/// child.sh and its `sleep 3` stay zombies (both adopted by PID 1, with parent.sh's own
-/// `sleep 1000`).
+/// once it has written its pid (after starting child.sh). child.sh starts a background
+/// job, then each exits when the test says so (files, not timers: a loaded machine delays
+/// `docker exec` by seconds). With no reaping PID 1, both stay zombies, adopted by PID 1
+/// (with parent.sh's own `sleep 1000`).
 const PARENT_SH: &str = "#!/bin/bash\nbash /child.sh &\necho $$ > /tmp/parent.pid\nsleep 1000\n";
-const CHILD_SH: &str = "#!/bin/bash\nsleep 3 &\nsleep 1\n";
+const CHILD_SH: &str = "#!/bin/bash\nbash -c 'while [ ! -e /tmp/go2 ]; do sleep 0.1; done' &\nwhile [ ! -e /tmp/go ]; do sleep 0.1; done\n";
 
 pub fn docker(args: &[&str]) -> Output {
     Command::new("docker")
@@ -109,7 +109,9 @@ pub fn skip(test: &str, reason: &str) {
     if std::env::var_os("REAPER_TRACE_REQUIRE_DOCKER").is_some_and(|v| v == "1") {
         panic!("{test}: Docker is required (REAPER_TRACE_REQUIRE_DOCKER=1) but {reason}");
     }
-    eprintln!("SKIPPED {test}: {reason}");
+    // Straight to standard error, not through the test harness's capture: a skip is seen.
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {reason}");
 }
 
 fn copy_with_libs(bin: &Path, root: &Path) -> Result<(), String> {
@@ -146,7 +148,7 @@ fn build_image() -> Result<(), String> {
     std::fs::create_dir_all(root.join("bin")).map_err(|e| e.to_string())?;
     std::fs::create_dir_all(root.join("tmp")).map_err(|e| e.to_string())?;
     std::fs::copy(busybox, root.join("bin/busybox")).map_err(|e| e.to_string())?;
-    for applet in ["sh", "sleep", "ps", "kill", "cat"] {
+    for applet in ["sh", "sleep", "ps", "kill", "cat", "touch"] {
         std::os::unix::fs::symlink("busybox", root.join("bin").join(applet))
             .map_err(|e| e.to_string())?;
     }
@@ -209,6 +211,7 @@ impl Container {
         docker_ok(&["exec", "-d", &self.name, "bash", "/parent.sh"]);
     }
 
+    /// Kills parent.sh (its orphans are adopted), then lets child.sh exit.
     pub fn kill_parent(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
@@ -217,7 +220,7 @@ impl Container {
                 &self.name,
                 "sh",
                 "-c",
-                "kill -9 $(cat /tmp/parent.pid)",
+                "kill -9 $(cat /tmp/parent.pid) && sleep 0.3 && touch /tmp/go",
             ]);
             if out.status.success() {
                 return;
@@ -230,6 +233,13 @@ impl Container {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+}
+
+impl Container {
+    /// Lets child.sh's background job exit.
+    pub fn release_job(&self) {
+        docker_ok(&["exec", &self.name, "touch", "/tmp/go2"]);
     }
 }
 

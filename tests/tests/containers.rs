@@ -9,7 +9,9 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use reaper_trace_tests::daemon::Daemon;
 use reaper_trace_tests::docker::{self, Container, state_and_ppid};
+use reaper_trace_tests::prometheus::Prometheus;
 use reaper_trace_tests::{
     ChildGuard, TempPath, Trace, reaper_trace, require_root, wait_for_header,
 };
@@ -64,6 +66,9 @@ fn docker_exec_orphans_are_held_by_pid_1_and_doctor_names_it() {
     }
     let plain = Container::run("reaper-trace-test", false);
     let with_init = Container::run("reaper-trace-test-init", true);
+    // The daemon, for Prometheus to scrape.
+    let socket = TempPath::new("containers.sock");
+    let daemon = Daemon::start(socket.0.clone(), &["--zombie-threshold", "2s"]);
 
     // doctor first (it watches 16 s), then a recording; both system-wide.
     let doctor = Command::new(reaper_trace())
@@ -91,8 +96,10 @@ fn docker_exec_orphans_are_held_by_pid_1_and_doctor_names_it() {
     for c in [&plain, &with_init] {
         c.kill_parent();
     }
-    // child.sh exits after 1 s, its `sleep 3` after 3 s.
-    std::thread::sleep(Duration::from_millis(4500));
+    for c in [&plain, &with_init] {
+        c.release_job();
+    }
+    std::thread::sleep(Duration::from_millis(1500));
 
     // What the kernel holds now, from /proc: zombies whose parent is the plain PID 1.
     let held: Vec<u32> = std::fs::read_dir("/proc")
@@ -117,7 +124,7 @@ fn docker_exec_orphans_are_held_by_pid_1_and_doctor_names_it() {
     assert_eq!(
         held.len(),
         2,
-        "/proc: child.sh and its sleep 3 are zombies held by PID 1"
+        "/proc: child.sh and its background job are zombies held by PID 1"
     );
     assert!(
         held_by_docker_init.is_empty(),
@@ -150,7 +157,7 @@ fn docker_exec_orphans_are_held_by_pid_1_and_doctor_names_it() {
             .unwrap()
     };
 
-    // Without an init: PID 1 `sleep` adopted child.sh and the `sleep 3` (and parent.sh's
+    // Without an init: PID 1 `sleep` adopted child.sh and its background job (and parent.sh's
     // `sleep 1000`), not the shim; the two that exited are zombies it never reaps.
     let ns = pidns_of(&plain);
     let adopted: Vec<&Value> = trace
@@ -248,5 +255,48 @@ fn docker_exec_orphans_are_held_by_pid_1_and_doctor_names_it() {
             plain.name
         )),
         "{replayed}"
+    );
+
+    // A real Prometheus scrapes the daemon: the zombie gauge for that container, through its
+    // HTTP API.
+    let prometheus = match Prometheus::start(&daemon.metrics) {
+        Ok(p) => p,
+        Err(reason) => {
+            docker::skip("the Prometheus part of the Docker test", &reason);
+            return;
+        }
+    };
+    let query = format!(r#"sum(reaper_trace_zombies{{container="{}"}})"#, plain.name);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let value = loop {
+        let result = prometheus.query(&query);
+        if let Some(v) = result.first().and_then(|r| r["value"][1].as_str()) {
+            break v.to_string();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Prometheus has no {query}; the daemon serves:\n{}",
+            daemon.scrape()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(value, "2", "{query}");
+    let by_reaper = prometheus.query(&format!(
+        r#"reaper_trace_zombies{{container="{}",reaper="sleep"}}"#,
+        plain.name
+    ));
+    assert_eq!(by_reaper.len(), 1, "{by_reaper:?}");
+    let none = prometheus.query(&format!(
+        r#"reaper_trace_zombies{{container="{}"}}"#,
+        with_init.name
+    ));
+    assert!(none.is_empty(), "docker-init holds no zombie: {none:?}");
+    let unreaping = prometheus.query("reaper_trace_unreaping_reapers");
+    assert!(
+        unreaping
+            .first()
+            .and_then(|r| r["value"][1].as_str())
+            .is_some_and(|v| v.parse::<f64>().unwrap_or(0.0) >= 1.0),
+        "{unreaping:?}"
     );
 }
