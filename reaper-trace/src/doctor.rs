@@ -151,7 +151,7 @@ pub fn diagnose(view: &View) -> Vec<Finding> {
             oldest_at_least: at_least,
         });
     }
-    out.sort_by(|a, b| b.oldest_ns.cmp(&a.oldest_ns));
+    out.sort_by_key(|f| std::cmp::Reverse(f.oldest_ns));
     out
 }
 

@@ -134,14 +134,14 @@ impl Metrics {
         for k in 0..reaper_trace_common::kind::COUNT {
             let what = crate::decode::kind_name(k);
             if what != "unknown" {
-                lost.get_or_create(&WhatLabels { what: what.into() });
+                let _ = lost.get_or_create(&WhatLabels { what: what.into() });
             }
         }
         for how in ["wait4", "waitid", "auto", "free", "vanished"] {
-            reaps.get_or_create(&HowLabels { how: how.into() });
+            let _ = reaps.get_or_create(&HowLabels { how: how.into() });
         }
         for kind in ReaperKind::ALL {
-            adoptions.get_or_create(&AdoptionLabels {
+            let _ = adoptions.get_or_create(&AdoptionLabels {
                 kind: kind.as_str().into(),
                 verdict: "match".into(),
             });

@@ -132,7 +132,7 @@ fn daemon_rss_is_flat_under_a_fork_storm() {
     require_root();
     let socket = TempPath::new("soak.sock");
     let daemon = Daemon::start(socket.0.clone(), &[]);
-    let mut stress = ChildGuard::new(
+    let stress = ChildGuard::new(
         Command::new("stress-ng")
             .args(["--fork", "1", "--timeout", "40s", "--quiet"])
             .stdout(Stdio::null())
