@@ -47,6 +47,8 @@ cargo xtask <command> [-- args]
   bench [--startup]  measure start-up, reaping inits' zombie times, userspace throughput,
                    tracer overhead and dashboard CPU (figures, not pass/fail); --startup:
                    only the first two (the README's start-up figures)
+  bench --daemon-soak [-- --minutes N]  the daemon under stress-ng --fork 1 for N
+                   minutes (5 by default): RSS every 10 s, its slope, CPU, events, losses
   vm-test [--kernels LIST] [--check-only]  boot Debian's kernel images under qemu (TCG) one
                    after another
                    and run check, validate and recording checks in each; LIST is series
@@ -236,6 +238,28 @@ fn real_main() -> Result<ExitCode> {
                 test.arg("--").args(passthrough);
             }
             run(&mut test)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some("bench") if ours.iter().any(|a| a == "--daemon-soak") => {
+            if !is_root() {
+                bail!(
+                    "the soak loads eBPF programs: run `cargo xtask bench --daemon-soak` as root"
+                );
+            }
+            setup(true)?;
+            let dir = build(true)?;
+            let mut soak = cargo(&[
+                "run",
+                "--release",
+                "-p",
+                "reaper-trace-tests",
+                "--bin",
+                "daemon_soak",
+                "--",
+            ]);
+            soak.args(passthrough)
+                .env("REAPER_TRACE_BIN", dir.join("reaper-trace"));
+            run(&mut soak)?;
             Ok(ExitCode::SUCCESS)
         }
         Some("bench") => {
