@@ -159,3 +159,62 @@ fn daemon_rss_is_flat_under_a_fork_storm() {
         "RSS grew from {start} KiB to {peak} KiB in 20 s"
     );
 }
+
+/// `top --connect`: the daemon's stream on the dashboard (a zombie and its reaper); when the
+/// daemon stops, top gives the terminal back and says so on one line.
+#[test]
+fn top_shows_a_daemons_stream() {
+    use reaper_trace_tests::tmux::Tmux;
+    use std::io::{BufRead, BufReader};
+    require_root();
+    let socket = TempPath::new("top.sock");
+    let mut daemon = Daemon::start(socket.0.clone(), &[]);
+    let tmux = Tmux::start(
+        100,
+        30,
+        &format!(
+            "'{}' top --connect '{}' --zombie-threshold 1s; echo EXITED rc=$?; sleep 60",
+            reaper_trace().display(),
+            socket.0.display()
+        ),
+    );
+    tmux.wait_for(Duration::from_secs(20), |s| {
+        s.contains("LIVE") && s.contains("Zombies")
+    })
+    .unwrap_or_else(|s| panic!("the dashboard did not start:\n{s}"));
+    let mut parent = ChildGuard::new(
+        Command::new("sh")
+            .args(["-c", "sleep 0.3 & echo $!; exec sleep 8"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    BufReader::new(parent.child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let zombie: u32 = line.trim().parse().unwrap();
+    tmux.send_keys(&["/"]);
+    tmux.type_text(&zombie.to_string());
+    tmux.send_keys(&["Enter"]);
+    let reaper = format!("{} sleep", parent.pid());
+    tmux.wait_for(Duration::from_secs(10), |s| {
+        s.lines()
+            .any(|l| l.contains(&format!("{zombie} ")) && l.contains(&reaper) && l.contains('!'))
+    })
+    .unwrap_or_else(|s| panic!("zombie {zombie} of {reaper} never shown past 1s:\n{s}"));
+    parent.signal(libc::SIGKILL);
+
+    daemon.child.signal(libc::SIGTERM);
+    let screen = tmux
+        .wait_for(Duration::from_secs(10), |s| s.contains("EXITED rc="))
+        .unwrap_or_else(|s| panic!("top did not end with the daemon:\n{s}"));
+    assert!(screen.contains("EXITED rc=1"), "{screen}");
+    assert!(
+        screen.contains(&format!(
+            "reaper-trace: error: {}: the daemon stopped",
+            socket.0.display()
+        )),
+        "{screen}"
+    );
+}
