@@ -229,6 +229,27 @@ fn draw_header(f: &mut Frame, area: Rect, view: &View, app: &App) {
             dim(),
         ));
     }
+    // What `doctor` would name: a namespace init or subreaper holding zombies past the
+    // threshold.
+    let findings = crate::doctor::diagnose(view);
+    if let Some(first) = findings.first() {
+        let r = &first.reaper;
+        let who = match first.role {
+            crate::doctor::Role::Init => format!(
+                "PID 1 {} ({})",
+                escape_control(&r.comm),
+                container_cell(view, r.pidns)
+            ),
+            crate::doctor::Role::Subreaper => {
+                format!("subreaper {} {}", r.pid, escape_control(&r.comm))
+            }
+        };
+        let more = match findings.len() {
+            1 => String::new(),
+            n => format!(" +{}", n - 1),
+        };
+        l2.push(Span::styled(format!("  not reaping: {who}{more}"), alarm()));
+    }
 
     let filter = &app.query.filter;
     let mut l3 = vec![];
@@ -869,6 +890,20 @@ mod tests {
         for label in HIST_LABELS {
             assert!(s.contains(label), "{label} missing:\n{s}");
         }
+    }
+
+    #[test]
+    fn a_pid_1_that_does_not_reap_is_marked_in_the_header() {
+        let mut v = scene();
+        // 18306 `sleep`, PID 1 of container test, has held a zombie for 12 s.
+        v.set_clock(120 * S);
+        let app = App::new(Mode::Live);
+        let (_, s) = render(&v, &app, 160, 48);
+        let header = line_with(&s, "zombies ");
+        assert!(
+            header.contains("not reaping: PID 1 sleep (test)"),
+            "{header}"
+        );
     }
 
     #[test]
