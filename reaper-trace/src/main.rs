@@ -695,6 +695,8 @@ mod tests {
                 "reaper-trace-record.1",
                 "reaper-trace-top.1",
                 "reaper-trace-validate.1",
+                "reaper-trace-daemon.1",
+                "reaper-trace-doctor.1",
                 "reaper-trace-check.1"
             ]
         );
