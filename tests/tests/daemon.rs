@@ -168,7 +168,7 @@ fn top_shows_a_daemons_stream() {
     use std::io::{BufRead, BufReader};
     require_root();
     let socket = TempPath::new("top.sock");
-    let mut daemon = Daemon::start(socket.0.clone(), &[]);
+    let daemon = Daemon::start(socket.0.clone(), &[]);
     let tmux = Tmux::start(
         100,
         30,
