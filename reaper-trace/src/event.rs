@@ -303,6 +303,15 @@ pub enum Event {
         what: String,
         count: u64,
     },
+    /// The container a pid namespace belongs to, resolved once from its init's cgroup:
+    /// written before the first event that names a task of that namespace (the host's
+    /// namespace has none).
+    Container {
+        ts: u64,
+        pidns: u32,
+        #[serde(flatten)]
+        info: crate::container::ContainerInfo,
+    },
 }
 
 impl Event {
@@ -315,8 +324,33 @@ impl Event {
             | Event::Zombie { ts, .. }
             | Event::Reap { ts, .. }
             | Event::Subreaper { ts, .. }
-            | Event::Lost { ts, .. } => *ts,
+            | Event::Lost { ts, .. }
+            | Event::Container { ts, .. } => *ts,
         }
+    }
+
+    /// The tasks an event names.
+    pub fn procs(&self) -> impl Iterator<Item = &Proc> {
+        let (a, b, c): (Option<&Proc>, Option<&Proc>, Option<&Proc>) = match self {
+            Event::Fork {
+                parent,
+                child,
+                caller,
+                ..
+            } => (Some(parent), Some(child), caller.as_ref()),
+            Event::Exec { task, .. } | Event::Subreaper { task, .. } => (Some(task), None, None),
+            Event::Exit { task, parent, .. } => (Some(task), parent.as_ref(), None),
+            Event::Reparent {
+                orphan,
+                father,
+                reaper,
+                ..
+            } => (Some(orphan), Some(father), reaper.as_ref()),
+            Event::Zombie { task, parent, .. } => (Some(task), Some(parent), None),
+            Event::Reap { task, reaper, .. } => (Some(task), reaper.as_ref(), None),
+            Event::Lost { .. } | Event::Container { .. } => (None, None, None),
+        };
+        [a, b, c].into_iter().flatten()
     }
 
     pub fn type_name(&self) -> &'static str {
@@ -329,6 +363,7 @@ impl Event {
             Event::Reap { .. } => "reap",
             Event::Subreaper { .. } => "subreaper",
             Event::Lost { .. } => "lost",
+            Event::Container { .. } => "container",
         }
     }
 }

@@ -4,12 +4,16 @@
 pub mod btf_offsets;
 pub mod check;
 pub mod clock;
+pub mod container;
+pub mod daemon;
 pub mod dashboard;
 pub mod decode;
+pub mod doctor;
 pub mod escape;
 pub mod event;
 pub mod exit;
 pub mod jsonl;
+pub mod metrics;
 pub mod model;
 pub mod preflight;
 pub mod procfs;

@@ -9,7 +9,7 @@ use std::io::Write as _;
 use anyhow::Result;
 use clap::{CommandFactory, Parser, Subcommand};
 use reaper_trace::exit::Exit;
-use reaper_trace::{check, dashboard, record, scenario, tracer, validate};
+use reaper_trace::{check, daemon, dashboard, doctor, record, scenario, tracer, validate};
 
 #[derive(Parser)]
 #[command(
@@ -33,6 +33,12 @@ enum Command {
     /// Run the built-in scenarios (each as real processes, in its own pid namespace where it
     /// needs one) and check the kernel's reapers against the expected and predicted ones.
     Validate(ValidateArgs),
+    /// Attach once and serve the host: Prometheus metrics over HTTP, and the event stream on a
+    /// Unix socket for `top --connect` and `record --connect`, until SIGTERM or Ctrl-C.
+    Daemon(DaemonArgs),
+    /// Name every namespace init or subreaper that holds zombies past the threshold (it
+    /// adopted orphans and did not reap them); exits 1 when it finds one (a health check).
+    Doctor(DoctorArgs),
     /// Check that this kernel can run reaper-trace: verify every program it would load here
     /// (attaching none) and print what the verifier processed, or why it refused one.
     Check {
@@ -94,6 +100,10 @@ struct RecordArgs {
     /// when it exits and its orphans are gone (see --linger).
     #[arg(last = true, value_name = "COMMAND")]
     command: Vec<String>,
+    /// Record a running daemon's stream instead of attaching (its socket; by default
+    /// /run/reaper-trace.sock).
+    #[arg(long, value_name = "SOCKET", num_args = 0..=1, default_missing_value = daemon::DEFAULT_SOCKET, conflicts_with_all = ["command", "ring_mib", "linger"])]
+    connect: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Default)]
@@ -112,6 +122,15 @@ struct TopArgs {
     /// (never swapped out), mapped once into reaper-trace: its RSS grows by as much.
     #[arg(long, value_name = "MIB", default_value_t = tracer::DEFAULT_RING_BYTES >> 20, value_parser = parse_ring_mib)]
     ring_mib: u32,
+    /// Show only what involves this container: its name, pod name, or a prefix of its id
+    /// (the `n` key cycles through the containers seen).
+    #[arg(long, value_name = "NAME")]
+    container: Option<String>,
+    /// Show a running daemon's stream (its socket; by default /run/reaper-trace.sock).
+    /// Without --connect, top uses a daemon on the default socket when one answers, and
+    /// attaches by itself otherwise.
+    #[arg(long, value_name = "SOCKET", num_args = 0..=1, default_missing_value = daemon::DEFAULT_SOCKET, conflicts_with_all = ["replay", "ring_mib"])]
+    connect: Option<PathBuf>,
 }
 
 impl TopArgs {
@@ -129,8 +148,45 @@ impl TopArgs {
             speed: self.speed.unwrap_or(1.0),
             zombie_threshold: self.zombie_threshold,
             ring_bytes: self.ring_mib << 20,
+            container: self.container,
+            connect: self.connect,
         }
     }
+}
+
+#[derive(clap::Args)]
+struct DaemonArgs {
+    /// Serve Prometheus metrics (text exposition, at /metrics) on this address.
+    #[arg(long, value_name = "ADDR", default_value = daemon::DEFAULT_METRICS)]
+    metrics: std::net::SocketAddr,
+    /// Stream events (JSON Lines) on this Unix socket, mode 0600.
+    #[arg(long, value_name = "PATH", default_value = daemon::DEFAULT_SOCKET)]
+    socket: PathBuf,
+    /// A namespace init or subreaper holding a zombie older than this is counted in
+    /// reaper_trace_unreaping_reapers.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    zombie_threshold: Duration,
+    /// Ring buffer size in MiB (a power of two, 1 to 1024). It costs that much kernel memory
+    /// (never swapped out), mapped once into reaper-trace: its RSS grows by as much.
+    #[arg(long, value_name = "MIB", default_value_t = tracer::DEFAULT_RING_BYTES >> 20, value_parser = parse_ring_mib)]
+    ring_mib: u32,
+}
+
+#[derive(clap::Args)]
+struct DoctorArgs {
+    /// Watch this long before reporting, e.g. `10s`, `1m` (Ctrl-C reports at once).
+    #[arg(short, long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    duration: Duration,
+    /// A zombie older than this is one too many, e.g. `5s`, `500ms`, `2m`.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    zombie_threshold: Duration,
+    /// Diagnose a recording (from `record`) instead of watching live.
+    #[arg(long, value_name = "FILE")]
+    replay: Option<PathBuf>,
+    /// Ring buffer size in MiB (a power of two, 1 to 1024). It costs that much kernel memory
+    /// (never swapped out), mapped once into reaper-trace: its RSS grows by as much.
+    #[arg(long, value_name = "MIB", default_value_t = tracer::DEFAULT_RING_BYTES >> 20, value_parser = parse_ring_mib)]
+    ring_mib: u32,
 }
 
 #[derive(clap::Args)]
@@ -228,6 +284,12 @@ fn run(cli: Cli) -> Result<i32> {
     match command {
         Command::Top(a) => runtime()?.block_on(dashboard::run(a.options())),
         Command::Check { json } => check::run(json),
+        Command::Doctor(a) => runtime()?.block_on(doctor::run(doctor::DoctorOptions {
+            duration: a.duration,
+            zombie_threshold: a.zombie_threshold,
+            replay: a.replay,
+            ring_bytes: a.ring_mib << 20,
+        })),
         Command::Validate(a) => runtime()?.block_on(validate::run(validate::ValidateOptions {
             only: a.only,
             timeout: a.timeout,
@@ -235,13 +297,26 @@ fn run(cli: Cli) -> Result<i32> {
             ring_bytes: a.ring_mib << 20,
             events_dir: a.events,
         })),
-        Command::Record(a) => runtime()?.block_on(record::run(record::RecordOptions {
-            output: a.output,
-            duration: a.duration,
-            command: a.command,
+        Command::Record(a) => {
+            let connect = a.connect.clone();
+            let opts = record::RecordOptions {
+                output: a.output,
+                duration: a.duration,
+                command: a.command,
+                ring_bytes: a.ring_mib << 20,
+                quiet: a.quiet,
+                linger: a.linger,
+            };
+            match connect {
+                Some(socket) => runtime()?.block_on(record::run_connected(&socket, opts)),
+                None => runtime()?.block_on(record::run(opts)),
+            }
+        }
+        Command::Daemon(a) => runtime()?.block_on(daemon::run(daemon::DaemonOptions {
+            metrics: a.metrics,
+            socket: a.socket,
+            zombie_threshold: a.zombie_threshold,
             ring_bytes: a.ring_mib << 20,
-            quiet: a.quiet,
-            linger: a.linger,
         })),
         Command::Floor => runtime()?.block_on(async {
             reaper_trace::preflight::check_privileges()?;
@@ -620,6 +695,8 @@ mod tests {
                 "reaper-trace-record.1",
                 "reaper-trace-top.1",
                 "reaper-trace-validate.1",
+                "reaper-trace-daemon.1",
+                "reaper-trace-doctor.1",
                 "reaper-trace-check.1"
             ]
         );

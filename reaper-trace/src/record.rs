@@ -282,3 +282,80 @@ fn stop_requested(
         _ => Stopping::Asked(Instant::now()),
     }
 }
+
+/// `record --connect SOCKET`: the daemon's event stream written as a recording, until Ctrl-C,
+/// SIGTERM, SIGHUP, the duration, or the daemon stopping.
+pub async fn run_connected(socket: &std::path::Path, opts: RecordOptions) -> Result<i32> {
+    use tokio::io::AsyncBufReadExt;
+    let destination = Destination::check(opts.output.as_deref())?;
+    let stream = crate::daemon::connect(socket).await?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sighup = signal(SignalKind::hangup())?;
+    let mut lines = tokio::io::BufReader::new(stream).lines();
+    let mut writer: Option<JsonlWriter> = None;
+    let deadline = opts.duration.map(|d| Instant::now() + d);
+    let mut flush_at = Instant::now() + FLUSH_EVERY;
+    let mut destination = Some(destination);
+    let mut ended_by_daemon = false;
+    let mut n = 0u64;
+    loop {
+        tokio::select! {
+            biased;
+            _ = sigint.recv() => break,
+            _ = sigterm.recv() => break,
+            _ = sighup.recv() => break,
+            _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => break,
+            _ = sleep_until(flush_at) => {
+                if let Some(w) = &mut writer {
+                    w.flush()?;
+                }
+                flush_at = Instant::now() + FLUSH_EVERY;
+            }
+            line = lines.next_line() => {
+                let Some(line) = line.context("reading the daemon's stream")? else {
+                    ended_by_daemon = true;
+                    break;
+                };
+                n += 1;
+                if line.len() > crate::jsonl::MAX_LINE_BYTES {
+                    anyhow::bail!("{}:{n}: line longer than 16 MiB from the daemon", socket.display());
+                }
+                match &mut writer {
+                    None => {
+                        let header: crate::event::Header = serde_json::from_str(&line)
+                            .with_context(|| format!("{}: the daemon's stream does not start with a header: is it a reaper-trace daemon?", socket.display()))?;
+                        let mut w = JsonlWriter::new(destination.take().expect("once").open()?);
+                        w.header(&header)?;
+                        writer = Some(w);
+                    }
+                    Some(w) => {
+                        let ev: crate::event::Event = serde_json::from_str(&line)
+                            .with_context(|| format!("{}:{n}: malformed event from the daemon", socket.display()))?;
+                        w.event(&ev)?;
+                    }
+                }
+            }
+        }
+    }
+    let Some(mut writer) = writer else {
+        anyhow::bail!(
+            "the daemon on {} sent nothing: check it with `reaper-trace daemon`'s log",
+            socket.display()
+        );
+    };
+    writer.finish()?;
+    if !opts.quiet {
+        eprintln!(
+            "reaper-trace: {} events written to {}{}",
+            writer.events,
+            crate::escape::escape_control(&writer.describe()),
+            if ended_by_daemon {
+                " (the daemon stopped)"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(0)
+}

@@ -153,6 +153,20 @@ fn events(full: bool) -> Vec<Event> {
             what: "fork".into(),
             count: 1,
         },
+        Event::Container {
+            ts: 1,
+            pidns: 1,
+            info: crate::container::ContainerInfo {
+                runtime: Some(crate::container::Runtime::Docker),
+                id: full.then(|| "i".into()),
+                name: full.then(|| "n".into()),
+                pod: full.then(|| "p".into()),
+                pod_namespace: full.then(|| "ns".into()),
+                pod_uid: full.then(|| "u".into()),
+                init_pid: full.then_some(1),
+                cgroup: full.then(|| "/c".into()),
+            },
+        },
     ]
 }
 
@@ -168,6 +182,7 @@ fn index(e: &Event) -> usize {
         Event::Reap { .. } => 5,
         Event::Subreaper { .. } => 6,
         Event::Lost { .. } => 7,
+        Event::Container { .. } => 8,
     }
 }
 

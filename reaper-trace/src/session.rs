@@ -14,6 +14,7 @@ use anyhow::Result;
 use tokio::time::{Instant, sleep_until};
 
 use crate::clock::boottime_ns;
+use crate::container::Resolver;
 use crate::decode::{self, decode};
 use crate::event::Event;
 use crate::model::{Model, Scope, VANISH_GRACE_NS, ZombieCheck};
@@ -80,6 +81,8 @@ pub struct Session {
     backlog: bool,
     /// Every record written before this time (`CLOCK_BOOTTIME`) has been applied.
     applied_until: u64,
+    /// Pid namespaces to containers: a `container` event precedes the first event of each.
+    containers: Resolver,
 }
 
 impl Session {
@@ -108,13 +111,46 @@ impl Session {
             data_pending: false,
             backlog: false,
             applied_until: started_ts,
+            containers: Resolver::new(host_root()),
         })
     }
 
     /// `zombie` events (`before_trace`) for the zombies that existed when tracing began: the
     /// first events of a system-wide session.
     pub fn zombies_before_trace(&mut self) -> Vec<Event> {
-        self.model.zombies_before_trace(self.started_ts)
+        let mut out = self.model.zombies_before_trace(self.started_ts);
+        self.annotate(&mut out, 0);
+        out
+    }
+
+    /// Puts a `container` event before the first event (from `from` on) that names a task of
+    /// a pid namespace not seen yet. A namespace whose init is reaped is dead: its inode may
+    /// be reused by a new one, which is resolved afresh.
+    fn annotate(&mut self, out: &mut Vec<Event>, from: usize) {
+        let mut found = Vec::new();
+        let mut insert_at = None;
+        for (i, ev) in out[from..].iter().enumerate() {
+            for p in ev.procs() {
+                if self.containers.is_new(p.pidns) {
+                    let info = self.containers.resolve(p.pidns, p.pid, p.ns_pid);
+                    insert_at.get_or_insert(from + i);
+                    found.push(Event::Container {
+                        ts: ev.ts(),
+                        pidns: p.pidns,
+                        info,
+                    });
+                }
+            }
+            if let Event::Reap { task, .. } = ev
+                && task.ns_pid == 1
+                && task.tid == task.pid
+            {
+                self.containers.forget(task.pidns);
+            }
+        }
+        if let Some(at) = insert_at {
+            out.splice(at..at, found);
+        }
     }
 
     pub fn stats(&self) -> &Stats {
@@ -165,6 +201,13 @@ impl Session {
     /// Applies at most [`BATCH`] records, then housekeeping when it is due; events go to
     /// `out`. Returns how many records were applied.
     pub fn step(&mut self, out: &mut Vec<Event>) -> usize {
+        let from = out.len();
+        let n = self.step_records(out);
+        self.annotate(out, from);
+        n
+    }
+
+    fn step_records(&mut self, out: &mut Vec<Event>) -> usize {
         let before = boottime_ns();
         let model = &mut self.model;
         let stats = &mut self.stats;
@@ -196,6 +239,12 @@ impl Session {
     /// is counted as lost), lost counts, zombies checked against `/proc`, and what is still
     /// pending resolved. Takes a few hundred milliseconds at most.
     pub async fn finish(&mut self, out: &mut Vec<Event>) {
+        let from = out.len();
+        self.finish_records(out).await;
+        self.annotate(out, from);
+    }
+
+    async fn finish_records(&mut self, out: &mut Vec<Event>) {
         // Records written from now on are past the end of the session, not lost.
         let stopped_at = boottime_ns();
         self.drain_for(FINISH_DRAIN, out);
@@ -218,7 +267,8 @@ impl Session {
 
     fn drain_for(&mut self, limit: Duration, out: &mut Vec<Event>) {
         let until = std::time::Instant::now() + limit;
-        while self.step(out) == BATCH && std::time::Instant::now() < until {}
+        // Annotated by `finish`, once.
+        while self.step_records(out) == BATCH && std::time::Instant::now() < until {}
     }
 
     /// Records still in the ring when a stopping session has no time left to apply them:
@@ -313,4 +363,13 @@ impl Session {
         }
         gone
     }
+}
+
+/// Where the host's files are (the runtimes' container configs, the kubelet's logs): `/`, or
+/// `$REAPER_TRACE_HOST_ROOT` when reaper-trace runs in a container with the host's root
+/// mounted there.
+pub fn host_root() -> std::path::PathBuf {
+    std::env::var_os("REAPER_TRACE_HOST_ROOT")
+        .map(Into::into)
+        .unwrap_or_else(|| "/".into())
 }

@@ -14,6 +14,7 @@
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
+use crate::container::ContainerInfo;
 use crate::event::{Event, Prediction, Proc, ReapHow, ReaperKind, Verdict};
 
 /// Inode of the initial pid namespace (`PROC_PID_INIT_INO`): shown as `root`.
@@ -162,6 +163,8 @@ struct ReaperEntry {
     first_start: u64,
     adopted: u64,
     reaped: u64,
+    /// It adopted as a subreaper, or set `PR_SET_CHILD_SUBREAPER`.
+    subreaper: bool,
     lifetimes: VecDeque<u64>,
     hist: Histogram,
     /// Percentiles of `lifetimes`, computed on demand; cleared when a lifetime is added.
@@ -176,6 +179,7 @@ impl ReaperEntry {
             proc,
             adopted: 0,
             reaped: 0,
+            subreaper: false,
             lifetimes: VecDeque::new(),
             hist: Histogram::default(),
             pct: Cell::new(None),
@@ -241,6 +245,8 @@ pub struct ReaperRow<'a> {
 pub struct Filter {
     pub pidns: Option<u32>,
     pub name: Option<String>,
+    /// A container's name, pod name or id prefix (`top --container`).
+    pub container: Option<String>,
 }
 
 fn contains_ignore_case(haystack: &str, needle: &str) -> bool {
@@ -250,7 +256,7 @@ fn contains_ignore_case(haystack: &str, needle: &str) -> bool {
 
 impl Filter {
     pub fn is_empty(&self) -> bool {
-        self.pidns.is_none() && self.name.is_none()
+        self.pidns.is_none() && self.name.is_none() && self.container.is_none()
     }
 
     fn name_matches(&self, p: &Proc) -> bool {
@@ -461,6 +467,8 @@ pub struct View {
     hist: Histogram,
     reaps: u64,
     pidns_seen: BTreeSet<u32>,
+    /// Pid namespaces' containers, from `container` events.
+    containers: HashMap<u32, ContainerInfo>,
     tasks: TaskTracker,
     live_tasks: Option<usize>,
 }
@@ -492,6 +500,7 @@ impl View {
             hist: Histogram::default(),
             reaps: 0,
             pidns_seen: BTreeSet::new(),
+            containers: HashMap::new(),
             tasks: TaskTracker::default(),
             live_tasks: None,
         }
@@ -563,9 +572,16 @@ impl View {
                 self.tasks.see(parent);
                 self.tasks.see(child);
             }
-            Event::Exec { task, .. } | Event::Subreaper { task, .. } => {
+            Event::Exec { task, .. } => {
                 self.note_ns(task);
                 self.tasks.see(task);
+            }
+            Event::Subreaper { task, enabled, .. } => {
+                self.note_ns(task);
+                self.tasks.see(task);
+                if *enabled {
+                    self.reaper_entry(task).subreaper = true;
+                }
             }
             Event::Exit {
                 task,
@@ -603,7 +619,9 @@ impl View {
                 }
                 if let Some(r) = reaper {
                     self.tasks.see(r);
-                    self.reaper_entry(r).adopted += 1;
+                    let e = self.reaper_entry(r);
+                    e.adopted += 1;
+                    e.subreaper |= *kind == Some(ReaperKind::Subreaper);
                     // Who has to reap it now is its new parent.
                     match self.zombies.get_mut(&orphan.tid) {
                         Some(z) if same_task(&z.task, orphan) => z.reaper = Some(r.clone()),
@@ -707,7 +725,46 @@ impl View {
                 self.lost += count;
                 *self.lost_by.entry(what.clone()).or_default() += count;
             }
+            Event::Container { pidns, info, .. } => {
+                self.pidns_seen.insert(*pidns);
+                self.containers.insert(*pidns, info.clone());
+            }
         }
+    }
+
+    /// What a reaper did: orphans adopted, zombies reaped, and whether it is a subreaper.
+    pub fn reaper_record(&self, p: &Proc) -> Option<(u64, u64, bool)> {
+        self.reaper_index(p).map(|i| {
+            let e = &self.reapers[i];
+            (e.adopted, e.reaped, e.subreaper)
+        })
+    }
+
+    /// The container of a pid namespace, when a `container` event named it.
+    pub fn container(&self, pidns: u32) -> Option<&ContainerInfo> {
+        self.containers.get(&pidns)
+    }
+
+    /// How a pid namespace is shown: `host` for the initial one (and the host's), the
+    /// container's name (or runtime and short id) when known, else the namespace's inode.
+    /// Untrusted text: escape it before a terminal.
+    pub fn container_label(&self, pidns: u32) -> String {
+        match (pidns, self.containers.get(&pidns)) {
+            (_, Some(info)) => info.label(pidns),
+            (ROOT_PIDNS, None) => "host".into(),
+            (0, None) => "?".into(),
+            (n, None) => n.to_string(),
+        }
+    }
+
+    /// Whether a row about `subject` involving `others` passes `f`.
+    fn passes(&self, f: &Filter, subject: &Proc, others: &[Option<&Proc>]) -> bool {
+        f.matches(subject, others)
+            && f.container.as_deref().is_none_or(|c| {
+                std::iter::once(subject)
+                    .chain(others.iter().flatten().copied())
+                    .any(|p| self.containers.get(&p.pidns).is_some_and(|i| i.matches(c)))
+            })
     }
 
     // ---- header figures (unfiltered) ----
@@ -791,10 +848,7 @@ impl View {
             .adoptions
             .iter()
             .rev()
-            .filter(|a| {
-                q.filter
-                    .matches(&a.orphan, &[Some(&a.father), a.reaper.as_ref()])
-            })
+            .filter(|a| self.passes(&q.filter, &a.orphan, &[Some(&a.father), a.reaper.as_ref()]))
             .collect();
         if q.adoptions == AdoptionSort::Findings {
             rows.sort_by_key(|a| !a.is_finding()); // stable: newest first within each
@@ -806,7 +860,7 @@ impl View {
         let mut rows: Vec<&Zombie> = self
             .zombies
             .values()
-            .filter(|z| q.filter.matches(&z.task, &[z.reaper.as_ref()]))
+            .filter(|z| self.passes(&q.filter, &z.task, &[z.reaper.as_ref()]))
             .collect();
         // Oldest first: a zombie first seen already dead is older than its `since`.
         let age_key = |z: &Zombie| (z.since_known, z.since, z.task.tid);
@@ -831,7 +885,7 @@ impl View {
             .reapers
             .iter()
             .zip(waiting)
-            .filter(|(e, _)| q.filter.matches(&e.proc, &[]))
+            .filter(|(e, _)| self.passes(&q.filter, &e.proc, &[]))
             .map(|(e, waiting)| ReaperRow {
                 proc: &e.proc,
                 adopted: e.adopted,
@@ -876,7 +930,7 @@ impl View {
         for e in self
             .reapers
             .iter()
-            .filter(|e| q.filter.matches(&e.proc, &[]))
+            .filter(|e| self.passes(&q.filter, &e.proc, &[]))
         {
             h.merge(&e.hist);
         }
@@ -1245,6 +1299,7 @@ pub(crate) mod tests {
             filter: Filter {
                 pidns,
                 name: name.map(str::to_string),
+                container: None,
             },
             ..q()
         };

@@ -674,7 +674,7 @@ fn procs(events: &[Event]) -> Vec<&reaper_trace::event::Proc> {
                     .into_iter()
                     .flatten(),
             ),
-            Event::Lost { .. } => {}
+            Event::Lost { .. } | Event::Container { .. } => {}
         }
     }
     out

@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod daemon;
+pub mod docker;
 pub mod measure;
+pub mod prometheus;
 pub mod tmux;
 
 pub fn workspace_root() -> PathBuf {

@@ -21,7 +21,9 @@ const LLVM_PACKAGES: &[&str] = &[
     "zlib1g-dev",
 ];
 /// Used by the tests: reference reaping inits, tmux for the dashboard test, bpftool to check
-/// that no program stays attached, stress-ng for the load test.
+/// that no program stays attached, stress-ng for the load test, Docker (started by the
+/// container tests themselves) with busybox-static for its image, Prometheus to scrape the
+/// daemon.
 const TEST_PACKAGES: &[&str] = &[
     "tini",
     "dumb-init",
@@ -29,6 +31,9 @@ const TEST_PACKAGES: &[&str] = &[
     "tmux",
     "bpftool",
     "stress-ng",
+    "docker.io",
+    "busybox-static",
+    "prometheus",
 ];
 
 const HELP: &str = "\
@@ -42,6 +47,8 @@ cargo xtask <command> [-- args]
   bench [--startup]  measure start-up, reaping inits' zombie times, userspace throughput,
                    tracer overhead and dashboard CPU (figures, not pass/fail); --startup:
                    only the first two (the README's start-up figures)
+  bench --daemon-soak [-- --minutes N]  the daemon under stress-ng --fork 1 for N
+                   minutes (5 by default): RSS every 10 s, its slope, CPU, events, losses
   vm-test [--kernels LIST] [--check-only]  boot Debian's kernel images under qemu (TCG) one
                    after another
                    and run check, validate and recording checks in each; LIST is series
@@ -231,6 +238,28 @@ fn real_main() -> Result<ExitCode> {
                 test.arg("--").args(passthrough);
             }
             run(&mut test)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some("bench") if ours.iter().any(|a| a == "--daemon-soak") => {
+            if !is_root() {
+                bail!(
+                    "the soak loads eBPF programs: run `cargo xtask bench --daemon-soak` as root"
+                );
+            }
+            setup(true)?;
+            let dir = build(true)?;
+            let mut soak = cargo(&[
+                "run",
+                "--release",
+                "-p",
+                "reaper-trace-tests",
+                "--bin",
+                "daemon_soak",
+                "--",
+            ]);
+            soak.args(passthrough)
+                .env("REAPER_TRACE_BIN", dir.join("reaper-trace"));
+            run(&mut soak)?;
             Ok(ExitCode::SUCCESS)
         }
         Some("bench") => {

@@ -168,8 +168,8 @@ pub const KEYMAP: &[Binding] = &[
     ),
     bind(
         &[(c('n'), NextPidns)],
-        "filter by pid namespace (next one seen)",
-        Some("pidns"),
+        "filter by container / pid namespace (next one seen)",
+        Some("ctr"),
     ),
     bind(
         &[(c('/'), FilterName)],
@@ -282,7 +282,7 @@ mod tests {
         assert_eq!(KEYMAP[2].label(), "Tab, Shift-Tab, 1-4");
         assert_eq!(
             footer_line(),
-            "q quit  p pause  Tab focus  z zoom  n pidns  / name  c clear  s sort  ? help"
+            "q quit  p pause  Tab focus  z zoom  n ctr  / name  c clear  s sort  ? help"
         );
         let help = help_text();
         for b in KEYMAP {

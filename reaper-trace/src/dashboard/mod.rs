@@ -37,6 +37,11 @@ use app::{Action, App, Mode};
 use replay::Player;
 use terminal::TerminalGuard;
 
+/// Whether a daemon answers on the default socket.
+fn daemon_answers() -> bool {
+    std::os::unix::net::UnixStream::connect(crate::daemon::DEFAULT_SOCKET).is_ok()
+}
+
 /// The shortest time between two frames.
 pub const FRAME: Duration = Duration::from_millis(100);
 /// A frame at least this often, even with nothing new: ages count up.
@@ -51,11 +56,76 @@ pub struct TopOptions {
     pub speed: f64,
     pub zombie_threshold: Duration,
     pub ring_bytes: u32,
+    /// Show only what involves this container (name, pod name or id prefix).
+    pub container: Option<String>,
+    /// Show this daemon's stream (`--connect`); without it, a daemon on the default socket
+    /// is used when one answers, else top attaches by itself.
+    pub connect: Option<PathBuf>,
 }
 
 enum Feed {
     Live(Box<Session>),
     Replay(Player),
+    /// A daemon's stream: events parsed by a reader task.
+    Daemon(Client),
+}
+
+/// The reading end of a daemon's stream.
+struct Client {
+    socket: PathBuf,
+    rx: tokio::sync::mpsc::Receiver<Result<crate::event::Event, String>>,
+    /// Received while waiting, applied at the next pump.
+    pending: Vec<crate::event::Event>,
+    /// Why the stream ended, once it has.
+    ended: Option<String>,
+}
+
+impl Client {
+    fn spawn(socket: PathBuf, stream: tokio::net::UnixStream) -> Self {
+        use tokio::io::AsyncBufReadExt;
+        let (tx, rx) = tokio::sync::mpsc::channel(crate::session::BATCH);
+        tokio::spawn(async move {
+            let mut lines = tokio::io::BufReader::new(stream).lines();
+            let mut first = true;
+            loop {
+                let msg = match lines.next_line().await {
+                    Ok(Some(line)) if std::mem::take(&mut first) => {
+                        // The header.
+                        let _ = line;
+                        continue;
+                    }
+                    Ok(Some(line)) => serde_json::from_str(&line)
+                        .map_err(|e| format!("malformed event from the daemon: {e}")),
+                    Ok(None) => Err("the daemon stopped".into()),
+                    Err(e) => Err(format!("reading the daemon's stream: {e}")),
+                };
+                let end = msg.is_err();
+                if tx.send(msg).await.is_err() || end {
+                    return;
+                }
+            }
+        });
+        Self {
+            socket,
+            rx,
+            pending: Vec::new(),
+            ended: None,
+        }
+    }
+
+    fn take(&mut self, r: Result<crate::event::Event, String>) {
+        match r {
+            Ok(ev) => self.pending.push(ev),
+            Err(e) => self.ended = Some(e),
+        }
+    }
+
+    async fn ready(&mut self) {
+        match self.rx.recv().await {
+            Some(r) => self.take(r),
+            None => std::future::pending().await,
+        }
+    }
 }
 
 /// Runs the dashboard until the user quits; returns the exit code. Everything that can fail
@@ -77,6 +147,19 @@ pub async fn run(opts: TopOptions) -> Result<i32> {
             };
             (Feed::Replay(Player::new(rec, opts.speed)), mode)
         }
+        None if opts.connect.is_some() || daemon_answers() => {
+            let socket = opts
+                .connect
+                .clone()
+                .unwrap_or_else(|| crate::daemon::DEFAULT_SOCKET.into());
+            if !std::io::stdout().is_terminal() {
+                bail!(
+                    "top needs a terminal: use `reaper-trace record --connect` to write events to a file"
+                );
+            }
+            let stream = crate::daemon::connect(&socket).await?;
+            (Feed::Daemon(Client::spawn(socket, stream)), Mode::Live)
+        }
         None => {
             if !std::io::stdout().is_terminal() {
                 bail!("top needs a terminal: use `reaper-trace record` to write events to a file");
@@ -96,7 +179,9 @@ pub async fn run(opts: TopOptions) -> Result<i32> {
         bail!("top needs a terminal: its standard output is not one");
     }
     let threshold = opts.zombie_threshold.as_nanos().min(u64::MAX as u128) as u64;
-    Dashboard::new(feed, mode, threshold).run().await
+    let mut dashboard = Dashboard::new(feed, mode, threshold);
+    dashboard.app.query.filter.container = opts.container;
+    dashboard.run().await
 }
 
 struct Dashboard {
@@ -144,6 +229,18 @@ impl Dashboard {
                 }
                 due.len()
             }
+            Feed::Daemon(client) => {
+                while client.pending.len() < crate::session::BATCH
+                    && let Ok(r) = client.rx.try_recv()
+                {
+                    client.take(r);
+                }
+                let n = client.pending.len();
+                for ev in client.pending.drain(..) {
+                    self.view.apply(&ev);
+                }
+                n
+            }
         }
     }
 
@@ -154,6 +251,7 @@ impl Dashboard {
                 self.view.set_clock(boottime_ns());
                 self.view.set_live_tasks(session.model().len());
             }
+            Feed::Daemon(_) => self.view.set_clock(boottime_ns()),
             Feed::Replay(player) => {
                 self.view.set_clock(player.clock());
                 let (position_ns, total_ns) = player.position();
@@ -178,7 +276,7 @@ impl Dashboard {
         match action {
             Action::Quit => return false,
             Action::Pause => match &mut self.feed {
-                Feed::Live(_) => {
+                Feed::Live(_) | Feed::Daemon(_) => {
                     self.frozen = self.app.paused.then(|| self.view.clone());
                 }
                 Feed::Replay(player) => player.set_paused(self.app.paused),
@@ -205,7 +303,7 @@ impl Dashboard {
         let mut last_draw: Option<Instant> = None;
         let mut drawn_generation = u64::MAX;
         let mut force = true;
-        let live = matches!(self.feed, Feed::Live(_));
+        let live = matches!(self.feed, Feed::Live(_) | Feed::Daemon(_));
         let panic_on_purpose = std::env::var_os(PANIC_VAR).is_some();
         loop {
             // Keys and signals first: they are seen between two batches of records, however
@@ -233,6 +331,10 @@ impl Dashboard {
                 r = async {
                     match &mut self.feed {
                         Feed::Live(s) => s.ready().await,
+                        Feed::Daemon(c) => {
+                            c.ready().await;
+                            Ok(())
+                        }
                         Feed::Replay(_) => std::future::pending().await,
                     }
                 }, if live => r?,
@@ -240,6 +342,11 @@ impl Dashboard {
             let now = Instant::now();
             self.pump(now - last_pump);
             last_pump = now;
+            if let Feed::Daemon(c) = &self.feed
+                && c.ended.is_some()
+            {
+                break;
+            }
 
             let since_draw = last_draw.map_or(Duration::MAX, |t| now - t);
             let changed = self.view.generation() != drawn_generation && self.frozen.is_none();
@@ -260,6 +367,14 @@ impl Dashboard {
         }
         drop(input);
         drop(guard);
+        if let Feed::Daemon(Client {
+            ended: Some(why),
+            socket,
+            ..
+        }) = &self.feed
+        {
+            bail!("{}: {why}", socket.display());
+        }
         Ok(0)
     }
 }
@@ -278,6 +393,8 @@ mod tests {
             speed,
             zombie_threshold: Duration::from_secs(5),
             ring_bytes: 1 << 20,
+            container: None,
+            connect: None,
         }))
     }
 

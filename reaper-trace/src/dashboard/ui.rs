@@ -86,6 +86,26 @@ pub fn proc_label(p: &Proc) -> String {
     format!("{} {comm}", p.pid)
 }
 
+/// A reaper: `PID NAME`, or `PID/TID NAME` when the thread that adopts or waits is not the
+/// main one (a hand-off between threads otherwise reads like a process adopting from itself).
+pub fn reaper_label(p: &Proc) -> String {
+    if p.tid != p.pid && p.tid != 0 {
+        let comm = if p.comm.is_empty() {
+            Cow::Borrowed("?")
+        } else {
+            escape_control(&p.comm)
+        };
+        format!("{}/{} {comm}", p.pid, p.tid)
+    } else {
+        proc_label(p)
+    }
+}
+
+/// A pid namespace's container, escaped (names come from the runtimes' files).
+fn container_cell(view: &View, pidns: u32) -> String {
+    escape_control(&view.container_label(pidns)).into_owned()
+}
+
 fn comm(p: &Proc) -> String {
     escape_control(&p.comm).into_owned()
 }
@@ -209,6 +229,27 @@ fn draw_header(f: &mut Frame, area: Rect, view: &View, app: &App) {
             dim(),
         ));
     }
+    // What `doctor` would name: a namespace init or subreaper holding zombies past the
+    // threshold.
+    let findings = crate::doctor::diagnose(view);
+    if let Some(first) = findings.first() {
+        let r = &first.reaper;
+        let who = match first.role {
+            crate::doctor::Role::Init => format!(
+                "PID 1 {} ({})",
+                escape_control(&r.comm),
+                container_cell(view, r.pidns)
+            ),
+            crate::doctor::Role::Subreaper => {
+                format!("subreaper {} {}", r.pid, escape_control(&r.comm))
+            }
+        };
+        let more = match findings.len() {
+            1 => String::new(),
+            n => format!(" +{}", n - 1),
+        };
+        l2.push(Span::styled(format!("  not reaping: {who}{more}"), alarm()));
+    }
 
     let filter = &app.query.filter;
     let mut l3 = vec![];
@@ -249,7 +290,10 @@ fn draw_header(f: &mut Frame, area: Rect, view: &View, app: &App) {
     } else {
         let mut parts = vec![];
         if let Some(ns) = filter.pidns {
-            parts.push(format!("pidns {}", fmt_pidns(ns)));
+            parts.push(format!("container {}", container_cell(view, ns)));
+        }
+        if let Some(c) = &filter.container {
+            parts.push(format!("container {}", escape_control(c)));
         }
         if let Some(n) = &filter.name {
             parts.push(format!("name \"{}\"", escape_control(n)));
@@ -360,10 +404,10 @@ fn draw_adoptions(f: &mut Frame, area: Rect, view: &View, app: &App) {
     let shown = rows.len();
     let ns_w = rows
         .iter()
-        .map(|a| fmt_pidns(a.orphan.pidns).len())
+        .map(|a| container_cell(view, a.orphan.pidns).chars().count())
         .max()
         .unwrap_or(0)
-        .max(5) as u16;
+        .max(9) as u16;
     let rows: Vec<Row> = rows
         .into_iter()
         .map(|a| {
@@ -380,7 +424,7 @@ fn draw_adoptions(f: &mut Frame, area: Rect, view: &View, app: &App) {
                 (Verdict::Changed, _) => Cell::from("~ changed").style(dim()),
             };
             let reaper = match &a.reaper {
-                Some(r) => Cell::from(proc_label(r)),
+                Some(r) => Cell::from(reaper_label(r)),
                 None => Cell::from("-").style(dim()),
             };
             let mut cells = vec![];
@@ -397,7 +441,7 @@ fn draw_adoptions(f: &mut Frame, area: Rect, view: &View, app: &App) {
                 reaper,
                 Cell::from(a.kind.map_or("-", ReaperKind::as_str)).style(kind_style(a.kind)),
                 predicted,
-                Cell::from(fmt_pidns(a.orphan.pidns)),
+                Cell::from(container_cell(view, a.orphan.pidns)),
             ]);
             let row = Row::new(cells);
             if a.is_finding() {
@@ -419,7 +463,7 @@ fn draw_adoptions(f: &mut Frame, area: Rect, view: &View, app: &App) {
         "REAPER",
         "KIND",
         "PREDICTED",
-        "PIDNS",
+        "CONTAINER",
     ]);
     widths.extend([
         Constraint::Fill(1),
@@ -461,7 +505,7 @@ fn draw_zombies(f: &mut Frame, area: Rect, view: &View, app: &App) {
             if over {
                 age.insert(0, '!');
             }
-            let reaper = z.reaper.as_ref().map_or("?".to_string(), proc_label);
+            let reaper = z.reaper.as_ref().map_or("?".to_string(), reaper_label);
             let mut cells = vec![
                 Cell::from(z.task.pid.to_string()),
                 Cell::from(comm(&z.task)),
@@ -469,7 +513,7 @@ fn draw_zombies(f: &mut Frame, area: Rect, view: &View, app: &App) {
                 Cell::from(reaper),
             ];
             if wide {
-                cells.push(Cell::from(fmt_pidns(z.task.pidns)));
+                cells.push(Cell::from(container_cell(view, z.task.pidns)));
             }
             let row = Row::new(cells);
             if over { row.style(alarm()) } else { row }
@@ -483,7 +527,7 @@ fn draw_zombies(f: &mut Frame, area: Rect, view: &View, app: &App) {
         Constraint::Fill(3),
     ];
     if wide {
-        header.push("PIDNS");
+        header.push("CONTAINER");
         widths.push(Constraint::Length(10));
     }
     let detail = format!(
@@ -530,7 +574,7 @@ fn draw_reapers(f: &mut Frame, area: Rect, view: &View, app: &App) {
             }
             cells.extend([Cell::from(p50), Cell::from(p99)]);
             if wide {
-                cells.push(Cell::from(fmt_pidns(r.proc.pidns)));
+                cells.push(Cell::from(container_cell(view, r.proc.pidns)));
             }
             Row::new(cells)
         })
@@ -549,7 +593,7 @@ fn draw_reapers(f: &mut Frame, area: Rect, view: &View, app: &App) {
     header.extend(["P50", "P99"]);
     widths.extend([Constraint::Length(5), Constraint::Length(5)]);
     if wide {
-        header.push("PIDNS");
+        header.push("CONTAINER");
         widths.push(Constraint::Length(10));
     }
     let detail = format!(
@@ -720,6 +764,28 @@ mod tests {
         let father = in_ns(p(18307, 11, "worker"), ns, 2);
         let orphan = in_ns(p(18308, 12, "a\u{1b}b"), ns, 3);
         let sh = p(4242, 1, "bash");
+        v.apply(&Event::Container {
+            ts: 99 * S,
+            pidns: ns,
+            info: crate::container::ContainerInfo {
+                runtime: Some(crate::container::Runtime::Docker),
+                id: Some("3f2a".repeat(16)),
+                name: Some("test".into()),
+                ..Default::default()
+            },
+        });
+        // A hand-off between two threads of one process: the reaper shows its tid.
+        let mut main_thread = p(4300, 5, "server");
+        let mut worker = main_thread.clone();
+        worker.tid = 4301;
+        main_thread.comm = "server".into();
+        v.apply(&reparent(
+            99 * S,
+            &p(4302, 7, "child"),
+            &main_thread,
+            &worker,
+            ReaperKind::Thread,
+        ));
         v.apply(&reparent(
             100 * S,
             &orphan,
@@ -805,16 +871,39 @@ mod tests {
         assert!(row.contains("18307 worker"), "{row}");
         assert!(row.contains("18306 sleep"), "{row}");
         assert!(row.contains("init") && row.contains("= match"), "{row}");
-        assert!(row.contains("4026532177"), "{row}");
+        // The container's name, not the namespace's inode.
+        assert!(
+            row.trim_end_matches('│').trim_end().ends_with("test"),
+            "{row}"
+        );
+        let thread = line_with(&s, "4302 child");
+        assert!(
+            thread.contains("4300/4301 server") && thread.contains("thread"),
+            "{thread}"
+        );
         let finding = line_with(&s, "6001 stray");
         assert!(finding.contains("unexpected") && finding.contains("≠ 5999 subreaper"));
-        // Wide: the AGO column and pid namespaces of zombies.
-        assert!(s.contains("AGO") && s.contains("PIDNS"), "{s}");
+        // Wide: the AGO column and the containers of zombies.
+        assert!(s.contains("AGO") && s.contains("CONTAINER"), "{s}");
         let z = line_with(&s, "defunct");
-        assert!(z.contains("root"), "{z}");
+        assert!(z.contains("host"), "{z}");
         for label in HIST_LABELS {
             assert!(s.contains(label), "{label} missing:\n{s}");
         }
+    }
+
+    #[test]
+    fn a_pid_1_that_does_not_reap_is_marked_in_the_header() {
+        let mut v = scene();
+        // 18306 `sleep`, PID 1 of container test, has held a zombie for 12 s.
+        v.set_clock(120 * S);
+        let app = App::new(Mode::Live);
+        let (_, s) = render(&v, &app, 160, 48);
+        let header = line_with(&s, "zombies ");
+        assert!(
+            header.contains("not reaping: PID 1 sleep (test)"),
+            "{header}"
+        );
     }
 
     #[test]

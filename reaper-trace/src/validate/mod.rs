@@ -381,7 +381,7 @@ fn absorb(e: &Event, tree: &mut Tree) -> bool {
         | Event::Reap { task, .. }
         | Event::Subreaper { task, .. } => tree.contains(task),
         Event::Reparent { orphan, father, .. } => tree.contains(orphan) || tree.contains(father),
-        Event::Lost { .. } => true,
+        Event::Lost { .. } | Event::Container { .. } => true,
     }
 }
 

@@ -431,7 +431,7 @@ pub fn procs(e: &Event) -> Vec<(&'static str, &Proc)> {
             ("reaper", reaper.as_ref()),
             ("", None),
         ],
-        Event::Lost { .. } => [("", None), ("", None), ("", None)],
+        Event::Lost { .. } | Event::Container { .. } => [("", None), ("", None), ("", None)],
     };
     all.into_iter()
         .filter_map(|(name, p)| Some((name, p?)))
@@ -496,6 +496,7 @@ pub fn brief(e: &Event) -> String {
         ),
         Event::Subreaper { task, enabled, .. } => format!("subreaper {} {enabled}", who(task)),
         Event::Lost { what, count, .. } => format!("{count} {what} lost"),
+        Event::Container { pidns, info, .. } => info.describe(*pidns),
     }
 }
 

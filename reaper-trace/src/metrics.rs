@@ -1,0 +1,458 @@
+//! The daemon's Prometheus metrics, computed from the event stream (prometheus-client).
+//!
+//! Memory is bounded by what is live: the zombies now, the containers of live namespaces, the
+//! subreapers alive; every label set is bounded (the zombie gauge keeps the busiest
+//! [`MAX_ZOMBIE_SERIES`] container/reaper pairs and sums the rest as `other`).
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::container::ContainerInfo;
+use crate::event::{Event, Proc, ReaperKind};
+
+/// Series of `reaper_trace_zombies` at most, `other` included.
+pub const MAX_ZOMBIE_SERIES: usize = 20;
+/// Containers remembered at most (namespaces whose init was never seen reaped).
+const MAX_CONTAINERS: usize = 8192;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ZombieLabels {
+    /// The zombie's container (`host` for the host's processes).
+    pub container: String,
+    /// The name of the process that has to reap it.
+    pub reaper: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AdoptionLabels {
+    kind: String,
+    verdict: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HowLabels {
+    how: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WhatLabels {
+    what: String,
+}
+
+struct LiveZombie {
+    task: Proc,
+    since: u64,
+    reaper: Option<Proc>,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    zombies_gauge: Family<ZombieLabels, Gauge>,
+    lifetime: Histogram,
+    adoptions: Family<AdoptionLabels, Counter>,
+    reaps: Family<HowLabels, Counter>,
+    lost: Family<WhatLabels, Counter>,
+    events: Counter,
+    events_per_sec: Gauge<f64, AtomicU64>,
+    unreaping: Gauge,
+    pub clients: Gauge,
+    zombie_threshold_ns: u64,
+    zombies: HashMap<u32, LiveZombie>,
+    containers: HashMap<u32, ContainerInfo>,
+    /// Subreapers alive, by pid, with their main thread's start time when known.
+    subreapers: HashMap<u32, u64>,
+    last_rate: Option<(u64, u64)>,
+}
+
+fn label(s: &str) -> String {
+    s.to_string()
+}
+
+impl Metrics {
+    pub fn new(zombie_threshold_ns: u64) -> Self {
+        let mut registry = Registry::default();
+        let zombies_gauge = Family::<ZombieLabels, Gauge>::default();
+        registry.register(
+            "reaper_trace_zombies",
+            "Zombies now, by container and by the process that has to reap them (the busiest pairs; the rest are summed as other)",
+            zombies_gauge.clone(),
+        );
+        // Decades from 10 µs to 100 s, as the dashboard's histogram.
+        let lifetime = Histogram::new([1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0]);
+        registry.register(
+            "reaper_trace_zombie_lifetime_seconds",
+            "How long reaped zombies were zombies",
+            lifetime.clone(),
+        );
+        let adoptions = Family::<AdoptionLabels, Counter>::default();
+        registry.register(
+            "reaper_trace_adoptions",
+            "Orphans adopted, by reaper kind (thread, subreaper, init, unexpected, none: released while adopted) and verdict against find_new_reaper",
+            adoptions.clone(),
+        );
+        let reaps = Family::<HowLabels, Counter>::default();
+        registry.register(
+            "reaper_trace_reaps",
+            "Zombies reaped, by how (wait4, waitid, auto, free, vanished)",
+            reaps.clone(),
+        );
+        let lost = Family::<WhatLabels, Counter>::default();
+        registry.register(
+            "reaper_trace_lost_records",
+            "Kernel records lost, by kind (never silently dropped)",
+            lost.clone(),
+        );
+        let events = Counter::default();
+        registry.register("reaper_trace_events", "Events", events.clone());
+        let events_per_sec = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "reaper_trace_events_per_second",
+            "Events per second, over the last update interval",
+            events_per_sec.clone(),
+        );
+        let unreaping = Gauge::default();
+        registry.register(
+            "reaper_trace_unreaping_reapers",
+            "Namespace inits and subreapers holding a zombie past the zombie threshold (what `reaper-trace doctor` names)",
+            unreaping.clone(),
+        );
+        let clients = Gauge::default();
+        registry.register(
+            "reaper_trace_stream_clients",
+            "Clients connected to the event stream",
+            clients.clone(),
+        );
+        // Zero is information ("nothing lost"): every record kind, reap path and adoption
+        // kind is there from the start.
+        for k in 0..reaper_trace_common::kind::COUNT {
+            let what = crate::decode::kind_name(k);
+            if what != "unknown" {
+                let _ = lost.get_or_create(&WhatLabels { what: what.into() });
+            }
+        }
+        for how in ["wait4", "waitid", "auto", "free", "vanished"] {
+            let _ = reaps.get_or_create(&HowLabels { how: how.into() });
+        }
+        for kind in ReaperKind::ALL {
+            let _ = adoptions.get_or_create(&AdoptionLabels {
+                kind: kind.as_str().into(),
+                verdict: "match".into(),
+            });
+        }
+        Self {
+            registry,
+            zombies_gauge,
+            lifetime,
+            adoptions,
+            reaps,
+            lost,
+            events,
+            events_per_sec,
+            unreaping,
+            clients,
+            zombie_threshold_ns,
+            zombies: HashMap::new(),
+            containers: HashMap::new(),
+            subreapers: HashMap::new(),
+            last_rate: None,
+        }
+    }
+
+    /// The text exposition (OpenMetrics) of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+
+    pub fn apply(&mut self, ev: &Event) {
+        self.events.inc();
+        match ev {
+            Event::Reparent {
+                orphan,
+                reaper,
+                kind,
+                verdict,
+                ..
+            } => {
+                let verdict = serde_json::to_value(verdict)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default();
+                self.adoptions
+                    .get_or_create(&AdoptionLabels {
+                        kind: kind.map_or("none", ReaperKind::as_str).into(),
+                        verdict,
+                    })
+                    .inc();
+                if let Some(r) = reaper {
+                    if *kind == Some(ReaperKind::Subreaper) {
+                        self.subreapers.insert(r.pid, r.start);
+                    }
+                    if let Some(z) = self.zombies.get_mut(&orphan.tid)
+                        && z.task.same_task(orphan)
+                    {
+                        z.reaper = Some(r.clone());
+                    }
+                }
+            }
+            Event::Subreaper { task, enabled, .. } => {
+                if *enabled {
+                    self.subreapers.insert(task.pid, task.start);
+                } else {
+                    self.subreapers.remove(&task.pid);
+                }
+            }
+            Event::Zombie {
+                ts,
+                task,
+                parent,
+                autoreaped,
+                ..
+            } => {
+                if !autoreaped {
+                    self.zombies.insert(
+                        task.tid,
+                        LiveZombie {
+                            task: task.clone(),
+                            since: *ts,
+                            reaper: Some(parent.clone()),
+                        },
+                    );
+                }
+            }
+            Event::Reap {
+                task,
+                how,
+                zombie_ns,
+                ..
+            } => {
+                self.reaps
+                    .get_or_create(&HowLabels {
+                        how: label(how.as_str()),
+                    })
+                    .inc();
+                if let Some(ns) = zombie_ns {
+                    self.lifetime.observe(*ns as f64 / 1e9);
+                }
+                if self
+                    .zombies
+                    .get(&task.tid)
+                    .is_some_and(|z| z.task.same_task(task))
+                {
+                    self.zombies.remove(&task.tid);
+                }
+                if task.tid == task.pid {
+                    self.subreapers.remove(&task.pid);
+                    if task.ns_pid == 1 {
+                        // The namespace's init is gone, and the namespace with it.
+                        self.containers.remove(&task.pidns);
+                    }
+                }
+            }
+            Event::Lost { what, count, .. } => {
+                self.lost
+                    .get_or_create(&WhatLabels { what: what.clone() })
+                    .inc_by(*count);
+            }
+            Event::Container { pidns, info, .. } => {
+                if self.containers.len() < MAX_CONTAINERS {
+                    self.containers.insert(*pidns, info.clone());
+                }
+            }
+            Event::Fork { .. } | Event::Exec { .. } | Event::Exit { .. } => {}
+        }
+    }
+
+    fn container_label(&self, pidns: u32) -> String {
+        match self.containers.get(&pidns) {
+            Some(info) => info.label(pidns),
+            None => "host".into(),
+        }
+    }
+
+    /// Recomputes the gauges (at `now`, `CLOCK_BOOTTIME` ns): zombies by container and
+    /// reaper, the reapers that do not reap, the event rate.
+    pub fn update(&mut self, now: u64) {
+        let mut pairs: HashMap<ZombieLabels, i64> = HashMap::new();
+        // Reapers holding a zombie past the threshold: by pid, whether init or subreaper.
+        let mut late: HashMap<u32, bool> = HashMap::new();
+        for z in self.zombies.values() {
+            let reaper = z.reaper.as_ref();
+            *pairs
+                .entry(ZombieLabels {
+                    container: self.container_label(z.task.pidns),
+                    reaper: reaper.map_or("?".into(), |r| r.comm.clone()),
+                })
+                .or_default() += 1;
+            if let Some(r) = reaper
+                && now.saturating_sub(z.since) > self.zombie_threshold_ns
+            {
+                let role = r.ns_pid == 1 || self.subreapers.contains_key(&r.pid);
+                late.insert(r.pid, role);
+            }
+        }
+        let mut pairs: Vec<(ZombieLabels, i64)> = pairs.into_iter().collect();
+        pairs.sort_by(|a, b| {
+            b.1.cmp(&a.1)
+                .then_with(|| a.0.container.cmp(&b.0.container))
+        });
+        self.zombies_gauge.clear();
+        let keep = if pairs.len() > MAX_ZOMBIE_SERIES {
+            MAX_ZOMBIE_SERIES - 1
+        } else {
+            pairs.len()
+        };
+        let other: i64 = pairs[keep..].iter().map(|p| p.1).sum();
+        for (labels, n) in &pairs[..keep] {
+            self.zombies_gauge.get_or_create(labels).set(*n);
+        }
+        if keep < pairs.len() {
+            self.zombies_gauge
+                .get_or_create(&ZombieLabels {
+                    container: "other".into(),
+                    reaper: "other".into(),
+                })
+                .set(other);
+        }
+        self.unreaping
+            .set(late.values().filter(|&&role| role).count() as i64);
+        let events = self.events.get();
+        if let Some((t, n)) = self.last_rate
+            && now > t
+        {
+            self.events_per_sec
+                .set((events - n) as f64 / ((now - t) as f64 / 1e9));
+        }
+        self.last_rate = Some((now, events));
+    }
+
+    /// What a client that connects now needs first: the containers known and the zombies
+    /// now (as zombies from before its stream began, `ts` = `now`).
+    pub fn snapshot(&self, now: u64) -> Vec<Event> {
+        let mut out: Vec<Event> = self
+            .containers
+            .iter()
+            .map(|(&pidns, info)| Event::Container {
+                ts: now,
+                pidns,
+                info: info.clone(),
+            })
+            .collect();
+        out.extend(self.zombies.values().filter_map(|z| {
+            Some(Event::Zombie {
+                ts: now,
+                task: z.task.clone(),
+                parent: z.reaper.clone()?,
+                status: crate::event::ExitStatus::UNKNOWN,
+                autoreaped: false,
+                before_trace: true,
+            })
+        }));
+        out
+    }
+
+    /// Zombies now (for tests and the log).
+    pub fn zombie_count(&self) -> usize {
+        self.zombies.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::container::Runtime;
+    use crate::view::tests::{in_ns, p, reap, reparent, zombie};
+
+    const S: u64 = 1_000_000_000;
+
+    #[test]
+    fn zombies_by_container_and_reaper_and_what_does_not_reap() {
+        let mut m = Metrics::new(2 * S);
+        let ns = 4026532177;
+        m.apply(&Event::Container {
+            ts: 0,
+            pidns: ns,
+            info: ContainerInfo {
+                runtime: Some(Runtime::Docker),
+                id: Some("ab".repeat(32)),
+                name: Some("test".into()),
+                ..Default::default()
+            },
+        });
+        let init = in_ns(p(100, 1, "sleep"), ns, 1);
+        let a = in_ns(p(101, 2, "bash"), ns, 2);
+        let b = in_ns(p(102, 3, "sleep"), ns, 3);
+        m.apply(&reparent(S, &a, &p(9, 0, "x"), &init, ReaperKind::Init));
+        m.apply(&zombie(S, &a, &init));
+        m.apply(&zombie(S, &b, &init));
+        let sh = p(200, 4, "sh");
+        let c = p(201, 5, "c");
+        m.apply(&zombie(S, &c, &sh));
+        m.apply(&reap(2 * S, &c, &sh, Some(S)));
+        m.update(10 * S);
+        let text = m.encode();
+        assert!(
+            text.contains(r#"reaper_trace_zombies{container="test",reaper="sleep"} 2"#),
+            "{text}"
+        );
+        assert!(!text.contains(r#"reaper="sh""#), "{text}");
+        assert!(
+            text.contains(r#"reaper_trace_adoptions_total{kind="init",verdict="match"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"reaper_trace_reaps_total{how="wait4"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains("reaper_trace_zombie_lifetime_seconds_count 1"),
+            "{text}"
+        );
+        assert!(text.contains("reaper_trace_unreaping_reapers 1"), "{text}");
+        // The init's reap ends the namespace: its zombies go, the container is forgotten.
+        m.apply(&reap(11 * S, &a, &init, None));
+        m.apply(&reap(11 * S, &b, &init, None));
+        m.apply(&reap(11 * S, &init, &p(1, 0, "shim"), None));
+        m.update(12 * S);
+        let text = m.encode();
+        assert!(!text.contains("reaper_trace_zombies{"), "{text}");
+        assert!(text.contains("reaper_trace_unreaping_reapers 0"), "{text}");
+        assert!(m.containers.is_empty());
+    }
+
+    #[test]
+    fn label_sets_are_bounded() {
+        let mut m = Metrics::new(S);
+        for i in 0..100u32 {
+            let parent = p(1000 + i, i as u64, &format!("r{i}"));
+            m.apply(&zombie(S, &p(5000 + i, 1000 + i as u64, "z"), &parent));
+        }
+        m.apply(&Event::Lost {
+            ts: 0,
+            what: "fork".into(),
+            count: 7,
+        });
+        m.update(2 * S);
+        let text = m.encode();
+        let series = text
+            .lines()
+            .filter(|l| l.starts_with("reaper_trace_zombies{"))
+            .count();
+        assert_eq!(series, MAX_ZOMBIE_SERIES, "{text}");
+        assert!(
+            text.contains(r#"reaper_trace_zombies{container="other",reaper="other"} 81"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"reaper_trace_lost_records_total{what="fork"} 7"#));
+        assert_eq!(m.snapshot(3 * S).len(), 100);
+    }
+}

@@ -1,0 +1,260 @@
+//! Real Docker for the container tests: dockerd started by hand when it is not running (as
+//! `cargo xtask setup` installs it: Debian's docker.io, cgroupfs driver, no network), an image
+//! made with `docker import` from busybox-static and bash (no registry), and the article's
+//! experiment: a process entered with `docker exec` leaves orphans behind.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Tagged with the scripts' version: a changed script makes a new image.
+pub const IMAGE: &str = "reaper-trace-test:busybox-3";
+
+/// parent.sh is what `docker exec` runs: it starts child.sh and waits; the test kills it
+/// once it has written its pid (after starting child.sh). child.sh starts a background
+/// job, then each exits when the test says so (files, not timers: a loaded machine delays
+/// `docker exec` by seconds). With no reaping PID 1, both stay zombies, adopted by PID 1
+/// (with parent.sh's own `sleep 1000`).
+const PARENT_SH: &str = "#!/bin/bash\nbash /child.sh &\necho $$ > /tmp/parent.pid\nsleep 1000\n";
+const CHILD_SH: &str = "#!/bin/bash\nbash -c 'while [ ! -e /tmp/go2 ]; do sleep 0.1; done' &\nwhile [ ! -e /tmp/go ]; do sleep 0.1; done\n";
+
+pub fn docker(args: &[&str]) -> Output {
+    Command::new("docker")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("docker runs")
+}
+
+/// `docker ARGS`, which must succeed; its standard output, trimmed.
+pub fn docker_ok(args: &[&str]) -> String {
+    let out = docker(args);
+    assert!(
+        out.status.success(),
+        "docker {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn daemon_answers() -> bool {
+    Command::new("docker")
+        .args(["info", "--format", "{{.ServerVersion}}"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn found(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
+}
+
+fn start() -> Result<(), String> {
+    if !found("docker") || !found("dockerd") {
+        return Err("docker.io is not installed (`cargo xtask setup` installs it)".into());
+    }
+    if daemon_answers() {
+        return Ok(());
+    }
+    let log = std::env::temp_dir().join("reaper-trace-test-dockerd.log");
+    let file = std::fs::File::create(&log).map_err(|e| e.to_string())?;
+    use std::os::unix::process::CommandExt;
+    // Its own process group: it outlives this test binary (the next run finds it running).
+    Command::new("dockerd")
+        .args([
+            "--iptables=false",
+            "--ip6tables=false",
+            "--bridge=none",
+            "--storage-driver=overlay2",
+        ])
+        .stdin(Stdio::null())
+        .stdout(file.try_clone().map_err(|e| e.to_string())?)
+        .stderr(file)
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("cannot start dockerd: {e}"))?;
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while Instant::now() < deadline {
+        if daemon_answers() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let tail: Vec<&str> = text.lines().rev().take(5).collect();
+    Err(format!(
+        "dockerd did not answer within 40 s (its log, {}, ends: {})",
+        log.display(),
+        tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+    ))
+}
+
+/// Docker answering, with the test image: `Err(reason)` when dockerd cannot run here (the
+/// caller prints the reason and skips).
+pub fn ready() -> Result<(), String> {
+    static READY: OnceLock<Result<(), String>> = OnceLock::new();
+    READY
+        .get_or_init(|| {
+            start()?;
+            build_image()
+        })
+        .clone()
+}
+
+/// Prints why a Docker test is skipped; with `REAPER_TRACE_REQUIRE_DOCKER=1`, fails instead.
+pub fn skip(test: &str, reason: &str) {
+    if std::env::var_os("REAPER_TRACE_REQUIRE_DOCKER").is_some_and(|v| v == "1") {
+        panic!("{test}: Docker is required (REAPER_TRACE_REQUIRE_DOCKER=1) but {reason}");
+    }
+    // Straight to standard error, not through the test harness's capture: a skip is seen.
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {reason}");
+}
+
+fn copy_with_libs(bin: &Path, root: &Path) -> Result<(), String> {
+    let dest = root.join(bin.strip_prefix("/").unwrap());
+    std::fs::create_dir_all(dest.parent().unwrap()).map_err(|e| e.to_string())?;
+    std::fs::copy(bin, &dest).map_err(|e| format!("copying {}: {e}", bin.display()))?;
+    let ldd = Command::new("ldd")
+        .arg(bin)
+        .output()
+        .map_err(|e| e.to_string())?;
+    for lib in String::from_utf8_lossy(&ldd.stdout)
+        .split_whitespace()
+        .filter(|w| w.starts_with('/'))
+    {
+        let lib = Path::new(lib);
+        let dest = root.join(lib.strip_prefix("/").unwrap());
+        std::fs::create_dir_all(dest.parent().unwrap()).map_err(|e| e.to_string())?;
+        std::fs::copy(lib, &dest).map_err(|e| format!("copying {}: {e}", lib.display()))?;
+    }
+    Ok(())
+}
+
+/// The image: busybox-static (sh, sleep, ps, kill), bash and its libraries, the scripts.
+fn build_image() -> Result<(), String> {
+    if docker(&["image", "inspect", IMAGE]).status.success() {
+        return Ok(());
+    }
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .ok_or("busybox-static is not installed (`cargo xtask setup` installs it)")?;
+    let root = std::env::temp_dir().join(format!("reaper-trace-image-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(root.join("bin")).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(root.join("tmp")).map_err(|e| e.to_string())?;
+    std::fs::copy(busybox, root.join("bin/busybox")).map_err(|e| e.to_string())?;
+    for applet in ["sh", "sleep", "ps", "kill", "cat", "touch"] {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet))
+            .map_err(|e| e.to_string())?;
+    }
+    copy_with_libs(Path::new("/bin/bash"), &root)?;
+    std::fs::write(root.join("parent.sh"), PARENT_SH).map_err(|e| e.to_string())?;
+    std::fs::write(root.join("child.sh"), CHILD_SH).map_err(|e| e.to_string())?;
+    let tar = Command::new("tar")
+        .arg("-C")
+        .arg(&root)
+        .args(["-c", "."])
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let import = Command::new("docker")
+        .args(["import", "-", IMAGE])
+        .stdin(tar.stdout.unwrap())
+        .output()
+        .map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_dir_all(&root);
+    if !import.status.success() {
+        return Err(format!(
+            "docker import failed: {}",
+            String::from_utf8_lossy(&import.stderr).trim()
+        ));
+    }
+    Ok(())
+}
+
+/// A container running `sleep 1000` as PID 1 (under docker-init with `init`), removed when
+/// dropped.
+pub struct Container {
+    pub name: String,
+    pub id: String,
+    /// Its PID 1, as the host numbers it.
+    pub init_pid: u32,
+}
+
+impl Container {
+    pub fn run(name: &str, init: bool) -> Self {
+        let _ = docker(&["rm", "-f", name]);
+        let mut args = vec!["run", "-d", "--name", name];
+        if init {
+            args.push("--init");
+        }
+        args.extend([IMAGE, "sleep", "1000"]);
+        let id = docker_ok(&args);
+        let init_pid = docker_ok(&["inspect", "-f", "{{.State.Pid}}", name])
+            .parse()
+            .expect("a pid");
+        Self {
+            name: name.into(),
+            id,
+            init_pid,
+        }
+    }
+
+    /// The article's experiment, started: `docker exec` runs parent.sh, which starts
+    /// child.sh. [`Container::kill_parent`] then kills parent.sh.
+    pub fn exec_parent(&self) {
+        docker_ok(&["exec", "-d", &self.name, "bash", "/parent.sh"]);
+    }
+
+    /// Kills parent.sh (its orphans are adopted), then lets child.sh exit.
+    pub fn kill_parent(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = docker(&[
+                "exec",
+                &self.name,
+                "sh",
+                "-c",
+                "kill -9 $(cat /tmp/parent.pid) && sleep 0.3 && touch /tmp/go",
+            ]);
+            if out.status.success() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "parent.sh never started in {}: {}",
+                self.name,
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Container {
+    /// Lets child.sh's background job exit.
+    pub fn release_job(&self) {
+        docker_ok(&["exec", &self.name, "touch", "/tmp/go2"]);
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = docker(&["rm", "-f", &self.name]);
+    }
+}
+
+/// `/proc/PID/stat`'s state and parent pid.
+pub fn state_and_ppid(pid: u32) -> Option<(char, u32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut f = rest.split_whitespace();
+    let state = f.next()?.chars().next()?;
+    let ppid = f.next()?.parse().ok()?;
+    Some((state, ppid))
+}
