@@ -4248,7 +4248,7 @@ mod tests {
         );
         fails(
             &judge(&THREADS_EXIT, &threads_exit(), &last),
-            "must name 10",
+            "neither a thread of its father 100 nor 10",
         );
         // A phantom hand-over by a process that is not the father.
         let phantom = with(
@@ -4267,7 +4267,7 @@ mod tests {
         );
         fails(
             &judge(&THREADS_EXIT, &threads_exit(), &early),
-            "before its father's last thread",
+            "2 hops out of its father 100's threads",
         );
         // A second zombie, a reap by another.
         let z2 = with(good.clone(), zombie(200, 10, false));
