@@ -915,10 +915,10 @@ impl Model {
         let mut current = !gone;
         if !gone {
             let t = self.tasks.get_mut(&orphan_tid).expect("known");
-            current = !t
+            current = t
                 .parent_since
                 .zip(father_exit)
-                .is_some_and(|(since, f)| f < since);
+                .is_none_or(|(since, f)| f >= since);
             if current {
                 t.parent = Some(e.reaper.id);
                 t.parent_since = father_exit;
