@@ -510,6 +510,32 @@ fn global_ppid() -> u32 {
     stat_of(global_pid()).ppid
 }
 
+/// Returns once this process has been handed to a new parent: the kernel sends the
+/// parent-death signal as it reparents. Not a fixed sleep (on a slow machine, a TCG VM, the
+/// father may still be forking when it ends, and the child would die as the father's zombie)
+/// and not a poll of getppid (twenty processes waking every millisecond starved the father
+/// of a TCG VM's CPU). `father` is the parent's pid as the parent saw it before forking (a
+/// child that starts after it exited would otherwise take its new parent for it). Gives up
+/// after 30 s: the scenario then fails on what it recorded.
+fn wait_until_adopted(father: libc::pid_t) {
+    // SAFETY: signal-mask and prctl calls on this process's own state.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGUSR1);
+        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGUSR1 as libc::c_ulong);
+        // Already adopted before the signal was asked for: nothing will come.
+        if libc::getppid() == father {
+            let timeout = libc::timespec {
+                tv_sec: 30,
+                tv_nsec: 0,
+            };
+            libc::sigtimedwait(&set, std::ptr::null_mut(), &timeout);
+        }
+    }
+}
+
 fn sleep_ms(ms: u64) {
     std::thread::sleep(Duration::from_millis(ms));
 }
@@ -1360,15 +1386,10 @@ static SUBREAPER_REAPS: Def<SubreaperReaps> = Def::new(
         let reaper = global_pid();
         let father = fork_then(|| {
             for _ in 0..SUBREAPER_ORPHANS {
+                // SAFETY: getpid has no preconditions.
+                let father = unsafe { libc::getpid() };
                 match fork_then(|| {
-                    // Exit once adopted, not after a fixed time: on a slow machine (a TCG
-                    // VM) the father may still be forking the others when a fixed sleep
-                    // ends, and the child would die as the father's zombie instead.
-                    // SAFETY: getppid has no preconditions.
-                    let father = unsafe { libc::getppid() };
-                    while unsafe { libc::getppid() } == father {
-                        sleep_ms(1);
-                    }
+                    wait_until_adopted(father);
                     0
                 }) {
                     Ok(pid) => notes.note("orphan", pid),
