@@ -22,12 +22,6 @@ struct Report {
     ok: bool,
 }
 
-fn kernel_release() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "?".into())
-}
-
 /// Runs the check; returns the exit code (0: every program loads).
 pub fn run(json: bool) -> Result<i32> {
     preflight::check_privileges()?;
@@ -35,7 +29,7 @@ pub fn run(json: bool) -> Result<i32> {
     let programs = tracer::verify_all(&kernel)?;
     let ok = programs.iter().all(|p| p.error.is_none());
     let report = Report {
-        kernel: kernel_release(),
+        kernel: tracer::kernel_release(),
         features: kernel.features,
         programs,
         ok,

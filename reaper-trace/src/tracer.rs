@@ -172,7 +172,8 @@ pub fn verifier_reason(err: impl std::fmt::Display) -> String {
     }
 }
 
-fn kernel_release() -> String {
+/// The running kernel's release (`uname -r`).
+pub fn kernel_release() -> String {
     std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "?".into())

@@ -96,12 +96,6 @@ fn check_namespace_privileges() -> Result<()> {
     Ok(())
 }
 
-fn kernel_release() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "?".into())
-}
-
 /// Runs the scenarios; returns the exit code (0: nothing failed).
 pub async fn run(opts: ValidateOptions) -> Result<i32> {
     let scenarios = select(&opts.only)?;
@@ -169,7 +163,7 @@ pub async fn run(opts: ValidateOptions) -> Result<i32> {
             break;
         }
     }
-    let report = Report::new(kernel_release(), results);
+    let report = Report::new(crate::tracer::kernel_release(), results);
     // Written, not printed: a closed pipe (`validate | head`) is an error the caller ends on
     // quietly, where print! would panic.
     let text = if opts.json {
