@@ -77,6 +77,30 @@ pub const MAX_CHILDREN_COUNTED_BOUNDED: u32 = 64;
 /// Number of slots in the per-CPU lost-event counter map, indexed by [`kind`].
 pub const LOST_SLOTS: u32 = kind::COUNT;
 
+/// The hooks whose program has standby copies. The kernel runs a program only once at a time
+/// per CPU: a program that is already running on this CPU is skipped (and counted in its
+/// `recursion_misses`). Where tracepoints run their programs preemptibly (Linux 7.x), a task
+/// that forks or exits while another one on the same CPU is preempted inside the same program
+/// would then not be seen at all. Each hook below has [`standby::COPIES`] programs: copy `k`
+/// does nothing unless every copy before it is running on this CPU (their flags in `RUNNING`
+/// are set), which means the kernel skipped them all for this call; it then does their work.
+///
+/// A copy knows whether an earlier one handled this call by its token (the task the call is
+/// about, and its start time or exec count), kept in a small per-CPU ring. The ring can only
+/// miss a token (a copy then sends the record again, which userspace drops), never show one
+/// that was not handled.
+pub mod standby {
+    pub const FORK: u32 = 0;
+    pub const EXEC: u32 = 1;
+    pub const EXIT: u32 = 2;
+    pub const FREE: u32 = 3;
+    pub const HOOKS: u32 = 4;
+    /// Programs per hook: the primary one and its standby copies.
+    pub const COPIES: u32 = 3;
+    /// Tokens of the calls last handled, per hook and CPU (a power of two).
+    pub const RING: u32 = 8;
+}
+
 /// Which wait syscall reaped a zombie.
 pub mod wait_syscall {
     pub const WAIT4: u32 = 1;
@@ -163,7 +187,9 @@ pub struct ExecEvent {
     pub args_len: u32,
     /// Length of the full command line, to tell when `args` was cut.
     pub args_total: u32,
-    pub _pad: u32,
+    /// The low 32 bits of the task's `self_exec_id` after this exec: tells a second exec of
+    /// the same program apart from this record sent twice (see [`standby`]).
+    pub exec_id: u32,
     pub filename: [u8; FILENAME_LEN],
     pub args: [u8; ARGS_LEN],
 }
@@ -440,6 +466,8 @@ pub struct Offsets {
     pub mm_arg_start: u32,
     pub mm_arg_end: u32,
     pub binprm_filename: u32,
+    /// `task_struct::self_exec_id` (a `u64` since Linux 5.7): counts the task's execs.
+    pub task_self_exec_id: u32,
     /// `signal_struct::live` (threads of the group not yet exiting).
     pub signal_live: u32,
     /// `signal_struct::nr_threads` (threads not yet released).

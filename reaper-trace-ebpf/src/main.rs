@@ -5,9 +5,12 @@
 //! and writes them into `OFFSETS` before loading (the Rust eBPF toolchain has no CO-RE).
 #![no_std]
 #![no_main]
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 
 use core::ffi::c_void;
-use core::ptr::{addr_of, read_volatile};
+use core::intrinsics::{AtomicOrdering, atomic_xadd};
+use core::ptr::{addr_of, addr_of_mut, read_volatile, write_volatile};
 
 use aya_ebpf::{
     helpers::{
@@ -26,7 +29,7 @@ use reaper_trace_common::{
     MAX_CHILDREN_COUNTED_BOUNDED, MAX_PID_LEVELS, MAX_SUBREAPERS, MAX_THREADS, MAX_TRACKED,
     MAX_TRACKED_ZOMBIE_PIDS, Offsets, PendingCall, PendingChildren, REPARENT_REAPER_ID_ONLY,
     REPARENT_RELEASED, ReaperSnapshot, ReparentEvent, SnapshotEvent, SubreaperEvent, TaskId,
-    TaskInfo, UPid, WaitEvent, exit_state, kind, ns_pid_key, wait_syscall,
+    TaskInfo, UPid, WaitEvent, exit_state, kind, ns_pid_key, standby, wait_syscall,
 };
 
 /// Filled in by userspace before load (see `Offsets`). `valid == 0` keeps every program idle.
@@ -63,6 +66,7 @@ static OFFSETS: Offsets = Offsets {
     mm_arg_start: 0,
     mm_arg_end: 0,
     binprm_filename: 0,
+    task_self_exec_id: 0,
     signal_live: 0,
     signal_nr_threads: 0,
     signal_flags: 0,
@@ -101,9 +105,28 @@ static TRACKED: HashMap<u32, u64> = HashMap::with_max_entries(MAX_TRACKED, 0);
 static TRACKED_ZOMBIE_PIDS: LruHashMap<u64, u32> =
     LruHashMap::with_max_entries(MAX_TRACKED_ZOMBIE_PIDS, 0);
 
-/// Scratch space to build a `PendingChildren` (too big for the 512-byte stack).
+/// Scratch space to build a `PendingChildren` (too big for the 512-byte stack): one slot per
+/// copy of the exit program (see [`standby`]), as a standby copy runs while the copies before
+/// it are preempted on the same CPU, halfway through their use of their slot.
 #[map]
-static SCRATCH: PerCpuArray<PendingChildren> = PerCpuArray::with_max_entries(1, 0);
+static SCRATCH: PerCpuArray<PendingChildren> = PerCpuArray::with_max_entries(standby::COPIES, 0);
+
+/// The calls the copies of a hook handled last on one CPU (see [`standby`]).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Handled {
+    next: u64,
+    tokens: [[u64; 2]; standby::RING as usize],
+}
+
+/// Per hook of [`standby`]: the tokens of the calls it handled last, on this CPU.
+#[map]
+static HANDLED: PerCpuArray<Handled> = PerCpuArray::with_max_entries(standby::HOOKS, 0);
+
+/// Per hook of [`standby`]: calls a standby copy handled because the kernel had skipped the
+/// primary one (userspace takes them from the primary's skipped calls: the rest is lost).
+#[map]
+static COVERED: PerCpuArray<u64> = PerCpuArray::with_max_entries(standby::HOOKS, 0);
 
 /// Arguments of in-flight wait4/waitid/prctl calls, keyed by tid.
 #[map]
@@ -320,12 +343,105 @@ fn header(kind: u32) -> EventHeader {
     }
 }
 
+/// Adds `n` to a per-CPU counter. Atomically: where tracepoints are preemptible another
+/// program on this CPU can add to the same slot between a read and a write.
+#[inline(always)]
+fn add(counter: Option<*mut u64>, n: u64) {
+    if let Some(slot) = counter {
+        // SAFETY: a valid, aligned map value that lives as long as the map. (The BPF target
+        // has no `AtomicU64::fetch_add`; the intrinsic is BPF's atomic add, unused result.)
+        unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(slot, n) };
+    }
+}
+
 #[inline(always)]
 fn count_lost_n(kind: u32, n: u64) {
-    if let Some(slot) = LOST.get_ptr_mut(kind) {
-        // SAFETY: per-CPU slot, no concurrent writer on this CPU.
-        unsafe { *slot += n };
+    add(LOST.get_ptr_mut(kind), n);
+}
+
+/// The primary copy of a program (see [`standby`]).
+const PRIMARY: u32 = 0;
+
+/// Runs `work` as copy `COPY` of the programs of `hook`, for the call named by `token`. The
+/// primary copy always works. A standby copy runs after the copies before it in the same call
+/// (the kernel calls them in the order they were attached), so the call's token is among the
+/// last ones handled on this CPU if one of them worked: it works only if the token is not.
+/// Each copy notes the token before it works. Where a preempted copy's note is overwritten
+/// halfway, a token can go missing: the record is then sent twice, and userspace drops the
+/// second one (`standby_repeats`).
+#[inline(always)]
+fn run_copy<const COPY: u32>(hook: u32, token: [u64; 2], work: impl FnOnce()) {
+    let Some(handled) = HANDLED.get_ptr_mut(hook) else {
+        return;
+    };
+    // SAFETY: a per-CPU map value; a program preempted on this CPU may write it between
+    // these accesses (volatile: each one is done as written).
+    unsafe {
+        if COPY != PRIMARY {
+            let tokens = addr_of_mut!((*handled).tokens);
+            for i in 0..standby::RING as usize {
+                if read_volatile(addr_of!((*tokens)[i])) == token {
+                    return;
+                }
+            }
+            add(COVERED.get_ptr_mut(hook), 1);
+        }
+        let next = read_volatile(addr_of!((*handled).next));
+        let slot = (next as usize) & (standby::RING as usize - 1);
+        write_volatile(addr_of_mut!((*handled).tokens[slot]), token);
+        write_volatile(addr_of_mut!((*handled).next), next.wrapping_add(1));
     }
+    work();
+}
+
+/// The programs of a hook with standby copies: `$primary` then its standby copies, each one
+/// running `$work` for the call `$token` names (given the context, and its copy number as a
+/// const) through [`run_copy`].
+macro_rules! copies {
+    ($hook_fn:literal, $hook:expr, |$ctx:ident, $copy:ident| ($token:expr, $work:expr), $primary:ident, $($standby:ident),+) => {
+        copies!(@one $hook_fn, $hook, |$ctx, $copy| ($token, $work), $primary, 0);
+        copies!(@standbys $hook_fn, $hook, |$ctx, $copy| ($token, $work), 1, $($standby),+);
+    };
+    (@standbys $hook_fn:literal, $hook:expr, |$ctx:ident, $copy:ident| ($token:expr, $work:expr), $n:expr, $first:ident $(, $rest:ident)*) => {
+        copies!(@one $hook_fn, $hook, |$ctx, $copy| ($token, $work), $first, $n);
+        copies!(@standbys $hook_fn, $hook, |$ctx, $copy| ($token, $work), $n + 1, $($rest),*);
+    };
+    (@standbys $hook_fn:literal, $hook:expr, |$ctx:ident, $copy:ident| ($token:expr, $work:expr), $n:expr,) => {};
+    (@one $hook_fn:literal, $hook:expr, |$ctx:ident, $copy:ident| ($token:expr, $work:expr), $name:ident, $n:expr) => {
+        #[btf_tracepoint(function = $hook_fn)]
+        pub fn $name(ctx: BtfTracePointContext) -> u32 {
+            const $copy: u32 = $n;
+            if enabled() {
+                let $ctx = &ctx;
+                run_copy::<$copy>($hook, $token, || $work);
+            }
+            0
+        }
+    };
+}
+
+/// The token of a call about `task` (argument `arg` of the tracepoint): its tid and start
+/// time, which name it for life (fork, exit and free happen once per task). Numbers, not the
+/// task's address: the verifier allows no arithmetic on a trusted pointer.
+#[inline(always)]
+fn task_token(ctx: &BtfTracePointContext, arg: usize) -> [u64; 2] {
+    let task: *const u8 = ctx.arg(arg);
+    [
+        Direct::read::<u32>(task, off!(task_pid)) as u64,
+        Direct::read::<u64>(task, off!(task_start_boottime)),
+    ]
+}
+
+/// The token of an exec: the task's tid and its exec count (a task execs more than once),
+/// and its start time.
+#[inline(always)]
+fn exec_token(ctx: &BtfTracePointContext) -> [u64; 2] {
+    let task: *const u8 = ctx.arg(0);
+    let exec_id = Direct::read::<u64>(task, off!(task_self_exec_id));
+    [
+        Direct::read::<u32>(task, off!(task_pid)) as u64 | (exec_id << 32),
+        Direct::read::<u64>(task, off!(task_start_boottime)),
+    ]
 }
 
 #[inline(always)]
@@ -595,13 +711,14 @@ fn on_fork(ctx: &BtfTracePointContext) {
     };
 }
 
-#[btf_tracepoint(function = "sched_process_fork")]
-pub fn sched_process_fork(ctx: BtfTracePointContext) -> u32 {
-    if enabled() {
-        on_fork(&ctx);
-    }
-    0
-}
+copies!(
+    "sched_process_fork",
+    standby::FORK,
+    |ctx, COPY| (task_token(ctx, 1), on_fork(ctx)),
+    sched_process_fork,
+    sched_process_fork_standby,
+    sched_process_fork_standby2
+);
 
 fn on_exec(ctx: &BtfTracePointContext) {
     let task: *const u8 = ctx.arg(0);
@@ -615,7 +732,7 @@ fn on_exec(ctx: &BtfTracePointContext) {
         emit::<ExecEvent>(kind::EXEC, |ev| {
             ev.task = task_info::<Direct>(task);
             ev.old_tid = old_tid;
-            ev._pad = 0;
+            ev.exec_id = Direct::read::<u64>(task, off!(task_self_exec_id)) as u32;
             let filename = rd_ptr(bprm, off!(binprm_filename));
             let _ = bpf_probe_read_kernel_str_bytes(filename, &mut ev.filename);
             zero(&mut ev.args);
@@ -638,17 +755,18 @@ fn on_exec(ctx: &BtfTracePointContext) {
     };
 }
 
-#[btf_tracepoint(function = "sched_process_exec")]
-pub fn sched_process_exec(ctx: BtfTracePointContext) -> u32 {
-    if enabled() {
-        on_exec(&ctx);
-    }
-    0
-}
+copies!(
+    "sched_process_exec",
+    standby::EXEC,
+    |ctx, COPY| (exec_token(ctx), on_exec(ctx)),
+    sched_process_exec,
+    sched_process_exec_standby,
+    sched_process_exec_standby2
+);
 
 /// Records the exit, captures what `find_new_reaper` will read, and saves the children to
 /// follow until the final switch.
-fn on_exit<L: Repeat>(ctx: &BtfTracePointContext) {
+fn on_exit<L: Repeat, const COPY: u32>(ctx: &BtfTracePointContext) {
     let task: *const u8 = ctx.arg(0);
     if !in_scope::<Direct>(task) {
         return;
@@ -664,7 +782,7 @@ fn on_exit<L: Repeat>(ctx: &BtfTracePointContext) {
     let head = task.wrapping_add(off!(task_children));
     let first = rd_ptr(task, off!(task_children));
     let (followed, truncated) = if !first.is_null() && first != head {
-        save_children::<L>(ctx, task, id, head, first)
+        save_children::<L, COPY>(ctx, task, id, head, first)
     } else {
         (0, 0)
     };
@@ -695,17 +813,17 @@ fn on_exit<L: Repeat>(ctx: &BtfTracePointContext) {
 /// Stores the children of exiting `task` in `PENDING`, to read their new parent at its final
 /// switch. Returns how many are followed, and whether some are not.
 #[inline(always)]
-fn save_children<L: Repeat>(
+fn save_children<L: Repeat, const COPY: u32>(
     ctx: &BtfTracePointContext,
     task: *const u8,
     id: TaskId,
     head: *const u8,
     first: *const u8,
 ) -> (u32, u32) {
-    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+    let Some(scratch) = SCRATCH.get_ptr_mut(COPY) else {
         return (0, 1);
     };
-    // SAFETY: per-CPU scratch, only this program on this CPU uses it.
+    // SAFETY: per-CPU scratch, only this copy of this program on this CPU uses it.
     let pending = unsafe { &mut *scratch };
     pending.father = id;
     let mut walk = ChildWalk {
@@ -875,19 +993,21 @@ impl Step for CountChild {
     }
 }
 
-#[btf_tracepoint(function = "sched_process_exit")]
-pub fn sched_process_exit(ctx: BtfTracePointContext) -> u32 {
-    if enabled() {
-        on_exit::<HelperLoop>(&ctx);
-    }
-    0
-}
+copies!(
+    "sched_process_exit",
+    standby::EXIT,
+    |ctx, COPY| (task_token(ctx, 0), on_exit::<HelperLoop, COPY>(ctx)),
+    sched_process_exit,
+    sched_process_exit_standby,
+    sched_process_exit_standby2
+);
 
-/// `sched_process_exit` for kernels without `bpf_loop` (before 5.17).
+/// `sched_process_exit` for kernels without `bpf_loop` (before 5.17). Those run tracepoint
+/// programs with preemption disabled: they need no standby copy, and have none.
 #[btf_tracepoint(function = "sched_process_exit")]
 pub fn sched_process_exit_bounded(ctx: BtfTracePointContext) -> u32 {
     if enabled() {
-        on_exit::<BoundedLoop>(&ctx);
+        on_exit::<BoundedLoop, PRIMARY>(&ctx);
     }
     0
 }
@@ -1122,14 +1242,19 @@ pub fn sched_switch_bounded(ctx: BtfTracePointContext) -> u32 {
     on_switch::<BoundedLoop>(&ctx)
 }
 
-#[btf_tracepoint(function = "sched_process_free")]
-pub fn sched_process_free(ctx: BtfTracePointContext) -> u32 {
-    if !enabled() {
-        return 0;
-    }
+copies!(
+    "sched_process_free",
+    standby::FREE,
+    |ctx, COPY| (task_token(ctx, 0), on_free(ctx)),
+    sched_process_free,
+    sched_process_free_standby,
+    sched_process_free_standby2
+);
+
+fn on_free(ctx: &BtfTracePointContext) {
     let task: *const u8 = ctx.arg(0);
     if !in_scope::<Direct>(task) {
-        return 0;
+        return;
     }
     let id = task_id::<Direct>(task);
     if tree_scope() && id.tid == id.tgid {
@@ -1138,7 +1263,6 @@ pub fn sched_process_free(ctx: BtfTracePointContext) -> u32 {
     }
     // SAFETY: FreeEvent starts with the header; every other field is written.
     unsafe { emit::<FreeEvent>(kind::FREE, |ev| ev.task = id) };
-    0
 }
 
 #[inline(always)]

@@ -179,7 +179,7 @@ impl Records {
             old_tid: task.tid,
             args_len: argv.len() as u32,
             args_total: argv.len() as u32,
-            _pad: 0,
+            exec_id: 1,
             filename,
             args,
         });

@@ -212,6 +212,7 @@ impl KernelTypes {
             mm_arg_start: o("mm_struct", "arg_start")?,
             mm_arg_end: o("mm_struct", "arg_end")?,
             binprm_filename: o("linux_binprm", "filename")?,
+            task_self_exec_id: o("task_struct", "self_exec_id")?,
             signal_live: o("signal_struct", "live")?,
             signal_nr_threads: o("signal_struct", "nr_threads")?,
             signal_flags: o("signal_struct", "flags")?,

@@ -19,6 +19,7 @@ pub mod preflight;
 pub mod procfs;
 pub mod reaper;
 pub mod record;
+pub mod repeats;
 pub mod ring;
 pub mod scenario;
 #[cfg(test)]

@@ -50,6 +50,8 @@ pub struct Stats {
     pub records: u64,
     /// Records that failed to decode (programs and userspace from different builds).
     pub bad_records: u64,
+    /// Records a standby copy of a kernel program sent again, dropped (`repeats`).
+    pub repeats: u64,
     /// Records lost (ring buffer full, children not followed, ...), by kind, as `lost`
     /// events name them.
     pub lost: BTreeMap<&'static str, u64>,
@@ -72,6 +74,7 @@ pub struct Session {
     tracer: Tracer,
     model: Model,
     stats: Stats,
+    repeats: crate::repeats::Repeats,
     pub started_ts: u64,
     last_housekeeping: Instant,
     last_step: Instant,
@@ -105,6 +108,7 @@ impl Session {
             tracer,
             model,
             stats: Stats::default(),
+            repeats: Default::default(),
             started_ts,
             last_housekeeping: now,
             last_step: now,
@@ -211,10 +215,15 @@ impl Session {
         let before = boottime_ns();
         let model = &mut self.model;
         let stats = &mut self.stats;
+        let repeats = &mut self.repeats;
         let mut newest = 0;
         let n = self.tracer.drain(BATCH, |bytes| match decode(bytes) {
             Ok(raw) => {
                 newest = raw.header().ts_ns;
+                if repeats.is_repeat(&raw) {
+                    stats.repeats += 1;
+                    return;
+                }
                 stats.records += 1;
                 model.apply(&raw, out);
             }

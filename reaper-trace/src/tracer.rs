@@ -8,7 +8,7 @@ use aya::{
     programs::{BtfTracePoint, Program, TracePoint},
 };
 use aya_log::EbpfLogger;
-use reaper_trace_common::{LOST_SLOTS, Offsets};
+use reaper_trace_common::{LOST_SLOTS, Offsets, kind, standby};
 use std::sync::{Arc, Mutex};
 use tokio::io::{Interest, unix::AsyncFd};
 
@@ -33,11 +33,26 @@ impl std::fmt::Display for Hook {
     }
 }
 
+/// A program's part in its hook (see `reaper_trace_common::standby`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// The hook's one program.
+    Only,
+    /// The program of hook slot `N` that does the work, unless the kernel skips it.
+    Primary(u32),
+    /// The copy that does it when the kernel skipped the primary one (it was already running
+    /// on this CPU, preempted).
+    Standby(u32),
+}
+
 /// One program of the object, and the hook it serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProgramSpec {
     pub name: &'static str,
     pub hook: Hook,
+    pub role: Role,
+    /// The record kind lost when the kernel skips this program (its `recursion_misses`).
+    pub skipped_as: u32,
 }
 
 /// The programs to load on a kernel with `features`, in load order: the BTF tracepoints, then
@@ -48,46 +63,170 @@ pub fn programs(features: Features) -> Vec<ProgramSpec> {
     let pick = |has: bool, with: &'static str, without: &'static str| {
         if has { with } else { without }
     };
-    let btf = |name, hook| ProgramSpec {
+    let btf = |name, hook, role, skipped_as| ProgramSpec {
         name,
         hook: Hook::Btf(hook),
+        role,
+        skipped_as,
     };
-    let syscall = |name, hook| ProgramSpec {
+    let syscall = |name, hook, skipped_as| ProgramSpec {
         name,
         hook: Hook::Syscall(hook),
+        role: Role::Only,
+        skipped_as,
     };
     let typed = features.current_task_btf;
-    vec![
-        btf("sched_process_fork", "sched_process_fork"),
-        btf("sched_process_exec", "sched_process_exec"),
-        btf(
-            pick(
-                features.bpf_loop,
+    // A hook's primary program, then its standby copies.
+    let with_standbys = |names: [&'static str; standby::COPIES as usize], hook, slot, kind| {
+        names.into_iter().enumerate().map(move |(copy, name)| {
+            let role = if copy == 0 {
+                Role::Primary(slot)
+            } else {
+                Role::Standby(slot)
+            };
+            btf(name, hook, role, kind)
+        })
+    };
+    let mut specs: Vec<ProgramSpec> = with_standbys(
+        [
+            "sched_process_fork",
+            "sched_process_fork_standby",
+            "sched_process_fork_standby2",
+        ],
+        "sched_process_fork",
+        standby::FORK,
+        kind::FORK,
+    )
+    .chain(with_standbys(
+        [
+            "sched_process_exec",
+            "sched_process_exec_standby",
+            "sched_process_exec_standby2",
+        ],
+        "sched_process_exec",
+        standby::EXEC,
+        kind::EXEC,
+    ))
+    .collect();
+    // Kernels without `bpf_loop` (before 5.17) run tracepoint programs with preemption
+    // disabled: the bounded exit program has no standby copies (they would only multiply its
+    // long verification there).
+    if features.bpf_loop {
+        specs.extend(with_standbys(
+            [
                 "sched_process_exit",
-                "sched_process_exit_bounded",
-            ),
+                "sched_process_exit_standby",
+                "sched_process_exit_standby2",
+            ],
             "sched_process_exit",
-        ),
+            standby::EXIT,
+            kind::EXIT,
+        ));
+    } else {
+        specs.push(btf(
+            "sched_process_exit_bounded",
+            "sched_process_exit",
+            Role::Only,
+            kind::EXIT,
+        ));
+    }
+    specs.extend([
+        // Runs with preemption disabled (inside the scheduler) on every kernel.
         btf(
             pick(features.bpf_loop, "sched_switch", "sched_switch_bounded"),
             "sched_switch",
+            Role::Only,
+            kind::REPARENT,
         ),
-        btf("sched_process_free", "sched_process_free"),
+    ]);
+    specs.extend(with_standbys(
+        [
+            "sched_process_free",
+            "sched_process_free_standby",
+            "sched_process_free_standby2",
+        ],
+        "sched_process_free",
+        standby::FREE,
+        kind::FREE,
+    ));
+    specs.extend([
         syscall(
             pick(typed, "sys_exit_wait4", "sys_exit_wait4_plain"),
             "sys_exit_wait4",
+            kind::WAIT,
         ),
         syscall(
             pick(typed, "sys_exit_waitid", "sys_exit_waitid_plain"),
             "sys_exit_waitid",
+            kind::WAIT,
         ),
         syscall(
             pick(typed, "sys_exit_prctl", "sys_exit_prctl_plain"),
             "sys_exit_prctl",
+            kind::SUBREAPER,
         ),
-        syscall("sys_enter_waitid", "sys_enter_waitid"),
-        syscall("sys_enter_prctl", "sys_enter_prctl"),
-    ]
+        syscall("sys_enter_waitid", "sys_enter_waitid", kind::CALLS_FULL),
+        syscall("sys_enter_prctl", "sys_enter_prctl", kind::CALLS_FULL),
+    ]);
+    specs
+}
+
+/// The order to attach `specs` in: the syscall programs first (exit before enter), then the
+/// BTF ones hook by hook in reverse (the programs of a task's last moments before those of its
+/// first ones). A hook's copies keep their order: the kernel calls a tracepoint's programs in
+/// the order they were attached, and a standby copy must run after the copies before it.
+fn attach_order(specs: &[ProgramSpec]) -> Vec<&ProgramSpec> {
+    let (btf, syscall): (Vec<&ProgramSpec>, Vec<&ProgramSpec>) =
+        specs.iter().partition(|s| matches!(s.hook, Hook::Btf(_)));
+    let mut hooks: Vec<Hook> = Vec::new();
+    for spec in &btf {
+        if !hooks.contains(&spec.hook) {
+            hooks.push(spec.hook);
+        }
+    }
+    let by_hook = hooks
+        .into_iter()
+        .rev()
+        .flat_map(|hook| btf.iter().copied().filter(move |s| s.hook == hook));
+    syscall.into_iter().chain(by_hook).collect()
+}
+
+/// How many times the kernel skipped a program because it was already running on the same
+/// CPU (`recursion_misses` in its fdinfo, since 5.12; 0 where the kernel does not say).
+fn recursion_misses(fd: std::os::fd::RawFd) -> u64 {
+    std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}"))
+        .ok()
+        .and_then(|text| parse_recursion_misses(&text))
+        .unwrap_or(0)
+}
+
+fn parse_recursion_misses(fdinfo: &str) -> Option<u64> {
+    fdinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("recursion_misses:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Calls of a hook the kernel skipped and nothing handled: record kinds lost, by `LOST` slot.
+/// A primary program's skipped calls count less those its standby copy handled (`covered`,
+/// per hook slot); a standby's own skips are not losses (the primary ran, or its skip is
+/// counted already).
+fn uncovered_skips(
+    skipped: &[(ProgramSpec, u64)],
+    covered: &[u64],
+) -> std::collections::BTreeMap<u32, u64> {
+    let mut lost = std::collections::BTreeMap::new();
+    for (spec, misses) in skipped {
+        let n = match spec.role {
+            Role::Only => *misses,
+            Role::Primary(slot) => {
+                misses.saturating_sub(covered.get(slot as usize).copied().unwrap_or(0))
+            }
+            Role::Standby(_) => 0,
+        };
+        *lost.entry(spec.skipped_as).or_default() += n;
+    }
+    lost
 }
 
 pub const DEFAULT_RING_BYTES: u32 = 4 << 20;
@@ -120,6 +259,12 @@ pub struct Tracer {
     ring: AsyncFd<RingReader>,
     lost: PerCpuArray<MapData, u64>,
     lost_seen: Vec<u64>,
+    /// The attached programs with their descriptors, whose skipped calls are read from
+    /// fdinfo, and the calls each hook's standby copy handled instead.
+    attached: Vec<(ProgramSpec, std::os::fd::RawFd)>,
+    covered: PerCpuArray<MapData, u64>,
+    /// Skipped calls already reported, by `LOST` slot.
+    skipped_seen: std::collections::BTreeMap<u32, u64>,
     /// The processes of a traced tree (tree scope only): tgid -> leader start time.
     tracked: BpfHashMap<MapData, u32, u64>,
     logger: Option<EbpfLogger<KernelMessages>>,
@@ -305,8 +450,12 @@ pub fn attach_floor() -> Result<Ebpf> {
         ("floor_free", Hook::Btf("sched_process_free")),
         ("floor_exit_wait4", Hook::Syscall("sys_exit_wait4")),
     ]
-    .map(|(name, hook)| ProgramSpec { name, hook })
-    {
+    .map(|(name, hook)| ProgramSpec {
+        name,
+        hook,
+        role: Role::Only,
+        skipped_as: 0,
+    }) {
         load(&mut ebpf, &spec, &btf)?;
         attach(&mut ebpf, &spec)?;
     }
@@ -328,10 +477,7 @@ impl Tracer {
         for spec in &specs {
             load(&mut ebpf, spec, &btf)?;
         }
-        // The syscall programs first (exit before enter), then the BTF ones in reverse.
-        let (btf_specs, syscall_specs): (Vec<_>, Vec<_>) =
-            specs.iter().partition(|s| matches!(s.hook, Hook::Btf(_)));
-        for spec in syscall_specs.into_iter().chain(btf_specs.into_iter().rev()) {
+        for spec in attach_order(&specs) {
             attach(&mut ebpf, spec)?;
         }
         let aya::maps::Map::RingBuf(events) = ebpf.take_map("EVENTS").context("EVENTS map")? else {
@@ -344,6 +490,20 @@ impl Tracer {
             )
         })?;
         let lost = PerCpuArray::try_from(ebpf.take_map("LOST").context("LOST map")?)?;
+        let covered = PerCpuArray::try_from(ebpf.take_map("COVERED").context("COVERED map")?)?;
+        let attached = specs
+            .iter()
+            .map(|spec| {
+                use std::os::fd::{AsFd, AsRawFd};
+                let fd = ebpf
+                    .program(spec.name)
+                    .expect("loaded")
+                    .fd()?
+                    .as_fd()
+                    .as_raw_fd();
+                Ok((*spec, fd))
+            })
+            .collect::<Result<Vec<_>>>()?;
         let tracked = BpfHashMap::try_from(ebpf.take_map("TRACKED").context("TRACKED map")?)?;
         Ok(Self {
             logger,
@@ -355,6 +515,9 @@ impl Tracer {
                 .map_err(|e| anyhow!("polling the ring buffer: {e}"))?,
             lost,
             lost_seen: vec![0; LOST_SLOTS as usize],
+            attached,
+            covered,
+            skipped_seen: Default::default(),
             tracked,
         })
     }
@@ -413,6 +576,32 @@ impl Tracer {
                 *seen = total;
             }
         }
+        // Calls the kernel skipped. The skips are read before the standby copies' counts: a
+        // skip read here is then never one whose cover is still to come, and one not read
+        // yet is taken next time.
+        let skipped: Vec<(ProgramSpec, u64)> = self
+            .attached
+            .iter()
+            .map(|(spec, fd)| (*spec, recursion_misses(*fd)))
+            .collect();
+        let covered: Vec<u64> = (0..standby::HOOKS)
+            .map(|slot| {
+                self.covered
+                    .get(&slot, 0)
+                    .map(|v| v.iter().sum())
+                    .unwrap_or(0)
+            })
+            .collect();
+        for (slot, total) in uncovered_skips(&skipped, &covered) {
+            let seen = self.skipped_seen.entry(slot).or_default();
+            if total > *seen {
+                match out.iter_mut().find(|(s, _)| *s == slot) {
+                    Some((_, n)) => *n += total - *seen,
+                    None => out.push((slot, total - *seen)),
+                }
+                *seen = total;
+            }
+        }
         out
     }
 }
@@ -433,5 +622,105 @@ impl Drop for Tracer {
                 });
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recursion_misses_from_fdinfo() {
+        let text = "pos:\t0\nflags:\t02000002\nprog_type:\t26\nrun_time_ns:\t0\nrun_cnt:\t0\nrecursion_misses:\t37\nverified_insns:\t606\n";
+        assert_eq!(parse_recursion_misses(text), Some(37));
+        // Before 5.12 the kernel does not say.
+        assert_eq!(parse_recursion_misses("pos:\t0\nprog_id:\t5\n"), None);
+    }
+
+    #[test]
+    fn skips_a_standby_handled_are_not_lost() {
+        let features = Features {
+            bpf_loop: true,
+            current_task_btf: true,
+        };
+        let specs = programs(features);
+        let misses = |name: &str, n: u64| {
+            let spec = *specs.iter().find(|s| s.name == name).unwrap();
+            (spec, n)
+        };
+        let skipped = [
+            misses("sched_process_fork", 37),
+            misses("sched_process_fork_standby", 5),
+            misses("sched_process_exit", 29),
+            misses("sched_process_exit_standby", 2),
+            misses("sched_process_exit_standby2", 1),
+            misses("sys_exit_wait4", 3),
+        ];
+        let mut covered = vec![0; standby::HOOKS as usize];
+        covered[standby::FORK as usize] = 37;
+        covered[standby::EXIT as usize] = 27;
+        let lost = uncovered_skips(&skipped, &covered);
+        assert_eq!(lost.get(&kind::FORK), Some(&0));
+        assert_eq!(lost.get(&kind::EXIT), Some(&2));
+        assert_eq!(lost.get(&kind::WAIT), Some(&3));
+    }
+
+    #[test]
+    fn copies_attach_after_the_copies_before_them() {
+        let specs = programs(Features {
+            bpf_loop: true,
+            current_task_btf: true,
+        });
+        let order: Vec<&str> = attach_order(&specs).iter().map(|s| s.name).collect();
+        assert_eq!(order.len(), specs.len());
+        assert!(order[0].starts_with("sys_exit_"), "{order:?}");
+        let at = |name: &str| order.iter().position(|n| *n == name).unwrap();
+        for hook in ["fork", "exec", "exit", "free"] {
+            let p = format!("sched_process_{hook}");
+            assert!(at(&p) < at(&format!("{p}_standby")), "{order:?}");
+            assert!(
+                at(&format!("{p}_standby")) < at(&format!("{p}_standby2")),
+                "{order:?}"
+            );
+        }
+        // The end of a task before its beginning.
+        assert!(at("sched_process_free") < at("sched_switch"), "{order:?}");
+        assert!(at("sched_switch") < at("sched_process_exit"), "{order:?}");
+        assert!(
+            at("sched_process_exit") < at("sched_process_fork"),
+            "{order:?}"
+        );
+    }
+
+    #[test]
+    fn standby_copies_only_where_tracepoints_can_preempt_them() {
+        let names = |bpf_loop| -> Vec<&str> {
+            programs(Features {
+                bpf_loop,
+                current_task_btf: true,
+            })
+            .iter()
+            .filter(|s| matches!(s.role, Role::Standby(_)))
+            .map(|s| s.name)
+            .collect()
+        };
+        assert_eq!(
+            names(true),
+            [
+                "sched_process_fork_standby",
+                "sched_process_fork_standby2",
+                "sched_process_exec_standby",
+                "sched_process_exec_standby2",
+                "sched_process_exit_standby",
+                "sched_process_exit_standby2",
+                "sched_process_free_standby",
+                "sched_process_free_standby2",
+            ]
+        );
+        assert!(
+            !names(false)
+                .iter()
+                .any(|n| n.starts_with("sched_process_exit"))
+        );
     }
 }

@@ -767,7 +767,7 @@ fn exec_from_a_thread_is_one_process_with_one_zombie() {
         old_tid: 41,
         args_len: 0,
         args_total: 0,
-        _pad: 0,
+        exec_id: 1,
         filename: [0; FILENAME_LEN],
         args: [0; ARGS_LEN],
     });

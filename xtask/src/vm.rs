@@ -47,14 +47,7 @@ pub const PACKAGES: &[&str] = &[
 
 /// Scenario failures known and not yet understood, by kernel series: reported as KNOWN with
 /// their reason and the scenario's own, not failing the run. Each names what was seen.
-const KNOWN_FAILURES: &[(&str, &str, &str)] = &[(
-    "7.",
-    "threads-exit",
-    "on 7.x (7.3 in 3 of 3 runs, 7.0 in 1 of 3; never on 6.1 to 6.19), some of the 40 \
-     processes exiting together are missing from the recording altogether (no fork, exit or \
-     zombie record of one father, while its 39 siblings are whole and nothing was counted \
-     lost): not understood yet",
-)];
+const KNOWN_FAILURES: &[(&str, &str, &str)] = &[];
 
 /// How long one kernel may take, boot to power-off.
 const VM_TIMEOUT: Duration = Duration::from_secs(15 * 60);

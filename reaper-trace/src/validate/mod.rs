@@ -29,7 +29,7 @@ use crate::scenario::{REGISTRY, Scenario, ScenarioReport};
 use crate::session::{Session, SessionOptions};
 use crate::{preflight, procfs};
 
-use report::{Report, ScenarioResult, render_table};
+use report::{Report, ScenarioResult, Status, render_table};
 
 /// Default time a scenario may run before it is killed and reported as failed.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -142,8 +142,20 @@ pub async fn run(opts: ValidateOptions) -> Result<i32> {
             sigterm: &mut sigterm,
         };
         let started_ts = crate::clock::boottime_ns();
-        let (result, events, stopped) =
+        let (mut result, mut events, mut stopped) =
             run_one(&mut session, &exe, scenario, opts.timeout, &mut stop).await?;
+        // A failure while kernel records were lost says nothing of the kernel: what the
+        // scenario is about may be in what was not seen. It is run once more, and says so.
+        let lost = suite::kernel_records_lost(&events);
+        if !stopped && result.status == Status::Fail && lost > 0 {
+            let first = format!(
+                "run twice: {lost} kernel records were lost in the first run, which failed ({})",
+                result.reason.as_deref().unwrap_or("no reason given")
+            );
+            (result, events, stopped) =
+                run_one(&mut session, &exe, scenario, opts.timeout, &mut stop).await?;
+            result.notes.insert(0, first);
+        }
         if let Some(dir) = &opts.events_dir {
             let mut command = vec![exe.display().to_string(), "scenario".into()];
             command.push(scenario.name().into());

@@ -164,13 +164,7 @@ impl<'a> Judge<'a> {
 
     /// Kernel records lost while the scenario ran (every kind but `children`).
     pub fn lost(&self) -> u64 {
-        self.events
-            .iter()
-            .map(|e| match e {
-                Event::Lost { what, count, .. } if what != "children" => *count,
-                _ => 0,
-            })
-            .sum()
+        kernel_records_lost(self.events)
     }
 
     /// The one event in `found`, else a failure that says how many there were of `what`.
@@ -605,6 +599,17 @@ fn adoption(
         },
         ok,
     }
+}
+
+/// Kernel records lost in `events` (every kind but `children`, which a scenario asks for).
+pub fn kernel_records_lost(events: &[Event]) -> u64 {
+    events
+        .iter()
+        .map(|e| match e {
+            Event::Lost { what, count, .. } if what != "children" => *count,
+            _ => 0,
+        })
+        .sum()
 }
 
 /// Judges a scenario that ran to its end: its own check, on its own typed report.
