@@ -729,15 +729,20 @@ impl Model {
         } else {
             self.set_state(tid, TaskState::Zombie { since: Some(ts) });
             let task = &self.tasks[&tid];
-            out.push(Event::Zombie {
-                ts,
-                task: task.proc(),
-                parent: self.parent_proc(task),
-                status: ExitStatus::from_wait_status(e.exit_code),
-                autoreaped: false,
-                before_trace: false,
-            });
-            self.tasks.get_mut(&tid).expect("known").zombie_reported = true;
+            // A task that exited between attaching and reading /proc is already announced,
+            // as a zombie from before tracing: one zombie event per task (its records still
+            // give the time it became one).
+            if !task.zombie_reported {
+                out.push(Event::Zombie {
+                    ts,
+                    task: task.proc(),
+                    parent: self.parent_proc(task),
+                    status: ExitStatus::from_wait_status(e.exit_code),
+                    autoreaped: false,
+                    before_trace: false,
+                });
+                self.tasks.get_mut(&tid).expect("known").zombie_reported = true;
+            }
         }
         let task = &self.tasks[&tid];
         if task.level > 0 && task.ns_tgid == 1 {

@@ -968,6 +968,62 @@ fn clone_parent_names_the_real_parent_and_the_caller() {
     }
 }
 
+/// A task that exits after the programs are attached but before /proc is read is both a
+/// zombie from before tracing and a zombie of the records: one zombie event, not two (seen
+/// under a zombie storm, where tasks exit all the time).
+#[test]
+fn a_zombie_found_in_proc_and_in_the_records_is_announced_once() {
+    use reaper_trace::procfs::ProcTask;
+    let mut m = Model::new(Scope::All);
+    let parent = ProcTask {
+        tid: 90,
+        tgid: 90,
+        ppid: 1,
+        comm: "storm".into(),
+        state: 'S',
+        start_ticks: 5,
+        nspid: vec![90],
+        nstgid: vec![90],
+        pidns: ROOT_NS,
+    };
+    let child = ProcTask {
+        tid: 91,
+        tgid: 91,
+        ppid: 90,
+        comm: "storm".into(),
+        state: 'Z',
+        start_ticks: 12,
+        nspid: vec![91],
+        nstgid: vec![91],
+        pidns: ROOT_NS,
+    };
+    m.seed(&[parent, child]);
+    let before = m.zombies_before_trace(1_000);
+    assert_eq!(before.len(), 1, "{before:?}");
+    let (p, c) = (
+        info(90, 90, 50_000_000, "storm"),
+        info(91, 91, 123_456_789, "storm"),
+    );
+    let out = apply(
+        &mut m,
+        &[
+            exit(900, c, p, 0),
+            dead(950, c, p, exit_state::EXIT_ZOMBIE),
+            wait4(2_000, p, 91, 0),
+        ],
+    );
+    let zombies: Vec<&Event> = out
+        .iter()
+        .filter(|e| matches!(e, Event::Zombie { .. }))
+        .collect();
+    assert!(zombies.is_empty(), "a second zombie event: {out:?}");
+    // Reaped once, a zombie since its exit record.
+    assert_eq!(
+        reaps(&out),
+        [(91, 120_000_000, ReapHow::Wait4, Some(1_050))]
+    );
+}
+
 #[test]
 fn a_task_from_before_tracing_keeps_one_start_time() {
     use reaper_trace::procfs::ProcTask;

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use reaper_trace_tests::{
     ChildGuard, TempPath, Trace, assert_consistent, assert_consistent_for,
     assert_programs_released, assert_user_error, our_programs, reaper_trace, require_root,
-    wait_for_header,
+    task_identity, wait_for_header,
 };
 use serde_json::Value;
 
@@ -98,6 +98,21 @@ fn wait_pid(pid: libc::pid_t) -> i32 {
     status
 }
 
+/// `/proc/PID/stat`'s start time (clock ticks since boot), while `pid` is in `/proc`.
+fn start_ticks(pid: libc::pid_t) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    // After the comm: state is field 3, starttime field 22.
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// A recorded task's start time in clock ticks (the recording's are nanoseconds).
+fn start_tick(task: &Value) -> Option<u64> {
+    // SAFETY: sysconf has no preconditions.
+    let ticks_ns = 1_000_000_000 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    Some(task["start"].as_u64()? / ticks_ns)
+}
+
 /// Records the whole machine while `parents` processes at once each fork `BURST`
 /// short-lived children, stopping (SIGINT) once they are done however long that took on a
 /// loaded machine, and checks that what was not recorded was counted as lost.
@@ -113,6 +128,12 @@ fn burst_recording(ring_mib: Option<&str>, parents: usize) {
 
     let started = Instant::now();
     let pids: Vec<libc::pid_t> = (0..parents).map(|_| fork_burst(BURST)).collect();
+    // Each burst's parent as the kernel knows it (pid, start tick), read while it is ours
+    // and not reaped: pids are soon reused on a busy machine (pid_max is often 32768).
+    let parents_start: Vec<u64> = pids
+        .iter()
+        .map(|&pid| start_ticks(pid).expect("a burst's parent is in /proc until reaped"))
+        .collect();
     for &pid in &pids {
         let status = wait_pid(pid);
         assert!(
@@ -136,17 +157,19 @@ fn burst_recording(ring_mib: Option<&str>, parents: usize) {
     );
     let trace = read_whole(&out.0);
 
-    let mut all = HashSet::new();
+    // The bursts' tasks by identity (pid, start): their pids, reused by other processes
+    // while the recording runs, name other tasks too.
+    let mut all: HashSet<(u64, u64)> = HashSet::new();
     let mut missing = [0u64; 3];
-    for &pid in &pids {
-        let parent = pid as u32;
+    for (&pid, &ticks) in pids.iter().zip(&parents_start) {
+        let is_parent = |p: &Value| p["pid"] == pid as u32 && start_tick(p) == Some(ticks);
         // The burst's children, however they show up (a fork record may be lost while the
         // child's exit is not).
-        let children_in = |ty: &str, field: &str, link: &str| -> HashSet<u64> {
+        let children_in = |ty: &str, field: &str, link: &str| -> HashSet<(u64, u64)> {
             trace
                 .of_type(ty)
-                .filter(|e| e[link]["pid"] == parent && e[field]["pid"] != parent)
-                .map(|e| e[field]["pid"].as_u64().expect("pid"))
+                .filter(|e| is_parent(&e[link]) && !is_parent(&e[field]))
+                .map(|e| task_identity(&e[field]))
                 .collect()
         };
         let seen = [
@@ -156,7 +179,7 @@ fn burst_recording(ring_mib: Option<&str>, parents: usize) {
         ];
         assert!(
             !seen[0].is_empty() && !seen[1].is_empty(),
-            "nothing of burst {parent} was recorded"
+            "nothing of burst {pid} was recorded"
         );
         for (m, s) in missing.iter_mut().zip(&seen) {
             assert!(
@@ -166,8 +189,15 @@ fn burst_recording(ring_mib: Option<&str>, parents: usize) {
             );
             *m += (BURST - s.len()) as u64;
         }
-        all.insert(u64::from(parent));
         all.extend(seen.into_iter().flatten());
+        all.extend(
+            trace
+                .events
+                .iter()
+                .flat_map(|e| ["task", "parent", "child"].map(|f| &e[f]))
+                .filter(|p| is_parent(p))
+                .map(task_identity),
+        );
     }
     let lost: Vec<(&str, u64)> = trace
         .of_type("lost")
@@ -191,9 +221,7 @@ fn burst_recording(ring_mib: Option<&str>, parents: usize) {
         );
     }
     // Every zombie of the burst was reaped in the recording, after it became one.
-    let checked = assert_consistent_for(&trace, |task| {
-        task["pid"].as_u64().is_some_and(|p| all.contains(&p))
-    });
+    let checked = assert_consistent_for(&trace, |task| all.contains(&task_identity(task)));
     assert!(checked > 0, "no zombie of the burst was recorded");
 }
 

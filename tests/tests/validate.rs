@@ -14,8 +14,9 @@ use std::sync::Mutex;
 use reaper_trace_tests::{TempPath, reaper_init, reaper_trace, require_root};
 use serde_json::Value;
 
-/// The runs are serialised: each one loads its own programs, and the timing-sensitive
-/// scenarios (a zombie reaped within 100 ms) are best not run on a CPU shared with another.
+/// The runs are serialised: each one loads its own programs, the timing-sensitive scenarios
+/// (a zombie reaped within 100 ms) are best not run on a CPU shared with another, and what a
+/// run leaves behind is found among the test's children (see [`Subreaper`]).
 static SERIAL: Mutex<()> = Mutex::new(());
 
 /// Every scenario the issue asks for.
@@ -42,37 +43,82 @@ const REQUIRED: &[&str] = &[
     "pid-reuse",
 ];
 
-/// Clock ticks since boot (the unit of `/proc/PID/stat`'s start time).
-fn now_ticks() -> u64 {
-    let up = std::fs::read_to_string("/proc/uptime").expect("/proc/uptime");
-    let secs: f64 = up.split_whitespace().next().unwrap().parse().unwrap();
-    (secs * 100.0) as u64
+/// While alive, this process is a child subreaper (`PR_SET_CHILD_SUBREAPER`): whatever a run
+/// of `validate` leaves behind is reparented to the test when `validate` exits, instead of
+/// to the machine's init, where it could not be told from anyone else's processes.
+struct Subreaper;
+
+impl Subreaper {
+    fn new() -> Subreaper {
+        // SAFETY: prctl with integer arguments only.
+        let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+        assert_eq!(
+            rc,
+            0,
+            "PR_SET_CHILD_SUBREAPER: {}",
+            std::io::Error::last_os_error()
+        );
+        Subreaper
+    }
 }
 
-/// Processes among `pids` that still exist and started within `[from, to]` ticks: a
-/// scenario's process that survived (a reused pid starts later).
-fn survivors(pids: &BTreeSet<u64>, from: u64, to: u64) -> Vec<String> {
-    pids.iter()
-        .filter_map(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            let close = stat.rfind(')')?;
-            let start: u64 = stat[close + 1..].split_whitespace().nth(19)?.parse().ok()?;
-            (from.saturating_sub(1)..=to + 1)
-                .contains(&start)
-                .then(|| stat.trim().to_string())
+impl Drop for Subreaper {
+    fn drop(&mut self) {
+        // SAFETY: as above.
+        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0) };
+    }
+}
+
+/// This process's children (of any of its threads: an orphan is given to one of them), as
+/// the kernel lists them, zombies included.
+fn own_children() -> BTreeSet<u32> {
+    std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task")
+        .flatten()
+        .flat_map(|t| {
+            std::fs::read_to_string(t.path().join("children"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|c| c.parse().ok())
+                .collect::<Vec<u32>>()
         })
         .collect()
+}
+
+/// The processes a run left behind: those reparented to the test (the subreaper) when
+/// `validate` exited, with their `/proc/PID/stat` lines. They are killed and reaped, and so
+/// are theirs, which come to the test in turn.
+fn adopted_survivors() -> Vec<String> {
+    let mut left = Vec::new();
+    for _ in 0..100 {
+        let children = own_children();
+        if children.is_empty() {
+            break;
+        }
+        for pid in children {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            left.push(format!("{pid}: {}", stat.trim()));
+            // SAFETY: our own child (adopted), not reaped yet: the pid is still its.
+            unsafe {
+                libc::kill(pid as i32, libc::SIGKILL);
+                libc::waitpid(pid as i32, std::ptr::null_mut(), 0);
+            }
+        }
+    }
+    left
 }
 
 struct Run {
     output: Output,
     report: Value,
-    started: u64,
-    ended: u64,
+    /// Processes of the run still there after `validate` exited (see [`adopted_survivors`]).
+    survivors: Vec<String>,
 }
 
+/// `reaper-trace validate --json ARGS`. The callers hold [`SERIAL`], so that the test's
+/// other children are not mistaken for processes the run left behind.
 fn validate(args: &[&str]) -> Run {
-    let started = now_ticks();
+    let subreaper = Subreaper::new();
     let output = Command::new(reaper_trace())
         .arg("validate")
         .arg("--json")
@@ -80,7 +126,8 @@ fn validate(args: &[&str]) -> Run {
         .env("REAPER_INIT_BIN", reaper_init())
         .output()
         .expect("reaper-trace runs");
-    let ended = now_ticks();
+    let survivors = adopted_survivors();
+    drop(subreaper);
     let stdout = String::from_utf8_lossy(&output.stdout);
     let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
         panic!(
@@ -92,8 +139,7 @@ fn validate(args: &[&str]) -> Run {
     Run {
         output,
         report,
-        started,
-        ended,
+        survivors,
     }
 }
 
@@ -108,25 +154,17 @@ fn result<'a>(report: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no result for {name}: {report:#}"))
 }
 
-/// Every process a run's scenarios created.
-fn all_processes(report: &Value) -> BTreeSet<u64> {
-    results(report)
-        .iter()
-        .flat_map(|r| r["processes"].as_array().cloned().unwrap_or_default())
-        .filter_map(|p| p.as_u64())
-        .collect()
-}
-
 fn assert_nothing_left(run: &Run) {
     for r in results(&run.report) {
         assert_eq!(r["leftover"], serde_json::json!([]), "{r:#}");
     }
-    let pids = all_processes(&run.report);
-    let left = survivors(&pids, run.started, run.ended);
+    // Checked against the kernel's parentage rather than by pid: on a busy machine (pid_max
+    // 32768, a fork storm beside) a scenario's pid is soon someone else's, even a thread's,
+    // started within the run.
     assert!(
-        left.is_empty(),
-        "scenario processes survived the run:\n{}",
-        left.join("\n")
+        run.survivors.is_empty(),
+        "scenario processes survived the run (pid: /proc/PID/stat):\n{}",
+        run.survivors.join("\n")
     );
 }
 
@@ -373,6 +411,8 @@ fn a_hanging_scenario_is_failed_with_the_reason_and_cleaned_up() {
 #[test]
 fn without_privileges_it_fails_with_one_line() {
     require_root();
+    // Its child would be taken for a process another test's run left behind.
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     // A copy that an unprivileged user can execute wherever the build tree is.
     let copy = TempPath::new("reaper-trace");
     std::fs::copy(reaper_trace(), &copy.0).expect("copy the binary");

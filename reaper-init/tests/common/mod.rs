@@ -268,15 +268,26 @@ pub fn is_root() -> bool {
 }
 
 /// Shell function used by the in-child zombie checks: `count_zombies PPID`
-/// prints how many zombies have parent pid PPID. It parses /proc/*/stat with
-/// shell builtins only (no fork per process), splitting after the last ") "
-/// of the command name like `proc_stat` does.
+/// prints how many zombies have parent pid PPID. It reads the kernel's list of
+/// PPID's children (`/proc/PPID/task/*/children`, zombies included) and their
+/// `stat`, with shell builtins only (no fork per process), splitting after the
+/// last ") " of the command name like `proc_stat` does. Only PPID's children are
+/// read, not every process: a scan of all of /proc takes seconds in a shell on a
+/// machine with tens of thousands of tasks (a zombie storm beside the tests), which
+/// ran a test past its timeout.
 pub const COUNT_ZOMBIES_SH: &str = r#"
 count_zombies() {
     want=$1
     n=0
-    for f in /proc/[0-9]*/stat; do
-        read -r line 2>/dev/null < "$f" || continue
+    kids=
+    for t in /proc/"$want"/task/*/children; do
+        # One line of pids without a newline at its end: `read` fails, but sets it.
+        line=
+        read -r line 2>/dev/null < "$t"
+        kids="$kids $line"
+    done
+    for c in $kids; do
+        read -r line 2>/dev/null < /proc/"$c"/stat || continue
         rest=${line##*) }
         set -f
         set -- $rest
