@@ -197,6 +197,10 @@ struct ValidateArgs {
     /// Time each scenario may run before it is killed and failed, e.g. `15s`, `500ms`, `2`.
     #[arg(long, value_name = "SECS", default_value = "15s", value_parser = parse_duration)]
     timeout: Duration,
+    /// How soon a reaping init must reap an orphan's zombie in the pid1-* scenarios, e.g.
+    /// `100ms`; raise it on a slow machine (an emulated one, or one under heavy load).
+    #[arg(long, value_name = "TIME", default_value = "100ms", value_parser = parse_duration)]
+    reap_within: Duration,
     /// Print one JSON document instead of the table.
     #[arg(long)]
     json: bool,
@@ -293,6 +297,7 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Validate(a) => runtime()?.block_on(validate::run(validate::ValidateOptions {
             only: a.only,
             timeout: a.timeout,
+            reap_within: a.reap_within,
             json: a.json,
             ring_bytes: a.ring_mib << 20,
             events_dir: a.events,

@@ -45,6 +45,8 @@ pub struct ValidateOptions {
     /// Scenarios to run, in this order (empty: the whole suite).
     pub only: Vec<String>,
     pub timeout: Duration,
+    /// How soon a reaping init must reap an orphan's zombie (pid1-* scenarios).
+    pub reap_within: Duration,
     pub json: bool,
     pub ring_bytes: u32,
     /// Write each scenario's events to `DIR/NAME.jsonl`: the evidence behind its verdict.
@@ -141,9 +143,10 @@ pub async fn run(opts: ValidateOptions) -> Result<i32> {
             sigint: &mut sigint,
             sigterm: &mut sigterm,
         };
+        let limits = (opts.timeout, opts.reap_within);
         let started_ts = crate::clock::boottime_ns();
         let (mut result, mut events, mut stopped) =
-            run_one(&mut session, &exe, scenario, opts.timeout, &mut stop).await?;
+            run_one(&mut session, &exe, scenario, limits, &mut stop).await?;
         // A failure while kernel records were lost says nothing of the kernel: what the
         // scenario is about may be in what was not seen. It is run once more, and says so.
         let lost = suite::kernel_records_lost(&events);
@@ -153,7 +156,7 @@ pub async fn run(opts: ValidateOptions) -> Result<i32> {
                 result.reason.as_deref().unwrap_or("no reason given")
             );
             (result, events, stopped) =
-                run_one(&mut session, &exe, scenario, opts.timeout, &mut stop).await?;
+                run_one(&mut session, &exe, scenario, limits, &mut stop).await?;
             result.notes.insert(0, first);
         }
         if let Some(dir) = &opts.events_dir {
@@ -441,7 +444,7 @@ async fn run_one(
     session: &mut Session,
     exe: &Path,
     scenario: &dyn Scenario,
-    timeout: Duration,
+    (timeout, reap_within): (Duration, Duration),
     stop: &mut Stop<'_>,
 ) -> Result<(ScenarioResult, Vec<Event>, bool)> {
     let started = Instant::now();
@@ -552,7 +555,7 @@ async fn run_one(
     } else {
         match (status, report) {
             (Some(s), Some(report)) if libc::WIFEXITED(s) && libc::WEXITSTATUS(s) == 0 => {
-                suite::evaluate(scenario, &report, &events)
+                suite::evaluate(scenario, &report, &events, reap_within)
             }
             (s, _) => {
                 let mut r = ScenarioResult::new(name, description);

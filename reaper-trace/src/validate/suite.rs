@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Display;
+use std::time::Duration;
 
 use crate::event::{Event, Proc, ReapHow, ReaperKind, Verdict};
 use crate::scenario::{Scenario, ScenarioReport};
@@ -27,6 +28,8 @@ pub struct Judge<'a> {
     result: ScenarioResult,
     /// Start times (`/proc` ticks) of the scenario's tasks that reported them, by thread id.
     starts: BTreeMap<u32, u64>,
+    /// How soon a reaping init must reap an orphan's zombie, in milliseconds.
+    reap_within_ms: f64,
 }
 
 impl<'a> Judge<'a> {
@@ -38,6 +41,7 @@ impl<'a> Judge<'a> {
             events,
             result,
             starts: BTreeMap::new(),
+            reap_within_ms: REAP_WITHIN_MS,
         }
     }
 
@@ -46,6 +50,17 @@ impl<'a> Judge<'a> {
     pub fn with_starts(mut self, starts: BTreeMap<u32, u64>) -> Self {
         self.starts = starts;
         self
+    }
+
+    pub fn with_reap_within(mut self, limit: Duration) -> Self {
+        self.reap_within_ms = limit.as_secs_f64() * 1000.0;
+        self
+    }
+
+    /// How soon a reaping init must reap an orphan's zombie, in milliseconds
+    /// (`validate --reap-within`, [`REAP_WITHIN_MS`] by default).
+    pub fn reap_within_ms(&self) -> f64 {
+        self.reap_within_ms
     }
 
     /// Is `p` the task the scenario means by its thread id (same start, where known)?
@@ -617,9 +632,11 @@ pub fn evaluate(
     scenario: &dyn Scenario,
     report: &ScenarioReport,
     events: &[Event],
+    reap_within: Duration,
 ) -> ScenarioResult {
-    let mut j =
-        Judge::new(scenario.name(), scenario.about(), events).with_starts(report.starts.clone());
+    let mut j = Judge::new(scenario.name(), scenario.about(), events)
+        .with_starts(report.starts.clone())
+        .with_reap_within(reap_within);
     j.result.pids = report.pids.clone();
     if let Err(e) = scenario.judge(&report.pids, &mut j) {
         j.fail(format!("the scenario's report does not parse: {e}"));
