@@ -25,9 +25,9 @@ use reaper_trace_common::{
     MAX_ANCESTOR_THREADS, MAX_ANCESTORS, MAX_CHILDREN, MAX_CHILDREN_COUNTED,
     MAX_CHILDREN_COUNTED_BOUNDED, MAX_PID_LEVELS, MAX_SUBREAPERS, MAX_THREADS, MAX_TRACKED,
     MAX_TRACKED_ZOMBIE_PIDS, Offsets, PendingCall, PendingChildren, REPARENT_REAPER_ID_ONLY,
-    REPARENT_RELEASED, ReaperSnapshot, ReparentEvent, SnapshotEvent, SubreaperEvent, TaskId,
-    TREE_MAX_THREADS, TaskInfo, TreeTask, UPid, WaitEvent, exit_state, kind, ns_pid_key, tree_flag,
-    wait_syscall,
+    REPARENT_RELEASED, ReaperSnapshot, ReparentEvent, SnapshotEvent, SubreaperEvent,
+    TREE_MAX_THREADS, TaskId, TaskInfo, TreeTask, UPid, WaitEvent, exit_state, kind, ns_pid_key,
+    tree_flag, wait_syscall,
 };
 
 /// Filled in by userspace before load (see `Offsets`). `valid == 0` keeps every program idle.

@@ -326,7 +326,9 @@ pub fn read_task_iterator(kernel: &Kernel) -> Result<(Vec<u8>, std::time::Durati
     let link = prog.take_link(link_id)?;
     let started = std::time::Instant::now();
     let mut file = link.into_file().map_err(|e| {
-        anyhow!("opening the task iterator failed: {e}: the kernel needs BPF iterators (Linux 5.8+)")
+        anyhow!(
+            "opening the task iterator failed: {e}: the kernel needs BPF iterators (Linux 5.8+)"
+        )
     })?;
     let mut out = Vec::with_capacity(256 << 10);
     // Large reads: the kernel fills each read's buffer from as many tasks as fit, so fewer

@@ -88,7 +88,9 @@ impl Tree {
         // The zombies are zombies, every thread is in place.
         for (name, ids) in &tree.ids {
             if name.starts_with('z') {
-                wait_until(&format!("{name} is a zombie"), || state(ids[0]) == Some('Z'));
+                wait_until(&format!("{name} is a zombie"), || {
+                    state(ids[0]) == Some('Z')
+                });
             }
         }
         tree
@@ -106,7 +108,12 @@ impl Tree {
     /// `tree --json --threads` of the builder's subtree.
     fn snapshot(&self) -> Value {
         let out = Command::new(reaper_trace())
-            .args(["tree", "--json", "--threads", &self.builder.id().to_string()])
+            .args([
+                "tree",
+                "--json",
+                "--threads",
+                &self.builder.id().to_string(),
+            ])
             .output()
             .expect("reaper-trace runs");
         assert!(
@@ -271,13 +278,22 @@ fn nested_pid_namespaces() {
     let doc = tree.snapshot();
     let i1 = process(&doc, tree.pid("i1"));
     let i2 = process(&doc, tree.pid("i2"));
-    assert_eq!((i1["ns_init"].clone(), i1["ns_pid"].clone()), (json!(true), json!(1)));
-    assert_eq!((i2["ns_init"].clone(), i2["ns_pid"].clone()), (json!(true), json!(1)));
+    assert_eq!(
+        (i1["ns_init"].clone(), i1["ns_pid"].clone()),
+        (json!(true), json!(1))
+    );
+    assert_eq!(
+        (i2["ns_init"].clone(), i2["ns_pid"].clone()),
+        (json!(true), json!(1))
+    );
     assert_eq!(i2["level"], i1["level"].as_u64().unwrap() + 1);
     // An init's own death tears its namespace down.
     assert_eq!(i2["orphans_to"]["kind"], "teardown", "{i2}");
     let d = process(&doc, tree.pid("d"));
-    assert_eq!(d["pids"].as_array().unwrap().len() as u64, d["level"].as_u64().unwrap() + 1);
+    assert_eq!(
+        d["pids"].as_array().unwrap().len() as u64,
+        d["level"].as_u64().unwrap() + 1
+    );
     // In the inner namespace, the subreaper outside it does not count.
     let r = kill_and_check(&tree, "c", "init");
     assert_eq!(r["pid"], tree.pid("i2"));
@@ -385,7 +401,10 @@ fn zombie_held_by_a_pid_1_that_never_waits() {
     }
     let pi = process(&doc, i);
     assert_eq!(pi["ns_init"], true);
-    assert!(pi["children"].as_array().unwrap().contains(&json!(z)), "{pi}");
+    assert!(
+        pi["children"].as_array().unwrap().contains(&json!(z)),
+        "{pi}"
+    );
 }
 
 #[test]

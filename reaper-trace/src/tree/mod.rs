@@ -421,8 +421,7 @@ pub trait Containers {
 
 impl Containers for Resolver {
     fn container(&mut self, pidns: u32, init_pid: u32) -> Option<ContainerInfo> {
-        self.is_new(pidns)
-            .then(|| self.resolve(pidns, init_pid, 1))
+        self.is_new(pidns).then(|| self.resolve(pidns, init_pid, 1))
     }
 }
 
@@ -499,14 +498,7 @@ pub fn assemble(
             continue;
         }
         let kids = children.get(&tgid).cloned().unwrap_or_default();
-        out.push(process(
-            snap,
-            tgid,
-            depth,
-            kids.clone(),
-            opts,
-            containers,
-        ));
+        out.push(process(snap, tgid, depth, kids.clone(), opts, containers));
         for &k in kids.iter().rev() {
             stack.push((k, depth + 1));
         }

@@ -87,7 +87,12 @@ fn become_node(node: &Value) -> ! {
         set_subreaper(true);
     }
     // SAFETY: installs a handler that only calls exit(2).
-    unsafe { libc::signal(libc::SIGUSR1, exit_thread as *const () as libc::sighandler_t) };
+    unsafe {
+        libc::signal(
+            libc::SIGUSR1,
+            exit_thread as *const () as libc::sighandler_t,
+        )
+    };
     let mut tids = vec![global_tid()];
     let mut forkers = Vec::new();
     let nthreads = node["threads"].as_u64().unwrap_or(0);
@@ -119,7 +124,12 @@ fn become_node(node: &Value) -> ! {
         // SAFETY: the child writes a line and exits.
         let pid = unsafe { libc::fork() };
         if pid == 0 {
-            write_line(&format!("{} {} {}", z.as_str().unwrap(), global_pid(), global_tid()));
+            write_line(&format!(
+                "{} {} {}",
+                z.as_str().unwrap(),
+                global_pid(),
+                global_tid()
+            ));
             // SAFETY: ends the child at once.
             unsafe { libc::_exit(0) };
         }
@@ -135,8 +145,8 @@ fn become_node(node: &Value) -> ! {
 }
 
 fn main() {
-    let spec: Value = serde_json::from_str(&std::env::args().nth(1).expect("a JSON spec"))
-        .expect("valid JSON");
+    let spec: Value =
+        serde_json::from_str(&std::env::args().nth(1).expect("a JSON spec")).expect("valid JSON");
     set_subreaper(true);
     spawn(&spec);
     // Reap what is adopted (and the root when it is killed); wait for the test to kill us.
