@@ -424,6 +424,54 @@ pub struct SubreaperEvent {
     pub _pad: u32,
 }
 
+/// Threads of a group scanned, in the kernel's thread-list order, for the first two that are
+/// not exiting (`tree`'s iterator): what `find_alive_thread` would return for any of them.
+pub const TREE_MAX_THREADS: usize = 32;
+
+/// `TreeTask::flags` bits.
+pub mod tree_flag {
+    /// `signal->is_child_subreaper`: the process called `PR_SET_CHILD_SUBREAPER`.
+    pub const IS_CHILD_SUBREAPER: u32 = 1;
+    /// `signal->has_child_subreaper`: some ancestor is (or was) a subreaper, so
+    /// `find_new_reaper` walks the ancestors.
+    pub const HAS_CHILD_SUBREAPER: u32 = 2;
+    /// The thread scan stopped at `TREE_MAX_THREADS` before it found two live threads.
+    pub const ALIVE_INCOMPLETE: u32 = 4;
+    /// `SIGNAL_GROUP_EXIT`: the whole group is exiting.
+    pub const GROUP_EXIT: u32 = 8;
+}
+
+/// One task (thread) as the `tree` iterator (`iter/task`) reads it: one fixed-size record
+/// per task, written with `bpf_seq_write`, read under RCU at one moment for that task.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TreeTask {
+    /// `size_of::<TreeTask>()`: userspace checks it before it trusts the layout.
+    pub size: u32,
+    /// `TREE_FLAG_*` bits ([`tree_flag`]).
+    pub flags: u32,
+    /// Identity, namespace pids, namespace, comm.
+    pub task: TaskInfo,
+    /// The group leader's start time: what names the process.
+    pub leader_start_ns: u64,
+    /// `real_parent` (a thread: the one that forked this process, or its replacement).
+    pub parent: TaskId,
+    /// `child_reaper` of the task's pid namespace.
+    pub child_reaper: TaskId,
+    /// The first two threads of the group without `PF_EXITING`, in thread-list order (tid 0:
+    /// none found).
+    pub alive: [TaskId; 2],
+    /// `task_struct::flags` (`PF_EXITING`, `PF_KTHREAD`, ...).
+    pub task_flags: u32,
+    /// `task_struct::exit_state` ([`exit_state`]).
+    pub exit_state: u32,
+    /// `signal->nr_threads`.
+    pub nr_threads: u32,
+    pub _pad: u32,
+    /// Pid numbers at levels `0..=task.level` (capped at `MAX_PID_LEVELS`), zeros above.
+    pub pids: [UPid; MAX_PID_LEVELS],
+}
+
 /// Kernel structure offsets, resolved by userspace from the running kernel's BTF
 /// (`/sys/kernel/btf/vmlinux`) and written into the program's read-only data before load.
 /// The eBPF side has no CO-RE, so this is how one build runs on many kernels.

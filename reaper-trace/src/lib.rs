@@ -26,5 +26,6 @@ pub mod scenario;
 mod schema_doc;
 pub mod session;
 pub mod tracer;
+pub mod tree;
 pub mod validate;
 pub mod view;

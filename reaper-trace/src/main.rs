@@ -9,7 +9,7 @@ use std::io::Write as _;
 use anyhow::Result;
 use clap::{CommandFactory, Parser, Subcommand};
 use reaper_trace::exit::Exit;
-use reaper_trace::{check, daemon, dashboard, doctor, record, scenario, tracer, validate};
+use reaper_trace::{check, daemon, dashboard, doctor, record, scenario, tracer, tree, validate};
 
 #[derive(Parser)]
 #[command(
@@ -39,6 +39,10 @@ enum Command {
     /// Name every namespace init or subreaper that holds zombies past the threshold (it
     /// adopted orphans and did not reap them); exits 1 when it finds one (a health check).
     Doctor(DoctorArgs),
+    /// Print the process tree as the kernel's reaper logic sees it: subreapers, namespace inits,
+    /// zombies and who must reap them, and where each process's children would go if it died
+    /// now (from one pass of a BPF task iterator; nothing is attached).
+    Tree(TreeArgs),
     /// Check that this kernel can run reaper-trace: verify every program it would load here
     /// (attaching none) and print what the verifier processed, or why it refused one.
     Check {
@@ -173,6 +177,20 @@ struct DaemonArgs {
 }
 
 #[derive(clap::Args)]
+struct TreeArgs {
+    /// Show only these processes' subtrees (global pids; all processes by default).
+    #[arg(value_name = "PID")]
+    pids: Vec<u32>,
+    /// Print one JSON document instead of the tree.
+    #[arg(long)]
+    json: bool,
+    /// List each process's threads, and where each thread's own children would go if that
+    /// thread alone exited.
+    #[arg(long)]
+    threads: bool,
+}
+
+#[derive(clap::Args)]
 struct DoctorArgs {
     /// Watch this long before reporting, e.g. `10s`, `1m` (Ctrl-C reports at once).
     #[arg(short, long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
@@ -288,6 +306,13 @@ fn run(cli: Cli) -> Result<i32> {
     match command {
         Command::Top(a) => runtime()?.block_on(dashboard::run(a.options())),
         Command::Check { json } => check::run(json),
+        Command::Tree(a) => tree::run(
+            &tree::Options {
+                pids: a.pids,
+                threads: a.threads,
+            },
+            a.json,
+        ),
         Command::Doctor(a) => runtime()?.block_on(doctor::run(doctor::DoctorOptions {
             duration: a.duration,
             zombie_threshold: a.zombie_threshold,
@@ -702,6 +727,7 @@ mod tests {
                 "reaper-trace-validate.1",
                 "reaper-trace-daemon.1",
                 "reaper-trace-doctor.1",
+                "reaper-trace-tree.1",
                 "reaper-trace-check.1"
             ]
         );

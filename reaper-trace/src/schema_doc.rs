@@ -299,3 +299,95 @@ fn the_validate_json_table_matches_the_types() {
         object(&report),
     );
 }
+
+#[test]
+fn the_tree_json_tables_match_the_types() {
+    use crate::tree::{
+        Destination, LevelPid, OrphanKind, ProcessNode, State, TREE_SCHEMA, TaskRef, ThreadNode,
+        TreeDoc,
+    };
+    let doc = section("### `tree --json`");
+    let task = TaskRef {
+        pid: 1,
+        tid: 1,
+        ns_pid: 1,
+        comm: "c".into(),
+    };
+    let decided = Destination {
+        kind: OrphanKind::Init,
+        reaper: Some(task.clone()),
+        reason: None,
+    };
+    let undecided = Destination {
+        kind: OrphanKind::Undecided,
+        reaper: None,
+        reason: Some("why".into()),
+    };
+    for (name, d) in [("reaper", &decided), ("reason", &undecided)] {
+        assert!(object(d).contains_key(name));
+    }
+    let thread = ThreadNode {
+        tid: 1,
+        ns_tid: 1,
+        comm: "c".into(),
+        state: State::Live,
+        children: vec![],
+        orphans_to: decided.clone(),
+    };
+    let node = |full: bool| ProcessNode {
+        pid: 1,
+        ns_pid: 1,
+        pidns: 1,
+        level: 0,
+        start: 1,
+        comm: "c".into(),
+        depth: 0,
+        parent: full.then(|| task.clone()),
+        pids: vec![LevelPid { nr: 1, pidns: 1 }],
+        state: State::Zombie,
+        subreaper: false,
+        has_child_subreaper: false,
+        ns_init: true,
+        container: full.then(Default::default),
+        kernel_thread: full,
+        leader_exited: full,
+        reaped_by: full.then(|| task.clone()),
+        nr_threads: 1,
+        threads: full.then(|| vec![thread.clone()]),
+        children: vec![],
+        orphans_to: decided.clone(),
+    };
+    let table = &doc[doc.find("A process:").expect("the process table")..];
+    check(
+        "tree process",
+        table,
+        object(&node(true)),
+        object(&node(false)),
+    );
+    for key in object(&thread).keys() {
+        assert!(
+            table.contains(key.as_str()),
+            "thread `{key}` is not in the README"
+        );
+    }
+    for key in ["kind", "reaper", "reason"] {
+        assert!(
+            table.contains(key),
+            "orphans_to `{key}` is not in the README"
+        );
+    }
+    let top = TreeDoc {
+        schema: TREE_SCHEMA,
+        kernel: "k".into(),
+        taken_ts: 1,
+        read_ns: 1,
+        tasks: 1,
+        processes: vec![],
+    };
+    check(
+        "tree document",
+        &doc[..doc.find("A process:").unwrap()],
+        object(&top),
+        object(&top),
+    );
+}

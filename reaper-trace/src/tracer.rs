@@ -5,7 +5,7 @@ use anyhow::{Context, Result, anyhow};
 use aya::{
     Btf, Ebpf, EbpfLoader,
     maps::{HashMap as BpfHashMap, MapData, PerCpuArray},
-    programs::{BtfTracePoint, Program, TracePoint},
+    programs::{BtfTracePoint, Iter, Program, TracePoint},
 };
 use aya_log::EbpfLogger;
 use reaper_trace_common::{LOST_SLOTS, Offsets, kind, standby};
@@ -22,6 +22,8 @@ pub enum Hook {
     Btf(&'static str),
     /// A classic tracepoint of the `syscalls` category (needs tracefs).
     Syscall(&'static str),
+    /// A BPF iterator (`iter/NAME`): run on demand, never attached to an event.
+    Iter(&'static str),
 }
 
 impl std::fmt::Display for Hook {
@@ -29,6 +31,7 @@ impl std::fmt::Display for Hook {
         match self {
             Hook::Btf(name) => write!(f, "tp_btf/{name}"),
             Hook::Syscall(name) => write!(f, "syscalls/{name}"),
+            Hook::Iter(name) => write!(f, "iter/{name}"),
         }
     }
 }
@@ -229,6 +232,16 @@ fn uncovered_skips(
     lost
 }
 
+/// `reaper-trace tree`'s task iterator: not part of the tracer, loaded on its own when a
+/// snapshot is asked for (and verified by `check` with the others).
+pub const TREE_PROGRAM: ProgramSpec = ProgramSpec {
+    name: "tree_task",
+    hook: Hook::Iter("task"),
+    role: Role::Only,
+    // Never attached to a hook: nothing it could skip.
+    skipped_as: 0,
+};
+
 pub const DEFAULT_RING_BYTES: u32 = 4 << 20;
 
 /// What to do when the ring buffer can't be had: it is kernel memory (charged to the memory
@@ -361,6 +374,10 @@ fn load(ebpf: &mut Ebpf, spec: &ProgramSpec, btf: &Btf) -> Result<()> {
             let prog: &mut TracePoint = prog.try_into()?;
             prog.load().map_err(|e| refused(spec, e))
         }
+        Hook::Iter(kind) => {
+            let prog: &mut Iter = prog.try_into()?;
+            prog.load(kind, btf).map_err(|e| refused(spec, e))
+        }
     }
 }
 
@@ -375,6 +392,10 @@ fn attach(ebpf: &mut Ebpf, spec: &ProgramSpec) -> Result<()> {
         Hook::Syscall(name) => {
             let prog: &mut TracePoint = prog.try_into()?;
             prog.attach("syscalls", name).map(drop)
+        }
+        Hook::Iter(_) => {
+            let prog: &mut Iter = prog.try_into()?;
+            prog.attach().map(drop)
         }
     }
     .map_err(|e| anyhow!("attaching {} to {} failed: {e}", spec.name, spec.hook))
@@ -418,7 +439,7 @@ pub fn verify_all(kernel: &Kernel) -> Result<Vec<Verified>> {
     let mut ebpf = open_object(&kernel.offsets, 1 << 12)?;
     let btf = Btf::from_sys_fs().context("reading kernel BTF")?;
     let mut out = Vec::new();
-    for spec in programs(kernel.features) {
+    for spec in programs(kernel.features).into_iter().chain([TREE_PROGRAM]) {
         let loaded = load(&mut ebpf, &spec, &btf);
         let verified_insns = loaded
             .as_ref()
@@ -433,6 +454,43 @@ pub fn verify_all(kernel: &Kernel) -> Result<Vec<Verified>> {
         });
     }
     Ok(out)
+}
+
+/// One pass of the task iterator (`reaper-trace tree`): the bytes it wrote (whole
+/// `TreeTask` records), and how long the pass took. The iterator runs when its file is read;
+/// the program and its link are dropped with the object on return.
+pub fn read_task_iterator(kernel: &Kernel) -> Result<(Vec<u8>, std::time::Duration)> {
+    use std::io::Read;
+    let mut ebpf = open_object(&kernel.offsets, 1 << 12)?;
+    let btf = Btf::from_sys_fs().context("reading kernel BTF")?;
+    load(&mut ebpf, &TREE_PROGRAM, &btf)?;
+    let prog: &mut Iter = ebpf
+        .program_mut(TREE_PROGRAM.name)
+        .expect("loaded")
+        .try_into()?;
+    let link_id = prog
+        .attach()
+        .map_err(|e| anyhow!("creating the task iterator failed: {e}"))?;
+    let link = prog.take_link(link_id)?;
+    let started = std::time::Instant::now();
+    let mut file = link.into_file().map_err(|e| {
+        anyhow!(
+            "opening the task iterator failed: {e}: the kernel needs BPF iterators (Linux 5.8+)"
+        )
+    })?;
+    let mut out = Vec::with_capacity(256 << 10);
+    // Large reads: the kernel fills each read's buffer from as many tasks as fit, so fewer
+    // reads means fewer pauses between tasks.
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(anyhow!("reading the task iterator failed: {e}")),
+        }
+    }
+    Ok((out, started.elapsed()))
 }
 
 /// The bench's floor: programs that do nothing, attached to the tracer's hooks (see the
