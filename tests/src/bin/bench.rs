@@ -287,7 +287,7 @@ fn main() {
         "kernel programs, last round (kernel.bpf_stats_enabled), beside the floor (an empty program on the same hook, same load):"
     );
     println!(
-        "  {:18} {:>10} {:>10} {:>12} {:>10}",
+        "  {:28} {:>10} {:>10} {:>12} {:>10}",
         "program", "runs", "ns/run", "floor ns/run", "above floor"
     );
     let per_run = |runs: u64, ns: u64| ns as f64 / runs.max(1) as f64;
@@ -300,13 +300,37 @@ fn main() {
             .map(|(_, r, n)| per_run(*r, *n));
         match floor {
             Some(f) => println!(
-                "  {name:18} {runs:>10} {ours:>10.0} {f:>12.0} {:>10.0}",
+                "  {name:28} {runs:>10} {ours:>10.0} {f:>12.0} {:>10.0}",
                 ours - f
             ),
             None => println!(
-                "  {name:18} {runs:>10} {ours:>10.0} {:>12} {:>10}",
+                "  {name:28} {runs:>10} {ours:>10.0} {:>12} {:>10}",
                 "-", "-"
             ),
+        }
+    }
+    // A hook with standby copies runs all of them on every call: what the hook costs is
+    // their sum over the primary's calls.
+    for hook in [
+        "sched_process_fork",
+        "sched_process_exec",
+        "sched_process_exit",
+        "sched_process_free",
+    ] {
+        let copies: Vec<&(String, u64, u64)> = stats
+            .iter()
+            .filter(|(n, _, _)| n == hook || n.starts_with(&format!("{hook}_standby")))
+            .collect();
+        let Some((_, calls, _)) = stats.iter().find(|(n, _, _)| n == hook) else {
+            continue;
+        };
+        if copies.len() > 1 {
+            let total: u64 = copies.iter().map(|(_, _, ns)| ns).sum();
+            println!(
+                "  {hook} with its {} standby copies: {:.0} ns per call",
+                copies.len() - 1,
+                per_run(*calls, total)
+            );
         }
     }
     println!(
