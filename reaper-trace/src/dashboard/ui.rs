@@ -783,6 +783,23 @@ fn draw_tree(f: &mut Frame, area: Rect, view: &View, tree: &TreePanel) {
         ),
         Line::styled(tree_render::COLUMNS, bold().fg(Color::Gray)),
     ];
+    // The walk up stopped short of the namespace's init: the parent is not in the snapshot
+    // (the kernel hides it from the iterator, or it changed meanwhile).
+    if let Some(up) = procs
+        .first()
+        .filter(|p| !p.ns_init)
+        .and_then(|p| p.parent.as_ref())
+    {
+        lines.push(Line::styled(
+            format!(
+                "{:>7}          ({} {}: not in the snapshot)",
+                up.pid,
+                up.pid,
+                escape_control(&up.comm)
+            ),
+            dim(),
+        ));
+    }
     let inner = block.inner(area);
     let visible = (inner.height as usize).saturating_sub(lines.len());
     let first = tree.scroll.min(procs.len().saturating_sub(visible));
@@ -1150,6 +1167,15 @@ mod tests {
             "{up}"
         );
         assert!(s.contains("\\_ leaf") && !s.contains("plain"), "{s}");
+        // Above a first process that is not its namespace's init: its parent, said missing.
+        let mut panel = tree_panel(&v);
+        if let Content::Ready(r) = &mut panel.content {
+            r.lineage.processes.remove(0);
+            r.lineage.selected -= 1;
+        }
+        app.tree = Some(panel);
+        let (_, s2) = render(&v, &app, 100, 30);
+        assert!(s2.contains("(1 init: not in the snapshot)"), "{s2}");
         // A name with an escape sequence is shown escaped.
         assert!(s.contains(r"evil\x1b[2J") && !s.contains('\u{1b}'), "{s}");
         // Small screens do not break it.
