@@ -456,41 +456,54 @@ pub fn verify_all(kernel: &Kernel) -> Result<Vec<Verified>> {
     Ok(out)
 }
 
-/// One pass of the task iterator (`reaper-trace tree`): the bytes it wrote (whole
-/// `TreeTask` records), and how long the pass took. The iterator runs when its file is read;
-/// the program and its link are dropped with the object on return.
-pub fn read_task_iterator(kernel: &Kernel) -> Result<(Vec<u8>, std::time::Duration)> {
-    use std::io::Read;
-    let mut ebpf = open_object(&kernel.offsets, 1 << 12)?;
-    let btf = Btf::from_sys_fs().context("reading kernel BTF")?;
-    load(&mut ebpf, &TREE_PROGRAM, &btf)?;
-    let prog: &mut Iter = ebpf
-        .program_mut(TREE_PROGRAM.name)
-        .expect("loaded")
-        .try_into()?;
-    let link_id = prog
-        .attach()
-        .map_err(|e| anyhow!("creating the task iterator failed: {e}"))?;
-    let link = prog.take_link(link_id)?;
-    let started = std::time::Instant::now();
-    let mut file = link.into_file().map_err(|e| {
-        anyhow!(
-            "opening the task iterator failed: {e}: the kernel needs BPF iterators (Linux 5.8+)"
-        )
-    })?;
-    let mut out = Vec::with_capacity(256 << 10);
-    // Large reads: the kernel fills each read's buffer from as many tasks as fit, so fewer
-    // reads means fewer pauses between tasks.
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(anyhow!("reading the task iterator failed: {e}")),
-        }
+/// The task iterator's program (`reaper-trace tree`), loaded (verified) once and run as often
+/// as asked: the dashboard's tree panel takes a snapshot per key press without loading it
+/// again.
+pub struct TaskIterator {
+    ebpf: Ebpf,
+}
+
+impl TaskIterator {
+    pub fn load(kernel: &Kernel) -> Result<Self> {
+        let mut ebpf = open_object(&kernel.offsets, 1 << 12)?;
+        let btf = Btf::from_sys_fs().context("reading kernel BTF")?;
+        load(&mut ebpf, &TREE_PROGRAM, &btf)?;
+        Ok(Self { ebpf })
     }
-    Ok((out, started.elapsed()))
+
+    /// One pass: the bytes it wrote (whole `TreeTask` records), and how long the pass took.
+    /// The iterator runs when its file is read; its link is dropped on return.
+    pub fn read(&mut self) -> Result<(Vec<u8>, std::time::Duration)> {
+        use std::io::Read;
+        let prog: &mut Iter = self
+            .ebpf
+            .program_mut(TREE_PROGRAM.name)
+            .expect("loaded")
+            .try_into()?;
+        let link_id = prog
+            .attach()
+            .map_err(|e| anyhow!("creating the task iterator failed: {e}"))?;
+        let link = prog.take_link(link_id)?;
+        let started = std::time::Instant::now();
+        let mut file = link.into_file().map_err(|e| {
+            anyhow!(
+                "opening the task iterator failed: {e}: the kernel needs BPF iterators (Linux 5.8+)"
+            )
+        })?;
+        let mut out = Vec::with_capacity(256 << 10);
+        // Large reads: the kernel fills each read's buffer from as many tasks as fit, so fewer
+        // reads means fewer pauses between tasks.
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            match file.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(anyhow!("reading the task iterator failed: {e}")),
+            }
+        }
+        Ok((out, started.elapsed()))
+    }
 }
 
 /// The bench's floor: programs that do nothing, attached to the tracer's hooks (see the

@@ -106,6 +106,86 @@ fn live_dashboard_shows_a_zombie_with_its_reaper() {
     assert_quits_cleanly(&tmux);
 }
 
+/// `t` on a selected process: the tree panel shows it with where its children would go.
+#[test]
+fn tree_key_shows_the_selected_process_in_the_process_tree() {
+    require_root();
+    let bin = reaper_trace();
+    let tmux = Tmux::start(
+        160,
+        40,
+        &then_show_terminal_state(&format!("{} top", quoted(&bin))),
+    );
+    tmux.wait_for(Duration::from_secs(20), |s| {
+        s.contains("LIVE") && s.contains("Zombies")
+    })
+    .unwrap_or_else(|s| panic!("the dashboard did not start:\n{s}"));
+
+    // A shell that reaps a child (`/bin/true`: it shows in the Reapers panel) and waits for
+    // another (`sleep`: it has a child when the snapshot is taken). The last `/bin/true`
+    // keeps the shell from exec'ing `sleep`.
+    let mut sh = Command::new("sh")
+        .args(["-c", "/bin/true; sleep 30; /bin/true"])
+        .spawn()
+        .expect("sh runs");
+    let pid = sh.id();
+    let finish = |sh: &mut std::process::Child| {
+        let _ = sh.kill();
+        let _ = sh.wait();
+    };
+
+    // Select it: filter on its pid, focus the Reapers panel (its only row is selected).
+    tmux.send_keys(&["/"]);
+    tmux.type_text(&pid.to_string());
+    tmux.send_keys(&["Enter", "3"]);
+    let is_row = |l: &str| l.contains(&format!("│{pid} ")) && l.contains(" sh ");
+    if let Err(s) = tmux.wait_for(Duration::from_secs(10), |s| s.lines().any(is_row)) {
+        finish(&mut sh);
+        panic!("the shell {pid} never showed as a reaper:\n{s}");
+    }
+
+    tmux.send_keys(&["t"]);
+    // Its line in the tree, with `=>`, and its child under it.
+    let is_tree_line = |l: &str| {
+        l.trim_start_matches('│')
+            .trim_start()
+            .starts_with(&format!("{pid} "))
+            && l.contains("\\_ sh")
+            && l.contains("=> ")
+    };
+    let result = tmux.wait_for(Duration::from_secs(15), |s| {
+        s.contains(&format!("Process tree of {pid} sh")) && s.lines().any(is_tree_line)
+    });
+    let screen = match result {
+        Ok(s) => s,
+        Err(s) => {
+            finish(&mut sh);
+            panic!("no tree of {pid} sh with its `=>` line:\n{s}");
+        }
+    };
+    assert!(
+        screen.contains(&format!("{pid} sh, if it died now: its child would go to")),
+        "{screen}"
+    );
+    let line = screen.lines().find(|l| is_tree_line(l)).unwrap();
+    assert!(
+        line.contains("(init)") || line.contains("(subreaper)"),
+        "{line}"
+    );
+    assert!(screen.contains("\\_ sleep"), "{screen}");
+    assert!(!screen.contains("Zombie lifetimes"), "{screen}");
+
+    // `r` takes it again; Esc closes it.
+    tmux.send_keys(&["r"]);
+    tmux.send_keys(&["Escape"]);
+    let closed = tmux.wait_for(Duration::from_secs(5), |s| {
+        s.contains("Zombie lifetimes") && !s.contains("Process tree")
+    });
+    finish(&mut sh);
+    closed.unwrap_or_else(|s| panic!("Esc did not close the tree:\n{s}"));
+    assert_quits_cleanly(&tmux);
+}
+
 #[test]
 fn replay_shows_the_adoption() {
     require_root();

@@ -1,11 +1,13 @@
-//! The dashboard's interaction state: focus, zoom, scrolling, help, the filter being typed,
-//! pause, and what each key does (keys are mapped to commands by [`super::keys::KEYMAP`]).
-//! Pure: keys in, state and an [`Action`] out.
+//! The dashboard's interaction state: focus, zoom, the selected row of each panel, help, the
+//! filter being typed, pause, the tree panel, and what each key does (keys are mapped to
+//! commands by [`super::keys::KEYMAP`]). Pure: keys in, state and an [`Action`] out.
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 use super::keys::{self, Command};
-use crate::view::{Filter, Query};
+use super::tree::TreePanel;
+use crate::event::Proc;
+use crate::view::{Filter, Query, View};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Panel {
@@ -67,6 +69,11 @@ pub enum Action {
     Pause,
     /// Replay speed multiplied by this.
     Speed(f64),
+    /// Take a snapshot of the process tree for [`App::selected_process`] and open the tree
+    /// panel with it ([`App::tree`]).
+    OpenTree,
+    /// Take the open tree panel's snapshot again, for the same process.
+    RefreshTree,
 }
 
 #[derive(Debug, Clone)]
@@ -80,8 +87,11 @@ pub struct App {
     pub paused: bool,
     /// The name filter being typed, when it is.
     pub prompt: Option<String>,
-    /// First row shown, per panel.
-    pub scroll: [usize; 4],
+    /// The selected row, per panel (kept within its rows while rendering: see
+    /// [`App::selected_row`]).
+    pub selected: [usize; 4],
+    /// The tree panel, while it is open: it takes the keys (scrolling, `r`, `t`/Esc closing).
+    pub tree: Option<TreePanel>,
 }
 
 impl App {
@@ -94,22 +104,73 @@ impl App {
             help: false,
             paused: false,
             prompt: None,
-            scroll: [0; 4],
+            selected: [0; 4],
+            tree: None,
         }
     }
 
-    pub fn scroll(&self, panel: Panel) -> usize {
-        self.scroll[panel.index()]
+    /// The selected row of a panel of `rows` rows: the last one if the selection is past it
+    /// (rows went away), none if there are none.
+    pub fn selected_row(&self, panel: Panel, rows: usize) -> Option<usize> {
+        (rows > 0).then(|| self.selected[panel.index()].min(rows - 1))
     }
 
-    /// Keeps a panel's scroll position within its rows (called while rendering).
-    pub fn clamp_scroll(scroll: usize, rows: usize, visible: usize) -> usize {
-        scroll.min(rows.saturating_sub(visible))
+    /// The first row to show so that the selected one is among the `visible` ones.
+    pub fn first_row(selected: Option<usize>, visible: usize) -> usize {
+        selected.map_or(0, |s| s.saturating_sub(visible.saturating_sub(1)))
     }
 
-    fn scroll_by(&mut self, delta: isize) {
-        let s = &mut self.scroll[self.focus.index()];
+    fn move_by(&mut self, delta: isize) {
+        let s = &mut self.selected[self.focus.index()];
         *s = s.saturating_add_signed(delta);
+    }
+
+    /// The process of the focused panel's selected row in `view` (the one shown): an
+    /// adoption's orphan, a zombie, a reaper; none for the histogram or an empty panel.
+    pub fn selected_process(&self, view: &View) -> Option<Proc> {
+        let q = &self.query;
+        match self.focus {
+            Panel::Adoptions => {
+                let rows = view.adoptions(q);
+                let i = self.selected_row(Panel::Adoptions, rows.len())?;
+                Some(rows[i].orphan.clone())
+            }
+            Panel::Zombies => {
+                let rows = view.zombies(q);
+                let i = self.selected_row(Panel::Zombies, rows.len())?;
+                Some(rows[i].task.clone())
+            }
+            Panel::Reapers => {
+                let rows = view.reapers(q);
+                let i = self.selected_row(Panel::Reapers, rows.len())?;
+                Some(rows[i].proc.clone())
+            }
+            Panel::Lifetimes => None,
+        }
+    }
+
+    /// A key while the tree panel is open.
+    fn on_tree_key(&mut self, command: Command) -> Action {
+        let Some(tree) = &mut self.tree else {
+            return Action::None;
+        };
+        let scroll = |t: &mut TreePanel, d: isize| t.scroll = t.scroll.saturating_add_signed(d);
+        match command {
+            Command::Quit => return Action::Quit,
+            Command::Tree | Command::Unzoom => self.tree = None,
+            Command::RefreshTree => return Action::RefreshTree,
+            Command::Help => self.help = true,
+            Command::ScrollUp => scroll(tree, -1),
+            Command::ScrollDown => scroll(tree, 1),
+            Command::PageUp => scroll(tree, -10),
+            Command::PageDown => scroll(tree, 10),
+            Command::ScrollTop => tree.scroll = 0,
+            _ => return Action::None,
+        }
+        if let Some(t) = &mut self.tree {
+            t.scroll = t.scroll.min(t.len().saturating_sub(1));
+        }
+        Action::Redraw
     }
 
     /// Handles one key. `namespaces` are the pid namespaces seen, for the namespace filter.
@@ -128,7 +189,7 @@ impl App {
                     let t = text.trim().to_string();
                     self.query.filter.name = (!t.is_empty()).then_some(t);
                     self.prompt = None;
-                    self.scroll = [0; 4];
+                    self.selected = [0; 4];
                 }
                 KeyCode::Esc => self.prompt = None,
                 KeyCode::Backspace => {
@@ -154,6 +215,9 @@ impl App {
         };
         if binding.replay_only && !self.is_replay() {
             return Action::None;
+        }
+        if self.tree.is_some() {
+            return self.on_tree_key(command);
         }
         match command {
             Command::Quit => return Action::Quit,
@@ -182,24 +246,27 @@ impl App {
                     Some(cur) => namespaces.iter().copied().find(|&n| n > cur),
                 };
                 self.query.filter.pidns = next;
-                self.scroll = [0; 4];
+                self.selected = [0; 4];
             }
             Command::ClearFilters => {
                 self.query.filter = Filter::default();
-                self.scroll = [0; 4];
+                self.selected = [0; 4];
             }
             Command::Sort => match self.focus {
                 Panel::Adoptions => self.query.adoptions = self.query.adoptions.next(),
                 Panel::Zombies => self.query.zombies = self.query.zombies.next(),
                 Panel::Reapers | Panel::Lifetimes => self.query.reapers = self.query.reapers.next(),
             },
-            Command::ScrollUp => self.scroll_by(-1),
-            Command::ScrollDown => self.scroll_by(1),
-            Command::PageUp => self.scroll_by(-10),
-            Command::PageDown => self.scroll_by(10),
-            Command::ScrollTop => self.scroll[self.focus.index()] = 0,
+            Command::ScrollUp => self.move_by(-1),
+            Command::ScrollDown => self.move_by(1),
+            Command::PageUp => self.move_by(-10),
+            Command::PageDown => self.move_by(10),
+            Command::ScrollTop => self.selected[self.focus.index()] = 0,
             Command::Faster => return Action::Speed(2.0),
             Command::Slower => return Action::Speed(0.5),
+            Command::Tree => return Action::OpenTree,
+            // Only the open tree panel is taken again.
+            Command::RefreshTree => return Action::None,
         }
         Action::Redraw
     }
@@ -255,13 +322,19 @@ mod tests {
         app.on_key(ch('2'), &[]);
         app.on_key(key(KeyCode::Down), &[]);
         app.on_key(key(KeyCode::PageDown), &[]);
-        assert_eq!(app.scroll(Panel::Zombies), 11);
+        assert_eq!(app.selected[1], 11);
+        assert_eq!(app.selected_row(Panel::Zombies, 30), Some(11));
+        // Past the rows there are: the last one.
+        assert_eq!(app.selected_row(Panel::Zombies, 5), Some(4));
+        assert_eq!(app.selected_row(Panel::Zombies, 0), None);
         app.on_key(key(KeyCode::Home), &[]);
-        assert_eq!(app.scroll(Panel::Zombies), 0);
+        assert_eq!(app.selected_row(Panel::Zombies, 30), Some(0));
         app.on_key(key(KeyCode::Up), &[]);
-        assert_eq!(app.scroll(Panel::Zombies), 0);
-        assert_eq!(App::clamp_scroll(50, 10, 4), 6);
-        assert_eq!(App::clamp_scroll(3, 2, 4), 0);
+        assert_eq!(app.selected_row(Panel::Zombies, 30), Some(0));
+        // The window follows the selection.
+        assert_eq!(App::first_row(Some(50), 10), 41);
+        assert_eq!(App::first_row(Some(3), 10), 0);
+        assert_eq!(App::first_row(None, 10), 0);
     }
 
     #[test]
@@ -329,5 +402,83 @@ mod tests {
         });
         assert_eq!(replay.on_key(ch('+'), &[]), Action::Speed(2.0));
         assert_eq!(replay.on_key(ch('-'), &[]), Action::Speed(0.5));
+    }
+
+    #[test]
+    fn tree_panel_keys() {
+        use crate::dashboard::keys::{self, Command};
+        use crate::dashboard::tree::{Content, TreePanel};
+        // The key is the key map's, whatever it is.
+        let binding = |cmd: Command| {
+            keys::KEYMAP
+                .iter()
+                .flat_map(|b| b.keys.iter())
+                .find(|(_, c)| *c == cmd)
+                .map(|(k, _)| match k {
+                    keys::Key::Plain(code) => key(*code),
+                    keys::Key::Ctrl(c) => KeyEvent::new(KeyCode::Char(*c), KeyModifiers::CONTROL),
+                })
+                .expect("bound")
+        };
+        let (open, refresh) = (binding(Command::Tree), binding(Command::RefreshTree));
+        let mut app = App::new(Mode::Live);
+        // Refreshing does nothing while the panel is closed.
+        assert_eq!(app.on_key(refresh, &[]), Action::None);
+        assert_eq!(app.on_key(open, &[]), Action::OpenTree);
+        // The run loop takes the snapshot and opens the panel: pid 1 and its 6 descendants.
+        let snap = crate::tree::Snapshot::new(crate::tree::tests::host());
+        let init = Proc {
+            start: 1000,
+            ..Proc::fake(1, "init")
+        };
+        let ready =
+            crate::dashboard::tree::content(&init, &snap, 1, 1, &mut crate::tree::NoContainers);
+        app.tree = Some(TreePanel::new(Some(init), ready));
+        assert_eq!(app.tree.as_ref().unwrap().len(), 7);
+        assert_eq!(app.on_key(refresh, &[]), Action::RefreshTree);
+        // The panel takes the scrolling keys (as far as its last line) and leaves the rest
+        // alone.
+        app.on_key(key(KeyCode::Down), &[]);
+        assert_eq!(app.tree.as_ref().unwrap().scroll, 1);
+        app.on_key(key(KeyCode::PageDown), &[]);
+        assert_eq!(app.tree.as_ref().unwrap().scroll, 6);
+        app.on_key(key(KeyCode::Up), &[]);
+        assert_eq!(app.tree.as_ref().unwrap().scroll, 5);
+        assert_eq!(app.selected, [0; 4]);
+        assert_eq!(app.on_key(ch('s'), &[]), Action::None);
+        assert_eq!(app.on_key(key(KeyCode::Tab), &[]), Action::None);
+        assert_eq!(app.focus, Panel::Zombies);
+        // Esc closes it, so does the key that opened it; quit still quits.
+        assert_eq!(app.on_key(key(KeyCode::Esc), &[]), Action::Redraw);
+        assert!(app.tree.is_none());
+        app.tree = Some(TreePanel::new(None, Content::NoSelection));
+        assert_eq!(app.on_key(open, &[]), Action::Redraw);
+        assert!(app.tree.is_none());
+        app.tree = Some(TreePanel::new(None, Content::NoSelection));
+        assert_eq!(app.on_key(ch('q'), &[]), Action::Quit);
+    }
+
+    #[test]
+    fn the_selected_process_of_each_panel() {
+        use crate::view::tests::{S, p, reap, zombie};
+        let mut v = View::new(S);
+        let sh = p(100, 1, "sh");
+        for pid in [201, 202, 203] {
+            v.apply(&zombie(S, &p(pid, pid as u64, "z"), &sh));
+        }
+        v.apply(&reap(2 * S, &p(203, 203, "z"), &sh, Some(S)));
+        let mut app = App::new(Mode::Live);
+        assert_eq!(app.selected_process(&v).map(|p| p.pid), Some(201));
+        app.on_key(key(KeyCode::Down), &[]);
+        assert_eq!(app.selected_process(&v).map(|p| p.pid), Some(202));
+        // Past the last row: the last row.
+        app.on_key(key(KeyCode::PageDown), &[]);
+        assert_eq!(app.selected_process(&v).map(|p| p.pid), Some(202));
+        app.on_key(ch('3'), &[]);
+        assert_eq!(app.selected_process(&v).map(|p| p.pid), Some(100));
+        app.on_key(ch('1'), &[]);
+        assert_eq!(app.selected_process(&v), None);
+        app.on_key(ch('4'), &[]);
+        assert_eq!(app.selected_process(&v), None);
     }
 }

@@ -31,6 +31,10 @@ pub enum Command {
     ClearFilters,
     Faster,
     Slower,
+    /// Open (or close) the tree panel of the selected process.
+    Tree,
+    /// Take the open tree panel's snapshot again.
+    RefreshTree,
     Help,
 }
 
@@ -153,7 +157,7 @@ pub const KEYMAP: &[Binding] = &[
             (k(KeyCode::Down), ScrollDown),
             (c('j'), ScrollDown),
         ],
-        "scroll the focused panel by a row",
+        "move the focused panel's selection by a row",
         None,
     ),
     bind(
@@ -163,8 +167,13 @@ pub const KEYMAP: &[Binding] = &[
             (k(KeyCode::Home), ScrollTop),
             (c('g'), ScrollTop),
         ],
-        "scroll by 10 rows, back to the top",
+        "move it by 10 rows, back to the top",
         None,
+    ),
+    bind(
+        &[(c('t'), Tree), (c('r'), RefreshTree)],
+        "the selected process in the process tree (r: snapshot again)",
+        Some("tree"),
     ),
     bind(
         &[(c('n'), NextPidns)],
@@ -176,11 +185,7 @@ pub const KEYMAP: &[Binding] = &[
         "filter by name, or by pid if all digits",
         Some("name"),
     ),
-    bind(
-        &[(c('c'), ClearFilters)],
-        "clear the filters",
-        Some("clear"),
-    ),
+    bind(&[(c('c'), ClearFilters)], "clear the filters", None),
     bind(
         &[(c('s'), Sort)],
         "sort the focused panel (next order)",
@@ -257,7 +262,8 @@ pub fn help_text() -> String {
     for b in KEYMAP {
         let _ = writeln!(s, "  {:width$}  {}", b.label(), b.what);
     }
-    s.push_str("  (while typing a filter: Enter applies it, Esc cancels)");
+    s.push_str("  (while typing a filter: Enter applies it, Esc cancels)\n");
+    s.push_str("  (in the tree: t or Esc closes it, the scrolling keys scroll it)");
     s
 }
 
@@ -282,7 +288,7 @@ mod tests {
         assert_eq!(KEYMAP[2].label(), "Tab, Shift-Tab, 1-4");
         assert_eq!(
             footer_line(),
-            "q quit  p pause  Tab focus  z zoom  n ctr  / name  c clear  s sort  ? help"
+            "q quit  p pause  Tab focus  z zoom  t tree  n ctr  / name  s sort  ? help"
         );
         let help = help_text();
         for b in KEYMAP {

@@ -12,8 +12,10 @@ use ratatui::widgets::{Bar, BarChart, BarGroup, Block, Cell, Clear, Paragraph, R
 
 use super::app::{App, Mode, Panel};
 use super::keys::{self, KEYMAP};
+use super::tree::{Content, TreePanel};
 use crate::escape::escape_control;
 use crate::event::{Proc, ReaperKind, Verdict};
+use crate::tree::render as tree_render;
 use crate::view::{HIST_BUCKETS, HIST_LABELS, NS_PER_SEC, ROOT_PIDNS, Tracked, View};
 
 fn bold() -> Style {
@@ -130,7 +132,9 @@ pub fn draw(f: &mut Frame, view: &View, app: &App) {
     .areas(area);
     draw_header(f, header, view, app);
     draw_footer(f, footer, app);
-    if app.zoom {
+    if let Some(tree) = &app.tree {
+        draw_tree(f, body, view, tree);
+    } else if app.zoom {
         draw_panel(f, body, app.focus, view, app);
     } else {
         let hist_h = (body.height / 4).clamp(6, 12);
@@ -352,7 +356,9 @@ fn draw_panel(f: &mut Frame, area: Rect, panel: Panel, view: &View, app: &App) {
     }
 }
 
-/// Rows of a table panel: a header, the visible window of rows, a note when there are none.
+/// Rows of a table panel: a header, the visible window of rows (the selected one
+/// highlighted), a note when there are none.
+#[allow(clippy::too_many_arguments)]
 fn render_table(
     f: &mut Frame,
     area: Rect,
@@ -360,6 +366,7 @@ fn render_table(
     header: Vec<&'static str>,
     widths: Vec<Constraint>,
     rows: Vec<Row<'static>>,
+    highlight: Option<usize>,
     empty: &str,
 ) {
     if rows.is_empty() {
@@ -369,6 +376,17 @@ fn render_table(
         );
         return;
     }
+    let rows: Vec<Row> = rows
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            if Some(i) == highlight {
+                r.style(Style::new().add_modifier(Modifier::REVERSED))
+            } else {
+                r
+            }
+        })
+        .collect();
     let table = Table::new(rows, widths)
         .header(Row::new(header).style(bold().fg(Color::Gray)))
         .column_spacing(1)
@@ -376,15 +394,26 @@ fn render_table(
     f.render_widget(table, area);
 }
 
-/// The rows of `all` that fit under the header, from the panel's scroll position.
-fn window<T>(all: Vec<T>, app: &App, panel: Panel, area: Rect) -> (Vec<T>, usize, usize) {
+/// The rows of `all` that fit under the header, the selected one among them; with the first
+/// one's index, how many there are, and (in the focused panel) which one shown is selected.
+fn window<T>(
+    all: Vec<T>,
+    app: &App,
+    panel: Panel,
+    area: Rect,
+) -> (Vec<T>, usize, usize, Option<usize>) {
     let visible = area.height.saturating_sub(3) as usize; // borders and the header row
     let total = all.len();
-    let first = App::clamp_scroll(app.scroll(panel), total, visible);
+    let selected = app.selected_row(panel, total);
+    let first = App::first_row(selected, visible);
+    let highlight = selected
+        .filter(|_| app.focus == panel && app.tree.is_none())
+        .map(|s| s - first);
     (
         all.into_iter().skip(first).take(visible).collect(),
         first,
         total,
+        highlight,
     )
 }
 
@@ -400,7 +429,7 @@ fn draw_adoptions(f: &mut Frame, area: Rect, view: &View, app: &App) {
     let wide = area.width >= 110;
     let now = view.now();
     let all = view.adoptions(&app.query);
-    let (rows, first, total) = window(all, app, Panel::Adoptions, area);
+    let (rows, first, total, highlight) = window(all, app, Panel::Adoptions, area);
     let shown = rows.len();
     let ns_w = rows
         .iter()
@@ -479,14 +508,23 @@ fn draw_adoptions(f: &mut Frame, area: Rect, view: &View, app: &App) {
         app.query.adoptions.name()
     );
     let block = panel_block(Panel::Adoptions, app, detail);
-    render_table(f, area, block, header, widths, rows, "no adoption yet");
+    render_table(
+        f,
+        area,
+        block,
+        header,
+        widths,
+        rows,
+        highlight,
+        "no adoption yet",
+    );
 }
 
 fn draw_zombies(f: &mut Frame, area: Rect, view: &View, app: &App) {
     let wide = area.width >= 70;
     let now = view.now();
     let all = view.zombies(&app.query);
-    let (rows, first, total) = window(all, app, Panel::Zombies, area);
+    let (rows, first, total, highlight) = window(all, app, Panel::Zombies, area);
     let shown = rows.len();
     let pid_w = rows
         .iter()
@@ -537,14 +575,14 @@ fn draw_zombies(f: &mut Frame, area: Rect, view: &View, app: &App) {
         fmt_age(view.zombie_threshold_ns)
     );
     let block = panel_block(Panel::Zombies, app, detail);
-    render_table(f, area, block, header, widths, rows, "no zombie");
+    render_table(f, area, block, header, widths, rows, highlight, "no zombie");
 }
 
 fn draw_reapers(f: &mut Frame, area: Rect, view: &View, app: &App) {
     let wide = area.width >= 70;
     let narrow = area.width < 52;
     let all = view.reapers(&app.query);
-    let (rows, first, total) = window(all, app, Panel::Reapers, area);
+    let (rows, first, total, highlight) = window(all, app, Panel::Reapers, area);
     let shown = rows.len();
     let pid_w = rows
         .iter()
@@ -609,6 +647,7 @@ fn draw_reapers(f: &mut Frame, area: Rect, view: &View, app: &App) {
         header,
         widths,
         rows,
+        highlight,
         "no adoption or reap yet",
     );
 }
@@ -666,6 +705,118 @@ fn draw_lifetimes(f: &mut Frame, area: Rect, view: &View, app: &App) {
         .max(max)
         .block(block);
     f.render_widget(chart, area);
+}
+
+/// The tree panel, in place of the others: the selected process with its ancestors and its
+/// subtree as `reaper-trace tree` prints them (the same lines), or why there is none.
+fn draw_tree(f: &mut Frame, area: Rect, view: &View, tree: &TreePanel) {
+    let who = tree.target.as_ref().map(proc_label);
+    let style = Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD);
+    let title = match &who {
+        Some(w) => format!(" Process tree of {w} "),
+        None => " Process tree ".into(),
+    };
+    let keys = "r again, t/Esc close";
+    let message = |text: String, style: Style| {
+        Paragraph::new(vec![
+            Line::styled(text, style),
+            Line::raw(""),
+            Line::styled(format!("({keys})"), dim()),
+        ])
+        .wrap(Wrap { trim: false })
+    };
+    let block = Block::bordered()
+        .border_style(style)
+        .title(Line::styled(title, style));
+    let r = match &tree.content {
+        Content::Ready(r) => r,
+        other => {
+            let body = match other {
+                Content::NoSelection => message(
+                    "Nothing is selected: select a process in the Adoptions, Zombies or Reapers \
+                     panel (Tab or 1-3, then the arrows), then press t."
+                        .into(),
+                    warn(),
+                ),
+                Content::NeedsLiveKernel => message(
+                    "A process tree needs the live kernel: this is a recording, whose processes \
+                     may be long gone. Run `reaper-trace top` (or `reaper-trace tree PID`) on \
+                     the machine while they run."
+                        .into(),
+                    warn(),
+                ),
+                Content::Failed(e) => message(
+                    format!(
+                        "Cannot take a snapshot of the process tree: {}",
+                        escape_control(e)
+                    ),
+                    alarm(),
+                ),
+                Content::Gone(m) => message(m.clone(), warn()),
+                Content::Ready(_) => unreachable!(),
+            };
+            f.render_widget(body.block(block), area);
+            return;
+        }
+    };
+    let procs = &r.lineage.processes;
+    let me = &procs[r.lineage.selected];
+    let children = match me.children.len() {
+        0 => "it has no children now; any it had would go to".to_string(),
+        1 => "its child would go to".into(),
+        n => format!("its {n} children would go to"),
+    };
+    let mut lines = vec![
+        Line::from(vec![
+            Span::styled(format!("{} {}", me.pid, escape_control(&me.comm)), bold()),
+            Span::raw(format!(", if it died now: {children}")),
+        ]),
+        Line::styled(format!("  => {}", tree_render::orphans_to(me)), bold()),
+        Line::styled(
+            format!(
+                "snapshot: {} tasks read in {:.1} ms, {} ago   ({keys})",
+                r.tasks,
+                r.read_ns as f64 / 1e6,
+                fmt_age(view.now().saturating_sub(r.taken_ts)),
+            ),
+            dim(),
+        ),
+        Line::styled(tree_render::COLUMNS, bold().fg(Color::Gray)),
+    ];
+    // The walk up stopped short of the namespace's init: the parent is not in the snapshot
+    // (the kernel hides it from the iterator, or it changed meanwhile).
+    if let Some(up) = procs
+        .first()
+        .filter(|p| !p.ns_init)
+        .and_then(|p| p.parent.as_ref())
+    {
+        lines.push(Line::styled(
+            format!(
+                "{:>7}          ({} {}: not in the snapshot)",
+                up.pid,
+                up.pid,
+                escape_control(&up.comm)
+            ),
+            dim(),
+        ));
+    }
+    let inner = block.inner(area);
+    let visible = (inner.height as usize).saturating_sub(lines.len());
+    let first = tree.scroll.min(procs.len().saturating_sub(visible));
+    for (i, p) in procs.iter().enumerate().skip(first).take(visible) {
+        let line = tree_render::process_line(p);
+        lines.push(if i == r.lineage.selected {
+            Line::styled(line, bold().add_modifier(Modifier::REVERSED))
+        } else {
+            Line::raw(line)
+        });
+    }
+    let shown = procs.len().min(visible);
+    let block = block.title(Line::styled(
+        format!("{} processes ", position(first, shown, procs.len())),
+        Style::new(),
+    ));
+    f.render_widget(Paragraph::new(lines).block(block), area);
 }
 
 fn draw_help(f: &mut Frame, area: Rect) {
@@ -965,6 +1116,96 @@ mod tests {
             let mut help = app.clone();
             help.help = true;
             render(&scene(), &help, w, h);
+        }
+    }
+
+    /// The tree panel of 11 `sh`: init 1 and subreaper 10 above it, its subtree below, one
+    /// child with an escape sequence for a name.
+    fn tree_panel(view: &View) -> TreePanel {
+        use crate::tree::tests::{below_subreaper, host, rec};
+        let mut records = host();
+        let mut evil = below_subreaper(rec(14, 11, "x"));
+        evil.task.comm[..8].copy_from_slice(b"evil\x1b[2J");
+        records.push(evil);
+        let snap = crate::tree::Snapshot::new(records);
+        let target = Proc {
+            start: 11_000,
+            ..Proc::fake(11, "sh")
+        };
+        let content = super::super::tree::content(
+            &target,
+            &snap,
+            420_000,
+            view.now() - 3 * S,
+            &mut crate::tree::NoContainers,
+        );
+        TreePanel::new(Some(target), content)
+    }
+
+    #[test]
+    fn tree_panel_at_100x30() {
+        let v = scene();
+        let mut app = App::new(Mode::Live);
+        app.tree = Some(tree_panel(&v));
+        let (_, s) = render(&v, &app, 100, 30);
+        assert_snapshot("tree_100x30.txt", &s);
+        // The panel replaces the others; the header and the footer stay.
+        assert!(!s.contains("Zombie lifetimes") && s.contains("LIVE"), "{s}");
+        assert!(s.contains("t tree"), "{s}");
+        // Its destination, said first, then the lines `reaper-trace tree` prints.
+        assert!(
+            s.contains("11 sh, if it died now: its 2 children would go to"),
+            "{s}"
+        );
+        assert!(s.contains("=> 10 shim (subreaper)"), "{s}");
+        assert!(s.contains("3s ago"), "{s}");
+        let me = line_with(&s, "\\_ sh ");
+        assert!(me.contains("=> 10 shim (subreaper)"), "{me}");
+        let up = line_with(&s, "\\_ shim");
+        assert!(
+            up.contains("[subreaper]") && up.contains("=> 1 init (init)"),
+            "{up}"
+        );
+        assert!(s.contains("\\_ leaf") && !s.contains("plain"), "{s}");
+        // Above a first process that is not its namespace's init: its parent, said missing.
+        let mut panel = tree_panel(&v);
+        if let Content::Ready(r) = &mut panel.content {
+            r.lineage.processes.remove(0);
+            r.lineage.selected -= 1;
+        }
+        app.tree = Some(panel);
+        let (_, s2) = render(&v, &app, 100, 30);
+        assert!(s2.contains("(1 init: not in the snapshot)"), "{s2}");
+        // A name with an escape sequence is shown escaped.
+        assert!(s.contains(r"evil\x1b[2J") && !s.contains('\u{1b}'), "{s}");
+        // Small screens do not break it.
+        for (w, h) in [(1, 1), (20, 6), (80, 24)] {
+            render(&v, &app, w, h);
+        }
+    }
+
+    #[test]
+    fn tree_panel_says_why_there_is_no_tree() {
+        let v = scene();
+        let mut app = App::new(Mode::Live);
+        let cases = [
+            (None, Content::NoSelection, "Nothing is selected"),
+            (
+                Some(p(4242, 1, "bash")),
+                Content::NeedsLiveKernel,
+                "needs the live kernel",
+            ),
+            (
+                Some(p(4242, 1, "bash")),
+                Content::Failed("no \u{1b}[31mBPF".into()),
+                r"Cannot take a snapshot of the process tree: no \x1b[31mBPF",
+            ),
+        ];
+        for (target, content, says) in cases {
+            app.tree = Some(TreePanel::new(target, content));
+            let (_, s) = render(&v, &app, 80, 24);
+            assert!(s.contains(says), "{s}");
+            assert!(s.contains("t/Esc close") && !s.contains('\u{1b}'), "{s}");
         }
     }
 

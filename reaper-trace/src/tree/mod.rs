@@ -434,13 +434,9 @@ impl Containers for NoContainers {
     }
 }
 
-/// The processes of `snap`, in tree order, with their predictions.
-pub fn assemble(
-    snap: &Snapshot,
-    opts: &Options,
-    containers: &mut dyn Containers,
-) -> Result<Vec<ProcessNode>> {
-    // Each process's parent process, when it is in the snapshot.
+/// Each process's parent process (when it is in the snapshot), and each process's children
+/// by pid.
+fn family(snap: &Snapshot) -> (HashMap<u32, u32>, BTreeMap<u32, Vec<u32>>) {
     let mut parent_of: HashMap<u32, u32> = HashMap::new();
     let mut children: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
     for &tgid in snap.groups.keys() {
@@ -451,6 +447,39 @@ pub fn assemble(
             children.entry(ppid).or_default().push(tgid);
         }
     }
+    (parent_of, children)
+}
+
+/// Appends the subtrees of `roots` (each with its depth), depth first, children by pid.
+fn subtrees(
+    snap: &Snapshot,
+    roots: &[(u32, u32)],
+    children: &BTreeMap<u32, Vec<u32>>,
+    opts: &Options,
+    containers: &mut dyn Containers,
+    out: &mut Vec<ProcessNode>,
+) {
+    let mut stack: Vec<(u32, u32)> = roots.iter().rev().copied().collect();
+    let mut done = HashSet::new();
+    while let Some((tgid, depth)) = stack.pop() {
+        if !done.insert(tgid) {
+            continue;
+        }
+        let kids = children.get(&tgid).cloned().unwrap_or_default();
+        out.push(process(snap, tgid, depth, kids.clone(), opts, containers));
+        for &k in kids.iter().rev() {
+            stack.push((k, depth + 1));
+        }
+    }
+}
+
+/// The processes of `snap`, in tree order, with their predictions.
+pub fn assemble(
+    snap: &Snapshot,
+    opts: &Options,
+    containers: &mut dyn Containers,
+) -> Result<Vec<ProcessNode>> {
+    let (parent_of, children) = family(snap);
     let roots: Vec<u32> = if opts.pids.is_empty() {
         snap.groups
             .keys()
@@ -490,20 +519,62 @@ pub fn assemble(
         roots.sort_unstable();
         roots
     };
+    let roots: Vec<(u32, u32)> = roots.into_iter().map(|r| (r, 0)).collect();
     let mut out = Vec::new();
-    let mut stack: Vec<(u32, u32)> = roots.iter().rev().map(|&r| (r, 0)).collect();
-    let mut done = HashSet::new();
-    while let Some((tgid, depth)) = stack.pop() {
-        if !done.insert(tgid) {
-            continue;
-        }
-        let kids = children.get(&tgid).cloned().unwrap_or_default();
-        out.push(process(snap, tgid, depth, kids.clone(), opts, containers));
-        for &k in kids.iter().rev() {
-            stack.push((k, depth + 1));
-        }
-    }
+    subtrees(snap, &roots, &children, opts, containers, &mut out);
     Ok(out)
+}
+
+/// One process in its family: what the dashboard's tree panel shows.
+#[derive(Debug, Clone)]
+pub struct Lineage {
+    /// Its ancestors, from its pid namespace's init (or the first one in the snapshot) down,
+    /// then it, then its subtree in tree order; depths count from the first one.
+    pub processes: Vec<ProcessNode>,
+    /// Its index in `processes`.
+    pub selected: usize,
+}
+
+/// Process `pid` with its ancestors up to its pid namespace's init (who would adopt its
+/// orphans is among them: a subreaper, or that init) and its subtree. None when `pid` is not
+/// in the snapshot.
+pub fn lineage(
+    snap: &Snapshot,
+    pid: u32,
+    opts: &Options,
+    containers: &mut dyn Containers,
+) -> Option<Lineage> {
+    let (main, _) = snap.main_record(pid)?;
+    let init = main.child_reaper.tgid;
+    let (parent_of, children) = family(snap);
+    let mut chain = Vec::new();
+    let mut cur = pid;
+    while cur != init
+        && let Some(&up) = parent_of.get(&cur)
+        && chain.len() <= snap.groups.len()
+    {
+        chain.push(up);
+        cur = up;
+    }
+    chain.reverse();
+    let mut out = Vec::new();
+    for (depth, &a) in chain.iter().enumerate() {
+        let kids = children.get(&a).cloned().unwrap_or_default();
+        out.push(process(snap, a, depth as u32, kids, opts, containers));
+    }
+    let selected = out.len();
+    subtrees(
+        snap,
+        &[(pid, selected as u32)],
+        &children,
+        opts,
+        containers,
+        &mut out,
+    );
+    Some(Lineage {
+        processes: out,
+        selected,
+    })
 }
 
 fn process(
@@ -636,18 +707,25 @@ fn proc_comm(pid: u32, tid: u32) -> Option<String> {
         .map(|s| s.trim_end_matches('\n').to_string())
 }
 
-/// Takes the snapshot and prints it (`reaper-trace tree`).
-pub fn run(opts: &Options, json: bool) -> Result<i32> {
-    crate::preflight::check_privileges()?;
-    let kernel = crate::btf_offsets::resolve()?;
-    let taken_ts = crate::clock::boottime_ns();
-    let (bytes, took) = crate::tracer::read_task_iterator(&kernel)?;
-    let records = decode(&bytes)?;
-    let mut snap = Snapshot::new(records);
+/// One pass of the iterator, indexed (a name the pass missed is read from `/proc`), and how
+/// long the pass took.
+pub fn take(iter: &mut crate::tracer::TaskIterator) -> Result<(Snapshot, std::time::Duration)> {
+    let (bytes, took) = iter.read()?;
+    let mut snap = Snapshot::new(decode(&bytes)?);
     snap.comm_fallback = Some(proc_comm);
     if snap.is_empty() {
         bail!("the task iterator returned no task: the kernel's BPF iterators do not work here");
     }
+    Ok((snap, took))
+}
+
+/// Takes the snapshot and prints it (`reaper-trace tree`).
+pub fn run(opts: &Options, json: bool) -> Result<i32> {
+    crate::preflight::check_privileges()?;
+    let kernel = crate::btf_offsets::resolve()?;
+    let mut iter = crate::tracer::TaskIterator::load(&kernel)?;
+    let taken_ts = crate::clock::boottime_ns();
+    let (snap, took) = take(&mut iter)?;
     let mut resolver = Resolver::new("/");
     let processes = assemble(&snap, opts, &mut resolver)?;
     let doc = TreeDoc {
@@ -671,4 +749,4 @@ pub fn run(opts: &Options, json: bool) -> Result<i32> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -85,6 +85,74 @@ fn indent(depth: u32) -> String {
     }
 }
 
+/// The column header above [`process_line`]s.
+pub const COLUMNS: &str = "    PID  NS PID  PROCESS";
+
+/// A process's line: pid, namespace pid, name indented by its depth, its marks, and `=>`
+/// where its children would go if it died now (when it has children).
+pub fn process_line(p: &ProcessNode) -> String {
+    let ns = if p.ns_pid != p.pid {
+        p.ns_pid.to_string()
+    } else {
+        String::new()
+    };
+    let comm = if p.kernel_thread {
+        format!("[{}]", esc(&p.comm))
+    } else {
+        esc(&p.comm).into_owned()
+    };
+    let mut out = format!(
+        "{:>7} {:>7}  {}{comm}{}",
+        p.pid,
+        ns,
+        indent(p.depth),
+        marks(p)
+    );
+    if !p.children.is_empty() {
+        let _ = write!(out, "  => {}", orphans_to(p));
+    }
+    out
+}
+
+/// Where `p`'s children would go if it died now, as `=>` says it.
+pub fn orphans_to(p: &ProcessNode) -> String {
+    let global_init = p.level == 0 && p.ns_init;
+    destination(&p.orphans_to, global_init)
+}
+
+/// With `--threads`: a line per thread of `p` (none for a single thread without children).
+pub fn thread_lines(p: &ProcessNode) -> Vec<String> {
+    let Some(ts) = p.threads.as_ref() else {
+        return Vec::new();
+    };
+    if ts.len() < 2 && ts.iter().all(|t| t.children.is_empty()) {
+        return Vec::new();
+    }
+    ts.iter()
+        .map(|t| {
+            let ns = if t.ns_tid != t.tid {
+                t.ns_tid.to_string()
+            } else {
+                String::new()
+            };
+            let state = match t.state {
+                State::Live => "",
+                State::Exiting => " exiting",
+                State::Zombie => " exited",
+                State::Dead => " being released",
+            };
+            format!(
+                "{:>7} {:>7}  {}  {{{}}}{state}  => if this thread exited: {}",
+                t.tid,
+                ns,
+                "  ".repeat(p.depth as usize),
+                esc(&t.comm),
+                destination(&t.orphans_to, false)
+            )
+        })
+        .collect()
+}
+
 /// The whole text.
 pub fn text(doc: &TreeDoc, threads: bool) -> String {
     let mut out = format!(
@@ -94,60 +162,14 @@ pub fn text(doc: &TreeDoc, threads: bool) -> String {
         doc.read_ns as f64 / 1e6,
         esc(&doc.kernel)
     );
-    out += "    PID  NS PID  PROCESS\n";
+    out += COLUMNS;
+    out.push('\n');
     for p in &doc.processes {
-        let ns = if p.ns_pid != p.pid {
-            p.ns_pid.to_string()
-        } else {
-            String::new()
-        };
-        let comm = if p.kernel_thread {
-            format!("[{}]", esc(&p.comm))
-        } else {
-            esc(&p.comm).into_owned()
-        };
-        let _ = write!(
-            out,
-            "{:>7} {:>7}  {}{comm}{}",
-            p.pid,
-            ns,
-            indent(p.depth),
-            marks(p)
-        );
-        if !p.children.is_empty() {
-            let global_init = p.level == 0 && p.ns_init;
-            let _ = write!(out, "  => {}", destination(&p.orphans_to, global_init));
-        }
+        out += &process_line(p);
         out.push('\n');
-        if let Some(ts) = p.threads.as_ref().filter(|_| threads) {
-            if ts.len() < 2 && ts.iter().all(|t| t.children.is_empty()) {
-                continue;
-            }
-            for t in ts {
-                let ns = if t.ns_tid != t.tid {
-                    t.ns_tid.to_string()
-                } else {
-                    String::new()
-                };
-                let state = match t.state {
-                    State::Live => "",
-                    State::Exiting => " exiting",
-                    State::Zombie => " exited",
-                    State::Dead => " being released",
-                };
-                let _ = write!(
-                    out,
-                    "{:>7} {:>7}  {}  {{{}}}{state}",
-                    t.tid,
-                    ns,
-                    "  ".repeat(p.depth as usize),
-                    esc(&t.comm)
-                );
-                let _ = write!(
-                    out,
-                    "  => if this thread exited: {}",
-                    destination(&t.orphans_to, false)
-                );
+        if threads {
+            for t in thread_lines(p) {
+                out += &t;
                 out.push('\n');
             }
         }

@@ -25,7 +25,7 @@ fn comm(s: &str) -> [u8; 16] {
 
 /// A live single-threaded process `pid` at level 0, child of `parent`, in the host namespace
 /// whose init is pid 1.
-fn rec(pid: u32, parent: u32, name: &str) -> TreeTask {
+pub(crate) fn rec(pid: u32, parent: u32, name: &str) -> TreeTask {
     let mut pids = [UPid::default(); MAX_PID_LEVELS];
     pids[0] = UPid {
         nr: pid,
@@ -59,7 +59,7 @@ fn rec(pid: u32, parent: u32, name: &str) -> TreeTask {
 }
 
 /// Puts `r` into a pid namespace one level down (`ns_pid` there), whose init is `init`.
-fn in_ns(mut r: TreeTask, ns_pid: u32, init: u32) -> TreeTask {
+pub(crate) fn in_ns(mut r: TreeTask, ns_pid: u32, init: u32) -> TreeTask {
     r.task.level = 1;
     r.task.pidns = NS;
     r.task.ns_tid = ns_pid;
@@ -72,12 +72,12 @@ fn in_ns(mut r: TreeTask, ns_pid: u32, init: u32) -> TreeTask {
     r
 }
 
-fn subreaper(mut r: TreeTask) -> TreeTask {
+pub(crate) fn subreaper(mut r: TreeTask) -> TreeTask {
     r.flags |= tree_flag::IS_CHILD_SUBREAPER | tree_flag::HAS_CHILD_SUBREAPER;
     r
 }
 
-fn below_subreaper(mut r: TreeTask) -> TreeTask {
+pub(crate) fn below_subreaper(mut r: TreeTask) -> TreeTask {
     r.flags |= tree_flag::HAS_CHILD_SUBREAPER;
     r
 }
@@ -103,7 +103,7 @@ fn got(p: &ProcessNode) -> (OrphanKind, Option<u32>) {
 
 /// 1 init, 10 subreaper, 11 below it, 12 cleared subreaper (has_child_subreaper only), 13
 /// below that; 20 a plain process under init.
-fn host() -> Vec<TreeTask> {
+pub(crate) fn host() -> Vec<TreeTask> {
     let mut init = rec(1, 0, "init");
     init.flags = 0;
     vec![
@@ -371,4 +371,37 @@ fn find_mut(nodes: &mut [ProcessNode], pid: u32) -> &mut ProcessNode {
         .iter_mut()
         .find(|p| p.pid == pid)
         .expect("in the tree")
+}
+
+#[test]
+fn a_lineage_goes_up_to_its_namespace_init_and_down_its_subtree() {
+    // Host 1 -> subreaper 10 -> 30 (init of NS) -> 31 -> 32 -> 33; 34 a sibling of 32.
+    let mut records = host();
+    records.push(below_subreaper(in_ns(rec(30, 10, "tini"), 1, 30)));
+    records.push(below_subreaper(in_ns(rec(31, 30, "app"), 2, 30)));
+    records.push(below_subreaper(in_ns(rec(32, 31, "worker"), 3, 30)));
+    records.push(below_subreaper(in_ns(rec(33, 32, "job"), 4, 30)));
+    records.push(below_subreaper(in_ns(rec(34, 31, "other"), 5, 30)));
+    let snap = Snapshot::new(records);
+    let shown = |pid| {
+        let l = lineage(&snap, pid, &Options::default(), &mut NoContainers).expect("there");
+        let order: Vec<(u32, u32)> = l.processes.iter().map(|p| (p.pid, p.depth)).collect();
+        (order, l.selected)
+    };
+    // Not above the namespace's init (whose `=>` says who adopts), not the sibling 34.
+    assert_eq!(shown(32), (vec![(30, 0), (31, 1), (32, 2), (33, 3)], 2));
+    // The init itself: no ancestor; on the host: up to pid 1.
+    assert_eq!(shown(30).0[0], (30, 0));
+    assert_eq!(
+        shown(11),
+        (vec![(1, 0), (10, 1), (11, 2), (12, 3), (13, 4)], 2)
+    );
+    // An ancestor's line says where its children would go.
+    let l = lineage(&snap, 32, &Options::default(), &mut NoContainers).unwrap();
+    let line = render::process_line(&l.processes[1]);
+    assert!(
+        line.contains("\\_ app") && line.contains("=> 30 (ns 1) tini (init)"),
+        "{line}"
+    );
+    assert!(lineage(&snap, 999, &Options::default(), &mut NoContainers).is_none());
 }
