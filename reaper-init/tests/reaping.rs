@@ -107,7 +107,22 @@ while [ $i -lt 50 ]; do
     ( sleep 0.2 & echo $! >> "$out.orphans" )
     i=$((i + 1))
 done
-sleep 0.8
+# Wait on the kernel, not the clock: until no orphan is running any more (each is gone or a
+# zombie: `sleep 0.2` may start late on a loaded machine), then until PID 1 has no zombie left
+# (it reaps as SIGCHLD arrives). 10 s bounds each wait; a PID 1 that does not reap fails.
+running() {
+    for p in $(cat "$out.orphans"); do
+        read -r line 2>/dev/null < /proc/"$p"/stat || continue
+        rest=${line##*) }
+        case $rest in Z*) ;; *) return 0 ;; esac
+    done
+    return 1
+}
+n=0
+while running && [ $n -lt 500 ]; do sleep 0.02; n=$((n + 1)); done
+running && exit 7
+n=0
+while [ "$(count_zombies 1)" != 0 ] && [ $n -lt 500 ]; do sleep 0.02; n=$((n + 1)); done
 [ "$(count_zombies 1)" = 0 ] || exit 6
 exit 42
 "#;

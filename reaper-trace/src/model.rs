@@ -22,7 +22,8 @@
 //!   resolved then, in order, before the init's own reap.
 //!
 //! Every operation is O(1) in the number of tasks and zombies (hash indexes), except
-//! [`Model::due_for_check`], which takes O(log n) per zombie it returns.
+//! [`Model::due_for_check`] and [`Model::zombies_at_risk`], which take O(log n) per zombie
+//! they return.
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 
@@ -106,6 +107,9 @@ pub struct Task {
     zombie_reported: bool,
     /// While a zombie: when to check it against `/proc` next (its key in `Model::checks`).
     check_at: u64,
+    /// While a zombie: the last time it was known to be one (it became one then, or `/proc`
+    /// showed it still was). A record lost after that may have been its reap.
+    verified_at: u64,
     /// When it became a zombie, if it was seen as one (kept when it is then released).
     zombie_since: Option<u64>,
     /// Its pid at each namespace level it is known at (for processes).
@@ -154,6 +158,7 @@ impl Task {
             state: TaskState::Running,
             zombie_reported: false,
             check_at: 0,
+            verified_at: 0,
             zombie_since: None,
             pids: Vec::new(),
             reaper_inputs: None,
@@ -235,6 +240,8 @@ pub struct Model {
     members: HashMap<u32, HashSet<u32>>,
     /// Zombies by when to check them against `/proc` next.
     checks: BTreeSet<(u64, u32)>,
+    /// Zombies by when they were last known to be zombies (`Task::verified_at`).
+    verified: BTreeSet<(u64, u32)>,
     /// Zombies `/proc` no longer showed: (tid, start, when checked). They vanished unless a
     /// record written before the check reaps them.
     vanishing: Vec<(u32, u64, u64)>,
@@ -399,7 +406,9 @@ impl Model {
         let task = self.tasks.get_mut(&tid).expect("present");
         if let TaskState::Zombie { since } = task.state {
             task.check_at = since.unwrap_or(0).saturating_add(CHECK_AFTER_NS);
+            task.verified_at = since.unwrap_or(0);
             self.checks.insert((task.check_at, tid));
+            self.verified.insert((task.verified_at, tid));
         }
     }
 
@@ -430,6 +439,7 @@ impl Model {
     fn uncheck(&mut self, task: &Task) {
         if task.is_zombie() {
             self.checks.remove(&(task.check_at, task.id.tid));
+            self.verified.remove(&(task.verified_at, task.id.tid));
         }
     }
 
@@ -460,6 +470,7 @@ impl Model {
         let was_pending = task.is_pending();
         if task.is_zombie() {
             self.checks.remove(&(task.check_at, tid));
+            self.verified.remove(&(task.verified_at, tid));
         }
         let task = self.tasks.get_mut(&tid).expect("present");
         task.state = state;
@@ -1174,12 +1185,36 @@ impl Model {
         }
     }
 
-    /// Every zombie the model holds, for a final check against `/proc`.
+    /// `/proc`, read at `checked_at` (or later), still shows this zombie: a record lost before
+    /// then was not its reap.
+    pub fn still_zombie(&mut self, zombie: ZombieCheck, checked_at: u64) {
+        if let Some(t) = self
+            .tasks
+            .get_mut(&zombie.tid)
+            .filter(|t| t.is(zombie.start_ns) && t.is_zombie())
+            && t.verified_at < checked_at
+        {
+            self.verified.remove(&(t.verified_at, zombie.tid));
+            t.verified_at = checked_at;
+            self.verified.insert((checked_at, zombie.tid));
+        }
+    }
+
+    /// Every zombie the model holds, longest unchecked first.
     pub fn zombies(&self) -> Vec<ZombieCheck> {
-        self.checks
-            .iter()
+        self.zombies_at_risk(u64::MAX)
+    }
+
+    /// The zombies whose reap may be among records lost at `lost_by` or before: those not
+    /// known to be zombies since (see [`Model::still_zombie`]), longest unknown first. The
+    /// others are zombies as the records left them. Indexed: O(log n) per zombie returned,
+    /// nothing when none is at risk.
+    pub fn zombies_at_risk(&self, lost_by: u64) -> Vec<ZombieCheck> {
+        self.verified
+            .range(..(lost_by, 0))
             .filter_map(|&(_, tid)| {
-                self.tasks.get(&tid).map(|t| ZombieCheck {
+                let t = self.tasks.get(&tid)?;
+                Some(ZombieCheck {
                     tid,
                     start_ns: t.id.start_ns,
                 })

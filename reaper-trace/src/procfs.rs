@@ -107,6 +107,31 @@ pub fn live_pids() -> std::collections::HashSet<u32> {
     numeric_entries("/proc").into_iter().collect()
 }
 
+/// The process ids `/proc` lists, read until `deadline` at most: the set, and the highest pid
+/// the listing is complete up to (`u32::MAX` when it got to the end). `/proc` lists pids in
+/// ascending order, so a pid up to that one and not in the set is gone; about a higher one
+/// the listing says nothing.
+pub fn live_pids_until(deadline: std::time::Instant) -> (std::collections::HashSet<u32>, u32) {
+    let mut live = std::collections::HashSet::new();
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return (live, 0);
+    };
+    let mut last = 0;
+    for (i, entry) in dir.enumerate() {
+        if i % 256 == 255 && std::time::Instant::now() >= deadline {
+            return (live, last);
+        }
+        if let Some(pid) = entry
+            .ok()
+            .and_then(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        {
+            live.insert(pid);
+            last = pid;
+        }
+    }
+    (live, u32::MAX)
+}
+
 /// Is the task `tid` that started at `start_ns` (boottime) still a zombie?
 pub fn still_zombie(tid: u32, start_ns: u64) -> bool {
     fs::read_to_string(format!("/proc/{tid}/stat"))
@@ -140,5 +165,18 @@ mod tests {
         assert_eq!(t.nspid.last().copied(), Some(me), "{t:?}");
         assert!(t.pidns != 0);
         assert!(!still_zombie(me, ticks_to_ns(t.start_ticks)));
+    }
+
+    #[test]
+    fn a_listing_cut_short_is_complete_up_to_its_last_pid() {
+        let (all, upto) =
+            live_pids_until(std::time::Instant::now() + std::time::Duration::from_secs(60));
+        assert_eq!(upto, u32::MAX);
+        assert!(all.contains(&std::process::id()));
+        // Out of time at once: whatever was read is complete up to the last pid read (the
+        // first 256 entries are read before the clock is looked at).
+        let (some, upto) = live_pids_until(std::time::Instant::now());
+        assert!(some.iter().all(|&p| p <= upto), "{upto} {some:?}");
+        assert!(some.len() <= 256);
     }
 }

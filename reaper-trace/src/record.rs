@@ -127,6 +127,10 @@ pub async fn run(opts: RecordOptions) -> Result<i32> {
             _ = sleep_until(flush_at) => {}
             r = session.ready() => r?,
         }
+        if matches!(stopping, Stopping::Asked(at) if at <= Instant::now()) {
+            // Nothing to wait for: the end starts now, not after one more batch.
+            break;
+        }
         session.step(&mut events);
         for ev in events.drain(..) {
             writer.event(&ev)?;

@@ -3780,7 +3780,10 @@ mod tests {
         passes(&judge(&PID1_TINI, &b, &early));
         // Its father's zombie, never handed on: wrong.
         let kept = replaced(&ev, 1, zombie(100, 200, false));
-        fails(&judge(&PID1_TINI, &b, &kept), "not handed to PID 1 as a zombie");
+        fails(
+            &judge(&PID1_TINI, &b, &kept),
+            "not handed to PID 1 as a zombie",
+        );
     }
 
     #[test]

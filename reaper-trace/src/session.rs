@@ -15,7 +15,7 @@ use tokio::time::{Instant, sleep_until};
 
 use crate::clock::boottime_ns;
 use crate::container::Resolver;
-use crate::decode::{self, decode};
+use crate::decode::{self, RawEvent, decode};
 use crate::event::Event;
 use crate::model::{Model, Scope, VANISH_GRACE_NS, ZombieCheck};
 use crate::tracer::Tracer;
@@ -34,9 +34,11 @@ const CHECK_BUDGET: usize = 20_000;
 const HOUSEKEEPING_CHECKS: Duration = Duration::from_millis(20);
 /// At the end, the last records are read for at most this long.
 const FINISH_DRAIN: Duration = Duration::from_millis(150);
-/// At the end, zombies are checked against `/proc` for at most this long (longest unchecked
-/// first); the rest stay zombies in the recording, as the records left them.
+/// At the end, the zombies whose reap may have been lost are checked against `/proc` for at
+/// most this long (longest unchecked first), the directory read included (at most
+/// `FINISH_LISTING` of it); the rest stay zombies in the recording, as the records left them.
 const FINISH_CHECKS: Duration = Duration::from_millis(150);
+const FINISH_LISTING: Duration = Duration::from_millis(100);
 
 pub struct SessionOptions {
     pub scope: Scope,
@@ -84,6 +86,14 @@ pub struct Session {
     backlog: bool,
     /// Every record written before this time (`CLOCK_BOOTTIME`) has been applied.
     applied_until: u64,
+    /// When the session was stopped (`CLOCK_BOOTTIME`): the programs are being detached, in
+    /// any order, so a reap after it may come as a `free` record without the wait record
+    /// that made it. Such `free` records are past the end: skipped (the zombie stays one, as
+    /// it was at the end).
+    stopped_at: Option<u64>,
+    /// When records were last found lost (`CLOCK_BOOTTIME`; 0: never): a zombie not known
+    /// to be one since may have had its reap among them.
+    lost_by: u64,
     /// Pid namespaces to containers: a `container` event precedes the first event of each.
     containers: Resolver,
 }
@@ -115,6 +125,8 @@ impl Session {
             data_pending: false,
             backlog: false,
             applied_until: started_ts,
+            stopped_at: None,
+            lost_by: 0,
             containers: Resolver::new(host_root()),
         })
     }
@@ -212,14 +224,28 @@ impl Session {
     }
 
     fn step_records(&mut self, out: &mut Vec<Event>) -> usize {
+        let n = self.apply_batch(out);
+        if self.last_housekeeping.elapsed() >= HOUSEKEEPING_EVERY {
+            self.housekeeping(out);
+        }
+        n
+    }
+
+    /// Applies at most [`BATCH`] records.
+    fn apply_batch(&mut self, out: &mut Vec<Event>) -> usize {
         let before = boottime_ns();
         let model = &mut self.model;
         let stats = &mut self.stats;
         let repeats = &mut self.repeats;
         let mut newest = 0;
+        let mut bad = false;
+        let stopped_at = self.stopped_at.unwrap_or(u64::MAX);
         let n = self.tracer.drain(BATCH, |bytes| match decode(bytes) {
             Ok(raw) => {
                 newest = raw.header().ts_ns;
+                if matches!(raw, RawEvent::Free(_)) && newest > stopped_at {
+                    return;
+                }
                 if repeats.is_repeat(&raw) {
                     stats.repeats += 1;
                     return;
@@ -227,8 +253,14 @@ impl Session {
                 stats.records += 1;
                 model.apply(&raw, out);
             }
-            Err(_) => stats.bad_records += 1,
+            Err(_) => {
+                stats.bad_records += 1;
+                bad = true;
+            }
         });
+        if bad {
+            self.lost_by = boottime_ns();
+        }
         self.last_step = Instant::now();
         self.backlog = n == BATCH;
         if !self.backlog {
@@ -238,35 +270,56 @@ impl Session {
             self.applied_until = self.applied_until.max(before);
         }
         self.applied_until = self.applied_until.max(newest);
-        if self.last_housekeeping.elapsed() >= HOUSEKEEPING_EVERY {
-            self.housekeeping(out);
-        }
         n
     }
 
-    /// The end of a session: the last records (for a bounded time; what is still unread then
-    /// is counted as lost), lost counts, zombies checked against `/proc`, and what is still
-    /// pending resolved. Takes a few hundred milliseconds at most.
+    /// The end of a session: the programs are detached (in the background: the kernel takes
+    /// its time), the last records read (for a bounded time; what is still unread then is
+    /// counted as lost), the zombies whose reap may have been lost checked against `/proc`
+    /// (for a bounded time), and what is still pending resolved. Nothing in it grows with the
+    /// number of tasks or zombies on the machine but a pass over the zombies the model holds;
+    /// it takes a few hundred milliseconds at most. Dropping the session then waits for the
+    /// programs to be detached.
     pub async fn finish(&mut self, out: &mut Vec<Event>) {
         let from = out.len();
         self.finish_records(out).await;
         self.annotate(out, from);
     }
 
+    /// Starts detaching the programs (in the background; dropping the session waits for it):
+    /// no record is written after this but those of calls already under way.
+    pub fn detach(&mut self) {
+        self.tracer.detach();
+    }
+
     async fn finish_records(&mut self, out: &mut Vec<Event>) {
         // Records written from now on are past the end of the session, not lost.
         let stopped_at = boottime_ns();
-        self.drain_for(FINISH_DRAIN, out);
-        let checked_at = boottime_ns();
-        let zombies = self.model.zombies();
-        let gone = self.check_zombies(zombies, checked_at, FINISH_CHECKS);
-        if gone > 0 {
-            // Their reap records may still be on their way: wait for what was written
-            // before the check, then read it.
-            let settled = checked_at + VANISH_GRACE_NS;
-            let wait = settled.saturating_sub(boottime_ns());
-            tokio::time::sleep(Duration::from_nanos(wait)).await;
-            self.drain_for(FINISH_DRAIN, out);
+        self.stopped_at = Some(stopped_at);
+        self.detach();
+        if !self.drain_for(FINISH_DRAIN, out) {
+            // Records are still coming faster than they are applied: count the rest.
+            self.count_unread(stopped_at, out);
+        }
+        self.report_lost(out);
+        // A zombie known to be one since the last records were lost is one: its reap is not
+        // among them. Only the others are looked up in /proc (none when nothing was lost).
+        let at_risk = if self.lost_by > 0 {
+            self.model.zombies_at_risk(self.lost_by)
+        } else {
+            Vec::new()
+        };
+        if !at_risk.is_empty() {
+            let (gone, checked_at) =
+                self.check_zombies(at_risk, FINISH_CHECKS, Some(FINISH_LISTING));
+            if gone > 0 {
+                // Their reap records may still be on their way: wait for what was written
+                // before the check, then read it.
+                let settled = checked_at + VANISH_GRACE_NS;
+                let wait = settled.saturating_sub(boottime_ns());
+                tokio::time::sleep(Duration::from_nanos(wait)).await;
+                self.drain_for(FINISH_DRAIN, out);
+            }
         }
         self.count_unread(stopped_at, out);
         self.report_lost(out);
@@ -274,10 +327,19 @@ impl Session {
         self.model.finish(out);
     }
 
-    fn drain_for(&mut self, limit: Duration, out: &mut Vec<Event>) {
+    /// Applies records until the ring is empty (returns true) or `limit` has passed (false).
+    /// No housekeeping: the end of a session does its own.
+    fn drain_for(&mut self, limit: Duration, out: &mut Vec<Event>) -> bool {
         let until = std::time::Instant::now() + limit;
         // Annotated by `finish`, once.
-        while self.step_records(out) == BATCH && std::time::Instant::now() < until {}
+        loop {
+            if self.apply_batch(out) < BATCH {
+                return true;
+            }
+            if std::time::Instant::now() >= until {
+                return false;
+            }
+        }
     }
 
     /// Records still in the ring when a stopping session has no time left to apply them:
@@ -311,6 +373,9 @@ impl Session {
             }
         }
         let now = boottime_ns();
+        if unread.iter().any(|&c| c > 0) {
+            self.lost_by = now;
+        }
         for (slot, &count) in unread.iter().enumerate().filter(|(_, c)| **c > 0) {
             let what = decode::kind_name(slot as u32);
             *self.stats.lost.entry(what).or_default() += count;
@@ -329,7 +394,12 @@ impl Session {
 
     fn report_lost(&mut self, out: &mut Vec<Event>) {
         let now = boottime_ns();
-        for (slot, count) in self.tracer.lost_since_last() {
+        let lost = self.tracer.lost_since_last();
+        if !lost.is_empty() {
+            // Lost before the counters were read: before now.
+            self.lost_by = boottime_ns();
+        }
+        for (slot, count) in lost {
             let what = decode::kind_name(slot);
             *self.stats.lost.entry(what).or_default() += count;
             out.push(Event::Lost {
@@ -349,28 +419,51 @@ impl Session {
         let now = boottime_ns();
         let due = self.model.due_for_check(now, CHECK_BUDGET);
         if !due.is_empty() {
-            self.check_zombies(due, now, HOUSEKEEPING_CHECKS);
+            self.check_zombies(due, HOUSEKEEPING_CHECKS, None);
         }
     }
 
-    /// Tells the model which of `zombies` `/proc` no longer shows (checked at `now`): one
-    /// directory read settles those whose pid is gone; the others' `stat` is read (the pid
-    /// may name a new process), for at most `limit`. Returns how many are gone.
-    fn check_zombies(&mut self, zombies: Vec<ZombieCheck>, now: u64, limit: Duration) -> usize {
-        let live = procfs::live_pids();
-        let until = std::time::Instant::now() + limit;
-        let mut gone = 0;
+    /// Tells the model which of `zombies` `/proc` no longer shows, and which it shows still
+    /// zombies: one directory read (for at most `listing`, if given) settles those whose pid
+    /// is gone; the others' `stat` is read (the pid may name a new process), until `limit`
+    /// has passed since the start. Returns how many are gone, and when they were found gone.
+    fn check_zombies(
+        &mut self,
+        zombies: Vec<ZombieCheck>,
+        limit: Duration,
+        listing: Option<Duration>,
+    ) -> (usize, u64) {
+        let started = std::time::Instant::now();
+        // Seen as zombies at this time or later.
+        let seen_at = boottime_ns();
+        let (live, listed_up_to) = match listing {
+            Some(l) => procfs::live_pids_until(started + l),
+            None => (procfs::live_pids(), u32::MAX),
+        };
+        let until = started + limit;
+        let mut gone = Vec::new();
         for z in zombies {
-            let present = live.contains(&z.tid);
-            if present && std::time::Instant::now() >= until {
+            let listed = z.tid <= listed_up_to;
+            if listed && !live.contains(&z.tid) {
+                gone.push(z);
                 continue;
             }
-            if !present || !procfs::still_zombie(z.tid, z.start_ns) {
-                self.model.gone_from_proc(z, now);
-                gone += 1;
+            if std::time::Instant::now() >= until {
+                continue;
+            }
+            if procfs::still_zombie(z.tid, z.start_ns) {
+                self.model.still_zombie(z, seen_at);
+            } else {
+                gone.push(z);
             }
         }
-        gone
+        // Found gone at this time or earlier.
+        let checked_at = boottime_ns();
+        let n = gone.len();
+        for z in gone {
+            self.model.gone_from_proc(z, checked_at);
+        }
+        (n, checked_at)
     }
 }
 

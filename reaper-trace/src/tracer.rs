@@ -5,7 +5,9 @@ use anyhow::{Context, Result, anyhow};
 use aya::{
     Btf, Ebpf, EbpfLoader,
     maps::{HashMap as BpfHashMap, MapData, PerCpuArray},
-    programs::{BtfTracePoint, Iter, Program, TracePoint},
+    programs::{
+        BtfTracePoint, Iter, TracePoint, tp_btf::BtfTracePointLink, trace_point::TracePointLink,
+    },
 };
 use aya_log::EbpfLogger;
 use reaper_trace_common::{LOST_SLOTS, Offsets, kind, standby};
@@ -282,8 +284,12 @@ pub struct Tracer {
     tracked: BpfHashMap<MapData, u32, u64>,
     logger: Option<EbpfLogger<KernelMessages>>,
     messages: KernelMessages,
-    // Keeps programs and links alive; detached in `drop`.
-    ebpf: Ebpf,
+    /// The attached programs' links, until [`Tracer::detach`] (or the drop) detaches them.
+    links: Vec<Link>,
+    /// Detaching started by [`Tracer::detach`]; waited for in `drop`.
+    detaching: Option<Detaching>,
+    // Keeps the programs loaded (and their descriptors open for `attached`).
+    _ebpf: Ebpf,
 }
 
 /// aya's load errors carry the whole verifier log. Its reason is near the end: the last line
@@ -399,6 +405,79 @@ fn attach(ebpf: &mut Ebpf, spec: &ProgramSpec) -> Result<()> {
         }
     }
     .map_err(|e| anyhow!("attaching {} to {} failed: {e}", spec.name, spec.hook))
+}
+
+/// A program's attachment, owned apart from the program: dropping it detaches the program
+/// (the program itself stays loaded, its descriptor open, until the [`Tracer`] goes).
+enum Link {
+    Btf(#[allow(dead_code, reason = "held for its Drop")] BtfTracePointLink),
+    Syscall(#[allow(dead_code, reason = "held for its Drop")] TracePointLink),
+}
+
+/// Attaches one loaded program and takes its link out of the program.
+fn attach_owned(ebpf: &mut Ebpf, spec: &ProgramSpec) -> Result<Link> {
+    if let Hook::Iter(_) = spec.hook {
+        return Err(anyhow!(
+            "{} is an iterator: it is read, not attached",
+            spec.name
+        ));
+    }
+    let prog = ebpf.program_mut(spec.name).expect("loaded");
+    match spec.hook {
+        Hook::Btf(_) => {
+            let prog: &mut BtfTracePoint = prog.try_into()?;
+            prog.attach()
+                .and_then(|id| prog.take_link(id))
+                .map(Link::Btf)
+        }
+        Hook::Syscall(name) => {
+            let prog: &mut TracePoint = prog.try_into()?;
+            prog.attach("syscalls", name)
+                .and_then(|id| prog.take_link(id))
+                .map(Link::Syscall)
+        }
+        Hook::Iter(_) => unreachable!("returned above"),
+    }
+    .map_err(|e| anyhow!("attaching {} to {} failed: {e}", spec.name, spec.hook))
+}
+
+/// Detaches `links` (dropping each detaches it). Closing a link waits for the kernel: RCU
+/// grace periods, tens of milliseconds each, up to a second on a loaded machine with tens of
+/// thousands of tasks (the syscall tracepoints' wait for a tasks-trace grace period, and
+/// the kernel takes them one after another under its `event_mutex`). So they are all closed
+/// at once, each on its own thread: the waits that can overlap do. Where no thread can be
+/// started (the machine is out of pids), one after another.
+fn detach_links(links: Vec<Link>) {
+    std::thread::scope(|scope| {
+        for link in links {
+            // A spawn that fails drops its closure: that link is detached here and now.
+            let _ = std::thread::Builder::new()
+                .name("detach".into())
+                .spawn_scoped(scope, move || drop(link));
+        }
+    });
+}
+
+/// Detaching started at the end of a session, in the background; see [`Tracer::detach`].
+pub struct Detaching(Option<std::thread::JoinHandle<()>>);
+
+impl Detaching {
+    /// Waits until every program is detached.
+    pub fn wait(mut self) {
+        self.join();
+    }
+
+    fn join(&mut self) {
+        if let Some(t) = self.0.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Detaching {
+    fn drop(&mut self) {
+        self.join();
+    }
 }
 
 /// The object with `kernel`'s offsets written in, not yet verified.
@@ -548,8 +627,10 @@ impl Tracer {
         for spec in &specs {
             load(&mut ebpf, spec, &btf)?;
         }
+        let mut links = Vec::with_capacity(specs.len());
         for spec in attach_order(&specs) {
-            attach(&mut ebpf, spec)?;
+            // On an error, the links taken so far detach as they are dropped.
+            links.push(attach_owned(&mut ebpf, spec)?);
         }
         let aya::maps::Map::RingBuf(events) = ebpf.take_map("EVENTS").context("EVENTS map")? else {
             return Err(anyhow!("the EVENTS map is not a ring buffer"));
@@ -579,7 +660,7 @@ impl Tracer {
         Ok(Self {
             logger,
             messages,
-            ebpf,
+            _ebpf: ebpf,
             // SAFETY: the ring buffer owns its descriptor and keeps it open for as long as the
             // AsyncFd that owns the ring buffer exists.
             ring: unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
@@ -590,7 +671,35 @@ impl Tracer {
             covered,
             skipped_seen: Default::default(),
             tracked,
+            links,
+            detaching: None,
         })
+    }
+
+    /// Starts detaching every program, in the background: the end of the session. Records
+    /// already in the ring buffer stay readable, and lost counts (the programs stay loaded)
+    /// too. Dropping the tracer waits until every program is detached.
+    pub fn detach(&mut self) {
+        if self.detaching.is_some() || self.links.is_empty() {
+            return;
+        }
+        let links = std::mem::take(&mut self.links);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let spawned = std::thread::Builder::new()
+            .name("detach".into())
+            .spawn(move || {
+                if let Ok(links) = rx.recv() {
+                    detach_links(links);
+                }
+            });
+        match spawned {
+            Ok(t) => {
+                let _ = tx.send(links);
+                self.detaching = Some(Detaching(Some(t)));
+            }
+            // No thread to be had (the machine is out of pids): here and now.
+            Err(_) => detach_links(links),
+        }
     }
 
     /// Waits until records are available.
@@ -678,21 +787,13 @@ impl Tracer {
 }
 
 impl Drop for Tracer {
-    /// Detaches every program. Closing a tracepoint link waits for the kernel (tens of
-    /// milliseconds each, more on a loaded machine), so they are detached all at once rather
-    /// than one after another: a stop takes one of those waits, not a dozen.
+    /// Detaches every program (see [`detach_links`]), or waits for [`Tracer::detach`] to
+    /// have done so. Unloading the programs afterwards (when `ebpf` goes) does not wait.
     fn drop(&mut self) {
-        std::thread::scope(|scope| {
-            for (_, program) in self.ebpf.programs_mut() {
-                scope.spawn(move || {
-                    let _ = match program {
-                        Program::BtfTracePoint(p) => p.unload(),
-                        Program::TracePoint(p) => p.unload(),
-                        _ => Ok(()),
-                    };
-                });
-            }
-        });
+        detach_links(std::mem::take(&mut self.links));
+        if let Some(d) = self.detaching.take() {
+            d.wait();
+        }
     }
 }
 

@@ -623,6 +623,61 @@ fn a_vanishing_zombie_reaped_by_a_late_record_is_not_vanished() {
     assert_eq!(reaps(&out), [(11, 50, ReapHow::Wait4, Some(790))]);
 }
 
+/// The end of a session on a machine with 100,000 zombies: only those whose reap may be among
+/// lost records are looked up in /proc (none when nothing was lost), and settling the rest
+/// takes one pass. Prints the figures.
+#[test]
+fn the_end_of_a_session_with_100k_zombies_looks_up_only_those_at_risk() {
+    use std::time::{Duration, Instant};
+    const N: u64 = 100_000;
+    let mut m = Model::new(Scope::All);
+    let parent = info(10, 10, 1, "parent");
+    let mut out = Vec::new();
+    for i in 0..N {
+        let tid = 1_000 + i as u32;
+        let z = info(tid, tid, 2 + i, "z");
+        let ts = 1_000 + 10 * i;
+        m.apply(&fork(ts, parent, z), &mut out);
+        m.apply(&exit(ts + 1, z, parent, 0), &mut out);
+        m.apply(&dead(ts + 2, z, parent, exit_state::EXIT_ZOMBIE), &mut out);
+    }
+    assert_eq!(m.zombie_count(), N as usize);
+    out.clear();
+
+    // Nothing lost: no zombie to look up.
+    let t = Instant::now();
+    assert!(m.zombies_at_risk(0).is_empty());
+    let none_lost = t.elapsed();
+    // Records lost by the time the second half became zombies: the first half is at risk.
+    let lost_by = 1_000 + 10 * (N / 2);
+    let t = Instant::now();
+    let at_risk = m.zombies_at_risk(lost_by);
+    let listing = t.elapsed();
+    assert_eq!(at_risk.len(), (N / 2) as usize);
+    assert!(at_risk.iter().all(|z| z.tid < 1_000 + (N / 2) as u32));
+    // /proc, read after the loss, shows half of those still zombies; the rest it was not
+    // asked about (out of time): they stay at risk, and zombies in the recording.
+    for z in &at_risk[..(N / 4) as usize] {
+        m.still_zombie(*z, lost_by + 1);
+    }
+    assert_eq!(m.zombies_at_risk(lost_by).len(), (N / 4) as usize);
+
+    let t = Instant::now();
+    m.settle(u64::MAX / 2, &mut out);
+    m.finish(&mut out);
+    let finish = t.elapsed();
+    // Outstanding zombies are left as the records showed them: no event each.
+    assert!(out.is_empty(), "{} events", out.len());
+    assert_eq!(m.zombie_count(), N as usize);
+    eprintln!(
+        "{N} zombies: none at risk found in {none_lost:?}, {} at risk in {listing:?}; settle + finish {finish:?}",
+        N / 2
+    );
+    // One pass each (a few milliseconds optimized); generous for an unoptimized build.
+    let limit = Duration::from_millis(500);
+    assert!(none_lost < limit && listing < limit && finish < limit);
+}
+
 // ----- one test per class of wrong event that issue "truth" found -----
 
 fn ns_info(tid: u32, start: u64, comm: &str, pidns: u32, ns_tid: u32) -> TaskInfo {

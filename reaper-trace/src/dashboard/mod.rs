@@ -397,6 +397,11 @@ impl Dashboard {
         }
         drop(input);
         drop(guard);
+        if let Feed::Live(session) = &mut self.feed {
+            // The terminal is back. The kernel takes its time to detach the programs: let it
+            // start now, while the rest is dropped (dropping the session waits for it).
+            session.detach();
+        }
         if let Feed::Daemon(Client {
             ended: Some(why),
             socket,
@@ -405,6 +410,11 @@ impl Dashboard {
         {
             bail!("{}: {why}", socket.display());
         }
+        // What the screen showed goes while the programs are being detached; the session
+        // (its drop waits for them) last.
+        drop(self.view);
+        drop(self.frozen);
+        drop(self.feed);
         Ok(0)
     }
 }
