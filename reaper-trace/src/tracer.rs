@@ -286,6 +286,8 @@ pub struct Tracer {
     messages: KernelMessages,
     /// The attached programs' links, until [`Tracer::detach`] (or the drop) detaches them.
     links: Vec<Link>,
+    /// Whether links may be closed from several threads at once (see [`detach_links`]).
+    parallel_detach: bool,
     /// Detaching started by [`Tracer::detach`]; waited for in `drop`.
     detaching: Option<Detaching>,
     // Keeps the programs loaded (and their descriptors open for `attached`).
@@ -447,7 +449,15 @@ fn attach_owned(ebpf: &mut Ebpf, spec: &ProgramSpec) -> Result<Link> {
 /// the kernel takes them one after another under its `event_mutex`). So they are all closed
 /// at once, each on its own thread: the waits that can overlap do. Where no thread can be
 /// started (the machine is out of pids), one after another.
-fn detach_links(links: Vec<Link>) {
+///
+/// Not on kernels before 5.17 (`parallel` false): Linux 5.10 guests hit soft lockups in every
+/// detaching thread, for minutes, when links were closed from several threads at once. There
+/// they are closed one after another.
+fn detach_links(links: Vec<Link>, parallel: bool) {
+    if !parallel {
+        links.into_iter().for_each(drop);
+        return;
+    }
     std::thread::scope(|scope| {
         for link in links {
             // A spawn that fails drops its closure: that link is detached here and now.
@@ -673,6 +683,7 @@ impl Tracer {
             tracked,
             links,
             detaching: None,
+            parallel_detach: kernel.features.bpf_loop,
         })
     }
 
@@ -684,12 +695,13 @@ impl Tracer {
             return;
         }
         let links = std::mem::take(&mut self.links);
+        let parallel = self.parallel_detach;
         let (tx, rx) = std::sync::mpsc::channel();
         let spawned = std::thread::Builder::new()
             .name("detach".into())
             .spawn(move || {
                 if let Ok(links) = rx.recv() {
-                    detach_links(links);
+                    detach_links(links, parallel);
                 }
             });
         match spawned {
@@ -698,7 +710,7 @@ impl Tracer {
                 self.detaching = Some(Detaching(Some(t)));
             }
             // No thread to be had (the machine is out of pids): here and now.
-            Err(_) => detach_links(links),
+            Err(_) => detach_links(links, parallel),
         }
     }
 
@@ -790,7 +802,7 @@ impl Drop for Tracer {
     /// Detaches every program (see [`detach_links`]), or waits for [`Tracer::detach`] to
     /// have done so. Unloading the programs afterwards (when `ebpf` goes) does not wait.
     fn drop(&mut self) {
-        detach_links(std::mem::take(&mut self.links));
+        detach_links(std::mem::take(&mut self.links), self.parallel_detach);
         if let Some(d) = self.detaching.take() {
             d.wait();
         }
