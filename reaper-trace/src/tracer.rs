@@ -1,7 +1,7 @@
 //! Loads the kernel programs, attaches them, and hands out their records. Dropping the
 //! `Tracer` detaches every program (the links are owned by the loaded object).
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use aya::{
     Btf, Ebpf, EbpfLoader,
     maps::{HashMap as BpfHashMap, MapData, PerCpuArray},
@@ -418,12 +418,6 @@ enum Link {
 
 /// Attaches one loaded program and takes its link out of the program.
 fn attach_owned(ebpf: &mut Ebpf, spec: &ProgramSpec) -> Result<Link> {
-    if let Hook::Iter(_) = spec.hook {
-        return Err(anyhow!(
-            "{} is an iterator: it is read, not attached",
-            spec.name
-        ));
-    }
     let prog = ebpf.program_mut(spec.name).expect("loaded");
     match spec.hook {
         Hook::Btf(_) => {
@@ -438,7 +432,7 @@ fn attach_owned(ebpf: &mut Ebpf, spec: &ProgramSpec) -> Result<Link> {
                 .and_then(|id| prog.take_link(id))
                 .map(Link::Syscall)
         }
-        Hook::Iter(_) => unreachable!("returned above"),
+        Hook::Iter(_) => bail!("{} is an iterator: it is read, not attached", spec.name),
     }
     .map_err(|e| anyhow!("attaching {} to {} failed: {e}", spec.name, spec.hook))
 }

@@ -98,6 +98,19 @@ fn check_namespace_privileges() -> Result<()> {
     Ok(())
 }
 
+/// Whether a scenario's run says nothing of the kernel and is to be run once more: it failed
+/// while kernel records were lost (what it is about may be in what was not seen). Returns the
+/// note the second run carries.
+fn run_again(result: &ScenarioResult, events: &[Event], stopped: bool) -> Option<String> {
+    let lost = suite::kernel_records_lost(events);
+    (!stopped && result.status == Status::Fail && lost > 0).then(|| {
+        format!(
+            "run twice: {lost} kernel records were lost in the first run, which failed ({})",
+            result.reason.as_deref().unwrap_or("no reason given")
+        )
+    })
+}
+
 /// Runs the scenarios; returns the exit code (0: nothing failed).
 pub async fn run(opts: ValidateOptions) -> Result<i32> {
     let scenarios = select(&opts.only)?;
@@ -149,12 +162,7 @@ pub async fn run(opts: ValidateOptions) -> Result<i32> {
             run_one(&mut session, &exe, scenario, limits, &mut stop).await?;
         // A failure while kernel records were lost says nothing of the kernel: what the
         // scenario is about may be in what was not seen. It is run once more, and says so.
-        let lost = suite::kernel_records_lost(&events);
-        if !stopped && result.status == Status::Fail && lost > 0 {
-            let first = format!(
-                "run twice: {lost} kernel records were lost in the first run, which failed ({})",
-                result.reason.as_deref().unwrap_or("no reason given")
-            );
+        if let Some(first) = run_again(&result, &events, stopped) {
             (result, events, stopped) =
                 run_one(&mut session, &exe, scenario, limits, &mut stop).await?;
             result.notes.insert(0, first);
@@ -587,6 +595,30 @@ async fn run_one(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failure_with_records_lost_is_run_again_once() {
+        let lost = |what: &str| Event::Lost {
+            ts: 1,
+            what: what.into(),
+            count: 3,
+        };
+        let mut failed = ScenarioResult::new("x", "");
+        failed.fail("no reparent event for orphan 7");
+        let note = run_again(&failed, &[lost("fork")], false).expect("run again");
+        assert!(note.contains("3 kernel records were lost"), "{note}");
+        assert!(note.contains("no reparent event for orphan 7"), "{note}");
+        // Nothing lost, or only children not followed (a scenario asks for those): the
+        // failure stands.
+        assert_eq!(run_again(&failed, &[], false), None);
+        assert_eq!(run_again(&failed, &[lost("children")], false), None);
+        // Interrupted by the user: no second run.
+        assert_eq!(run_again(&failed, &[lost("fork")], true), None);
+        // A pass is not run again.
+        let mut passed = ScenarioResult::new("x", "");
+        passed.status = Status::Pass;
+        assert_eq!(run_again(&passed, &[lost("fork")], false), None);
+    }
 
     #[test]
     fn saved_events_replay() {
