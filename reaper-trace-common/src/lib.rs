@@ -246,6 +246,11 @@ pub struct ExitEvent {
     /// Non-zero when the task had more than `MAX_CHILDREN` children (or the pending map was
     /// full): the rest are not followed, and the overflow is counted in the lost counters.
     pub children_truncated: u32,
+    /// The low 32 bits of the task's `self_exec_id`. A thread that execs takes its leader's
+    /// tid and start time (`de_thread`): the old leader's exit and the new program's exit
+    /// differ only by this.
+    pub exec_id: u32,
+    pub _pad: u32,
     /// Pid numbers at levels `0..=task.level` (capped at `MAX_PID_LEVELS`), read while the
     /// task is still hashed: a task released at exit reads back as zeros later.
     pub pids: [UPid; MAX_PID_LEVELS],
@@ -291,6 +296,9 @@ pub const DEAD_LEADER_GONE: u32 = 1;
 pub struct SnapshotEvent {
     pub hdr: EventHeader,
     pub father: TaskId,
+    /// The father's exec count (low 32 bits of `self_exec_id`), as in [`ExitEvent::exec_id`].
+    pub exec_id: u32,
+    pub _pad: u32,
     pub snapshot: ReaperSnapshot,
 }
 
@@ -412,7 +420,17 @@ pub struct WaitEvent {
 pub struct FreeEvent {
     pub hdr: EventHeader,
     pub task: TaskId,
+    /// The task's exec count (low 32 bits of `self_exec_id`), as in [`ExitEvent::exec_id`].
+    pub exec_id: u32,
+    /// `FREE_*` bits.
+    pub flags: u32,
 }
+
+/// [`FreeEvent::flags`]: the task was its thread group's leader until another thread exec'd
+/// and took its place (`de_thread`: the thread took its pid and start time, and became
+/// `group_leader`). The process lives on under the same identity: this release is the old
+/// leader's, not the process's.
+pub const FREE_REPLACED_LEADER: u32 = 1;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]

@@ -24,8 +24,8 @@ use aya_ebpf::{
 use aya_log_ebpf::warn;
 use reaper_trace_common::{
     ARGS_LEN, AdoptionChunkEvent, CHUNK_CHILDREN, COMM_LEN, DEAD_LEADER_GONE, DeadEvent,
-    EventHeader, ExecEvent, ExitEvent, FORK_FLAG_THREAD, ForkEvent, FreeEvent, LOST_SLOTS,
-    MAX_ANCESTOR_THREADS, MAX_ANCESTORS, MAX_CHILDREN, MAX_CHILDREN_COUNTED,
+    EventHeader, ExecEvent, ExitEvent, FORK_FLAG_THREAD, FREE_REPLACED_LEADER, ForkEvent,
+    FreeEvent, LOST_SLOTS, MAX_ANCESTOR_THREADS, MAX_ANCESTORS, MAX_CHILDREN, MAX_CHILDREN_COUNTED,
     MAX_CHILDREN_COUNTED_BOUNDED, MAX_PID_LEVELS, MAX_SUBREAPERS, MAX_THREADS, MAX_TRACKED,
     MAX_TRACKED_ZOMBIE_PIDS, Offsets, PendingCall, PendingChildren, REPARENT_REAPER_ID_ONLY,
     REPARENT_RELEASED, ReaperSnapshot, ReparentEvent, SnapshotEvent, SubreaperEvent,
@@ -421,28 +421,24 @@ macro_rules! copies {
     };
 }
 
-/// The token of a call about `task` (argument `arg` of the tracepoint): its tid and start
-/// time, which name it for life (fork, exit and free happen once per task). Numbers, not the
-/// task's address: the verifier allows no arithmetic on a trusted pointer.
+/// The token of a call about `task` (argument `arg` of the tracepoint): its tid with its exec
+/// count, and its start time. These name one fork, one exec, one exit and one release: a task
+/// execs more than once, and a thread that execs takes its old leader's tid and start time
+/// (`de_thread`), while the leader exits and is released with the count it had. Numbers, not
+/// the task's address: the verifier allows no arithmetic on a trusted pointer.
 #[inline(always)]
 fn task_token(ctx: &BtfTracePointContext, arg: usize) -> [u64; 2] {
     let task: *const u8 = ctx.arg(arg);
     [
-        Direct::read::<u32>(task, off!(task_pid)) as u64,
+        Direct::read::<u32>(task, off!(task_pid)) as u64 | ((exec_id(task) as u64) << 32),
         Direct::read::<u64>(task, off!(task_start_boottime)),
     ]
 }
 
-/// The token of an exec: the task's tid and its exec count (a task execs more than once),
-/// and its start time.
+/// The low 32 bits of `task_struct::self_exec_id`: how many times the task exec'd.
 #[inline(always)]
-fn exec_token(ctx: &BtfTracePointContext) -> [u64; 2] {
-    let task: *const u8 = ctx.arg(0);
-    let exec_id = Direct::read::<u64>(task, off!(task_self_exec_id));
-    [
-        Direct::read::<u32>(task, off!(task_pid)) as u64 | (exec_id << 32),
-        Direct::read::<u64>(task, off!(task_start_boottime)),
-    ]
+fn exec_id(task: *const u8) -> u32 {
+    Direct::read::<u64>(task, off!(task_self_exec_id)) as u32
 }
 
 #[inline(always)]
@@ -733,7 +729,7 @@ fn on_exec(ctx: &BtfTracePointContext) {
         emit::<ExecEvent>(kind::EXEC, |ev| {
             ev.task = task_info::<Direct>(task);
             ev.old_tid = old_tid;
-            ev.exec_id = Direct::read::<u64>(task, off!(task_self_exec_id)) as u32;
+            ev.exec_id = exec_id(task);
             let filename = rd_ptr(bprm, off!(binprm_filename));
             let _ = bpf_probe_read_kernel_str_bytes(filename, &mut ev.filename);
             zero(&mut ev.args);
@@ -759,7 +755,7 @@ fn on_exec(ctx: &BtfTracePointContext) {
 copies!(
     "sched_process_exec",
     standby::EXEC,
-    |ctx, COPY| (exec_token(ctx), on_exec(ctx)),
+    |ctx, COPY| (task_token(ctx, 0), on_exec(ctx)),
     sched_process_exec,
     sched_process_exec_standby,
     sched_process_exec_standby2
@@ -796,6 +792,8 @@ fn on_exit<L: Repeat, const COPY: u32>(ctx: &BtfTracePointContext) {
             ev.group_dead = group_dead as u32;
             ev.children_followed = followed;
             ev.children_truncated = truncated;
+            ev.exec_id = exec_id(task);
+            ev._pad = 0;
             read_pids::<Direct>(task, ev.task.level, &mut ev.pids);
         })
     };
@@ -804,6 +802,8 @@ fn on_exit<L: Repeat, const COPY: u32>(ctx: &BtfTracePointContext) {
         unsafe {
             emit::<SnapshotEvent>(kind::EXIT_SNAPSHOT, |ev| {
                 ev.father = id;
+                ev.exec_id = exec_id(task);
+                ev._pad = 0;
                 zero(&mut ev.snapshot);
                 take_snapshot::<L>(task, &mut ev.snapshot);
             })
@@ -1139,6 +1139,8 @@ fn report_adoptions<L: Repeat>(father: *const u8, pending: &PendingChildren) {
     unsafe {
         emit::<SnapshotEvent>(kind::ADOPTIONS, |ev| {
             ev.father = pending.father;
+            ev.exec_id = exec_id(father);
+            ev._pad = 0;
             zero(&mut ev.snapshot);
             take_snapshot::<L>(father, &mut ev.snapshot);
         })
@@ -1258,12 +1260,20 @@ fn on_free(ctx: &BtfTracePointContext) {
         return;
     }
     let id = task_id::<Direct>(task);
-    if tree_scope() && id.tid == id.tgid {
+    // A leader whose place a thread's exec took: the process lives on in that thread.
+    let replaced = id.tid == id.tgid && Direct::ptr(task, off!(task_group_leader)) != task;
+    if tree_scope() && id.tid == id.tgid && !replaced {
         // The process is gone for good: its pid may now name another one.
         let _ = TRACKED.remove(&id.tgid);
     }
     // SAFETY: FreeEvent starts with the header; every other field is written.
-    unsafe { emit::<FreeEvent>(kind::FREE, |ev| ev.task = id) };
+    unsafe {
+        emit::<FreeEvent>(kind::FREE, |ev| {
+            ev.task = id;
+            ev.exec_id = exec_id(task);
+            ev.flags = if replaced { FREE_REPLACED_LEADER } else { 0 };
+        })
+    };
 }
 
 #[inline(always)]

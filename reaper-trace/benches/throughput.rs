@@ -196,6 +196,8 @@ impl Records {
             group_dead: 1,
             children_followed: 0,
             children_truncated: 0,
+            exec_id: 0,
+            _pad: 0,
             pids: task.pids(),
         });
     }
@@ -235,6 +237,8 @@ impl Records {
         self.push(&FreeEvent {
             hdr,
             task: task.id(),
+            exec_id: 0,
+            flags: 0,
         });
     }
 

@@ -163,9 +163,16 @@ mod tests {
                 tgid: 7,
                 start_ns: 9,
             },
+            exec_id: 2,
+            flags: 0,
         };
         match decode(&as_bytes(&ev)).unwrap() {
-            RawEvent::Free(f) => assert_eq!((f.hdr.ts_ns, f.task.tid, f.task.start_ns), (42, 7, 9)),
+            RawEvent::Free(f) => {
+                assert_eq!(
+                    (f.hdr.ts_ns, f.task.tid, f.task.start_ns, f.exec_id),
+                    (42, 7, 9, 2)
+                )
+            }
             other => panic!("decoded as {other:?}"),
         }
         let sub = SubreaperEvent {

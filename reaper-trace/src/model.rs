@@ -28,9 +28,9 @@
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 
 use reaper_trace_common::{
-    DEAD_LEADER_GONE, DeadEvent, ExecEvent, ExitEvent, FORK_FLAG_THREAD, ForkEvent, FreeEvent,
-    REPARENT_REAPER_ID_ONLY, REPARENT_RELEASED, ReparentEvent, SnapshotEvent, SubreaperEvent,
-    TaskId, TaskInfo, UPid, WaitEvent, exit_state, wait_syscall,
+    DEAD_LEADER_GONE, DeadEvent, ExecEvent, ExitEvent, FORK_FLAG_THREAD, FREE_REPLACED_LEADER,
+    ForkEvent, FreeEvent, REPARENT_REAPER_ID_ONLY, REPARENT_RELEASED, ReparentEvent, SnapshotEvent,
+    SubreaperEvent, TaskId, TaskInfo, UPid, WaitEvent, exit_state, wait_syscall,
 };
 
 use crate::decode::{RawEvent, c_string, split_args};
@@ -631,6 +631,7 @@ impl Model {
         // The process lives on: whatever its old leader's exit said no longer applies.
         let task = self.tasks.get_mut(&tid).expect("learned");
         task.exit_ts = None;
+        task.exit_code = None;
         task.group_dead = false;
         task.reaper_inputs = None;
         task.final_inputs = None;
@@ -1079,6 +1080,11 @@ impl Model {
     }
 
     fn free(&mut self, e: &FreeEvent, out: &mut Vec<Event>) {
+        if e.flags & FREE_REPLACED_LEADER != 0 {
+            // The old leader of a process whose other thread exec'd: that thread holds the
+            // process's tid and start time now, and the process lives on (see `exec`).
+            return;
+        }
         let Some(tid) = self.known(&e.task).map(|t| t.id.tid) else {
             return;
         };

@@ -2305,6 +2305,19 @@ static EXEC_THREAD: Def<ExecThread> = Def::new(
         if let Some(Event::Exec { task, .. }) = j.one(execs, format_args!("exec events of {x}")) {
             j.check(task.tid == x, || format!("after the exec the thread is {x}: {task:?}"));
         }
+        // Thread x exits twice, as two tasks: the old leader inside the exec, then the new
+        // program, with the status W's wait returned.
+        let exits = j.select(|e| matches!(e, Event::Exit { task, .. } if task.tid == x));
+        j.check(exits.len() == 2, || {
+            format!("two exits of thread {x} (the old leader's in the exec, the new program's), found {}", exits.len())
+        });
+        if let [Event::Exit { group_dead: old, .. }, Event::Exit { group_dead: new, status, .. }] =
+            exits[..]
+        {
+            j.check(!old && *new && status.code == Some(42), || {
+                format!("the old leader's exit leaves the process alive, the new program's ends it with 42: group_dead {old} then {new}, {status:?}")
+            });
+        }
         j.never_reparented(x, "its parent W never exited");
         // The leader's child K: handed at most once, to the exec'ing thread of the same
         // process; a zombie of X, reaped by X.
@@ -3962,6 +3975,19 @@ mod tests {
         }
     }
 
+    /// An exit of thread 11 (process 11, parent 10).
+    fn exit_of_11(ts: u64, ends_the_process: bool, c: i32) -> Event {
+        let mut e = exit(ts, 11, 10, None);
+        if let Event::Exit {
+            group_dead, status, ..
+        } = &mut e
+        {
+            *group_dead = ends_the_process;
+            *status = code(c);
+        }
+        e
+    }
+
     fn exec_events() -> Vec<Event> {
         // Proc::fake starts task N at N ns: tick 0, the leader_start above.
         let z = Event::Zombie {
@@ -3985,6 +4011,9 @@ mod tests {
             reap(12, 11, ReapHow::Wait4),
             z,
             reap(11, 10, ReapHow::Wait4),
+            // Thread 11's two exits: the old leader's inside the exec, the new program's.
+            exit_of_11(1, false, 0),
+            exit_of_11(29, true, 42),
         ]
     }
 
@@ -4023,6 +4052,18 @@ mod tests {
         fails(
             &judge(&EXEC_THREAD, &exec_thread(), &status),
             "exit code 42",
+        );
+        // The new program's exit missing (taken for a repeat of the old leader's).
+        let last = good.len() - 1;
+        fails(
+            &judge(&EXEC_THREAD, &exec_thread(), &without(&good, last)),
+            "two exits of thread 11",
+        );
+        // Its exit with the old leader's status.
+        let wrong = replaced(&good, last, exit_of_11(29, true, 0));
+        fails(
+            &judge(&EXEC_THREAD, &exec_thread(), &wrong),
+            "ends it with 42",
         );
     }
 

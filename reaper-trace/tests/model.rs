@@ -95,6 +95,7 @@ fn free(ts: u64, task: TaskInfo) -> RawEvent {
     RawEvent::Free(FreeEvent {
         hdr: hdr(kind::FREE, ts),
         task: task.id,
+        ..Default::default()
     })
 }
 
@@ -335,6 +336,7 @@ fn exit_with_snapshot(
             hdr: hdr(kind::EXIT_SNAPSHOT, ts),
             father: father.id,
             snapshot,
+            ..Default::default()
         }),
     ]
 }
@@ -847,6 +849,83 @@ fn exec_from_a_thread_is_one_process_with_one_zombie() {
     );
 }
 
+/// The records of `exec_from_a_thread_*` up to the process's own exit, with the old leader's
+/// release (after an RCU grace period) coming in after the exec: leader 40, thread 41, parent
+/// 10. The exec'd program is `after`.
+fn exec_from_a_thread_then_the_old_leaders_release() -> (Vec<RawEvent>, TaskInfo, TaskInfo) {
+    let parent = info(10, 10, 1, "parent");
+    let leader = info(40, 40, 500, "old");
+    let thread = info(41, 40, 600, "old");
+    let mut leader_exit = exit(300, leader, parent, 0);
+    if let RawEvent::Exit(e) = &mut leader_exit {
+        e.group_dead = 0;
+    }
+    let mut after = leader;
+    after.comm[..3].copy_from_slice(b"new");
+    let exec = RawEvent::Exec(ExecEvent {
+        hdr: hdr(kind::EXEC, 320),
+        task: after,
+        old_tid: 41,
+        args_len: 0,
+        args_total: 0,
+        exec_id: 1,
+        filename: [0; FILENAME_LEN],
+        args: [0; ARGS_LEN],
+    });
+    let old_leader_freed = RawEvent::Free(FreeEvent {
+        hdr: hdr(kind::FREE, 330),
+        task: leader.id,
+        exec_id: 0,
+        flags: FREE_REPLACED_LEADER,
+    });
+    let records = vec![
+        fork(100, parent, leader),
+        fork(110, leader, thread),
+        leader_exit,
+        exec,
+        old_leader_freed,
+    ];
+    (records, parent, after)
+}
+
+#[test]
+fn the_old_leaders_release_after_an_exec_from_a_thread_leaves_the_process() {
+    let (mut records, parent, after) = exec_from_a_thread_then_the_old_leaders_release();
+    let mut process_exit = exit(400, after, parent, 42);
+    if let RawEvent::Exit(e) = &mut process_exit {
+        e.exec_id = 1;
+    }
+    // The parent's wait4 (its record has no status) is recorded before the final switch.
+    records.extend([
+        process_exit,
+        wait4(405, parent, 40, -1),
+        dead(410, after, parent, exit_state::EXIT_ZOMBIE),
+    ]);
+    let mut m = Model::new(Scope::All);
+    let mut out = apply(&mut m, &records[..5]);
+    assert!(
+        m.task(40).is_some(),
+        "the old leader's release is not the process's: {out:?}"
+    );
+    out.extend(apply(&mut m, &records[5..]));
+    let zombies: Vec<_> = out
+        .iter()
+        .filter_map(|e| match e {
+            Event::Zombie { task, status, .. } => Some((task.tid, task.start, *status)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(zombies.len(), 1, "{out:?}");
+    assert_eq!(zombies[0].0, 40);
+    assert_eq!(
+        zombies[0].2.code,
+        Some(42),
+        "the new program's status: {out:?}"
+    );
+    // A zombie from its exit (400) to the wait (405).
+    assert_eq!(reaps(&out), [(40, 500, ReapHow::Wait4, Some(5))]);
+}
+
 #[test]
 fn a_reused_pid_settles_the_task_that_held_it() {
     let mut m = Model::new(Scope::All);
@@ -908,6 +987,7 @@ fn a_state_that_changed_before_the_kernel_chose_is_not_a_mismatch() {
             hdr: hdr(kind::ADOPTIONS, 290),
             father: t51.id,
             snapshot,
+            ..Default::default()
         })
     };
     let judged = |final_snapshot: Option<ReaperSnapshot>| {

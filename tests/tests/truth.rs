@@ -833,6 +833,23 @@ fn check_exec_thread<'a>(c: &mut Checks<'a>, run: &'a Run) {
             },
         );
     }
+    // Thread x exits twice, as two tasks: the old leader killed inside the exec (its group
+    // lives on), then the new program, with the status its parent's wait returned.
+    let exits: Vec<&Value> = events(trace, "exit", "task", x)
+        .into_iter()
+        .filter(|e| e["task"]["tid"] == x)
+        .collect();
+    c.check(exits.len() == 2, || {
+        format!("two exits of thread {x} (the old leader's in the exec, the new program's), found {}: {exits:?}", exits.len())
+    });
+    if let [old, new] = exits[..] {
+        c.check(old["group_dead"] == false, || {
+            format!("the old leader's exit leaves its process alive: {old}")
+        });
+        c.check(new["group_dead"] == true && new["status"] == json!({"code": 42}), || {
+            format!("the new program's exit ends the process with 42 (its parent's wait said so): {new}")
+        });
+    }
     assert_possible(c, trace, facts);
     consistency(c, trace);
 }
