@@ -804,11 +804,10 @@ fn a_released_task_keeps_the_ids_captured_at_exit() {
     }
 }
 
-#[test]
-fn exec_from_a_thread_is_one_process_with_one_zombie() {
-    // Leader 40 and thread 41; 41 execs: the leader exits (its group lives on), 41 takes
-    // pid 40 and the leader's start time. Later the process exits for real.
-    let mut m = Model::new(Scope::All);
+/// Leader 40 and thread 41 of a child of 10; 41 execs: the leader exits (its group lives
+/// on), 41 takes pid 40 and the leader's start time. The records up to the exec, the parent,
+/// the old leader, and the exec'd program (`after`), which exits later.
+fn exec_from_a_thread() -> (Vec<RawEvent>, TaskInfo, TaskInfo, TaskInfo) {
     let parent = info(10, 10, 1, "parent");
     let leader = info(40, 40, 500, "old");
     let thread = info(41, 40, 600, "old");
@@ -828,18 +827,25 @@ fn exec_from_a_thread_is_one_process_with_one_zombie() {
         filename: [0; FILENAME_LEN],
         args: [0; ARGS_LEN],
     });
-    let out = apply(
-        &mut m,
-        &[
-            fork(100, parent, leader),
-            fork(110, leader, thread),
-            leader_exit,
-            exec,
-            exit(400, after, parent, 42),
-            dead(410, after, parent, exit_state::EXIT_ZOMBIE),
-            wait4(420, parent, 40, 42 << 8),
-        ],
-    );
+    let records = vec![
+        fork(100, parent, leader),
+        fork(110, leader, thread),
+        leader_exit,
+        exec,
+    ];
+    (records, parent, leader, after)
+}
+
+#[test]
+fn exec_from_a_thread_is_one_process_with_one_zombie() {
+    let (mut records, parent, _, after) = exec_from_a_thread();
+    records.extend([
+        exit(400, after, parent, 42),
+        dead(410, after, parent, exit_state::EXIT_ZOMBIE),
+        wait4(420, parent, 40, 42 << 8),
+    ]);
+    let mut m = Model::new(Scope::All);
+    let out = apply(&mut m, &records);
     let zombies: Vec<_> = out.iter().filter(|e| e.type_name() == "zombie").collect();
     assert_eq!(zombies.len(), 1, "{out:?}");
     assert_eq!(reaps(&out), [(40, 500, ReapHow::Wait4, Some(10))]);
@@ -849,48 +855,16 @@ fn exec_from_a_thread_is_one_process_with_one_zombie() {
     );
 }
 
-/// The records of `exec_from_a_thread_*` up to the process's own exit, with the old leader's
-/// release (after an RCU grace period) coming in after the exec: leader 40, thread 41, parent
-/// 10. The exec'd program is `after`.
-fn exec_from_a_thread_then_the_old_leaders_release() -> (Vec<RawEvent>, TaskInfo, TaskInfo) {
-    let parent = info(10, 10, 1, "parent");
-    let leader = info(40, 40, 500, "old");
-    let thread = info(41, 40, 600, "old");
-    let mut leader_exit = exit(300, leader, parent, 0);
-    if let RawEvent::Exit(e) = &mut leader_exit {
-        e.group_dead = 0;
-    }
-    let mut after = leader;
-    after.comm[..3].copy_from_slice(b"new");
-    let exec = RawEvent::Exec(ExecEvent {
-        hdr: hdr(kind::EXEC, 320),
-        task: after,
-        old_tid: 41,
-        args_len: 0,
-        args_total: 0,
-        exec_id: 1,
-        filename: [0; FILENAME_LEN],
-        args: [0; ARGS_LEN],
-    });
-    let old_leader_freed = RawEvent::Free(FreeEvent {
+#[test]
+fn the_old_leaders_release_after_an_exec_from_a_thread_leaves_the_process() {
+    // The old leader's release comes in after the exec (an RCU grace period after it).
+    let (mut records, parent, leader, after) = exec_from_a_thread();
+    records.push(RawEvent::Free(FreeEvent {
         hdr: hdr(kind::FREE, 330),
         task: leader.id,
         exec_id: 0,
         flags: FREE_REPLACED_LEADER,
-    });
-    let records = vec![
-        fork(100, parent, leader),
-        fork(110, leader, thread),
-        leader_exit,
-        exec,
-        old_leader_freed,
-    ];
-    (records, parent, after)
-}
-
-#[test]
-fn the_old_leaders_release_after_an_exec_from_a_thread_leaves_the_process() {
-    let (mut records, parent, after) = exec_from_a_thread_then_the_old_leaders_release();
+    }));
     let mut process_exit = exit(400, after, parent, 42);
     if let RawEvent::Exit(e) = &mut process_exit {
         e.exec_id = 1;
