@@ -1022,8 +1022,12 @@ fn on_task_dead<L: Repeat>(task: *const u8) {
         report_adoptions::<L>(task, pending);
         let _ = PENDING.remove(&key);
     }
-    // A task killed inside wait or prctl never reaches the syscall's exit tracepoint.
-    let _ = CALLS.remove(&Direct::read::<u32>(task, off!(task_pid)));
+    // A task killed inside wait or prctl never reaches the syscall's exit tracepoint. (Not a
+    // replaced leader: its tid is the exec'd program's now, and so are the calls under it.)
+    let tid = Direct::read::<u32>(task, off!(task_pid));
+    if !is_replaced_leader(task, tid, Direct::read::<u32>(task, off!(task_tgid))) {
+        let _ = CALLS.remove(&tid);
+    }
     // The process is done once no other thread is left to release (`nr_threads` counts the
     // threads not yet released; exited threads are released before their final switch).
     let signal = Direct::ptr(task, off!(task_signal));
@@ -1254,14 +1258,20 @@ copies!(
     sched_process_free_standby2
 );
 
+/// Is `task` (thread `tid` of process `tgid`) a leader whose place a thread's exec took
+/// (`de_thread`)? That thread has its tid and start time now, and the process lives on in it.
+#[inline(always)]
+fn is_replaced_leader(task: *const u8, tid: u32, tgid: u32) -> bool {
+    tid == tgid && Direct::ptr(task, off!(task_group_leader)) != task
+}
+
 fn on_free(ctx: &BtfTracePointContext) {
     let task: *const u8 = ctx.arg(0);
     if !in_scope::<Direct>(task) {
         return;
     }
     let id = task_id::<Direct>(task);
-    // A leader whose place a thread's exec took: the process lives on in that thread.
-    let replaced = id.tid == id.tgid && Direct::ptr(task, off!(task_group_leader)) != task;
+    let replaced = is_replaced_leader(task, id.tid, id.tgid);
     if tree_scope() && id.tid == id.tgid && !replaced {
         // The process is gone for good: its pid may now name another one.
         let _ = TRACKED.remove(&id.tgid);
