@@ -719,6 +719,9 @@ fn after_exec(args: &[String]) -> i32 {
             die("the exec'd program did not get the child");
         }
     }
+    // Live on past the old leader's release (an RCU grace period after the exec): that
+    // release carries the process's tid and start time, and must not end the process.
+    std::thread::sleep(std::time::Duration::from_millis(50));
     42
 }
 
