@@ -573,6 +573,7 @@ fn boot(
         .stderr(Stdio::piped())
         .spawn()
         .context("starting qemu-system-x86_64")?;
+    let mut last_lockup_check = 0;
     loop {
         if let Some(status) = qemu.try_wait()? {
             let mut err = String::new();
@@ -588,7 +589,14 @@ fn boot(
             }
             return Ok((text, started.elapsed()));
         }
-        if started.elapsed() > VM_TIMEOUT {
+        // A soft lockup does not pass: stop there rather than at the timeout.
+        let checked_lockup = started.elapsed().as_secs() / 5;
+        if started.elapsed() > VM_TIMEOUT
+            || (checked_lockup != last_lockup_check && {
+                last_lockup_check = checked_lockup;
+                std::fs::read_to_string(log).is_ok_and(|t| soft_lockup(&t).is_some())
+            })
+        {
             let _ = qemu.kill();
             let _ = qemu.wait();
             let text = std::fs::read_to_string(log)
@@ -598,6 +606,13 @@ fn boot(
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// The guest kernel's first soft lockup report, if it had one.
+fn soft_lockup(text: &str) -> Option<&str> {
+    text.lines()
+        .find(|l| l.contains("BUG: soft lockup"))
+        .map(str::trim)
 }
 
 /// The guest kernel's panic line and the instruction it died at, if it panicked.
@@ -1203,6 +1218,11 @@ pub fn run(specs: &[String], bins: &Path, out_dir: &Path, check_only: bool) -> R
                 detail: panic,
             });
         }
+        if let Some(lockup) = soft_lockup(&text) {
+            result
+                .checks
+                .push(check("no soft lockup", Err(lockup.to_string())));
+        }
         if console.value("done").is_none() {
             result.checks.push(check(
                 "the guest finished",
@@ -1240,6 +1260,16 @@ pub fn run(specs: &[String], bins: &Path, out_dir: &Path, check_only: bool) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_soft_lockup_on_the_console_is_found() {
+        let console = "@@RT check-stderr END\n[   60.685125] watchdog: BUG: soft lockup - CPU#0 stuck for 45s! [detach:128]\n[   88.6] watchdog: BUG: soft lockup - CPU#0 stuck for 71s! [detach:128]\n";
+        assert_eq!(
+            soft_lockup(console),
+            Some("[   60.685125] watchdog: BUG: soft lockup - CPU#0 stuck for 45s! [detach:128]")
+        );
+        assert_eq!(soft_lockup("@@RT done 0\n"), None);
+    }
 
     #[test]
     fn releases_sort_by_number() {
