@@ -1181,17 +1181,24 @@ pub fn run(specs: &[String], bins: &Path, out_dir: &Path, check_only: bool) -> R
         let _ = std::io::stderr().flush();
         let (mut text, mut took) = boot(kernel, &initrd, &log, check_only)?;
         let mut retried = None;
-        if !text.contains("@@RT done")
-            && let Some(panic) = guest_panic(&text)
-        {
+        let stuck = (!text.contains("@@RT done"))
+            .then(|| {
+                guest_panic(&text)
+                    .map(|p| format!("guest kernel panicked ({p})"))
+                    .or_else(|| soft_lockup(&text).map(|l| format!("guest soft lockup ({l})")))
+            })
+            .flatten();
+        if let Some(what) = stuck {
             // Multi-threaded TCG does not always keep up with the kernel patching its own
             // code (static keys, with int3): 1 boot in about 20 died so, in
-            // trace_syscall_exit, on 7.0. That is the emulator's, not a finding: boot again,
-            // once, and say so.
-            eprint!("guest kernel panicked ({panic}), booting again ... ");
-            let _ = std::fs::rename(&log, log.with_extension("panic.log"));
+            // trace_syscall_exit, on 7.0. 6.1 guests have also stopped in soft lockups while
+            // programs were attached or detached (2 boots in about 10; never on the hosts):
+            // cause not established. Boot again, once, and say so in the report; a second
+            // failure fails.
+            eprint!("{what}, booting again ... ");
+            let _ = std::fs::rename(&log, log.with_extension("stuck.log"));
             (text, took) = boot(kernel, &initrd, &log, check_only)?;
-            retried = Some(panic);
+            retried = Some(what);
         }
         let console = Console::parse(&text);
         for (name, body) in &console.sections {
@@ -1213,7 +1220,7 @@ pub fn run(specs: &[String], bins: &Path, out_dir: &Path, check_only: bool) -> R
         );
         if let Some(panic) = retried {
             result.checks.push(Check {
-                name: "booted again after a guest kernel panic under TCG",
+                name: "booted again after a guest kernel panic or soft lockup under TCG",
                 ok: true,
                 detail: panic,
             });
