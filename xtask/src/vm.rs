@@ -45,9 +45,18 @@ pub const PACKAGES: &[&str] = &[
     "catatonit",
 ];
 
-/// Scenario failures known and not yet understood, by kernel series: reported as KNOWN with
-/// their reason and the scenario's own, not failing the run. Each names what was seen.
-const KNOWN_FAILURES: &[(&str, &str, &str)] = &[];
+/// Scenario failures known, by kernel series, scenario and what the failure's reason says:
+/// reported as KNOWN with their reason and the scenario's own, not failing the run. Each
+/// names what was seen.
+const KNOWN_FAILURES: &[(&str, &str, &str, &str)] = &[(
+    "7.",
+    "wait-race",
+    "kernel records lost: the recording cannot be checked",
+    "the kernel skipped a wait program, and reaper-trace reported the loss: classic \
+     tracepoint programs share one recursion guard per CPU and run preemptibly on 7.x, so \
+     standby copies cannot cover them (1-2 of its 1,000 racing waits in a 7.3 guest, in both \
+     runs)",
+)];
 
 /// How long one kernel may take, boot to power-off.
 const VM_TIMEOUT: Duration = Duration::from_secs(15 * 60);
@@ -1048,10 +1057,10 @@ fn evaluate(
                     continue;
                 }
                 let scenario = r.get("scenario").and_then(Value::as_str).unwrap_or("?");
-                let known = KNOWN_FAILURES
-                    .iter()
-                    .find(|(series, name, _)| release.starts_with(series) && *name == scenario);
-                if let (Some(&(_, _, why)), Some("FAIL")) = (known, status) {
+                let known = KNOWN_FAILURES.iter().find(|(series, name, says, _)| {
+                    release.starts_with(series) && *name == scenario && reason.contains(says)
+                });
+                if let (Some(&(_, _, _, why)), Some("FAIL")) = (known, status) {
                     result
                         .validate_known
                         .push(format!("{scenario}: KNOWN ({why}): {reason}"));
