@@ -1286,6 +1286,35 @@ mod tests {
     use super::*;
 
     #[test]
+    fn only_the_reported_loss_in_wait_race_on_7_x_is_a_known_failure() {
+        let console = |reason: &str| {
+            let doc = serde_json::json!({
+                "passed": 0,
+                "results": [{"scenario": "wait-race", "status": "FAIL", "reason": reason}],
+            });
+            Console::parse(&format!("@@RT validate BEGIN\n{doc}\n@@RT validate END\n"))
+        };
+        let lost = console("1 kernel records lost: the recording cannot be checked");
+        let known = evaluate("7.3.4+deb13-amd64", &lost, 1.0, false, true);
+        assert_eq!(
+            (known.validate_known.len(), known.validate_failures.len()),
+            (1, 0)
+        );
+        // The same loss on another series, or another failure on 7.x, fails.
+        let other_series = evaluate("6.19.14+deb13-amd64", &lost, 1.0, false, true);
+        assert_eq!(other_series.validate_failures.len(), 1);
+        let wrong = console("1 of 1000 waited pids misrecorded");
+        let other_reason = evaluate("7.3.4+deb13-amd64", &wrong, 1.0, false, true);
+        assert_eq!(
+            (
+                other_reason.validate_known.len(),
+                other_reason.validate_failures.len()
+            ),
+            (0, 1)
+        );
+    }
+
+    #[test]
     fn a_soft_lockup_on_the_console_is_found() {
         let console = "@@RT check-stderr END\n[   60.685125] watchdog: BUG: soft lockup - CPU#0 stuck for 45s! [detach:128]\n[   88.6] watchdog: BUG: soft lockup - CPU#0 stuck for 71s! [detach:128]\n";
         assert_eq!(
