@@ -203,6 +203,7 @@ pub async fn run(opts: DoctorOptions) -> Result<i32> {
     let mut session = Session::start(&SessionOptions {
         scope: Scope::All,
         ring_bytes: opts.ring_bytes,
+        quiet: false,
     })?;
     for ev in session.zombies_before_trace() {
         view.apply(&ev);

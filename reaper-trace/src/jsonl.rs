@@ -3,6 +3,7 @@
 
 use std::fs::File;
 use std::io::{self, BufRead, Read, Write};
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -43,7 +44,16 @@ pub enum Destination {
         /// An existing file, opened for writing but not truncated yet.
         existing: Option<File>,
     },
+    /// A FIFO: opening it for writing blocks until a reader opens it, so it is opened by
+    /// [`Destination::wait_for_reader`], which can be given up on.
+    Fifo {
+        path: PathBuf,
+        file: Option<File>,
+    },
 }
+
+/// How often a FIFO is tried again while nobody reads it.
+const FIFO_RETRY: std::time::Duration = std::time::Duration::from_millis(50);
 
 fn cannot_write(path: &Path) -> String {
     format!(
@@ -61,6 +71,13 @@ impl Destination {
             Some(p) if p.as_os_str() == "-" => return Ok(Self::Stdout),
             Some(p) => p,
         };
+        if std::fs::metadata(path).is_ok_and(|m| m.file_type().is_fifo()) {
+            access_write(path).with_context(|| cannot_write(path))?;
+            return Ok(Self::Fifo {
+                path: path.to_path_buf(),
+                file: None,
+            });
+        }
         let existing = match std::fs::OpenOptions::new().write(true).open(path) {
             Ok(f) => Some(f),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -79,9 +96,54 @@ impl Destination {
         })
     }
 
+    /// For a FIFO: opens it once a reader has, trying again every [`FIFO_RETRY`] until
+    /// `deadline`; `waiting` is called once if nobody reads it yet. Anything else is ready.
+    pub async fn wait_for_reader(
+        &mut self,
+        deadline: Option<tokio::time::Instant>,
+        waiting: impl FnOnce(),
+    ) -> Result<()> {
+        let Self::Fifo { path, file } = self else {
+            return Ok(());
+        };
+        let mut waiting = Some(waiting);
+        while file.is_none() {
+            match open_fifo_now(path) {
+                Ok(f) => *file = Some(f),
+                // ENXIO: no reader yet.
+                Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
+                    if let Some(w) = waiting.take() {
+                        w();
+                    }
+                    if deadline.is_some_and(|d| tokio::time::Instant::now() + FIFO_RETRY > d) {
+                        bail!(
+                            "nobody opened the FIFO {} for reading within the duration: start its reader first",
+                            path.display()
+                        );
+                    }
+                    tokio::time::sleep(FIFO_RETRY).await;
+                }
+                Err(e) => return Err(anyhow::Error::new(e).context(cannot_write(path))),
+            }
+        }
+        Ok(())
+    }
+
     /// Creates the file, or empties the existing one: from now on it is the recording.
     pub fn open(self) -> Result<Output> {
         match self {
+            Self::Fifo {
+                path,
+                file: Some(f),
+            } => Ok(Output::File(f, path)),
+            // Not waited for: blocks until a reader comes, as a shell's redirection does.
+            Self::Fifo { path, file: None } => {
+                let f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .with_context(|| cannot_write(&path))?;
+                Ok(Output::File(f, path))
+            }
             Self::Stdout => Ok(Output::Stdout(io::stdout())),
             Self::File {
                 path,
@@ -102,6 +164,37 @@ impl Destination {
             }
         }
     }
+}
+
+/// Opens a FIFO for writing without waiting for a reader (ENXIO when there is none), then
+/// makes its writes blocking again: a slow reader slows the recorder, it does not lose lines.
+fn open_fifo_now(path: &Path) -> io::Result<File> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    // SAFETY: fcntl on a descriptor we own.
+    unsafe {
+        let flags = libc::fcntl(f.as_raw_fd(), libc::F_GETFL);
+        if flags < 0 || libc::fcntl(f.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(f)
+}
+
+/// Whether `path` may be written (as the effective user), without opening it.
+fn access_write(path: &Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: a NUL-terminated path and flag constants.
+    if unsafe { libc::faccessat(libc::AT_FDCWD, c.as_ptr(), libc::W_OK, libc::AT_EACCESS) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Whether files can be created in `dir` (as the effective user), without creating one.

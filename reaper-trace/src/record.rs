@@ -59,8 +59,10 @@ pub async fn run(opts: RecordOptions) -> Result<i32> {
         check_command(program)?;
     }
     crate::preflight::check_privileges()?;
+    // The duration bounds the whole run: waiting for a FIFO's reader and attaching included.
+    let deadline = opts.duration.map(|d| Instant::now() + d);
     // Checked now, opened (an existing file emptied) only once the programs are attached.
-    let destination = Destination::check(opts.output.as_deref())?;
+    let mut destination = Destination::check(opts.output.as_deref())?;
     let scope = if opts.command.is_empty() {
         Scope::All
     } else {
@@ -69,10 +71,21 @@ pub async fn run(opts: RecordOptions) -> Result<i32> {
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sighup = signal(SignalKind::hangup())?;
+    if let Some(code) = wait_for_reader(
+        &mut destination,
+        deadline,
+        opts.quiet,
+        [&mut sigint, &mut sigterm, &mut sighup],
+    )
+    .await?
+    {
+        return Ok(code);
+    }
 
     let mut session = Session::start(&SessionOptions {
         scope,
         ring_bytes: opts.ring_bytes,
+        quiet: opts.quiet,
     })?;
     let mut writer = JsonlWriter::new(destination.open()?);
     let command = (!opts.command.is_empty()).then(|| opts.command.clone());
@@ -93,7 +106,6 @@ pub async fn run(opts: RecordOptions) -> Result<i32> {
         );
     }
 
-    let deadline = opts.duration.map(|d| Instant::now() + d);
     let mut stopping = Stopping::No;
     let mut code = 0;
     let mut flush_at = Instant::now() + FLUSH_EVERY;
@@ -269,6 +281,38 @@ fn report_kernel_messages(session: &mut Session, quiet: bool) {
     }
 }
 
+/// Waits for a FIFO output's reader (anything else is ready at once), until the deadline or
+/// a signal. Returns the exit code to stop with when a signal came first (128 + its number:
+/// nothing was recorded).
+async fn wait_for_reader(
+    destination: &mut Destination,
+    deadline: Option<Instant>,
+    quiet: bool,
+    [sigint, sigterm, sighup]: [&mut tokio::signal::unix::Signal; 3],
+) -> Result<Option<i32>> {
+    let describe = match &*destination {
+        Destination::Fifo { path, .. } => Some(path.display().to_string()),
+        _ => None,
+    };
+    let Some(describe) = describe else {
+        return Ok(None);
+    };
+    let announce = move || {
+        if !quiet {
+            eprintln!(
+                "reaper-trace: waiting for a reader on the FIFO {}",
+                crate::escape::escape_control(&describe)
+            );
+        }
+    };
+    tokio::select! {
+        r = destination.wait_for_reader(deadline, announce) => r.map(|()| None),
+        _ = sigint.recv() => Ok(Some(128 + libc::SIGINT)),
+        _ = sigterm.recv() => Ok(Some(128 + libc::SIGTERM)),
+        _ = sighup.recv() => Ok(Some(128 + libc::SIGHUP)),
+    }
+}
+
 /// Ctrl-C, SIGTERM, SIGHUP or the duration: pass the signal on to the command and give it a
 /// moment to exit. A second request while lingering ends at once.
 fn stop_requested(
@@ -291,14 +335,24 @@ fn stop_requested(
 /// SIGTERM, SIGHUP, the duration, or the daemon stopping.
 pub async fn run_connected(socket: &std::path::Path, opts: RecordOptions) -> Result<i32> {
     use tokio::io::AsyncBufReadExt;
-    let destination = Destination::check(opts.output.as_deref())?;
-    let stream = crate::daemon::connect(socket).await?;
+    let deadline = opts.duration.map(|d| Instant::now() + d);
+    let mut destination = Destination::check(opts.output.as_deref())?;
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sighup = signal(SignalKind::hangup())?;
+    if let Some(code) = wait_for_reader(
+        &mut destination,
+        deadline,
+        opts.quiet,
+        [&mut sigint, &mut sigterm, &mut sighup],
+    )
+    .await?
+    {
+        return Ok(code);
+    }
+    let stream = crate::daemon::connect(socket).await?;
     let mut lines = tokio::io::BufReader::new(stream).lines();
     let mut writer: Option<JsonlWriter> = None;
-    let deadline = opts.duration.map(|d| Instant::now() + d);
     let mut flush_at = Instant::now() + FLUSH_EVERY;
     let mut destination = Some(destination);
     let mut ended_by_daemon = false;

@@ -43,6 +43,9 @@ const FINISH_LISTING: Duration = Duration::from_millis(100);
 pub struct SessionOptions {
     pub scope: Scope,
     pub ring_bytes: u32,
+    /// Say nothing on standard error but errors (`record -q`): not even that tracefs was
+    /// mounted.
+    pub quiet: bool,
 }
 
 /// What a session has read so far.
@@ -102,7 +105,7 @@ impl Session {
     /// Checks privileges and tracefs, resolves offsets, attaches, and learns existing tasks.
     pub fn start(opts: &SessionOptions) -> Result<Self> {
         preflight::check_privileges()?;
-        if preflight::ensure_tracefs()? {
+        if preflight::ensure_tracefs()? && !opts.quiet {
             eprintln!("reaper-trace: mounted tracefs at {}", preflight::TRACEFS);
         }
         let mut kernel = btf_offsets::resolve()?;

@@ -135,6 +135,7 @@ pub async fn run(opts: ValidateOptions) -> Result<i32> {
     let mut session = Session::start(&SessionOptions {
         scope: Scope::Tree,
         ring_bytes: opts.ring_bytes,
+        quiet: false,
     })?;
     let progress = !opts.json && is_terminal(libc::STDERR_FILENO);
 
