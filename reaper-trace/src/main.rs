@@ -174,6 +174,10 @@ struct DaemonArgs {
     /// (never swapped out), mapped once into reaper-trace: its RSS grows by as much.
     #[arg(long, value_name = "MIB", default_value_t = tracer::DEFAULT_RING_BYTES >> 20, value_parser = parse_ring_mib)]
     ring_mib: u32,
+    /// HTTP connections to the metrics address at most; at the cap the oldest is closed to
+    /// make room. A connection that sends no request within 10 s is closed.
+    #[arg(long, value_name = "N", default_value_t = daemon::exporter::DEFAULT_MAX_CONNECTIONS as u16, value_parser = clap::value_parser!(u16).range(1..))]
+    max_connections: u16,
 }
 
 #[derive(clap::Args)]
@@ -347,6 +351,10 @@ fn run(cli: Cli) -> Result<i32> {
             socket: a.socket,
             zombie_threshold: a.zombie_threshold,
             ring_bytes: a.ring_mib << 20,
+            limits: daemon::exporter::Limits {
+                max_connections: a.max_connections.into(),
+                ..Default::default()
+            },
         })),
         Command::Floor => runtime()?.block_on(async {
             reaper_trace::preflight::check_privileges()?;

@@ -46,6 +46,39 @@ struct WhatLabels {
     what: String,
 }
 
+/// Which of the daemon's listeners: `metrics` (HTTP) or `stream` (the Unix socket).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerLabels {
+    pub listener: &'static str,
+}
+
+/// The daemon's own health as a server, not derived from events: handles the listeners
+/// update without taking the metrics lock.
+#[derive(Clone)]
+pub struct ServerMetrics {
+    /// Accepts that failed (a full file table: EMFILE, ENFILE), each followed by a pause.
+    pub accept_errors: Family<ListenerLabels, Counter>,
+    /// HTTP connections open now (stream clients are `reaper_trace_stream_clients`).
+    pub http_connections: Gauge,
+    /// Connections closed by the daemon: at the cap (the oldest HTTP connection makes room;
+    /// a stream client past the cap is refused) or idle past the header timeout.
+    pub closed: Family<ClosedLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClosedLabels {
+    pub listener: &'static str,
+    /// `cap` or `timeout`.
+    pub reason: &'static str,
+}
+
+impl ServerMetrics {
+    pub const METRICS: ListenerLabels = ListenerLabels {
+        listener: "metrics",
+    };
+    pub const STREAM: ListenerLabels = ListenerLabels { listener: "stream" };
+}
+
 struct LiveZombie {
     task: Proc,
     since: u64,
@@ -163,6 +196,41 @@ impl Metrics {
             subreapers: HashMap::new(),
             last_rate: None,
         }
+    }
+
+    /// Registers the daemon's server metrics (every series there from the start, at 0).
+    pub fn server_metrics(&mut self) -> ServerMetrics {
+        let m = ServerMetrics {
+            accept_errors: Family::default(),
+            http_connections: Gauge::default(),
+            closed: Family::default(),
+        };
+        self.registry.register(
+            "reaper_trace_accept_errors",
+            "Connections the daemon failed to accept (a full file table), by listener; each is followed by a pause",
+            m.accept_errors.clone(),
+        );
+        self.registry.register(
+            "reaper_trace_http_connections",
+            "HTTP connections to the metrics listener open now",
+            m.http_connections.clone(),
+        );
+        self.registry.register(
+            "reaper_trace_connections_closed",
+            "Connections the daemon closed, by listener and reason (cap: past --max-connections; timeout: no request within the header timeout)",
+            m.closed.clone(),
+        );
+        for listener in [ServerMetrics::METRICS, ServerMetrics::STREAM] {
+            let _ = m.accept_errors.get_or_create(&listener);
+        }
+        for (listener, reason) in [
+            ("metrics", "cap"),
+            ("metrics", "timeout"),
+            ("stream", "cap"),
+        ] {
+            let _ = m.closed.get_or_create(&ClosedLabels { listener, reason });
+        }
+        m
     }
 
     /// The text exposition (OpenMetrics) of every metric.

@@ -17,12 +17,26 @@ impl Daemon {
     /// Starts a daemon with `args` on `socket` and a free loopback port; returns once it
     /// serves metrics (its programs attached).
     pub fn start(socket: PathBuf, args: &[&str]) -> Self {
+        Self::start_under(&[], socket, args)
+    }
+
+    /// [`Daemon::start`] with the daemon run by a wrapper command, e.g.
+    /// `["prlimit", "--nofile=1024:20000", "--"]`.
+    pub fn start_under(wrapper: &[&str], socket: PathBuf, args: &[&str]) -> Self {
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
         let metrics = format!("127.0.0.1:{port}");
-        let child = Command::new(reaper_trace())
+        let mut cmd = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(reaper_trace());
+                c
+            }
+            None => Command::new(reaper_trace()),
+        };
+        let child = cmd
             .arg("daemon")
             .arg("--socket")
             .arg(&socket)

@@ -40,8 +40,21 @@ use replay::Player;
 use terminal::TerminalGuard;
 
 /// Whether a daemon answers on the default socket.
-fn daemon_answers() -> bool {
-    std::os::unix::net::UnixStream::connect(crate::daemon::DEFAULT_SOCKET).is_ok()
+/// Whether to show the daemon on the default socket: yes when one answers; no when there is
+/// none, or when this user may not connect but may attach alone; an error saying so when
+/// this user may do neither.
+fn use_default_daemon() -> Result<bool> {
+    let path = std::path::Path::new(crate::daemon::DEFAULT_SOCKET);
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            match crate::preflight::check_privileges() {
+                Ok(()) => Ok(false),
+                Err(_) => Err(crate::daemon::connect_error(path, e)),
+            }
+        }
+        Err(_) => Ok(false),
+    }
 }
 
 /// The shortest time between two frames.
@@ -149,7 +162,7 @@ pub async fn run(opts: TopOptions) -> Result<i32> {
             };
             (Feed::Replay(Player::new(rec, opts.speed)), mode)
         }
-        None if opts.connect.is_some() || daemon_answers() => {
+        None if opts.connect.is_some() || use_default_daemon()? => {
             let socket = opts
                 .connect
                 .clone()
@@ -173,6 +186,7 @@ pub async fn run(opts: TopOptions) -> Result<i32> {
             let session = Session::start(&SessionOptions {
                 scope: Scope::All,
                 ring_bytes: opts.ring_bytes,
+                quiet: false,
             })?;
             (Feed::Live(Box::new(session)), Mode::Live)
         }
