@@ -186,11 +186,12 @@ pub async fn run(opts: DoctorOptions) -> Result<i32> {
     let threshold = opts.zombie_threshold.as_nanos().min(u64::MAX as u128) as u64;
     let mut view = View::new(threshold);
     if let Some(path) = &opts.replay {
-        let rec = crate::jsonl::read_recording(path)?;
-        let mut last = rec.header.started_ts;
-        for ev in &rec.events {
+        // Streamed: each event is applied as it is read, whatever the file's size.
+        let mut reader = crate::jsonl::open(path)?;
+        let mut last = reader.header().started_ts;
+        while let Some(ev) = reader.next_event()? {
             last = last.max(ev.ts());
-            view.apply(ev);
+            view.apply(&ev);
         }
         view.set_clock(last);
         return Ok(report(

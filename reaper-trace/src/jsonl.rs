@@ -2,7 +2,7 @@
 //! reading them back, with errors that name the line.
 
 use std::fs::File;
-use std::io::{self, BufRead, Read, Write};
+use std::io::{self, BufRead, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
@@ -344,7 +344,8 @@ pub const MAX_LINE_BYTES: usize = 16 << 20;
 /// input: an unknown `type` a megabyte long is not repeated whole).
 const MAX_DETAIL_CHARS: usize = 160;
 
-/// A recording read back.
+/// A recording read back whole: for small recordings only (a validation run's, tests'). A
+/// replay streams it with a [`Reader`] instead, so its memory does not grow with the file.
 #[derive(Debug)]
 pub struct Recording {
     pub header: Header,
@@ -355,17 +356,39 @@ pub struct Recording {
     pub cut_line: Option<usize>,
 }
 
-/// Reads a whole recording. A malformed line is an error naming the file and line; a last
-/// line cut short (no newline, not a whole event) is left out and reported in
-/// [`Recording::cut_line`].
-pub fn read_recording(path: &Path) -> Result<Recording> {
+/// Opens a recording for reading and reads its header.
+pub fn open(path: &Path) -> Result<Reader<io::BufReader<File>>> {
     let f = File::open(path).with_context(|| {
         format!(
             "cannot open recording {}: check the path (a file written by `reaper-trace record`)",
             path.display()
         )
     })?;
-    parse_recording(io::BufReader::new(f), &path.display().to_string())
+    Reader::new(io::BufReader::new(f), path.display().to_string())
+}
+
+/// Reads a whole recording into memory (see [`Recording`]). A malformed line is an error
+/// naming the file and line; a last line cut short (no newline, not a whole event) is left
+/// out and reported in [`Recording::cut_line`].
+pub fn read_recording(path: &Path) -> Result<Recording> {
+    collect(open(path)?)
+}
+
+/// [`read_recording`] from any reader; `name` names it in errors.
+pub fn parse_recording(reader: impl BufRead, name: &str) -> Result<Recording> {
+    collect(Reader::new(reader, name)?)
+}
+
+fn collect<R: BufRead>(mut reader: Reader<R>) -> Result<Recording> {
+    let mut events = Vec::new();
+    while let Some(ev) = reader.next_event()? {
+        events.push(ev);
+    }
+    Ok(Recording {
+        cut_line: reader.cut_line,
+        header: reader.header,
+        events,
+    })
 }
 
 /// serde_json's message without its position (a recording line is one JSON line: the
@@ -405,60 +428,205 @@ fn parse_header(line: &[u8], whole: bool, name: &str) -> Result<Header> {
     }
 }
 
-pub fn parse_recording(mut reader: impl BufRead, name: &str) -> Result<Recording> {
-    let mut buf = Vec::new();
-    let mut n = 0usize;
-    let mut header: Option<Header> = None;
-    let mut events = Vec::new();
-    let mut cut_line = None;
-    loop {
-        buf.clear();
-        let read = Read::take(&mut reader, MAX_LINE_BYTES as u64 + 1)
-            .read_until(b'\n', &mut buf)
-            .with_context(|| format!("{name}:{}: cannot read the recording", n + 1))?;
+/// A recording read one line at a time, from a file or any other byte stream (a daemon's
+/// socket sends the same lines): the header when created, then [`Reader::next_event`] until
+/// `None`. The one parser of recordings; memory holds one line (at most [`MAX_LINE_BYTES`]).
+///
+/// Errors name the source and line. A last line without its newline that is not a whole
+/// event was cut (disk full, recorder killed): it ends the recording, and
+/// [`Reader::cut_line`] names it. After an error or the end, `next_event` returns `None`.
+pub struct Reader<R> {
+    lines: Lines<R>,
+    header: Header,
+    cut_line: Option<usize>,
+    /// The end, a cut line or an error was met: nothing more is read.
+    ended: bool,
+}
+
+/// Lines of at most [`MAX_LINE_BYTES`], counted.
+struct Lines<R> {
+    inner: R,
+    name: String,
+    buf: Vec<u8>,
+    /// The number of the last line read.
+    line: usize,
+}
+
+impl<R: BufRead> Lines<R> {
+    /// Reads the next line into `buf`: `None` at the end, else whether it ends with a newline
+    /// (without one, it is the last line). A line past the cap is an error, read no further.
+    fn next(&mut self) -> Result<Option<bool>> {
+        self.buf.clear();
+        let read = Read::take(&mut self.inner, MAX_LINE_BYTES as u64 + 1)
+            .read_until(b'\n', &mut self.buf)
+            .with_context(|| {
+                format!("{}:{}: cannot read the recording", self.name, self.line + 1)
+            })?;
         if read == 0 {
-            break;
+            return Ok(None);
         }
-        n += 1;
-        // Without a newline the line is the file's last (or longer than the cap).
-        let whole = buf.last() == Some(&b'\n');
-        if !whole && buf.len() > MAX_LINE_BYTES {
+        self.line += 1;
+        let whole = self.buf.last() == Some(&b'\n');
+        if !whole && self.buf.len() > MAX_LINE_BYTES {
             bail!(
-                "{name}:{n}: line longer than {} MiB: not a reaper-trace recording (its lines are JSON objects of at most a few KiB)",
+                "{}:{}: line longer than {} MiB: not a reaper-trace recording (its lines are JSON objects of at most a few KiB)",
+                self.name,
+                self.line,
                 MAX_LINE_BYTES >> 20
             );
         }
-        let line = buf.trim_ascii();
-        if header.is_none() {
-            header = Some(parse_header(line, whole, name)?);
-            continue;
+        // A long line's buffer is not kept past it.
+        if self.buf.capacity() > KEPT_LINE_CAPACITY && self.buf.len() <= KEPT_LINE_CAPACITY {
+            self.buf.shrink_to(KEPT_LINE_CAPACITY);
         }
-        if line.is_empty() {
-            continue;
-        }
-        match serde_json::from_slice::<Event>(line) {
-            Ok(ev) => events.push(ev),
-            // The last line, cut short: what came before is whole.
-            Err(_) if !whole => {
-                cut_line = Some(n);
-                break;
-            }
-            Err(e) => bail!(
-                "{name}:{n}: malformed event: {}: repair or delete that line to replay the rest",
-                json_error_detail(&e)
-            ),
-        }
+        Ok(Some(whole))
     }
-    let Some(header) = header else {
-        bail!(
-            "{name}: empty file, not a reaper-trace recording: replay a file written by `reaper-trace record`"
-        );
-    };
-    Ok(Recording {
-        header,
-        events,
-        cut_line,
-    })
+
+    /// The first line, a header.
+    fn header(&mut self) -> Result<Header> {
+        let Some(whole) = self.next()? else {
+            bail!(
+                "{}: empty file, not a reaper-trace recording: replay a file written by `reaper-trace record`",
+                self.name
+            );
+        };
+        parse_header(self.buf.trim_ascii(), whole, &self.name)
+    }
+}
+
+impl<R: BufRead> Reader<R> {
+    /// Reads the header line; `name` (a path) names the source in errors.
+    pub fn new(inner: R, name: impl Into<String>) -> Result<Self> {
+        let mut lines = Lines {
+            inner,
+            name: name.into(),
+            buf: Vec::new(),
+            line: 0,
+        };
+        let header = lines.header()?;
+        Ok(Self {
+            lines,
+            header,
+            cut_line: None,
+            ended: false,
+        })
+    }
+
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// The source as errors name it.
+    pub fn name(&self) -> &str {
+        &self.lines.name
+    }
+
+    /// The number of the last line read (the header is line 1).
+    pub fn line(&self) -> usize {
+        self.lines.line
+    }
+
+    /// The last line's number, once it has been met cut short.
+    pub fn cut_line(&self) -> Option<usize> {
+        self.cut_line
+    }
+
+    /// The length of the last line read, in bytes.
+    pub fn line_bytes(&self) -> usize {
+        self.lines.buf.len()
+    }
+
+    /// The source, to look at its end ([`last_event_ts`]): read through it, lines are lost.
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.lines.inner
+    }
+
+    /// The next event; `None` at the end (or after a cut last line, or an error).
+    pub fn next_event(&mut self) -> Result<Option<Event>> {
+        while !self.ended {
+            let whole = match self.lines.next() {
+                Ok(Some(whole)) => whole,
+                Ok(None) => break,
+                Err(e) => {
+                    self.ended = true;
+                    return Err(e);
+                }
+            };
+            let line = self.lines.buf.trim_ascii();
+            if line.is_empty() {
+                continue;
+            }
+            match serde_json::from_slice::<Event>(line) {
+                Ok(ev) => return Ok(Some(ev)),
+                // The last line, cut short: what came before is whole.
+                Err(_) if !whole => {
+                    self.cut_line = Some(self.lines.line);
+                    break;
+                }
+                Err(e) => {
+                    self.ended = true;
+                    bail!(
+                        "{}:{}: malformed event: {}: repair or delete that line to replay the rest",
+                        self.lines.name,
+                        self.lines.line,
+                        json_error_detail(&e)
+                    );
+                }
+            }
+        }
+        self.ended = true;
+        Ok(None)
+    }
+}
+
+impl<R: BufRead + Seek> Reader<R> {
+    /// Starts again from the first event. The header is read again (the file may have been
+    /// replaced since), and must still be one.
+    pub fn rewind(&mut self) -> Result<()> {
+        self.ended = true;
+        self.lines
+            .inner
+            .seek(SeekFrom::Start(0))
+            .with_context(|| format!("{}: cannot read the recording again", self.lines.name))?;
+        self.lines.line = 0;
+        self.header = self.lines.header()?;
+        self.cut_line = None;
+        self.ended = false;
+        Ok(())
+    }
+}
+
+/// The line buffer is shrunk back to this after a longer line.
+const KEPT_LINE_CAPACITY: usize = 64 << 10;
+
+/// How far back from the end [`last_event_ts`] looks for a whole event line.
+const TAIL_BYTES: u64 = 1 << 20;
+
+/// The time of the recording's last whole event, read from its end (its last [`TAIL_BYTES`])
+/// without reading the rest: a cut last line is passed over, as is a malformed one (it is
+/// reported when reached). `None` when no event line is found there, or the source cannot
+/// seek. The position is restored.
+pub fn last_event_ts<R: Read + Seek>(r: &mut R) -> io::Result<Option<u64>> {
+    let here = r.stream_position()?;
+    let len = r.seek(SeekFrom::End(0))?;
+    let from = len.saturating_sub(TAIL_BYTES);
+    r.seek(SeekFrom::Start(from))?;
+    let mut tail = Vec::with_capacity((len - from) as usize);
+    let read = Read::take(&mut *r, TAIL_BYTES).read_to_end(&mut tail);
+    r.seek(SeekFrom::Start(here))?;
+    read?;
+    let mut lines: Vec<&[u8]> = tail.split(|&b| b == b'\n').collect();
+    if from > 0 {
+        // The first piece may be the end of a line that started before the tail.
+        lines.remove(0);
+    }
+    Ok(lines
+        .iter()
+        .rev()
+        .map(|l| l.trim_ascii())
+        .filter(|l| !l.is_empty())
+        .find_map(|l| serde_json::from_slice::<Event>(l).ok())
+        .map(|ev| ev.ts()))
 }
 
 #[cfg(test)]
@@ -579,6 +747,62 @@ mod tests {
             "{msg}"
         );
         assert!(msg.len() < 400, "{} bytes", msg.len());
+    }
+
+    #[test]
+    fn the_reader_streams_and_rewinds() {
+        let good = header_line();
+        let reap = r#"{"type":"lost","ts":9,"what":"exit","count":1}"#;
+        let text = format!("{good}\n{LOST}\n\n{reap}\n{}", &LOST[..10]);
+        let mut r = Reader::new(std::io::Cursor::new(text.into_bytes()), "t.jsonl").unwrap();
+        assert_eq!(r.header().schema, SCHEMA_VERSION);
+        for round in 0..2 {
+            assert_eq!(r.next_event().unwrap().map(|e| e.ts()), Some(1));
+            assert_eq!(r.line(), 2);
+            // An empty line is passed over.
+            assert_eq!(r.next_event().unwrap().map(|e| e.ts()), Some(9));
+            assert_eq!((r.line(), r.cut_line()), (4, None));
+            assert!(r.next_event().unwrap().is_none());
+            assert_eq!(r.cut_line(), Some(5));
+            assert!(r.next_event().unwrap().is_none(), "round {round}");
+            r.rewind().unwrap();
+            assert_eq!((r.line(), r.cut_line()), (1, None));
+        }
+        // After an error, nothing more.
+        let text = format!("{good}\n{{\"type\":\n{LOST}\n");
+        let mut r = Reader::new(text.as_bytes(), "t.jsonl").unwrap();
+        assert!(r.next_event().is_err());
+        assert!(r.next_event().unwrap().is_none());
+    }
+
+    #[test]
+    fn the_last_event_time_is_read_from_the_tail() {
+        let good = header_line();
+        let at = |ts: u64| format!(r#"{{"type":"lost","ts":{ts},"what":"fork","count":2}}"#);
+        let ts_of = |text: String| {
+            let mut c = std::io::Cursor::new(text.into_bytes());
+            c.set_position(3);
+            let ts = last_event_ts(&mut c).unwrap();
+            assert_eq!(c.position(), 3, "the position is restored");
+            ts
+        };
+        assert_eq!(ts_of(format!("{good}\n")), None);
+        assert_eq!(ts_of(format!("{good}\n{}\n{}\n", at(5), at(7))), Some(7));
+        // Without its newline, a whole last event counts; a cut or malformed one does not.
+        assert_eq!(ts_of(format!("{good}\n{}\n{}", at(5), at(7))), Some(7));
+        assert_eq!(
+            ts_of(format!("{good}\n{}\n{}", at(5), &at(7)[..20])),
+            Some(5)
+        );
+        assert_eq!(ts_of(format!("{good}\n{}\nnot json\n\n", at(5))), Some(5));
+        // A file longer than the tail: the partial line the tail starts in is passed over.
+        let mut big = format!("{good}\n");
+        while big.len() < 2 * TAIL_BYTES as usize {
+            big.push_str(&at(5));
+            big.push('\n');
+        }
+        big.push_str(&at(8));
+        assert_eq!(ts_of(big), Some(8));
     }
 
     #[test]

@@ -31,6 +31,20 @@ const RATE_BUCKETS: usize = 64;
 pub const ADOPTIONS_KEPT: usize = 1000;
 /// Median and p99 per reaper are over its latest this many zombie lifetimes.
 pub const LIFETIMES_KEPT: usize = 4096;
+/// The reapers panel keeps this many processes. Each reaper ever seen would otherwise stay
+/// (an endless stream has endless short-lived parents); once [`REAPERS_SLACK`] more are
+/// known, the least telling are forgotten: processes already reaped first, then those that
+/// adopted and reaped least. With [`LIFETIMES_KEPT`] lifetimes each, at most about 40 MiB.
+pub const REAPERS_KEPT: usize = 1024;
+/// Reapers are forgotten in batches of this many (sorting once per batch, not per reaper).
+pub const REAPERS_SLACK: usize = REAPERS_KEPT / 4;
+/// Reaped tasks are remembered (so a late event naming one does not count it alive again)
+/// up to this many, the latest; live tasks are one per thread id.
+pub const GONE_TASKS_KEPT: usize = 64 * 1024;
+/// Lost records are counted by kind, for up to this many kinds (a recording's `what` is
+/// free text); the rest are counted under [`OTHER_LOST`].
+pub const LOST_KINDS_KEPT: usize = 32;
+pub const OTHER_LOST: &str = "other";
 
 /// Whether two descriptions name the same task: the one rule, [`Proc::same_task`].
 pub fn same_task(a: &Proc, b: &Proc) -> bool {
@@ -163,6 +177,8 @@ struct ReaperEntry {
     first_start: u64,
     adopted: u64,
     reaped: u64,
+    /// Its process has been reaped: it reaps no more.
+    gone: bool,
     /// It adopted as a subreaper, or set `PR_SET_CHILD_SUBREAPER`.
     subreaper: bool,
     lifetimes: VecDeque<u64>,
@@ -179,6 +195,7 @@ impl ReaperEntry {
             proc,
             adopted: 0,
             reaped: 0,
+            gone: false,
             subreaper: false,
             lifetimes: VecDeque::new(),
             hist: Histogram::default(),
@@ -401,12 +418,15 @@ impl Rate {
 }
 
 /// Tasks known from the events alone (for replays, where there is no live model): every task
-/// an event names is alive until its reap (a process) or its exit (a thread).
+/// an event names is alive until its reap (a process) or its exit (a thread). Bounded: one
+/// entry per thread id, and the [`GONE_TASKS_KEPT`] latest gone tasks.
 #[derive(Debug, Clone, Default)]
 struct TaskTracker {
     /// tid -> (start, alive)
     tasks: HashMap<u32, (u64, bool)>,
     alive: usize,
+    /// Gone tasks, oldest first: (tid, start).
+    gone: VecDeque<(u32, u64)>,
 }
 
 impl TaskTracker {
@@ -430,7 +450,17 @@ impl TaskTracker {
     }
 
     fn gone(&mut self, p: &Proc) {
+        if p.tid == 0 {
+            return;
+        }
         self.set(p, false);
+        self.gone.push_back((p.tid, p.start));
+        if self.gone.len() > GONE_TASKS_KEPT
+            && let Some((tid, start)) = self.gone.pop_front()
+            && self.tasks.get(&tid) == Some(&(start, false))
+        {
+            self.tasks.remove(&tid);
+        }
     }
 }
 
@@ -542,6 +572,9 @@ impl View {
         let i = match self.reaper_index(p) {
             Some(i) => i,
             None => {
+                if self.reapers.len() >= REAPERS_KEPT + REAPERS_SLACK {
+                    self.forget_reapers();
+                }
                 self.reapers.push(ReaperEntry::new(p.clone()));
                 let i = self.reapers.len() - 1;
                 // The index names the latest process with that pid; a late event about an
@@ -561,6 +594,38 @@ impl View {
         e
     }
 
+    /// Keeps the [`REAPERS_KEPT`] reapers that tell most: live ones before reaped ones, then
+    /// those that adopted and reaped most, then the latest started; in the order they came.
+    fn forget_reapers(&mut self) {
+        let mut order: Vec<usize> = (0..self.reapers.len()).collect();
+        order.sort_by_key(|&i| {
+            let e = &self.reapers[i];
+            (
+                e.gone,
+                std::cmp::Reverse(e.adopted + e.reaped),
+                std::cmp::Reverse(e.first_start),
+            )
+        });
+        let mut keep = vec![false; self.reapers.len()];
+        for &i in order.iter().take(REAPERS_KEPT) {
+            keep[i] = true;
+        }
+        let mut kept = keep.iter();
+        self.reapers
+            .retain(|_| *kept.next().expect("one flag per entry"));
+        // The index names each pid's latest process, as `reaper_entry` keeps it.
+        self.reaper_index.clear();
+        for (i, e) in self.reapers.iter().enumerate() {
+            let later = self
+                .reaper_index
+                .get(&e.proc.pid)
+                .is_some_and(|&j| self.reapers[j].first_start > e.first_start);
+            if !later {
+                self.reaper_index.insert(e.proc.pid, i);
+            }
+        }
+    }
+
     /// Applies one event.
     pub fn apply(&mut self, ev: &Event) {
         self.generation += 1;
@@ -571,6 +636,15 @@ impl View {
                 self.note_ns(child);
                 self.tasks.see(parent);
                 self.tasks.see(child);
+                // A tid is reused only once the task holding it is reaped: a zombie still
+                // listed with it was reaped unseen (its record lost).
+                if self
+                    .zombies
+                    .get(&child.tid)
+                    .is_some_and(|z| !same_task(&z.task, child))
+                {
+                    self.zombies.remove(&child.tid);
+                }
             }
             Event::Exec { task, .. } => {
                 self.note_ns(task);
@@ -686,6 +760,11 @@ impl View {
                 zombie_ns,
             } => {
                 self.tasks.gone(task);
+                if task.tid == task.pid
+                    && let Some(i) = self.reaper_index(task)
+                {
+                    self.reapers[i].gone = true;
+                }
                 let zombie = match self.zombies.get(&task.tid) {
                     Some(z) if same_task(&z.task, task) => self.zombies.remove(&task.tid),
                     _ => None,
@@ -723,7 +802,13 @@ impl View {
             }
             Event::Lost { what, count, .. } => {
                 self.lost += count;
-                *self.lost_by.entry(what.clone()).or_default() += count;
+                let kind =
+                    if self.lost_by.contains_key(what) || self.lost_by.len() < LOST_KINDS_KEPT {
+                        what.clone()
+                    } else {
+                        OTHER_LOST.to_string()
+                    };
+                *self.lost_by.entry(kind).or_default() += count;
             }
             Event::Container { pidns, info, .. } => {
                 self.pidns_seen.insert(*pidns);
@@ -1256,6 +1341,137 @@ pub(crate) mod tests {
         assert_eq!(rows[0].reaped, LIFETIMES_KEPT as u64 + 10);
         assert_eq!(rows[0].lifetimes.unwrap().samples, LIFETIMES_KEPT);
         assert_eq!(v.histogram(&q()).total(), LIFETIMES_KEPT as u64 + 10);
+    }
+
+    /// An endless stream: short-lived parents fork, exec and exit; their children become
+    /// zombies, are reparented to a subreaper or init and reaped; pids are reused (the pid
+    /// space is smaller than the number of processes), some records are lost.
+    #[test]
+    fn an_endless_stream_stays_bounded() {
+        let mut v = View::new(S);
+        let init = p(1, 0, "init");
+        let sub = p(2, 0, "subreaper");
+        const PIDS: u32 = 100_000;
+        let rounds: u64 = 3 * GONE_TASKS_KEPT as u64;
+        let mut ts = 0;
+        for i in 0..rounds {
+            let pid = 10 + (2 * i as u32) % PIDS;
+            let start = i * MS;
+            let parent = p(pid, start, "sh");
+            let child = p(pid + 1, start + 1, "job");
+            let mut tick = || {
+                ts += 1_000;
+                ts
+            };
+            v.apply(&fork(tick(), &init, &parent));
+            v.apply(&fork(tick(), &parent, &child));
+            v.apply(&Event::Exec {
+                ts: tick(),
+                task: child.clone(),
+                filename: "/bin/job".into(),
+                args: vec!["job".into()],
+                args_truncated: false,
+            });
+            v.apply(&zombie(tick(), &child, &parent));
+            if i % 3 == 0 {
+                // The parent dies first: its zombie child goes to the subreaper.
+                v.apply(&zombie(tick(), &parent, &init));
+                v.apply(&reparent(
+                    tick(),
+                    &child,
+                    &parent,
+                    &sub,
+                    ReaperKind::Subreaper,
+                ));
+                v.apply(&reap(tick(), &parent, &init, Some(1_000)));
+                if i % 1000 != 0 {
+                    // Now and then the child's reap is lost: its pid's reuse ends it.
+                    v.apply(&reap(tick(), &child, &sub, Some(2_000)));
+                }
+            } else {
+                v.apply(&reap(tick(), &child, &parent, Some(3_000)));
+                v.apply(&zombie(tick(), &parent, &init));
+                v.apply(&reap(tick(), &parent, &init, Some(4_000)));
+            }
+            if i % 10 == 0 {
+                v.apply(&Event::Lost {
+                    ts: tick(),
+                    what: format!("kind-{i}"),
+                    count: 1,
+                });
+            }
+        }
+        // Every reaped child and parent reaped, none left over but the lost ones' last
+        // round (each pid's zombie is dropped when its pid comes back).
+        assert!(
+            v.zombie_count() <= (PIDS as usize / 2) / 1000 + 1,
+            "{}",
+            v.zombie_count()
+        );
+        assert!(v.adoptions.len() <= ADOPTIONS_KEPT);
+        // Every parent reaped something: only the kept ones remain, init and the
+        // subreaper (which reap most) among them.
+        assert!(
+            v.reapers.len() <= REAPERS_KEPT + REAPERS_SLACK,
+            "{}",
+            v.reapers.len()
+        );
+        assert!(v.reapers.len() >= REAPERS_KEPT);
+        let rows = v.reapers(&q());
+        let reaped_by = |r: &Proc| {
+            rows.iter()
+                .find(|row| row.proc.same_task(r))
+                .map(|row| row.reaped)
+        };
+        let thirds = rounds.div_ceil(3);
+        assert_eq!(reaped_by(&init), Some(rounds));
+        assert_eq!(reaped_by(&sub), Some(thirds - rounds.div_ceil(3000)));
+        assert!(v.reaper_index.len() <= v.reapers.len());
+        assert!(v.reaper_index.values().all(|&i| i < v.reapers.len()));
+        // Reaped tasks are forgotten past the kept ones; the live are init and the subreaper.
+        assert!(
+            v.tasks.tasks.len() <= GONE_TASKS_KEPT + 2 + (PIDS as usize / 1000),
+            "{}",
+            v.tasks.tasks.len()
+        );
+        assert_eq!(v.tracked(), Tracked::FromEvents(2 + v.zombie_count()));
+        // Lost records by kind: the first kinds, then the rest together.
+        assert_eq!(v.lost_by().len(), LOST_KINDS_KEPT + 1);
+        assert_eq!(v.lost(), rounds.div_ceil(10));
+        assert_eq!(v.lost_by().values().sum::<u64>(), v.lost());
+    }
+
+    #[test]
+    fn forgotten_reapers_are_the_reaped_and_least_busy() {
+        let mut v = View::new(S);
+        let busy = p(5, 1, "busy");
+        for i in 0..10 {
+            v.apply(&reap(i, &p(900_000 + i as u32, 1, "c"), &busy, Some(1)));
+        }
+        let reaped_early = p(6, 1, "early");
+        v.apply(&reap(20, &p(800_000, 1, "c"), &reaped_early, Some(1)));
+        v.apply(&reap(21, &reaped_early, &p(1, 0, "init"), Some(1)));
+        for i in 0..(REAPERS_KEPT + REAPERS_SLACK) as u32 {
+            v.apply(&reap(
+                100 + i as u64,
+                &p(700_000 + i, 1, "c"),
+                &p(10_000 + i, 1, "r"),
+                Some(1),
+            ));
+        }
+        let rows = v.reapers(&q());
+        assert!(rows.len() <= REAPERS_KEPT + REAPERS_SLACK);
+        let has = |r: &Proc| rows.iter().any(|row| row.proc.same_task(r));
+        // The busiest stays; the reaped one goes first, though it reaped as much as the rest.
+        assert!(has(&busy));
+        assert!(!has(&reaped_early));
+        // Still counted where it adds up (the histogram is of every reap).
+        assert_eq!(v.reaps(), 12 + (REAPERS_KEPT + REAPERS_SLACK) as u64);
+        // The index still finds the kept ones.
+        v.apply(&reap(10_000, &p(600_000, 1, "c"), &busy, Some(1)));
+        let rows = v.reapers(&q());
+        let busy_row = rows.iter().find(|row| row.proc.same_task(&busy)).unwrap();
+        assert_eq!(busy_row.reaped, 11);
     }
 
     #[test]

@@ -88,6 +88,7 @@ fn render(rec: &Recording) -> String {
         total_ns: 0,
         done: true,
         cut_line: rec.cut_line,
+        error: None,
     });
     let mut t = Terminal::new(TestBackend::new(100, 30)).unwrap();
     t.draw(|f| ui::draw(f, &view, &app)).unwrap();

@@ -189,11 +189,6 @@ mod tests {
     /// are closed after the header timeout.
     #[test]
     fn idle_connections_cannot_keep_a_scrape_out() {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
         let mut metrics = Metrics::new(1);
         let server = metrics.server_metrics();
         let metrics = Arc::new(Mutex::new(metrics));
@@ -204,11 +199,20 @@ mod tests {
             max_connections: 8,
             header_timeout: Duration::from_millis(500),
         };
-        let task = {
-            let _g = rt.enter();
-            let listener = TcpListener::from_std(std_listener).unwrap();
-            rt.spawn(serve(listener, metrics.clone(), server.clone(), limits))
-        };
+        // The exporter on a runtime of its own thread, as the daemon's; it ends with the test.
+        {
+            let server = server.clone();
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    let listener = TcpListener::from_std(std_listener).unwrap();
+                    serve(listener, metrics, server, limits).await
+                })
+            });
+        }
         let idle: Vec<_> = (0..20)
             .map(|_| std::net::TcpStream::connect(addr).unwrap())
             .collect();
@@ -241,6 +245,5 @@ mod tests {
         };
         assert!(closed("cap") >= 13, "{}", closed("cap"));
         assert!(closed("timeout") >= 1, "{}", closed("timeout"));
-        task.abort();
     }
 }

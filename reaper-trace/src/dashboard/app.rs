@@ -5,6 +5,7 @@
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 use super::keys::{self, Command};
+use super::replay::Jump;
 use super::tree::TreePanel;
 use crate::event::Proc;
 use crate::view::{Filter, Query, View};
@@ -55,6 +56,9 @@ pub enum Mode {
         /// The recording's last line, cut short (disk full, recorder killed): said in the
         /// header, the events before it are replayed.
         cut_line: Option<usize>,
+        /// Why playing stopped before the end (a malformed line met while playing): shown
+        /// instead of the footer; top exits with it.
+        error: Option<String>,
     },
 }
 
@@ -69,6 +73,8 @@ pub enum Action {
     Pause,
     /// Replay speed multiplied by this.
     Speed(f64),
+    /// Move the replay clock.
+    Seek(Jump),
     /// Take a snapshot of the process tree for [`App::selected_process`] and open the tree
     /// panel with it ([`App::tree`]).
     OpenTree,
@@ -264,6 +270,7 @@ impl App {
             Command::ScrollTop => self.selected[self.focus.index()] = 0,
             Command::Faster => return Action::Speed(2.0),
             Command::Slower => return Action::Speed(0.5),
+            Command::Seek(jump) => return Action::Seek(jump),
             Command::Tree => return Action::OpenTree,
             // Only the open tree panel is taken again.
             Command::RefreshTree => return Action::None,
@@ -395,6 +402,7 @@ mod tests {
         let mut replay = App::new(Mode::Replay {
             file: "t.jsonl".into(),
             cut_line: None,
+            error: None,
             speed: 1.0,
             position_ns: 0,
             total_ns: 1,
@@ -402,6 +410,16 @@ mod tests {
         });
         assert_eq!(replay.on_key(ch('+'), &[]), Action::Speed(2.0));
         assert_eq!(replay.on_key(ch('-'), &[]), Action::Speed(0.5));
+        // So does seeking.
+        assert_eq!(app.on_key(ch(']'), &[]), Action::None);
+        for (c, jump) in [
+            (']', Jump::Seconds(10)),
+            ('[', Jump::Seconds(-10)),
+            ('}', Jump::Tenths(1)),
+            ('{', Jump::Tenths(-1)),
+        ] {
+            assert_eq!(replay.on_key(ch(c), &[]), Action::Seek(jump));
+        }
     }
 
     #[test]

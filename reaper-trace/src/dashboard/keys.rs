@@ -8,6 +8,8 @@ use std::fmt::Write as _;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
+use super::replay::Jump;
+
 /// What a key asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Command {
@@ -31,6 +33,8 @@ pub enum Command {
     ClearFilters,
     Faster,
     Slower,
+    /// Move the replay clock.
+    Seek(Jump),
     /// Open (or close) the tree panel of the selected process.
     Tree,
     /// Take the open tree panel's snapshot again.
@@ -199,6 +203,17 @@ pub const KEYMAP: &[Binding] = &[
             (c('<'), Slower),
         ],
         what: "replay: twice as fast, half as fast",
+        footer: None,
+        replay_only: true,
+    },
+    Binding {
+        keys: &[
+            (c(']'), Seek(Jump::Seconds(10))),
+            (c('['), Seek(Jump::Seconds(-10))),
+            (c('}'), Seek(Jump::Tenths(1))),
+            (c('{'), Seek(Jump::Tenths(-1))),
+        ],
+        what: "replay: 10 s on, back; a tenth of the recording on, back",
         footer: None,
         replay_only: true,
     },

@@ -36,7 +36,7 @@ use crate::model::Scope;
 use crate::session::{Session, SessionOptions};
 use crate::view::View;
 use app::{Action, App, Mode};
-use replay::Player;
+use replay::{Player, Seeked};
 use terminal::TerminalGuard;
 
 /// Whether a daemon answers on the default socket.
@@ -80,7 +80,7 @@ pub struct TopOptions {
 
 enum Feed {
     Live(Box<Session>),
-    Replay(Player),
+    Replay(Box<Player<std::io::BufReader<std::fs::File>>>),
     /// A daemon's stream: events parsed by a reader task.
     Daemon(Client),
 }
@@ -151,16 +151,17 @@ pub async fn run(opts: TopOptions) -> Result<i32> {
     }
     let (feed, mode) = match &opts.replay {
         Some(path) => {
-            let rec = jsonl::read_recording(path)?;
+            let player = Player::new(jsonl::open(path)?, opts.speed)?;
             let mode = Mode::Replay {
                 file: path.display().to_string(),
-                cut_line: rec.cut_line,
+                cut_line: player.cut_line(),
+                error: None,
                 speed: opts.speed,
                 position_ns: 0,
                 total_ns: 0,
                 done: false,
             };
-            (Feed::Replay(Player::new(rec, opts.speed)), mode)
+            (Feed::Replay(Box::new(player)), mode)
         }
         None if opts.connect.is_some() || use_default_daemon()? => {
             let socket = opts
@@ -279,6 +280,8 @@ impl Dashboard {
                     position_ns: pos,
                     total_ns: total,
                     done,
+                    cut_line,
+                    error,
                     ..
                 } = &mut self.app.mode
                 {
@@ -286,6 +289,8 @@ impl Dashboard {
                     *pos = position_ns;
                     *total = total_ns;
                     *done = player.done();
+                    *cut_line = player.cut_line();
+                    *error = player.error().map(|e| format!("{e:#}"));
                 }
             }
         }
@@ -303,6 +308,14 @@ impl Dashboard {
             Action::Speed(factor) => {
                 if let Feed::Replay(player) = &mut self.feed {
                     player.scale_speed(factor);
+                }
+            }
+            Action::Seek(jump) => {
+                if let Feed::Replay(player) = &mut self.feed
+                    && player.seek(jump) == Seeked::Rewound
+                {
+                    // Played again from the start, into an empty view.
+                    self.view = View::new(self.view.zombie_threshold_ns);
                 }
             }
             Action::OpenTree => {
@@ -350,6 +363,8 @@ impl Dashboard {
         let live = matches!(self.feed, Feed::Live(_) | Feed::Daemon(_));
         let panic_on_purpose = std::env::var_os(PANIC_VAR).is_some();
         loop {
+            // A replay with events due still (a jump, speed 0) goes on at once.
+            let replay_behind = matches!(&self.feed, Feed::Replay(p) if p.behind());
             // Keys and signals first: they are seen between two batches of records, however
             // many are waiting (the session bounds each batch).
             tokio::select! {
@@ -382,6 +397,7 @@ impl Dashboard {
                         Feed::Replay(_) => std::future::pending().await,
                     }
                 }, if live => r?,
+                _ = std::future::ready(()), if replay_behind => {}
             }
             let now = Instant::now();
             self.pump(now - last_pump);
@@ -423,6 +439,12 @@ impl Dashboard {
         }) = &self.feed
         {
             bail!("{}: {why}", socket.display());
+        }
+        // Playing stopped on a malformed line: the screen said so, the exit status does too.
+        if let Feed::Replay(player) = &mut self.feed
+            && let Some(e) = player.take_error()
+        {
+            return Err(e);
         }
         // What the screen showed goes while the programs are being detached; the session
         // (its drop waits for them) last.

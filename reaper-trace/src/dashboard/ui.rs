@@ -316,14 +316,20 @@ fn draw_header(f: &mut Frame, area: Rect, view: &View, app: &App) {
 }
 
 fn draw_footer(f: &mut Frame, area: Rect, app: &App) {
-    let line = match &app.prompt {
-        Some(text) => Line::from(vec![
+    let error = match &app.mode {
+        Mode::Replay { error, .. } => error.as_deref(),
+        Mode::Live => None,
+    };
+    let line = match (&app.prompt, error) {
+        (Some(text), _) => Line::from(vec![
             Span::styled("filter by name or pid: ", bold()),
             Span::raw(escape_control(text).into_owned()),
             Span::styled("_", Style::new().add_modifier(Modifier::SLOW_BLINK)),
             Span::styled("   Enter apply  Esc cancel", dim()),
         ]),
-        None => Line::styled(
+        // Playing stopped on it: what to do is in it; top exits with it.
+        (None, Some(e)) => Line::styled(format!("{}  (q quits)", escape_control(e)), alarm()),
+        (None, None) => Line::styled(
             keys::footer_line(),
             Style::new().fg(Color::Black).bg(Color::Gray),
         ),
@@ -1063,6 +1069,7 @@ mod tests {
         let mut app = App::new(Mode::Replay {
             file: "trace.jsonl".into(),
             cut_line: None,
+            error: None,
             speed: 0.0,
             position_ns: 10 * S,
             total_ns: 10 * S,
@@ -1102,6 +1109,21 @@ mod tests {
             s.contains("trace.jsonl (last line 3304 cut, not replayed)"),
             "{s}"
         );
+
+        // A malformed line met while playing replaces the footer.
+        if let Mode::Replay { error, .. } = &mut app.mode {
+            *error = Some(
+                "trace.jsonl:9: malformed event: \u{1b}[2J: repair or delete that line".into(),
+            );
+        }
+        let (_, s) = render(&v, &app, 200, 24);
+        assert!(
+            s.contains(
+                r"trace.jsonl:9: malformed event: \x1b[2J: repair or delete that line  (q quits)"
+            ),
+            "{s}"
+        );
+        assert!(!s.contains("? help"), "{s}");
     }
 
     #[test]
