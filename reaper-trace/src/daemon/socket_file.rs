@@ -9,12 +9,30 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use tokio::net::UnixListener;
 
-/// The socket file this daemon created: its path and identity (device, inode).
+/// The socket file this daemon created: its path and identity. A file system reuses a
+/// freed inode number at once, so the identity is the device, the inode and its change
+/// time: a socket bound at that path since has a later one.
 #[derive(Debug)]
 pub struct SocketFile {
     path: PathBuf,
+    identity: Identity,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct Identity {
     dev: u64,
     ino: u64,
+    ctime: (i64, i64),
+}
+
+impl Identity {
+    fn of(m: &std::fs::Metadata) -> Self {
+        Self {
+            dev: m.dev(),
+            ino: m.ino(),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        }
+    }
 }
 
 /// What is at the socket path before binding.
@@ -108,8 +126,7 @@ impl SocketFile {
             listener,
             Self {
                 path: path.to_path_buf(),
-                dev: meta.dev(),
-                ino: meta.ino(),
+                identity: Identity::of(&meta),
             },
         ))
     }
@@ -117,7 +134,7 @@ impl SocketFile {
     /// Whether the file at the path is still the socket this daemon created.
     fn still_ours(&self) -> bool {
         std::fs::symlink_metadata(&self.path)
-            .is_ok_and(|m| m.file_type().is_socket() && m.dev() == self.dev && m.ino() == self.ino)
+            .is_ok_and(|m| m.file_type().is_socket() && Identity::of(&m) == self.identity)
     }
 }
 
@@ -201,6 +218,8 @@ mod tests {
         let _g = rt.enter();
         let (listener, first) = SocketFile::bind(&path).unwrap();
         drop(listener);
+        // Time stamps move by the clock's tick (a few ms): the next socket gets a later one.
+        std::thread::sleep(std::time::Duration::from_millis(20));
         // Another daemon found it stale and replaced it with its own.
         let (_listener2, second) = SocketFile::bind(&path).unwrap();
         drop(first);
