@@ -15,16 +15,9 @@ use crate::escape::escape_control;
 use crate::event::Proc;
 use crate::model::Scope;
 use crate::session::{Session, SessionOptions};
-use crate::view::{NS_PER_SEC, Query, ROOT_PIDNS, View};
+use crate::view::{NS_PER_SEC, ROOT_PIDNS, View};
 
-/// What the reaper is to the orphans it holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// The init (pid 1) of its pid namespace: every orphan there ends up with it.
-    Init,
-    /// A process that set `PR_SET_CHILD_SUBREAPER`.
-    Subreaper,
-}
+pub use crate::state::Role;
 
 /// A reaper that holds zombies past the threshold.
 #[derive(Debug, Clone, PartialEq)]
@@ -107,52 +100,23 @@ impl Finding {
 }
 
 /// Every namespace init or subreaper with a zombie older than the view's threshold, the
-/// oldest first.
+/// oldest first: the derived state's rule, the one `reaper_trace_unreaping_reapers` counts.
 pub fn diagnose(view: &View) -> Vec<Finding> {
-    let now = view.now();
-    let mut by_reaper: Vec<(Proc, Vec<(u64, bool)>)> = Vec::new();
-    for z in view.zombies(&Query::default()) {
-        let Some(r) = &z.reaper else { continue };
-        let age = (z.age(now), !z.since_known);
-        // One process (any of its threads may be named): a process holding zombies is alive,
-        // so its pid names no other process meanwhile.
-        match by_reaper.iter_mut().find(|(p, _)| p.pid == r.pid) {
-            Some((p, ages)) => {
-                ages.push(age);
-                if r.tid == r.pid {
-                    *p = r.clone();
-                }
-            }
-            None => by_reaper.push((r.clone(), vec![age])),
-        }
-    }
-    let mut out = Vec::new();
-    for (reaper, ages) in by_reaper {
-        let (oldest_ns, at_least) = ages.iter().copied().max().expect("one at least");
-        if oldest_ns <= view.zombie_threshold_ns {
-            continue;
-        }
-        let (adopted, reaped, subreaper) = view.reaper_record(&reaper).unwrap_or((0, 0, false));
-        let role = if reaper.ns_pid == 1 {
-            Role::Init
-        } else if subreaper {
-            Role::Subreaper
-        } else {
-            continue;
-        };
-        out.push(Finding {
-            container: view.container(reaper.pidns).cloned(),
-            reaper,
-            role,
-            adopted,
-            reaped,
-            zombies: ages.len(),
-            oldest_ns,
-            oldest_at_least: at_least,
-        });
-    }
-    out.sort_by_key(|f| std::cmp::Reverse(f.oldest_ns));
-    out
+    let state = view.state();
+    state
+        .unreaping(view.now(), view.zombie_threshold_ns)
+        .into_iter()
+        .map(|u| Finding {
+            container: state.container(u.reaper.pidns).cloned(),
+            role: u.role,
+            adopted: u.facts.adopted,
+            reaped: u.facts.reaped,
+            zombies: u.zombies,
+            oldest_ns: u.oldest_ns,
+            oldest_at_least: u.oldest_at_least,
+            reaper: u.reaper,
+        })
+        .collect()
 }
 
 pub struct DoctorOptions {

@@ -144,7 +144,7 @@ impl ReaperKind {
 }
 
 /// Whether the kernel's choice matches what `find_new_reaper` predicts from the captured state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     Match,
@@ -191,6 +191,14 @@ pub enum ReapHow {
 }
 
 impl ReapHow {
+    pub const ALL: [ReapHow; 5] = [
+        Self::Wait4,
+        Self::Waitid,
+        Self::Auto,
+        Self::Free,
+        Self::Vanished,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Wait4 => "wait4",

@@ -25,6 +25,7 @@ pub mod scenario;
 #[cfg(test)]
 mod schema_doc;
 pub mod session;
+pub mod state;
 pub mod tracer;
 pub mod tree;
 pub mod validate;

@@ -1,4 +1,6 @@
-//! The daemon's Prometheus metrics, computed from the event stream (prometheus-client).
+//! The daemon's Prometheus metrics (prometheus-client), rendered from the derived [`State`]
+//! that `top` and `doctor` read too: the gauges and counters are its figures, not counted
+//! again here.
 //!
 //! Memory is bounded by what is live: the zombies now, the containers of live namespaces, the
 //! subreapers alive; every label set is bounded (the zombie gauge keeps the busiest
@@ -14,13 +16,11 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::container::ContainerInfo;
-use crate::event::{Event, Proc, ReaperKind};
+use crate::event::{Event, ReapHow, ReaperKind, Verdict};
+use crate::state::{HIST_BOUNDS_NS, State};
 
 /// Series of `reaper_trace_zombies` at most, `other` included.
 pub const MAX_ZOMBIE_SERIES: usize = 20;
-/// Containers remembered at most (namespaces whose init was never seen reaped).
-const MAX_CONTAINERS: usize = 8192;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ZombieLabels {
@@ -79,12 +79,6 @@ impl ServerMetrics {
     pub const STREAM: ListenerLabels = ListenerLabels { listener: "stream" };
 }
 
-struct LiveZombie {
-    task: Proc,
-    since: u64,
-    reaper: Option<Proc>,
-}
-
 pub struct Metrics {
     registry: Registry,
     zombies_gauge: Family<ZombieLabels, Gauge>,
@@ -97,11 +91,25 @@ pub struct Metrics {
     unreaping: Gauge,
     pub clients: Gauge,
     zombie_threshold_ns: u64,
-    zombies: HashMap<u32, LiveZombie>,
-    containers: HashMap<u32, ContainerInfo>,
-    /// Subreapers alive, by pid, with their main thread's start time when known.
-    subreapers: HashMap<u32, u64>,
+    state: State,
+    /// The state's counts as the counters last showed them: a sync adds the difference.
+    synced: Synced,
     last_rate: Option<(u64, u64)>,
+}
+
+#[derive(Default)]
+struct Synced {
+    adoptions: HashMap<(Option<ReaperKind>, Verdict), u64>,
+    reaps: HashMap<ReapHow, u64>,
+    lost: HashMap<String, u64>,
+    events: u64,
+}
+
+fn verdict_label(v: Verdict) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default()
 }
 
 fn label(s: &str) -> String {
@@ -117,8 +125,8 @@ impl Metrics {
             "Zombies now, by container and by the process that has to reap them (the busiest pairs; the rest are summed as other)",
             zombies_gauge.clone(),
         );
-        // Decades from 10 µs to 100 s, as the dashboard's histogram.
-        let lifetime = Histogram::new([1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0]);
+        // The dashboard's buckets, in seconds.
+        let lifetime = Histogram::new(HIST_BOUNDS_NS.map(|ns| ns as f64 / 1e9));
         registry.register(
             "reaper_trace_zombie_lifetime_seconds",
             "How long reaped zombies were zombies",
@@ -170,8 +178,10 @@ impl Metrics {
                 let _ = lost.get_or_create(&WhatLabels { what: what.into() });
             }
         }
-        for how in ["wait4", "waitid", "auto", "free", "vanished"] {
-            let _ = reaps.get_or_create(&HowLabels { how: how.into() });
+        for how in ReapHow::ALL {
+            let _ = reaps.get_or_create(&HowLabels {
+                how: how.as_str().into(),
+            });
         }
         for kind in ReaperKind::ALL {
             let _ = adoptions.get_or_create(&AdoptionLabels {
@@ -191,9 +201,8 @@ impl Metrics {
             unreaping,
             clients,
             zombie_threshold_ns,
-            zombies: HashMap::new(),
-            containers: HashMap::new(),
-            subreapers: HashMap::new(),
+            state: State::new(),
+            synced: Synced::default(),
             last_rate: None,
         }
     }
@@ -233,140 +242,81 @@ impl Metrics {
         m
     }
 
-    /// The text exposition (OpenMetrics) of every metric.
-    pub fn encode(&self) -> String {
+    /// The text exposition (OpenMetrics) of every metric, its counters up to date.
+    pub fn encode(&mut self) -> String {
+        self.sync_counters();
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");
         out
     }
 
+    /// The facts the metrics show.
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
     pub fn apply(&mut self, ev: &Event) {
-        self.events.inc();
-        match ev {
-            Event::Reparent {
-                orphan,
-                reaper,
-                kind,
-                verdict,
-                ..
-            } => {
-                let verdict = serde_json::to_value(verdict)
-                    .ok()
-                    .and_then(|v| v.as_str().map(String::from))
-                    .unwrap_or_default();
-                self.adoptions
-                    .get_or_create(&AdoptionLabels {
-                        kind: kind.map_or("none", ReaperKind::as_str).into(),
-                        verdict,
-                    })
-                    .inc();
-                if let Some(r) = reaper {
-                    if *kind == Some(ReaperKind::Subreaper) {
-                        self.subreapers.insert(r.pid, r.start);
-                    }
-                    if let Some(z) = self.zombies.get_mut(&orphan.tid)
-                        && z.task.same_task(orphan)
-                    {
-                        z.reaper = Some(r.clone());
-                    }
-                }
-            }
-            Event::Subreaper { task, enabled, .. } => {
-                if *enabled {
-                    self.subreapers.insert(task.pid, task.start);
-                } else {
-                    self.subreapers.remove(&task.pid);
-                }
-            }
-            Event::Zombie {
-                ts,
-                task,
-                parent,
-                autoreaped,
-                ..
-            } => {
-                if !autoreaped {
-                    self.zombies.insert(
-                        task.tid,
-                        LiveZombie {
-                            task: task.clone(),
-                            since: *ts,
-                            reaper: Some(parent.clone()),
-                        },
-                    );
-                }
-            }
-            Event::Reap {
-                task,
-                how,
-                zombie_ns,
-                ..
-            } => {
-                self.reaps
-                    .get_or_create(&HowLabels {
-                        how: label(how.as_str()),
-                    })
-                    .inc();
-                if let Some(ns) = zombie_ns {
-                    self.lifetime.observe(*ns as f64 / 1e9);
-                }
-                if self
-                    .zombies
-                    .get(&task.tid)
-                    .is_some_and(|z| z.task.same_task(task))
-                {
-                    self.zombies.remove(&task.tid);
-                }
-                if task.tid == task.pid {
-                    self.subreapers.remove(&task.pid);
-                    if task.ns_pid == 1 {
-                        // The namespace's init is gone, and the namespace with it.
-                        self.containers.remove(&task.pidns);
-                    }
-                }
-            }
-            Event::Lost { what, count, .. } => {
-                self.lost
-                    .get_or_create(&WhatLabels { what: what.clone() })
-                    .inc_by(*count);
-            }
-            Event::Container { pidns, info, .. } => {
-                if self.containers.len() < MAX_CONTAINERS {
-                    self.containers.insert(*pidns, info.clone());
-                }
-            }
-            Event::Fork { .. } | Event::Exec { .. } | Event::Exit { .. } => {}
+        let effect = self.state.apply(ev);
+        if let Some(ns) = effect.reaped.and_then(|r| r.lifetime_ns) {
+            self.lifetime.observe(ns as f64 / 1e9);
         }
     }
 
+    /// Brings every counter to the state's count (counters only go up: each gets the
+    /// difference since the last sync).
+    fn sync_counters(&mut self) {
+        for (&(kind, verdict), &n) in self.state.adoptions() {
+            let seen = self.synced.adoptions.entry((kind, verdict)).or_default();
+            self.adoptions
+                .get_or_create(&AdoptionLabels {
+                    kind: kind.map_or("none", ReaperKind::as_str).into(),
+                    verdict: verdict_label(verdict),
+                })
+                .inc_by(n - *seen);
+            *seen = n;
+        }
+        for how in ReapHow::ALL {
+            let n = self.state.reaps(how);
+            let seen = self.synced.reaps.entry(how).or_default();
+            self.reaps
+                .get_or_create(&HowLabels {
+                    how: label(how.as_str()),
+                })
+                .inc_by(n - *seen);
+            *seen = n;
+        }
+        for (what, &n) in self.state.lost_by() {
+            let seen = self.synced.lost.entry(what.clone()).or_default();
+            self.lost
+                .get_or_create(&WhatLabels { what: what.clone() })
+                .inc_by(n - *seen);
+            *seen = n;
+        }
+        let events = self.state.events();
+        self.events.inc_by(events - self.synced.events);
+        self.synced.events = events;
+    }
+
     fn container_label(&self, pidns: u32) -> String {
-        match self.containers.get(&pidns) {
+        match self.state.container(pidns) {
             Some(info) => info.label(pidns),
             None => "host".into(),
         }
     }
 
     /// Recomputes the gauges (at `now`, `CLOCK_BOOTTIME` ns): zombies by container and
-    /// reaper, the reapers that do not reap, the event rate.
+    /// reaper, the reapers that do not reap, the event rate; and brings the counters up.
     pub fn update(&mut self, now: u64) {
+        self.sync_counters();
         let mut pairs: HashMap<ZombieLabels, i64> = HashMap::new();
-        // Reapers holding a zombie past the threshold: by pid, whether init or subreaper.
-        let mut late: HashMap<u32, bool> = HashMap::new();
-        for z in self.zombies.values() {
-            let reaper = z.reaper.as_ref();
+        for z in self.state.zombies() {
             *pairs
                 .entry(ZombieLabels {
                     container: self.container_label(z.task.pidns),
-                    reaper: reaper.map_or("?".into(), |r| r.comm.clone()),
+                    reaper: z.reaper.as_ref().map_or("?".into(), |r| r.comm.clone()),
                 })
                 .or_default() += 1;
-            if let Some(r) = reaper
-                && now.saturating_sub(z.since) > self.zombie_threshold_ns
-            {
-                let role = r.ns_pid == 1 || self.subreapers.contains_key(&r.pid);
-                late.insert(r.pid, role);
-            }
         }
         let mut pairs: Vec<(ZombieLabels, i64)> = pairs.into_iter().collect();
         pairs.sort_by(|a, b| {
@@ -392,8 +342,8 @@ impl Metrics {
                 .set(other);
         }
         self.unreaping
-            .set(late.values().filter(|&&role| role).count() as i64);
-        let events = self.events.get();
+            .set(self.state.unreaping(now, self.zombie_threshold_ns).len() as i64);
+        let events = self.state.events();
         if let Some((t, n)) = self.last_rate
             && now > t
         {
@@ -406,38 +356,19 @@ impl Metrics {
     /// What a client that connects now needs first: the containers known and the zombies
     /// now (as zombies from before its stream began, `ts` = `now`).
     pub fn snapshot(&self, now: u64) -> Vec<Event> {
-        let mut out: Vec<Event> = self
-            .containers
-            .iter()
-            .map(|(&pidns, info)| Event::Container {
-                ts: now,
-                pidns,
-                info: info.clone(),
-            })
-            .collect();
-        out.extend(self.zombies.values().filter_map(|z| {
-            Some(Event::Zombie {
-                ts: now,
-                task: z.task.clone(),
-                parent: z.reaper.clone()?,
-                status: crate::event::ExitStatus::UNKNOWN,
-                autoreaped: false,
-                before_trace: true,
-            })
-        }));
-        out
+        self.state.snapshot(now)
     }
 
     /// Zombies now (for tests and the log).
     pub fn zombie_count(&self) -> usize {
-        self.zombies.len()
+        self.state.zombie_count()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::container::Runtime;
+    use crate::container::{ContainerInfo, Runtime};
     use crate::view::tests::{in_ns, p, reap, reparent, zombie};
 
     const S: u64 = 1_000_000_000;
@@ -494,7 +425,7 @@ mod tests {
         let text = m.encode();
         assert!(!text.contains("reaper_trace_zombies{"), "{text}");
         assert!(text.contains("reaper_trace_unreaping_reapers 0"), "{text}");
-        assert!(m.containers.is_empty());
+        assert_eq!(m.state().live_containers().count(), 0);
     }
 
     #[test]

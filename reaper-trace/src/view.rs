@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use crate::container::ContainerInfo;
 use crate::event::{Event, Prediction, Proc, ReapHow, ReaperKind, Verdict};
+use crate::state::State;
 
 /// Inode of the initial pid namespace (`PROC_PID_INIT_INO`): shown as `root`.
 pub const ROOT_PIDNS: u32 = 0xEFFF_FFFC;
@@ -41,61 +42,11 @@ pub const REAPERS_SLACK: usize = REAPERS_KEPT / 4;
 /// Reaped tasks are remembered (so a late event naming one does not count it alive again)
 /// up to this many, the latest; live tasks are one per thread id.
 pub const GONE_TASKS_KEPT: usize = 64 * 1024;
-/// Lost records are counted by kind, for up to this many kinds (a recording's `what` is
-/// free text); the rest are counted under [`OTHER_LOST`].
-pub const LOST_KINDS_KEPT: usize = 32;
-pub const OTHER_LOST: &str = "other";
+pub use crate::state::{HIST_BUCKETS, HIST_LABELS, Histogram, OTHER_LOST, Zombie};
 
 /// Whether two descriptions name the same task: the one rule, [`Proc::same_task`].
 pub fn same_task(a: &Proc, b: &Proc) -> bool {
     a.same_task(b)
-}
-
-/// Log-scale buckets of zombie lifetimes: below 10 µs, then one per decade up to 100 s, then
-/// 100 s and more.
-pub const HIST_BUCKETS: usize = 9;
-/// Exclusive upper bound of every bucket but the last, in nanoseconds.
-pub const HIST_BOUNDS_NS: [u64; HIST_BUCKETS - 1] = [
-    10_000,
-    100_000,
-    1_000_000,
-    10_000_000,
-    100_000_000,
-    1_000_000_000,
-    10_000_000_000,
-    100_000_000_000,
-];
-/// Each bucket's label: its lower bound (the first is everything below 10 µs).
-pub const HIST_LABELS: [&str; HIST_BUCKETS] = [
-    "<10µs", "10µs", "100µs", "1ms", "10ms", "100ms", "1s", "10s", "≥100s",
-];
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Histogram {
-    pub counts: [u64; HIST_BUCKETS],
-}
-
-impl Histogram {
-    pub fn bucket(ns: u64) -> usize {
-        HIST_BOUNDS_NS
-            .iter()
-            .position(|&bound| ns < bound)
-            .unwrap_or(HIST_BUCKETS - 1)
-    }
-
-    pub fn add(&mut self, ns: u64) {
-        self.counts[Self::bucket(ns)] += 1;
-    }
-
-    pub fn merge(&mut self, other: &Histogram) {
-        for (a, b) in self.counts.iter_mut().zip(other.counts) {
-            *a += b;
-        }
-    }
-
-    pub fn total(&self) -> u64 {
-        self.counts.iter().sum()
-    }
 }
 
 /// Median and 99th percentile (nearest rank) of a reaper's children's zombie lifetimes.
@@ -142,24 +93,6 @@ impl Adoption {
     /// A finding: the kernel's choice is unexplained or differs from the prediction.
     pub fn is_finding(&self) -> bool {
         self.verdict == Verdict::Mismatch || self.kind == Some(ReaperKind::Unexpected)
-    }
-}
-
-/// A live zombie.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Zombie {
-    pub task: Proc,
-    /// When it became a zombie; when `since_known` is false, when it was first seen as one
-    /// (it was a zombie before that: before tracing began, or its record was lost).
-    pub since: u64,
-    pub since_known: bool,
-    /// Who has to reap it: its parent, or the reaper that adopted it since.
-    pub reaper: Option<Proc>,
-}
-
-impl Zombie {
-    pub fn age(&self, now: u64) -> u64 {
-        now.saturating_sub(self.since)
     }
 }
 
@@ -479,35 +412,16 @@ pub struct View {
     pub zombie_threshold_ns: u64,
     now: u64,
     generation: u64,
-    events: u64,
     rate: Rate,
-    adoptions_by_kind: [u64; 4],
-    /// Reparents whose new parent could not be read (released while being adopted).
-    unobserved: u64,
-    mismatches: u64,
-    lost: u64,
-    lost_by: BTreeMap<String, u64>,
+    /// The facts `/metrics` and `doctor` read too.
+    state: State,
     adoptions: VecDeque<Adoption>,
-    /// Live zombies by tid.
-    zombies: HashMap<u32, Zombie>,
     reapers: Vec<ReaperEntry>,
     /// pid -> index in `reapers` of its latest entry.
     reaper_index: HashMap<u32, usize>,
-    /// Lifetimes of every reaped zombie, reaper known or not.
-    hist: Histogram,
-    reaps: u64,
     pidns_seen: BTreeSet<u32>,
-    /// Pid namespaces' containers, from `container` events.
-    containers: HashMap<u32, ContainerInfo>,
     tasks: TaskTracker,
     live_tasks: Option<usize>,
-}
-
-fn kind_index(k: ReaperKind) -> usize {
-    ReaperKind::ALL
-        .iter()
-        .position(|&x| x == k)
-        .expect("listed")
 }
 
 impl View {
@@ -516,24 +430,20 @@ impl View {
             zombie_threshold_ns,
             now: 0,
             generation: 0,
-            events: 0,
             rate: Rate::new(),
-            adoptions_by_kind: [0; 4],
-            unobserved: 0,
-            mismatches: 0,
-            lost: 0,
-            lost_by: BTreeMap::new(),
+            state: State::new(),
             adoptions: VecDeque::new(),
-            zombies: HashMap::new(),
             reapers: Vec::new(),
             reaper_index: HashMap::new(),
-            hist: Histogram::default(),
-            reaps: 0,
             pidns_seen: BTreeSet::new(),
-            containers: HashMap::new(),
             tasks: TaskTracker::default(),
             live_tasks: None,
         }
+    }
+
+    /// The derived facts (zombies, subreapers, containers, counts) behind this view.
+    pub fn state(&self) -> &State {
+        &self.state
     }
 
     /// Sets the clock (`CLOCK_BOOTTIME` ns): zombie ages and the event rate are relative to it.
@@ -629,22 +539,13 @@ impl View {
     /// Applies one event.
     pub fn apply(&mut self, ev: &Event) {
         self.generation += 1;
-        self.events += 1;
         self.rate.add(ev.ts());
+        let effect = self.state.apply(ev);
         match ev {
             Event::Fork { parent, child, .. } => {
                 self.note_ns(child);
                 self.tasks.see(parent);
                 self.tasks.see(child);
-                // A tid is reused only once the task holding it is reaped: a zombie still
-                // listed with it was reaped unseen (its record lost).
-                if self
-                    .zombies
-                    .get(&child.tid)
-                    .is_some_and(|z| !same_task(&z.task, child))
-                {
-                    self.zombies.remove(&child.tid);
-                }
             }
             Event::Exec { task, .. } => {
                 self.note_ns(task);
@@ -684,34 +585,11 @@ impl View {
                 ..
             } => {
                 self.note_ns(orphan);
-                match kind {
-                    Some(k) => self.adoptions_by_kind[kind_index(*k)] += 1,
-                    None => self.unobserved += 1,
-                }
-                if *verdict == Verdict::Mismatch {
-                    self.mismatches += 1;
-                }
                 if let Some(r) = reaper {
                     self.tasks.see(r);
                     let e = self.reaper_entry(r);
                     e.adopted += 1;
                     e.subreaper |= *kind == Some(ReaperKind::Subreaper);
-                    // Who has to reap it now is its new parent.
-                    match self.zombies.get_mut(&orphan.tid) {
-                        Some(z) if same_task(&z.task, orphan) => z.reaper = Some(r.clone()),
-                        _ if *zombie => {
-                            self.zombies.insert(
-                                orphan.tid,
-                                Zombie {
-                                    task: orphan.clone(),
-                                    since: *ts,
-                                    since_known: false,
-                                    reaper: Some(r.clone()),
-                                },
-                            );
-                        }
-                        _ => {}
-                    }
                 }
                 if self.adoptions.len() == ADOPTIONS_KEPT {
                     self.adoptions.pop_front();
@@ -727,70 +605,26 @@ impl View {
                     zombie: *zombie,
                 });
             }
-            Event::Zombie {
-                ts,
-                task,
-                parent,
-                autoreaped,
-                before_trace,
-                ..
-            } => {
+            Event::Zombie { task, parent, .. } => {
                 self.note_ns(task);
                 self.tasks.see(task);
                 self.tasks.see(parent);
-                if !autoreaped {
-                    // A zombie holding this tid before is gone (its reap was not seen): a
-                    // pid is only reused once the zombie holding it has been reaped.
-                    self.zombies.insert(
-                        task.tid,
-                        Zombie {
-                            task: task.clone(),
-                            since: *ts,
-                            since_known: !before_trace,
-                            reaper: Some(parent.clone()),
-                        },
-                    );
-                }
             }
-            Event::Reap {
-                ts,
-                task,
-                reaper,
-                how,
-                zombie_ns,
-            } => {
+            Event::Reap { task, how, .. } => {
                 self.tasks.gone(task);
                 if task.tid == task.pid
                     && let Some(i) = self.reaper_index(task)
                 {
                     self.reapers[i].gone = true;
                 }
-                let zombie = match self.zombies.get(&task.tid) {
-                    Some(z) if same_task(&z.task, task) => self.zombies.remove(&task.tid),
-                    _ => None,
-                };
-                let lifetime = zombie_ns.or_else(|| {
-                    zombie
-                        .as_ref()
-                        .filter(|z| z.since_known)
-                        .map(|z| ts.saturating_sub(z.since))
-                });
-                // `free`/`vanished` name its last known parent; a released orphan names none.
-                let reaper = reaper
-                    .clone()
-                    .or_else(|| zombie.and_then(|z| z.reaper))
-                    .filter(|r| r.tid != 0);
-                self.reaps += 1;
-                if let Some(ns) = lifetime {
-                    self.hist.add(ns);
-                }
-                if let Some(r) = reaper {
+                let reaped = effect.reaped.expect("a reap's effect");
+                if let Some(r) = reaped.reaper {
                     if *how != ReapHow::Vanished {
                         self.tasks.see(&r);
                     }
                     let e = self.reaper_entry(&r);
                     e.reaped += 1;
-                    if let Some(ns) = lifetime {
+                    if let Some(ns) = reaped.lifetime_ns {
                         e.hist.add(ns);
                         if e.lifetimes.len() == LIFETIMES_KEPT {
                             e.lifetimes.pop_front();
@@ -800,19 +634,9 @@ impl View {
                     }
                 }
             }
-            Event::Lost { what, count, .. } => {
-                self.lost += count;
-                let kind =
-                    if self.lost_by.contains_key(what) || self.lost_by.len() < LOST_KINDS_KEPT {
-                        what.clone()
-                    } else {
-                        OTHER_LOST.to_string()
-                    };
-                *self.lost_by.entry(kind).or_default() += count;
-            }
-            Event::Container { pidns, info, .. } => {
+            Event::Lost { .. } => {}
+            Event::Container { pidns, .. } => {
                 self.pidns_seen.insert(*pidns);
-                self.containers.insert(*pidns, info.clone());
             }
         }
     }
@@ -827,14 +651,14 @@ impl View {
 
     /// The container of a pid namespace, when a `container` event named it.
     pub fn container(&self, pidns: u32) -> Option<&ContainerInfo> {
-        self.containers.get(&pidns)
+        self.state.container(pidns)
     }
 
     /// How a pid namespace is shown: `host` for the initial one (and the host's), the
     /// container's name (or runtime and short id) when known, else the namespace's inode.
     /// Untrusted text: escape it before a terminal.
     pub fn container_label(&self, pidns: u32) -> String {
-        match (pidns, self.containers.get(&pidns)) {
+        match (pidns, self.state.container(pidns)) {
             (_, Some(info)) => info.label(pidns),
             (ROOT_PIDNS, None) => "host".into(),
             (0, None) => "?".into(),
@@ -848,14 +672,14 @@ impl View {
             && f.container.as_deref().is_none_or(|c| {
                 std::iter::once(subject)
                     .chain(others.iter().flatten().copied())
-                    .any(|p| self.containers.get(&p.pidns).is_some_and(|i| i.matches(c)))
+                    .any(|p| self.state.container(p.pidns).is_some_and(|i| i.matches(c)))
             })
     }
 
     // ---- header figures (unfiltered) ----
 
     pub fn events(&self) -> u64 {
-        self.events
+        self.state.events()
     }
 
     pub fn events_per_sec(&self) -> f64 {
@@ -870,13 +694,13 @@ impl View {
     }
 
     pub fn zombie_count(&self) -> usize {
-        self.zombies.len()
+        self.state.zombie_count()
     }
 
     /// Live zombies older than the threshold.
     pub fn zombies_over_threshold(&self) -> usize {
-        self.zombies
-            .values()
+        self.state
+            .zombies()
             .filter(|z| self.over_threshold(z))
             .count()
     }
@@ -887,38 +711,34 @@ impl View {
 
     /// Adoptions so far, by kind (in `ReaperKind::ALL` order).
     pub fn adoptions_by_kind(&self) -> [(ReaperKind, u64); 4] {
-        let mut out = [(ReaperKind::Thread, 0); 4];
-        for (i, k) in ReaperKind::ALL.iter().enumerate() {
-            out[i] = (*k, self.adoptions_by_kind[i]);
-        }
-        out
+        ReaperKind::ALL.map(|k| (k, self.state.adoptions_of_kind(Some(k))))
     }
 
     pub fn adoptions_total(&self) -> u64 {
-        self.adoptions_by_kind.iter().sum::<u64>() + self.unobserved
+        self.state.adoptions_total()
     }
 
     /// Adoptions whose new parent could not be read (released while being adopted).
     pub fn unobserved(&self) -> u64 {
-        self.unobserved
+        self.state.adoptions_of_kind(None)
     }
 
     /// Reparent events with verdict `mismatch`.
     pub fn mismatches(&self) -> u64 {
-        self.mismatches
+        self.state.mismatches()
     }
 
     /// Records lost (dropped by the ring buffer, or children not followed), in total.
     pub fn lost(&self) -> u64 {
-        self.lost
+        self.state.lost()
     }
 
     pub fn lost_by(&self) -> &BTreeMap<String, u64> {
-        &self.lost_by
+        self.state.lost_by()
     }
 
     pub fn reaps(&self) -> u64 {
-        self.reaps
+        self.state.reaps_total()
     }
 
     /// Pid namespaces seen so far (for the namespace filter).
@@ -943,8 +763,8 @@ impl View {
 
     pub fn zombies(&self, q: &Query) -> Vec<&Zombie> {
         let mut rows: Vec<&Zombie> = self
-            .zombies
-            .values()
+            .state
+            .zombies()
             .filter(|z| self.passes(&q.filter, &z.task, &[z.reaper.as_ref()]))
             .collect();
         // Oldest first: a zombie first seen already dead is older than its `since`.
@@ -961,7 +781,7 @@ impl View {
 
     pub fn reapers(&self, q: &Query) -> Vec<ReaperRow<'_>> {
         let mut waiting = vec![0usize; self.reapers.len()];
-        for z in self.zombies.values() {
+        for z in self.state.zombies() {
             if let Some(i) = z.reaper.as_ref().and_then(|r| self.reaper_index(r)) {
                 waiting[i] += 1;
             }
@@ -1009,7 +829,7 @@ impl View {
     /// reapers the filter keeps.
     pub fn histogram(&self, q: &Query) -> Histogram {
         if q.filter.is_empty() {
-            return self.hist;
+            return *self.state.lifetimes();
         }
         let mut h = Histogram::default();
         for e in self
@@ -1436,7 +1256,7 @@ pub(crate) mod tests {
         );
         assert_eq!(v.tracked(), Tracked::FromEvents(2 + v.zombie_count()));
         // Lost records by kind: the first kinds, then the rest together.
-        assert_eq!(v.lost_by().len(), LOST_KINDS_KEPT + 1);
+        assert_eq!(v.lost_by().len(), crate::state::LOST_KINDS_KEPT + 1);
         assert_eq!(v.lost(), rounds.div_ceil(10));
         assert_eq!(v.lost_by().values().sum::<u64>(), v.lost());
     }
