@@ -3,11 +3,16 @@
 
 To make docs/top.png again (as root, from the workspace, with a debug build):
 
-    tmux new-session -d -s shot -x 120 -y 36 './target/debug/reaper-trace top'
-    # make zombies and orphans meanwhile, e.g.:
-    for i in 1 2 3; do sh -c 'sleep 3 & exec sleep 10' & done
-    unshare -fp --mount-proc sh -c 'sh -c "sleep 1 & exit" ; exec sleep 30' &
-    sleep 5; tmux capture-pane -e -p -t shot > /tmp/top.ansi
+    tmux new-session -d -s shot -x 120 -y 36 './target/debug/reaper-trace top --zombie-threshold 3s'
+    sleep 4
+    # make zombies and orphans meanwhile (what docs/top.png shows):
+    for i in 1 2 3; do sh -c 'sleep 2 & exec sleep 12' & done
+    unshare -fp --mount-proc sh -c 'sh -c "sleep 1 & sleep 1 & exit"; exec sleep 30' &
+    sh -c 'for i in 1 2 3; do sh -c "true & exit"; done; sleep 1' &
+    sleep 1
+    ./target/debug/reaper-trace scenario orphan-subreaper >/dev/null 2>&1
+    ./target/debug/reaper-trace scenario thread-reaper >/dev/null 2>&1
+    sleep 6; tmux capture-pane -e -p -t shot > /tmp/top.ansi
     tmux kill-session -t shot
     python3 docs/render-screen.py /tmp/top.ansi docs/top.png
 
