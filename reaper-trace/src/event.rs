@@ -1,5 +1,6 @@
 //! The events users see: what `record` writes as JSON Lines, what `--replay` reads back, what
-//! the dashboard and the validator consume. This is the recording's schema (see README).
+//! the dashboard and the validator consume. This is the recording's schema
+//! (docs/recording-format.md).
 
 use serde::{Deserialize, Serialize};
 

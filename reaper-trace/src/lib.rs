@@ -8,6 +8,8 @@ pub mod container;
 pub mod daemon;
 pub mod dashboard;
 pub mod decode;
+#[cfg(test)]
+mod doc_links;
 pub mod doctor;
 pub mod escape;
 pub mod event;

@@ -644,12 +644,15 @@ mod tests {
         Cli::command().debug_assert();
     }
 
-    const README: &str = include_str!("../../README.md");
+    /// The reference of every command's options (its table) and of the dashboard.
+    const COMMANDS_DOC: &str = include_str!("../../docs/commands.md");
+    const DASHBOARD_DOC: &str = include_str!("../../docs/dashboard.md");
 
-    /// Every flag of every command users may type (the hidden `scenario` included) is in the
-    /// README, and so is the dashboard's key list, as `top --help` prints it.
+    /// Every flag of every command users may type (the hidden `scenario` included) is in
+    /// docs/commands.md, and the dashboard's key list, as `top --help` prints it, is in
+    /// docs/dashboard.md.
     #[test]
-    fn readme_documents_every_flag_and_key() {
+    fn docs_document_every_flag_and_key() {
         let cmd = Cli::command();
         for sub in cmd.get_subcommands() {
             if ["floor", "completions", "man"].contains(&sub.get_name()) {
@@ -658,23 +661,23 @@ mod tests {
             for arg in sub.get_arguments() {
                 if let Some(long) = arg.get_long().filter(|l| *l != "help") {
                     assert!(
-                        README.contains(&format!("--{long}")),
-                        "`{} --{long}` is not in the README",
+                        COMMANDS_DOC.contains(&format!("--{long}")),
+                        "`{} --{long}` is not in docs/commands.md",
                         sub.get_name()
                     );
                 }
                 if let Some(short) = arg.get_short().filter(|s| *s != 'h') {
                     assert!(
-                        README.contains(&format!("-{short}")),
-                        "`{} -{short}` is not in the README",
+                        COMMANDS_DOC.contains(&format!("-{short}")),
+                        "`{} -{short}` is not in docs/commands.md",
                         sub.get_name()
                     );
                 }
             }
         }
         assert!(
-            README.contains(&dashboard::keys::help_text()),
-            "the README's key list is not `top --help`'s:\n{}",
+            DASHBOARD_DOC.contains(&dashboard::keys::help_text()),
+            "docs/dashboard.md's key list is not `top --help`'s:\n{}",
             dashboard::keys::help_text()
         );
     }

@@ -1,7 +1,8 @@
-//! The README's tables of the recording's and `validate --json`'s fields, checked against
-//! the types: each type is serialized with every optional field set and with none, and each
-//! key that comes out must be in its README row, marked "(omitted ..." exactly when it can be
-//! left out. A field added, removed or made optional without the README fails here.
+//! The reference's tables of the recording's, `validate --json`'s and `tree --json`'s fields
+//! (docs/recording-format.md, docs/validate.md, docs/tree.md), checked against the types: each
+//! type is serialized with every optional field set and with none, and each key that comes out
+//! must be in its table row, marked "(omitted ..." exactly when it can be left out. A field
+//! added, removed or made optional without the docs fails here.
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -11,19 +12,25 @@ use crate::event::{
 };
 use crate::validate::report::{Adoption, Reaper, Report, ScenarioResult, Status, Zombies};
 
-const README: &str = include_str!("../../README.md");
+const RECORDING_FORMAT: &str = include_str!("../../docs/recording-format.md");
+const VALIDATE: &str = include_str!("../../docs/validate.md");
+const TREE: &str = include_str!("../../docs/tree.md");
 
-/// The README from `heading` to the next heading of the same level.
-fn section(heading: &str) -> &'static str {
-    let start = README
-        .find(heading)
-        .unwrap_or_else(|| panic!("README has no `{heading}`"));
+/// `doc` from the line `heading` to the next heading of the same level (or its end).
+fn section(doc: &'static str, heading: &str) -> &'static str {
+    let start = if doc.starts_with(&format!("{heading}\n")) {
+        0
+    } else {
+        doc.find(&format!("\n{heading}\n"))
+            .unwrap_or_else(|| panic!("no heading `{heading}`"))
+            + 1
+    };
     let level = heading.split(' ').next().unwrap();
-    let rest = &README[start + heading.len()..];
+    let rest = &doc[start + heading.len()..];
     let end = rest
         .find(&format!("\n{level} "))
-        .map_or(README.len(), |e| start + heading.len() + e);
-    &README[start..end]
+        .map_or(doc.len(), |e| start + heading.len() + e);
+    &doc[start..end]
 }
 
 /// The table row of `section` that starts with `| MARKER`.
@@ -31,7 +38,7 @@ fn row(section: &str, marker: &str) -> String {
     section
         .lines()
         .find(|l| l.starts_with(&format!("| {marker}")))
-        .unwrap_or_else(|| panic!("README has no row `| {marker}`"))
+        .unwrap_or_else(|| panic!("no table row `| {marker}`"))
         .to_string()
 }
 
@@ -42,7 +49,7 @@ fn object<T: Serialize>(v: &T) -> Map<String, Value> {
     }
 }
 
-/// Checks one type's keys against its README text.
+/// Checks one type's keys against its documentation.
 fn check(what: &str, doc: &str, full: Map<String, Value>, bare: Map<String, Value>) {
     for key in full
         .keys()
@@ -52,17 +59,17 @@ fn check(what: &str, doc: &str, full: Map<String, Value>, bare: Map<String, Valu
         let marked = format!("`{key}` (omitted");
         assert!(
             doc.contains(&named),
-            "{what}: `{key}` is not in the README: {doc}"
+            "{what}: `{key}` is not documented: {doc}"
         );
         if bare.contains_key(key) {
             assert!(
                 !doc.contains(&marked),
-                "{what}: `{key}` is always written, the README says it may be omitted"
+                "{what}: `{key}` is always written, the docs say it may be omitted"
             );
         } else {
             assert!(
                 doc.contains(&marked),
-                "{what}: `{key}` is left out when false or absent: the README must say \
+                "{what}: `{key}` is left out when false or absent: the docs must say \
                  `{key}` (omitted ...): {doc}"
             );
         }
@@ -188,7 +195,10 @@ fn index(e: &Event) -> usize {
 
 #[test]
 fn the_recording_format_table_matches_the_types() {
-    let doc = section("## Recording format");
+    let doc = section(
+        RECORDING_FORMAT,
+        "# Recording format (JSON Lines, schema 1)",
+    );
     for (i, e) in events(true).iter().enumerate() {
         assert_eq!(index(e), i, "every event type, once");
     }
@@ -239,7 +249,7 @@ fn the_recording_format_table_matches_the_types() {
 
 #[test]
 fn the_validate_json_table_matches_the_types() {
-    let doc = section("### JSON");
+    let doc = section(VALIDATE, "## JSON");
     let table = &doc[doc.find("| field | meaning |").expect("the fields table")..];
     let reaper = |full: bool| Reaper {
         pid: 1,
@@ -306,7 +316,7 @@ fn the_tree_json_tables_match_the_types() {
         Destination, LevelPid, OrphanKind, ProcessNode, State, TREE_SCHEMA, TaskRef, ThreadNode,
         TreeDoc,
     };
-    let doc = section("### `tree --json`");
+    let doc = section(TREE, "## `tree --json`");
     let task = TaskRef {
         pid: 1,
         tid: 1,
@@ -367,14 +377,11 @@ fn the_tree_json_tables_match_the_types() {
     for key in object(&thread).keys() {
         assert!(
             table.contains(key.as_str()),
-            "thread `{key}` is not in the README"
+            "thread `{key}` is not documented"
         );
     }
     for key in ["kind", "reaper", "reason"] {
-        assert!(
-            table.contains(key),
-            "orphans_to `{key}` is not in the README"
-        );
+        assert!(table.contains(key), "orphans_to `{key}` is not documented");
     }
     let top = TreeDoc {
         schema: TREE_SCHEMA,

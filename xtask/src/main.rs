@@ -46,7 +46,7 @@ cargo xtask <command> [-- args]
   test [-- ARGS]   build, then run every test, the privileged end-to-end ones included
   bench [--startup]  measure start-up, reaping inits' zombie times, userspace throughput,
                    tracer overhead and dashboard CPU (figures, not pass/fail); --startup:
-                   only the first two (the README's start-up figures)
+                   only the first two (docs/cost.md's start-up figures)
   bench --daemon-soak [-- --minutes N]  the daemon under stress-ng --fork 1 for N
                    minutes (5 by default): RSS every 10 s, its slope, CPU, events, losses
   vm-test [--kernels LIST] [--check-only]  boot Debian's kernel images under qemu (TCG) one
@@ -265,7 +265,7 @@ fn real_main() -> Result<ExitCode> {
         Some("bench") => {
             setup(true)?;
             let dir = build(true)?;
-            // Userspace throughput on synthetic records (no tracing), then the README's
+            // Userspace throughput on synthetic records (no tracing), then docs/cost.md's
             // start-up and reaping-init figures (`--startup`: only those), tracing cost, and
             // the dashboard's own CPU under load.
             let startup_only = ours.iter().any(|a| a == "--startup");

@@ -1,4 +1,4 @@
-//! `cargo xtask bench --startup` (and the first part of `cargo xtask bench`): the README's
+//! `cargo xtask bench --startup` (and the first part of `cargo xtask bench`): docs/cost.md's
 //! start-up and reaping-init figures, measured in one command so they can be refreshed.
 //! Prints figures; asserts nothing about speed.
 //!
