@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::time::{Instant, sleep_until};
 
+use crate::daemon::client::Ended;
 use crate::exit::Exit;
 use crate::jsonl::{Destination, JsonlWriter, header};
 use crate::model::Scope;
@@ -334,7 +335,6 @@ fn stop_requested(
 /// `record --connect SOCKET`: the daemon's event stream written as a recording, until Ctrl-C,
 /// SIGTERM, SIGHUP, the duration, or the daemon stopping.
 pub async fn run_connected(socket: &std::path::Path, opts: RecordOptions) -> Result<i32> {
-    use tokio::io::AsyncBufReadExt;
     let deadline = opts.duration.map(|d| Instant::now() + d);
     let mut destination = Destination::check(opts.output.as_deref())?;
     let mut sigint = signal(SignalKind::interrupt())?;
@@ -350,13 +350,11 @@ pub async fn run_connected(socket: &std::path::Path, opts: RecordOptions) -> Res
     {
         return Ok(code);
     }
-    let stream = crate::daemon::connect(socket).await?;
-    let mut lines = tokio::io::BufReader::new(stream).lines();
-    let mut writer: Option<JsonlWriter> = None;
+    let mut stream = crate::daemon::client::subscribe(socket).await?;
+    let mut writer = JsonlWriter::new(destination.open()?);
+    writer.header(&stream.header)?;
     let mut flush_at = Instant::now() + FLUSH_EVERY;
-    let mut destination = Some(destination);
     let mut ended_by_daemon = false;
-    let mut n = 0u64;
     loop {
         tokio::select! {
             biased;
@@ -365,43 +363,23 @@ pub async fn run_connected(socket: &std::path::Path, opts: RecordOptions) -> Res
             _ = sighup.recv() => break,
             _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => break,
             _ = sleep_until(flush_at) => {
-                if let Some(w) = &mut writer {
-                    w.flush()?;
-                }
+                writer.flush()?;
                 flush_at = Instant::now() + FLUSH_EVERY;
             }
-            line = lines.next_line() => {
-                let Some(line) = line.context("reading the daemon's stream")? else {
+            next = stream.next() => match next {
+                Ok(ev) => writer.event(&ev)?,
+                Err(Ended::DaemonStopped) => {
                     ended_by_daemon = true;
                     break;
-                };
-                n += 1;
-                if line.len() > crate::jsonl::MAX_LINE_BYTES {
-                    anyhow::bail!("{}:{n}: line longer than 16 MiB from the daemon", socket.display());
                 }
-                match &mut writer {
-                    None => {
-                        let header: crate::event::Header = serde_json::from_str(&line)
-                            .with_context(|| format!("{}: the daemon's stream does not start with a header: is it a reaper-trace daemon?", socket.display()))?;
-                        let mut w = JsonlWriter::new(destination.take().expect("once").open()?);
-                        w.header(&header)?;
-                        writer = Some(w);
-                    }
-                    Some(w) => {
-                        let ev: crate::event::Event = serde_json::from_str(&line)
-                            .with_context(|| format!("{}:{n}: malformed event from the daemon", socket.display()))?;
-                        w.event(&ev)?;
-                    }
+                Err(why @ Ended::Unreadable(_)) => {
+                    // What came before is whole in the file.
+                    writer.finish()?;
+                    anyhow::bail!("{}: {why}", socket.display())
                 }
-            }
+            },
         }
     }
-    let Some(mut writer) = writer else {
-        anyhow::bail!(
-            "the daemon on {} sent nothing: check it with `reaper-trace daemon`'s log",
-            socket.display()
-        );
-    };
     writer.finish()?;
     if !opts.quiet {
         eprintln!(

@@ -87,48 +87,23 @@ enum Feed {
 
 /// The reading end of a daemon's stream.
 struct Client {
-    socket: PathBuf,
-    rx: tokio::sync::mpsc::Receiver<Result<crate::event::Event, String>>,
+    stream: crate::daemon::client::Subscription,
     /// Received while waiting, applied at the next pump.
     pending: Vec<crate::event::Event>,
     /// Why the stream ended, once it has.
-    ended: Option<String>,
+    ended: Option<crate::daemon::client::Ended>,
 }
 
 impl Client {
-    fn spawn(socket: PathBuf, stream: tokio::net::UnixStream) -> Self {
-        use tokio::io::AsyncBufReadExt;
-        let (tx, rx) = tokio::sync::mpsc::channel(crate::session::BATCH);
-        tokio::spawn(async move {
-            let mut lines = tokio::io::BufReader::new(stream).lines();
-            let mut first = true;
-            loop {
-                let msg = match lines.next_line().await {
-                    Ok(Some(line)) if std::mem::take(&mut first) => {
-                        // The header.
-                        let _ = line;
-                        continue;
-                    }
-                    Ok(Some(line)) => serde_json::from_str(&line)
-                        .map_err(|e| format!("malformed event from the daemon: {e}")),
-                    Ok(None) => Err("the daemon stopped".into()),
-                    Err(e) => Err(format!("reading the daemon's stream: {e}")),
-                };
-                let end = msg.is_err();
-                if tx.send(msg).await.is_err() || end {
-                    return;
-                }
-            }
-        });
+    fn new(stream: crate::daemon::client::Subscription) -> Self {
         Self {
-            socket,
-            rx,
+            stream,
             pending: Vec::new(),
             ended: None,
         }
     }
 
-    fn take(&mut self, r: Result<crate::event::Event, String>) {
+    fn take(&mut self, r: Result<crate::event::Event, crate::daemon::client::Ended>) {
         match r {
             Ok(ev) => self.pending.push(ev),
             Err(e) => self.ended = Some(e),
@@ -136,10 +111,11 @@ impl Client {
     }
 
     async fn ready(&mut self) {
-        match self.rx.recv().await {
-            Some(r) => self.take(r),
-            None => std::future::pending().await,
+        if self.ended.is_some() {
+            return std::future::pending().await;
         }
+        let r = self.stream.next().await;
+        self.take(r);
     }
 }
 
@@ -173,8 +149,8 @@ pub async fn run(opts: TopOptions) -> Result<i32> {
                     "top needs a terminal: use `reaper-trace record --connect` to write events to a file"
                 );
             }
-            let stream = crate::daemon::connect(&socket).await?;
-            (Feed::Daemon(Client::spawn(socket, stream)), Mode::Live)
+            let stream = crate::daemon::client::subscribe(&socket).await?;
+            (Feed::Daemon(Client::new(stream)), Mode::Live)
         }
         None => {
             if !std::io::stdout().is_terminal() {
@@ -251,7 +227,8 @@ impl Dashboard {
             }
             Feed::Daemon(client) => {
                 while client.pending.len() < crate::session::BATCH
-                    && let Ok(r) = client.rx.try_recv()
+                    && client.ended.is_none()
+                    && let Some(r) = client.stream.try_next()
                 {
                     client.take(r);
                 }
@@ -434,11 +411,11 @@ impl Dashboard {
         }
         if let Feed::Daemon(Client {
             ended: Some(why),
-            socket,
+            stream,
             ..
         }) = &self.feed
         {
-            bail!("{}: {why}", socket.display());
+            bail!("{}: {why}", stream.socket.display());
         }
         // Playing stopped on a malformed line: the screen said so, the exit status does too.
         if let Feed::Replay(player) = &mut self.feed

@@ -1,0 +1,111 @@
+//! The client side of the daemon's event stream (`record --connect`, `top --connect`): the
+//! stream is a recording as it is written, so it is read by the one recording reader
+//! ([`crate::jsonl::Reader`]: the same header check, line cap and error rules as a replay),
+//! on a thread of its own, its lines handed over as they come.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use tokio::sync::mpsc;
+
+use crate::event::{Event, Header};
+
+/// Lines read ahead of the consumer at most.
+const AHEAD: usize = crate::session::BATCH;
+
+/// A daemon's stream being read: its header, then its events.
+pub struct Subscription {
+    pub socket: PathBuf,
+    pub header: Header,
+    rx: mpsc::Receiver<Result<Event, Ended>>,
+}
+
+/// Why a daemon's stream gave no header.
+enum Refused {
+    /// Closed before a byte.
+    Closed,
+    /// Its first line is not a recording's header.
+    NotAStream,
+}
+
+/// Why a daemon's stream ended.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Ended {
+    /// The end of the stream (or a last line cut short by the daemon's exit).
+    #[error("the daemon stopped")]
+    DaemonStopped,
+    /// A line the reader refused: the error says which and why.
+    #[error("{0}")]
+    Unreadable(String),
+}
+
+/// Connects to the daemon on `socket` and reads its header: errors (nobody answers, a user
+/// who may not connect, something that is not a daemon's stream) are one line each.
+pub async fn subscribe(socket: &Path) -> Result<Subscription> {
+    let stream = super::connect(socket).await?.into_std()?;
+    stream.set_nonblocking(false)?;
+    let name = socket.display().to_string();
+    let (header_tx, header_rx) = tokio::sync::oneshot::channel();
+    let (tx, rx) = mpsc::channel(AHEAD);
+    std::thread::Builder::new()
+        .name("stream-reader".into())
+        .spawn(move || {
+            use std::io::BufRead;
+            let mut input = std::io::BufReader::new(stream);
+            // Closed before a byte: refused (the daemon is at its client cap) or stopping.
+            if input.fill_buf().map_or(true, |b| b.is_empty()) {
+                let _ = header_tx.send(Err(Refused::Closed));
+                return;
+            }
+            let mut reader = match crate::jsonl::Reader::new(input, name.clone()) {
+                Ok(r) => r,
+                Err(_) => {
+                    let _ = header_tx.send(Err(Refused::NotAStream));
+                    return;
+                }
+            };
+            if header_tx.send(Ok(reader.header().clone())).is_err() {
+                return;
+            }
+            loop {
+                let item = match reader.next_event() {
+                    Ok(Some(ev)) => Ok(ev),
+                    Ok(None) => Err(Ended::DaemonStopped),
+                    Err(e) => Err(Ended::Unreadable(format!("{e:#}"))),
+                };
+                let end = item.is_err();
+                if tx.blocking_send(item).is_err() || end {
+                    return;
+                }
+            }
+        })?;
+    let header = match header_rx.await {
+        Ok(Ok(h)) => h,
+        Ok(Err(Refused::NotAStream)) => anyhow::bail!(
+            "{}: the daemon's stream does not start with a header: is it a reaper-trace daemon?",
+            socket.display()
+        ),
+        Ok(Err(Refused::Closed)) | Err(_) => anyhow::bail!(
+            "the daemon on {} closed the connection before sending anything: it serves {} clients at most (see reaper_trace_connections_closed_total), or it is stopping",
+            socket.display(),
+            super::stream::MAX_CLIENTS
+        ),
+    };
+    Ok(Subscription {
+        socket: socket.to_path_buf(),
+        header,
+        rx,
+    })
+}
+
+impl Subscription {
+    /// The next event; `Err` says why the stream ended. After an `Err`, nothing more comes.
+    pub async fn next(&mut self) -> Result<Event, Ended> {
+        self.rx.recv().await.unwrap_or(Err(Ended::DaemonStopped))
+    }
+
+    /// An event already read, without waiting.
+    pub fn try_next(&mut self) -> Option<Result<Event, Ended>> {
+        self.rx.try_recv().ok()
+    }
+}
