@@ -57,7 +57,7 @@ struct Cli {
 enum Cmd {
     /// Install what building and testing need (idempotent)
     ///
-    /// The nightly's rust-src, LLVM 22's development files, bpf-linker built against
+    /// The nightly's rust-src, clippy, LLVM 22's development files, bpf-linker built against
     /// them, and the programs the tests compare against.
     Setup,
     /// Build the workspace's binaries
@@ -77,9 +77,10 @@ enum Cmd {
         #[arg(last = true, value_name = "ARGS")]
         args: Vec<String>,
     },
-    /// Build, then run every test (needs root)
+    /// Build, run clippy, then every test (needs root)
     ///
-    /// The tests include the privileged end-to-end ones, on the running kernel.
+    /// clippy's warnings are errors. The tests include the privileged end-to-end ones, on the
+    /// running kernel.
     Test {
         /// Passed to the test binaries (`cargo test -- ARGS`)
         #[arg(last = true, value_name = "ARGS")]
@@ -138,6 +139,19 @@ fn kernel_list(list: &str) -> Result<KernelList, String> {
     }
     Ok(KernelList(specs))
 }
+
+/// What `cargo xtask test` runs first: clippy over everything the tests build, warnings as
+/// errors (the eBPF crate only builds for the BPF target, so it is left out as in `build`).
+const CLIPPY: &[&str] = &[
+    "clippy",
+    "--workspace",
+    "--exclude",
+    "reaper-trace-ebpf",
+    "--all-targets",
+    "--",
+    "-D",
+    "warnings",
+];
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -216,13 +230,20 @@ fn setup(with_test_tools: bool) -> Result<()> {
         eprintln!("xtask: adding rust-src to the {NIGHTLY} toolchain");
         run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", NIGHTLY]))?;
     }
-    // 2. LLVM 22 (matches the nightly's LLVM) and the test tools, from Debian's packages.
+    // 2. clippy for the toolchain that builds the workspace: `test` runs it before the tests.
+    if with_test_tools && !succeeds(&mut cargo(&["clippy", "--version"])) {
+        eprintln!("xtask: adding clippy to the toolchain");
+        run(Command::new("rustup")
+            .current_dir(root())
+            .args(["component", "add", "clippy"]))?;
+    }
+    // 3. LLVM 22 (matches the nightly's LLVM) and the test tools, from Debian's packages.
     let mut debs = missing_debs(LLVM_PACKAGES);
     if with_test_tools {
         debs.extend(missing_debs(TEST_PACKAGES));
     }
     apt_install(&debs)?;
-    // 3. bpf-linker, built against that LLVM.
+    // 4. bpf-linker, built against that LLVM.
     if !succeeds(Command::new("bpf-linker").arg("--version")) {
         eprintln!("xtask: building bpf-linker against LLVM 22 (about a minute)");
         run(Command::new("cargo")
@@ -351,6 +372,8 @@ fn execute(command: Option<Cmd>) -> Result<ExitCode> {
             }
             setup(true)?;
             let dir = build(false)?;
+            // CI's gate: a clippy warning fails `.ci/run` like a failing test does.
+            run(&mut cargo(CLIPPY))?;
             let mut test = cargo(&["test", "--workspace", "--exclude", "reaper-trace-ebpf"]);
             test.env("REAPER_TRACE_BIN", dir.join("reaper-trace"))
                 .env("REAPER_INIT_BIN", dir.join("reaper-init"));
