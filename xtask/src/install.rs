@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
-use clap::{Arg, ArgAction, ValueHint};
+use clap::{Arg, ArgAction, Args, ValueHint};
 use clap_complete::Shell;
 
 pub const DEFAULT_PREFIX: &str = "/usr/local";
@@ -27,26 +27,30 @@ pub const SHELLS: &[(Shell, &str, &str)] = &[
 
 pub const MAN_DIR: &str = "share/man/man1";
 
-/// Parses `install`'s own arguments: `--prefix DIR` (or `--prefix=DIR`).
-pub fn prefix_from_args(args: &[String]) -> Result<PathBuf> {
-    let mut prefix = PathBuf::from(DEFAULT_PREFIX);
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        if a == "--prefix" {
-            let Some(dir) = it.next() else {
-                bail!("--prefix needs a directory, e.g. `cargo xtask install --prefix ~/.local`");
-            };
-            prefix = dir.into();
-        } else if let Some(dir) = a.strip_prefix("--prefix=") {
-            prefix = dir.into();
-        } else {
-            bail!("unknown install argument `{a}`: the only one is --prefix DIR");
-        }
+/// `install`'s own arguments.
+#[derive(Args, Debug, PartialEq)]
+pub struct InstallArgs {
+    /// Where to install
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = DEFAULT_PREFIX,
+        value_parser = prefix_dir,
+        // Given twice, the last one wins (as in most tools), rather than an error.
+        overrides_with = "prefix"
+    )]
+    pub prefix: PathBuf,
+}
+
+/// `--prefix=` (an empty directory) is refused: joined with `bin`, it would install into the
+/// current directory.
+fn prefix_dir(dir: &str) -> Result<PathBuf, String> {
+    if dir.is_empty() {
+        return Err(
+            "--prefix needs a directory, e.g. `cargo xtask install --prefix ~/.local`".into(),
+        );
     }
-    if prefix.as_os_str().is_empty() {
-        bail!("--prefix needs a directory, e.g. `cargo xtask install --prefix ~/.local`");
-    }
-    Ok(prefix)
+    Ok(PathBuf::from(dir))
 }
 
 /// Installs the binaries of `bin_dir` (a cargo profile's output) under `prefix`. Idempotent:
@@ -351,20 +355,44 @@ Exit status: COMMAND's status;
         assert!(parse_init_help("no usage").is_err());
     }
 
+    /// `install`'s arguments as `cargo xtask` parses them; the error is the one-line message
+    /// the user sees.
+    fn prefix(args: &[&str]) -> Result<PathBuf, String> {
+        use clap::Parser;
+        let argv = ["cargo xtask", "install"].iter().chain(args);
+        match crate::Cli::try_parse_from(argv) {
+            Ok(crate::Cli {
+                command: Some(crate::Cmd::Install(InstallArgs { prefix })),
+            }) => Ok(prefix),
+            Ok(other) => panic!("not an install command: {other:?}"),
+            Err(e) => Err(crate::usage_error_line(&e)),
+        }
+    }
+
     #[test]
     fn prefix_arguments() {
-        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(prefix_from_args(&[]).unwrap(), Path::new(DEFAULT_PREFIX));
+        assert_eq!(prefix(&[]).unwrap(), Path::new(DEFAULT_PREFIX));
         assert_eq!(
-            prefix_from_args(&args(&["--prefix", "/opt/x"])).unwrap(),
+            prefix(&["--prefix", "/opt/x"]).unwrap(),
             Path::new("/opt/x")
         );
+        assert_eq!(prefix(&["--prefix=/opt/y"]).unwrap(), Path::new("/opt/y"));
         assert_eq!(
-            prefix_from_args(&args(&["--prefix=/opt/y"])).unwrap(),
-            Path::new("/opt/y")
+            prefix(&["--prefix", "/opt/x", "--prefix=/opt/z"]).unwrap(),
+            Path::new("/opt/z")
         );
-        assert!(prefix_from_args(&args(&["--prefix"])).is_err());
-        assert!(prefix_from_args(&args(&["--bogus"])).is_err());
+        let e = prefix(&["--prefix"]).unwrap_err();
+        assert!(
+            e.contains("a value is required for '--prefix <DIR>'"),
+            "{e}"
+        );
+        let e = prefix(&["--prefix="]).unwrap_err();
+        assert!(e.contains("--prefix needs a directory"), "{e}");
+        let e = prefix(&["--bogus"]).unwrap_err();
+        assert!(e.contains("unexpected argument '--bogus'"), "{e}");
+        let e = prefix(&["--prefx", "/opt"]).unwrap_err();
+        assert!(e.contains("'--prefix'"), "a suggestion: {e}");
+        assert!(!e.contains('\n'), "one line: {e}");
     }
 
     /// The binaries `cargo xtask test` built (it passes their paths), installed into a

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
+use clap::{CommandFactory, Parser, Subcommand};
 
 mod install;
 mod vm;
@@ -36,30 +37,121 @@ const TEST_PACKAGES: &[&str] = &[
     "prometheus",
 ];
 
-const HELP: &str = "\
-cargo xtask <command> [-- args]
+/// `cargo xtask`'s command line: one definition gives both the parsing and the help.
+#[derive(Parser, Debug, PartialEq)]
+#[command(
+    name = "xtask",
+    bin_name = "cargo xtask",
+    about = "Set-up, build, run, test and bench for reaper-trace",
+    long_about = "Set-up, build, run, test and bench for reaper-trace.\n\n\
+                  Every command first installs what it needs and is missing (idempotent, \
+                  and fast when nothing is)."
+)]
+struct Cli {
+    /// None: print the help (what `cargo xtask` alone has always done).
+    #[command(subcommand)]
+    command: Option<Cmd>,
+}
 
-  setup            install what building needs (idempotent)
-  build [--release]
-  run [--debug] -- ARGS     build (optimized unless --debug), then run `reaper-trace ARGS`
-                            (needs root)
-  test [-- ARGS]   build, then run every test, the privileged end-to-end ones included
-  bench [--startup]  measure start-up, reaping inits' zombie times, userspace throughput,
-                   tracer overhead and dashboard CPU (figures, not pass/fail); --startup:
-                   only the first two (docs/cost.md's start-up figures)
-  bench --daemon-soak [-- --minutes N]  the daemon under stress-ng --fork 1 for N
-                   minutes (5 by default): RSS every 10 s, its slope, CPU, events, losses
-  vm-test [--kernels LIST] [--check-only]  boot Debian's kernel images under qemu (TCG) one
-                   after another
-                   and run check, validate and recording checks in each; LIST is series
-                   (5.10,6.1,...; 7 = the newest 7.x) or exact releases, by default
-                   5.10,6.1,6.12,6.16,6.17,6.18,6.19,7.0,7. Images are cached in
-                   /var/cache/reaper-trace ($REAPER_TRACE_CACHE); consoles and report.json
-                   go to target/vm-test. --check-only: only verify the programs
-  install [--prefix DIR]    build optimized, then install reaper-trace and reaper-init in
-                            DIR/bin with their shell completions and man pages
-                            (default /usr/local; idempotent)
-";
+#[derive(Subcommand, Debug, PartialEq)]
+enum Cmd {
+    /// Install what building and testing need (idempotent)
+    ///
+    /// The nightly's rust-src, clippy, LLVM 22's development files, bpf-linker built against
+    /// them, and the programs the tests compare against.
+    Setup,
+    /// Build the workspace's binaries
+    Build {
+        /// The optimized build
+        #[arg(long)]
+        release: bool,
+    },
+    /// Build, then run `reaper-trace ARGS` (needs root)
+    ///
+    /// The optimized build unless --debug: the unoptimized one falls behind a zombie storm.
+    Run {
+        /// Run the unoptimized build
+        #[arg(long)]
+        debug: bool,
+        /// reaper-trace's arguments
+        #[arg(last = true, value_name = "ARGS")]
+        args: Vec<String>,
+    },
+    /// Build, run clippy, then every test (needs root)
+    ///
+    /// clippy's warnings are errors. The tests include the privileged end-to-end ones, on the
+    /// running kernel.
+    Test {
+        /// Passed to the test binaries (`cargo test -- ARGS`)
+        #[arg(last = true, value_name = "ARGS")]
+        args: Vec<String>,
+    },
+    /// Measure the figures in docs/cost.md (needs root)
+    ///
+    /// Start-up, reaping inits' zombie times, userspace throughput, tracer overhead and
+    /// dashboard CPU: figures, not pass/fail.
+    Bench {
+        /// Only the first two: start-up and reaping inits' zombie times
+        #[arg(long, conflicts_with = "daemon_soak")]
+        startup: bool,
+        /// Only the daemon's soak: `stress-ng --fork 1` for N minutes (5 by default, `--
+        /// --minutes N`); RSS every 10 s, its slope, CPU, events, losses
+        #[arg(long)]
+        daemon_soak: bool,
+        /// Passed to the soak, e.g. `-- --minutes N` (only with --daemon-soak)
+        #[arg(last = true, value_name = "ARGS", requires = "daemon_soak")]
+        args: Vec<String>,
+    },
+    /// Run the checks on Debian's kernel images under qemu (needs root)
+    ///
+    /// Boots the kernels one after another (TCG) and runs check, validate and recording checks
+    /// in each. Images are cached in /var/cache/reaper-trace ($REAPER_TRACE_CACHE); consoles
+    /// and report.json go to target/vm-test.
+    VmTest {
+        /// Kernels, comma-separated: series (5.10, 6.1, ...; 7 = the newest 7.x) or exact
+        /// releases
+        #[arg(long, value_name = "LIST", default_value = vm::DEFAULT_KERNELS, value_parser = kernel_list)]
+        kernels: KernelList,
+        /// Only verify the programs (no recording checks)
+        #[arg(long)]
+        check_only: bool,
+    },
+    /// Build optimized, then install reaper-trace and reaper-init (idempotent)
+    ///
+    /// The binaries go in DIR/bin, their shell completions and man pages where bash, zsh, fish
+    /// and man look under DIR.
+    Install(install::InstallArgs),
+}
+
+/// `--kernels`' value, split at commas: blanks around a name and empty names are dropped.
+#[derive(Clone, Debug, PartialEq)]
+struct KernelList(Vec<String>);
+
+/// An empty list is refused rather than run as a matrix of no kernel, which would pass.
+fn kernel_list(list: &str) -> Result<KernelList, String> {
+    let specs: Vec<String> = list
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if specs.is_empty() {
+        return Err("--kernels needs a list, e.g. --kernels 5.10,6.1,7".into());
+    }
+    Ok(KernelList(specs))
+}
+
+/// What `cargo xtask test` runs first: clippy over everything the tests build, warnings as
+/// errors (the eBPF crate only builds for the BPF target, so it is left out as in `build`).
+const CLIPPY: &[&str] = &[
+    "clippy",
+    "--workspace",
+    "--exclude",
+    "reaper-trace-ebpf",
+    "--all-targets",
+    "--",
+    "-D",
+    "warnings",
+];
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -138,13 +230,20 @@ fn setup(with_test_tools: bool) -> Result<()> {
         eprintln!("xtask: adding rust-src to the {NIGHTLY} toolchain");
         run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", NIGHTLY]))?;
     }
-    // 2. LLVM 22 (matches the nightly's LLVM) and the test tools, from Debian's packages.
+    // 2. clippy for the toolchain that builds the workspace: `test` runs it before the tests.
+    if with_test_tools && !succeeds(&mut cargo(&["clippy", "--version"])) {
+        eprintln!("xtask: adding clippy to the toolchain");
+        run(Command::new("rustup")
+            .current_dir(root())
+            .args(["component", "add", "clippy"]))?;
+    }
+    // 3. LLVM 22 (matches the nightly's LLVM) and the test tools, from Debian's packages.
     let mut debs = missing_debs(LLVM_PACKAGES);
     if with_test_tools {
         debs.extend(missing_debs(TEST_PACKAGES));
     }
     apt_install(&debs)?;
-    // 3. bpf-linker, built against that LLVM.
+    // 4. bpf-linker, built against that LLVM.
     if !succeeds(Command::new("bpf-linker").arg("--version")) {
         eprintln!("xtask: building bpf-linker against LLVM 22 (about a minute)");
         run(Command::new("cargo")
@@ -189,7 +288,11 @@ fn build(release: bool) -> Result<PathBuf> {
 }
 
 fn main() -> ExitCode {
-    match real_main() {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return parse_failure(&e),
+    };
+    match execute(cli.command) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("xtask: error: {e:#}");
@@ -198,49 +301,93 @@ fn main() -> ExitCode {
     }
 }
 
-fn real_main() -> Result<ExitCode> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let (ours, passthrough) = match args.iter().position(|a| a == "--") {
-        Some(i) => (&args[..i], &args[i + 1..]),
-        None => (&args[..], &[][..]),
+/// Help and version requests are printed whole by clap. A usage error is one line, like every
+/// other xtask error: `xtask: error: ...`, then where the usage is described.
+fn parse_failure(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = e.print();
+        return ExitCode::from(e.exit_code().clamp(0, 255) as u8);
+    }
+    let mut line = usage_error_line(e);
+    if e.kind() == ErrorKind::InvalidSubcommand {
+        line += "; see `cargo xtask help`";
+    }
+    eprintln!("xtask: error: {line}");
+    ExitCode::from(e.exit_code().clamp(1, 255) as u8)
+}
+
+/// clap's message on one line: its paragraphs (the error, a tip, the usage) joined by `; `,
+/// their own line breaks by spaces, without the `error: `/`tip: ` heads and the closing
+/// "For more information" (the usage says it).
+fn usage_error_line(e: &clap::Error) -> String {
+    e.render()
+        .to_string()
+        .split("\n\n")
+        .map(|paragraph| {
+            let words: Vec<&str> = paragraph.lines().map(str::trim).collect();
+            let text = words.join(" ");
+            let text = text.strip_prefix("error: ").unwrap_or(&text);
+            let text = text.strip_prefix("tip: ").unwrap_or(text);
+            text.replacen("Usage: ", "usage: ", 1)
+        })
+        .filter(|p| !p.is_empty() && !p.starts_with("For more information"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn execute(command: Option<Cmd>) -> Result<ExitCode> {
+    let Some(command) = command else {
+        Cli::command().print_long_help()?;
+        return Ok(ExitCode::SUCCESS);
     };
-    let release = ours.iter().any(|a| a == "--release");
-    match ours.first().map(String::as_str) {
-        Some("setup") => setup(true).map(|_| ExitCode::SUCCESS),
-        Some("build") => {
+    match command {
+        Cmd::Setup => setup(true).map(|_| ExitCode::SUCCESS),
+        Cmd::Build { release } => {
             setup(false)?;
             build(release)?;
             Ok(ExitCode::SUCCESS)
         }
-        Some("run") => {
+        Cmd::Run { debug, args } => {
             setup(false)?;
             // What users run is the optimized build: the unoptimized one falls behind a
             // zombie storm.
-            let dir = build(!ours.iter().any(|a| a == "--debug"))?;
+            let dir = build(!debug)?;
             let status = Command::new(dir.join("reaper-trace"))
-                .args(passthrough)
+                .args(&args)
                 .status()
                 .context("starting reaper-trace")?;
             Ok(ExitCode::from(
                 status.code().unwrap_or(1).clamp(0, 255) as u8
             ))
         }
-        Some("test") => {
+        Cmd::Test { args } => {
             if !is_root() {
                 bail!("the end-to-end tests load eBPF programs: run `cargo xtask test` as root");
             }
             setup(true)?;
             let dir = build(false)?;
+            // CI's gate: a clippy warning fails `.ci/run` like a failing test does.
+            run(&mut cargo(CLIPPY))?;
             let mut test = cargo(&["test", "--workspace", "--exclude", "reaper-trace-ebpf"]);
             test.env("REAPER_TRACE_BIN", dir.join("reaper-trace"))
                 .env("REAPER_INIT_BIN", dir.join("reaper-init"));
-            if !passthrough.is_empty() {
-                test.arg("--").args(passthrough);
+            if !args.is_empty() {
+                test.arg("--").args(&args);
             }
             run(&mut test)?;
             Ok(ExitCode::SUCCESS)
         }
-        Some("bench") if ours.iter().any(|a| a == "--daemon-soak") => {
+        Cmd::Bench {
+            daemon_soak: true,
+            args,
+            ..
+        } => {
             if !is_root() {
                 bail!(
                     "the soak loads eBPF programs: run `cargo xtask bench --daemon-soak` as root"
@@ -257,18 +404,20 @@ fn real_main() -> Result<ExitCode> {
                 "daemon_soak",
                 "--",
             ]);
-            soak.args(passthrough)
+            soak.args(&args)
                 .env("REAPER_TRACE_BIN", dir.join("reaper-trace"));
             run(&mut soak)?;
             Ok(ExitCode::SUCCESS)
         }
-        Some("bench") => {
+        Cmd::Bench {
+            startup: startup_only,
+            ..
+        } => {
             setup(true)?;
             let dir = build(true)?;
             // Userspace throughput on synthetic records (no tracing), then docs/cost.md's
             // start-up and reaping-init figures (`--startup`: only those), tracing cost, and
             // the dashboard's own CPU under load.
-            let startup_only = ours.iter().any(|a| a == "--startup");
             let bins: &[&str] = if startup_only {
                 &["bench_startup"]
             } else {
@@ -293,28 +442,18 @@ fn real_main() -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Some("vm-test") => {
+        Cmd::VmTest {
+            kernels: KernelList(specs),
+            check_only,
+        } => {
             if !is_root() {
                 bail!(
                     "the VM test installs qemu and fetches kernels: run `cargo xtask vm-test` as root"
                 );
             }
-            let kernels = match ours.iter().position(|a| a == "--kernels") {
-                Some(i) => ours
-                    .get(i + 1)
-                    .context("--kernels needs a list, e.g. --kernels 5.10,6.1,7")?
-                    .clone(),
-                None => vm::DEFAULT_KERNELS.to_string(),
-            };
-            let specs: Vec<String> = kernels
-                .split(',')
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .collect();
             setup(false)?;
             apt_install(&missing_debs(vm::PACKAGES))?;
             let dir = build(true)?;
-            let check_only = ours.iter().any(|a| a == "--check-only");
             let ok = vm::run(
                 &specs,
                 &dir,
@@ -327,8 +466,7 @@ fn real_main() -> Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
-        Some("install") => {
-            let prefix = install::prefix_from_args(&ours[1..])?;
+        Cmd::Install(install::InstallArgs { prefix }) => {
             setup(false)?;
             let dir = build(true)?;
             let installed = install::install(&dir, &prefix)?;
@@ -337,10 +475,133 @@ fn real_main() -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Some("help") | Some("-h") | Some("--help") | None => {
-            print!("{HELP}");
-            Ok(ExitCode::SUCCESS)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(line: &str) -> Result<Option<Cmd>, String> {
+        Cli::try_parse_from(line.split_whitespace())
+            .map(|cli| cli.command)
+            .map_err(|e| usage_error_line(&e))
+    }
+
+    fn strings(words: &[&str]) -> Vec<String> {
+        words.iter().map(|w| w.to_string()).collect()
+    }
+
+    #[test]
+    fn the_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    /// The two command lines `.ci/run` runs.
+    #[test]
+    fn ci_command_lines() {
+        assert_eq!(
+            parse("cargo-xtask test"),
+            Ok(Some(Cmd::Test { args: vec![] }))
+        );
+        assert_eq!(
+            parse("cargo-xtask vm-test --kernels 5.10,6.1,6.12,6.16,6.17,6.18,6.19,7.0,7"),
+            Ok(Some(Cmd::VmTest {
+                kernels: KernelList(strings(&[
+                    "5.10", "6.1", "6.12", "6.16", "6.17", "6.18", "6.19", "7.0", "7"
+                ])),
+                check_only: false,
+            }))
+        );
+    }
+
+    #[test]
+    fn passthrough_after_the_double_dash() {
+        assert_eq!(
+            parse("cargo-xtask test -- --nocapture"),
+            Ok(Some(Cmd::Test {
+                args: strings(&["--nocapture"])
+            }))
+        );
+        assert_eq!(
+            parse("cargo-xtask run --debug -- record -o out.jsonl -- sleep 1"),
+            Ok(Some(Cmd::Run {
+                debug: true,
+                args: strings(&["record", "-o", "out.jsonl", "--", "sleep", "1"])
+            }))
+        );
+        assert_eq!(
+            parse("cargo-xtask bench --daemon-soak -- --minutes 2"),
+            Ok(Some(Cmd::Bench {
+                startup: false,
+                daemon_soak: true,
+                args: strings(&["--minutes", "2"])
+            }))
+        );
+        // Before the `--` only xtask's own flags are taken: reaper-trace's are refused there.
+        assert!(parse("cargo-xtask run top").is_err());
+        // Only the soak takes arguments.
+        assert!(parse("cargo-xtask bench -- --minutes 2").is_err());
+    }
+
+    #[test]
+    fn flags_and_defaults() {
+        assert_eq!(parse("cargo-xtask"), Ok(None));
+        assert_eq!(parse("cargo-xtask setup"), Ok(Some(Cmd::Setup)));
+        assert_eq!(
+            parse("cargo-xtask build --release"),
+            Ok(Some(Cmd::Build { release: true }))
+        );
+        assert_eq!(
+            parse("cargo-xtask bench --startup"),
+            Ok(Some(Cmd::Bench {
+                startup: true,
+                daemon_soak: false,
+                args: vec![]
+            }))
+        );
+        assert!(parse("cargo-xtask bench --startup --daemon-soak").is_err());
+        assert_eq!(
+            parse("cargo-xtask vm-test --check-only"),
+            Ok(Some(Cmd::VmTest {
+                kernels: kernel_list(vm::DEFAULT_KERNELS).unwrap(),
+                check_only: true,
+            }))
+        );
+        assert_eq!(
+            parse("cargo-xtask vm-test --kernels=7,,6.1,"),
+            Ok(Some(Cmd::VmTest {
+                kernels: KernelList(strings(&["7", "6.1"])),
+                check_only: false,
+            }))
+        );
+        let e = parse("cargo-xtask vm-test --kernels ,").unwrap_err();
+        assert!(e.contains("--kernels needs a list"), "{e}");
+    }
+
+    #[test]
+    fn usage_errors_are_one_line() {
+        assert_eq!(
+            parse("cargo-xtask tset").unwrap_err(),
+            "unrecognized subcommand 'tset'; some similar subcommands exist: 'setup', 'test'; \
+             usage: cargo xtask [COMMAND]"
+        );
+        assert_eq!(
+            parse("cargo-xtask test --nocapture").unwrap_err(),
+            "unexpected argument '--nocapture' found; to pass '--nocapture' as a value, use \
+             '-- --nocapture'; usage: cargo xtask test [-- <ARGS>...]"
+        );
+        assert_eq!(
+            parse("cargo-xtask bench -- --minutes 2").unwrap_err(),
+            "the following required arguments were not provided: --daemon-soak; usage: cargo \
+             xtask bench --daemon-soak -- <ARGS>..."
+        );
+        let e = parse("cargo-xtask build --relase").unwrap_err();
+        assert!(e.contains("unexpected argument '--relase'"), "{e}");
+        assert!(e.contains("'--release'"), "a suggestion: {e}");
+        for wrong in ["cargo-xtask vm-test --kernels", "cargo-xtask run top"] {
+            let e = parse(wrong).unwrap_err();
+            assert!(!e.contains('\n'), "{e}");
         }
-        Some(other) => bail!("unknown command `{other}`: see `cargo xtask help`"),
     }
 }
