@@ -81,8 +81,8 @@ pub struct TopOptions {
 enum Feed {
     Live(Box<Session>),
     Replay(Box<Player<std::io::BufReader<std::fs::File>>>),
-    /// A daemon's stream: events parsed by a reader task.
-    Daemon(Client),
+    /// A daemon's stream: events parsed by a reader thread.
+    Daemon(Box<Client>),
 }
 
 /// The reading end of a daemon's stream.
@@ -150,7 +150,7 @@ pub async fn run(opts: TopOptions) -> Result<i32> {
                 );
             }
             let stream = crate::daemon::client::subscribe(&socket).await?;
-            (Feed::Daemon(Client::new(stream)), Mode::Live)
+            (Feed::Daemon(Box::new(Client::new(stream))), Mode::Live)
         }
         None => {
             if !std::io::stdout().is_terminal() {
@@ -409,11 +409,12 @@ impl Dashboard {
             // start now, while the rest is dropped (dropping the session waits for it).
             session.detach();
         }
-        if let Feed::Daemon(Client {
-            ended: Some(why),
-            stream,
-            ..
-        }) = &self.feed
+        if let Feed::Daemon(client) = &self.feed
+            && let Client {
+                ended: Some(why),
+                stream,
+                ..
+            } = client.as_ref()
         {
             bail!("{}: {why}", stream.socket.display());
         }
