@@ -91,7 +91,7 @@ impl Hold {
         }
         // The server holds the only descriptor of the connection: if it dies, the
         // connection is aborted and whoever it held goes on.
-        super::fork_then(|| serve(fd, on_flush))?;
+        super::sys::fork_then(|| serve(fd, on_flush))?;
         drop(dev);
         Ok(Hold { dir })
     }
@@ -141,7 +141,7 @@ fn serve(fd: RawFd, on_flush: impl FnOnce(u32)) -> i32 {
         // SAFETY: reading into our buffer.
         let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
         if n < 0 {
-            let e = super::errno();
+            let e = super::sys::errno();
             // ENOENT: the request was interrupted before we read it.
             if e == libc::EINTR || e == libc::ENOENT || e == libc::EAGAIN {
                 continue;
