@@ -9,7 +9,8 @@ use serde_json::{Map, Value};
 use crate::event::{
     Event, ExitStatus, Header, Prediction, Proc, ReapHow, ReaperKind, SCHEMA_VERSION, Verdict,
 };
-use crate::validate::report::{Adoption, Reaper, Report, ScenarioResult, Status, Zombies};
+use crate::scenario::result::{Adoption, Reaper, ScenarioResult, Status, Zombies};
+use crate::validate::report::Report;
 
 const README: &str = include_str!("../../README.md");
 

@@ -5,14 +5,14 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::judge::{self, kernel_said};
 use crate::event::{Event, ReapHow};
-use crate::validate::suite::{self};
 
+use super::Def;
 use super::sys::{
     Stat, Waited, close, fork_then, global_pid, new_pid_namespace, own_pidns, pipe, read_u32,
     stat_of, wait_for, wait4, write_u32,
 };
-use super::{Def, kernel_said};
 
 // ---------------------------------------------------------------------------------------------
 // sigchld-ignored
@@ -167,7 +167,7 @@ pub(super) static SIGCHLD_IGNORED: Def<SigchldIgnored> = Def::new(
         // are the ones they saw themselves.
         let mut bad: BTreeMap<String, usize> = BTreeMap::new();
         for e in j.events() {
-            for (field, proc) in suite::procs(e) {
+            for (field, proc) in judge::procs(e) {
                 let mut wrong = Vec::new();
                 if proc.ns_pid == 0 || proc.ns_tid == 0 || proc.pidns == 0 {
                     wrong.push(format!(

@@ -7,11 +7,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
+use super::judge::{brief, describe_reap, describe_zombie};
 use crate::event::{Event, ReapHow};
-use crate::validate::suite::{brief, describe_reap, describe_zombie};
 
+use super::Def;
+use super::judge::{index, kernel_said};
 use super::sys::{Waited, fork_then, global_pid, global_ppid, wait_for, wait4};
-use super::{Def, index, kernel_said};
 
 // ---------------------------------------------------------------------------------------------
 // clone-parent
@@ -338,8 +339,8 @@ pub(super) static PID_REUSE: Def<PidReuse> = Def::new(
 mod tests {
     use super::*;
     use crate::event::Proc;
+    use crate::scenario::result::Status;
     use crate::scenario::test_util::*;
-    use crate::validate::report::Status;
 
     // --- clone-parent -----------------------------------------------------------------------
 

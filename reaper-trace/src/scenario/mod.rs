@@ -26,23 +26,24 @@ mod ctx;
 mod fuse;
 mod hang;
 mod identity;
+pub mod judge;
 mod orphans;
 mod pid1;
+pub mod result;
 pub mod sys;
 #[cfg(test)]
 mod test_util;
 mod threads;
 mod waits;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::os::fd::RawFd;
 
 use anyhow::{Result, bail};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::event::Event;
-use crate::validate::suite::Judge;
+use judge::Judge;
 
 use autoreap::SIGCHLD_IGNORED;
 pub use ctx::{Ctx, Noted, Notes};
@@ -283,35 +284,13 @@ pub fn run(name: &str, seconds: f64) -> Result<(Option<ScenarioReport>, i32)> {
     ))
 }
 
-/// Checks shared by the kernel-fact checks: fails with `what` (what the kernel did not do)
-/// unless `ok`. Such a failure means the scenario did not set up what it is about.
-fn kernel_said(j: &mut Judge, ok: bool, what: impl FnOnce() -> String) -> bool {
-    j.check(ok, || {
-        format!(
-            "the kernel did not behave as the scenario needs: {}",
-            what()
-        )
-    })
-}
-
-/// Events grouped by a pid `key` gives them.
-fn index(events: &[Event], key: impl Fn(&Event) -> Option<u32>) -> HashMap<u32, Vec<&Event>> {
-    let mut map: HashMap<u32, Vec<&Event>> = HashMap::new();
-    for e in events {
-        if let Some(k) = key(e) {
-            map.entry(k).or_default().push(e);
-        }
-    }
-    map
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
     use crate::event::ReaperKind;
-    use crate::validate::report::Status;
+    use crate::scenario::result::Status;
     use orphans::Orphan;
     use test_util::reparent;
 

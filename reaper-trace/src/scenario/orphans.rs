@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
+use super::judge::{Judge, all_reaped_by_reaper, auto_note, brief, kernel_said, ms, reaper};
 use crate::event::{Event, ReapHow, ReaperKind};
-use crate::validate::suite::{Judge, all_reaped_by_reaper, auto_note, brief, ms, reaper};
 
 use super::ctx::{Noted, Notes};
 use super::sys::{
@@ -17,7 +17,7 @@ use super::sys::{
     poll_until, read_u32, reap_all, set_subreaper, sleep_ms, stat_of, wait_for, wait_until_adopted,
     write_u32,
 };
-use super::{Def, Needs, fuse, kernel_said};
+use super::{Def, Needs, fuse};
 
 // ---------------------------------------------------------------------------------------------
 // Orphans adopted once: orphan-init, orphan-subreaper, nested-subreapers, setns-injected,
@@ -529,8 +529,8 @@ mod tests {
 
     use super::*;
     use crate::event::{Prediction, Proc, Verdict};
+    use crate::scenario::result::Status;
     use crate::scenario::test_util::*;
-    use crate::validate::report::Status;
 
     // --- adoptions ------------------------------------------------------------------------
 

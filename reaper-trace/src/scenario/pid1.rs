@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
+use super::judge::{Judge, all_reaped_by_reaper, auto_note, kernel_said, reaper};
 use crate::event::{Event, ReaperKind};
-use crate::validate::suite::{Judge, all_reaped_by_reaper, auto_note, reaper};
 
 use super::ctx::{Ctx, Noted, Notes, exec_stage};
 use super::sys::{
@@ -16,7 +16,7 @@ use super::sys::{
     poll_until, read_u32, read_until_eof, reap_all, sleep_ms, stat_of, wait_for, write_u32,
     zombies_of,
 };
-use super::{Def, Needs, fuse, kernel_said};
+use super::{Def, Needs, fuse};
 
 // ---------------------------------------------------------------------------------------------
 // init-exits-with-children

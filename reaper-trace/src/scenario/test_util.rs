@@ -1,8 +1,8 @@
 //! Hand-made events and results for the scenarios' checks' tests.
 
+use super::judge::Judge;
 use crate::event::{Event, ExitStatus, Prediction, Proc, ReapHow, ReaperKind, Verdict};
-use crate::validate::report::{ScenarioResult, Status};
-use crate::validate::suite::Judge;
+use crate::scenario::result::{ScenarioResult, Status};
 
 use super::Def;
 use super::sys::{Stat, Waited};

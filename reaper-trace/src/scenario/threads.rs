@@ -8,16 +8,16 @@ use std::time::Duration;
 use anyhow::bail;
 use serde::{Deserialize, Serialize};
 
+use super::judge::{self, brief, describe_reap, describe_zombie, kernel_said, reaper};
 use crate::event::{Event, ReapHow, ReaperKind, Verdict};
-use crate::validate::suite::{self, brief, describe_reap, describe_zombie, reaper};
 
+use super::Def;
 use super::ctx::{Notes, exec_stage};
 use super::sys::{
     Stat, Waited, close, fork_then, global_pid, global_ppid, global_tid, pipe, poll_until,
     read_u32, read_until_eof, reap_all, set_subreaper, sleep_ms, stat_of, stat_self, wait4,
     write_u32,
 };
-use super::{Def, kernel_said};
 
 // ---------------------------------------------------------------------------------------------
 // thread-reaper
@@ -229,8 +229,8 @@ pub(super) static EXEC_THREAD: Def<ExecThread> = Def::new(
             reap.map_or_else(|| "no single reap".into(), describe_reap),
             k_reap.map_or_else(|| "not reaped once".into(), describe_reap)
         ));
-        j.predicted(match reparents.first().and_then(|e| suite::predicted_reaper(e)) {
-            Some(r) => format!("{} (for {k})", crate::validate::report::describe(&r)),
+        j.predicted(match reparents.first().and_then(|e| judge::predicted_reaper(e)) {
+            Some(r) => format!("{} (for {k})", super::result::describe(&r)),
             None => zombie.map_or_else(|| "no single zombie".into(), describe_zombie),
         });
         j.note(format!(

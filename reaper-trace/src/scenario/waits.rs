@@ -8,14 +8,15 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use serde::{Deserialize, Serialize};
 
+use super::judge::{brief, describe_reap, describe_zombie};
 use crate::event::{Event, ReapHow};
-use crate::validate::suite::{brief, describe_reap, describe_zombie};
 
+use super::Def;
+use super::judge::{index, kernel_said};
 use super::sys::{
     FORK_RETRY_FOR, Stat, Waited, close, errno, fork_then, global_pid, pipe, read_u32,
     read_until_eof, sleep_ms, stat_of, wait_for, wait4, write_u32,
 };
-use super::{Def, index, kernel_said};
 
 // ---------------------------------------------------------------------------------------------
 // zombie
@@ -201,7 +202,7 @@ pub(super) static PTRACE_WAIT: Def<PtraceWait> = Def::new(
         j.never_reparented(c, "its parent never exited");
         j.observed(reap.map_or_else(|| "no single reap".into(), describe_reap));
         j.predicted(zombie.map_or_else(|| "no single zombie".into(), describe_zombie));
-        if j.result().status == crate::validate::report::Status::Pass {
+        if j.result().status == super::result::Status::Pass {
             j.note(format!(
                 "the tracer's wait returned {c} (status {:#x}) and left it a zombie of {pa}; {pa}'s wait reaped it",
                 p.tracer_wait.status

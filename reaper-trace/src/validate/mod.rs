@@ -9,7 +9,6 @@
 //! from outside tears the whole namespace down.
 
 pub mod report;
-pub mod suite;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Read;
@@ -25,11 +24,13 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::event::{Event, Header, Proc, same_start};
 use crate::jsonl::{self, JsonlWriter, Output};
 use crate::model::Scope;
+use crate::scenario::judge::{evaluate, kernel_records_lost};
+use crate::scenario::result::{ScenarioResult, Status};
 use crate::scenario::{REGISTRY, Scenario, ScenarioReport};
 use crate::session::{Session, SessionOptions};
 use crate::{preflight, procfs};
 
-use report::{Report, ScenarioResult, Status, render_table};
+use report::{Report, render_table};
 
 /// Default time a scenario may run before it is killed and reported as failed.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -102,7 +103,7 @@ fn check_namespace_privileges() -> Result<()> {
 /// while kernel records were lost (what it is about may be in what was not seen). Returns the
 /// note the second run carries.
 fn run_again(result: &ScenarioResult, events: &[Event], stopped: bool) -> Option<String> {
-    let lost = suite::kernel_records_lost(events);
+    let lost = kernel_records_lost(events);
     (!stopped && result.status == Status::Fail && lost > 0).then(|| {
         format!(
             "run twice: {lost} kernel records were lost in the first run, which failed ({})",
@@ -564,7 +565,7 @@ async fn run_one(
     } else {
         match (status, report) {
             (Some(s), Some(report)) if libc::WIFEXITED(s) && libc::WEXITSTATUS(s) == 0 => {
-                suite::evaluate(scenario, &report, &events, reap_within)
+                evaluate(scenario, &report, &events, reap_within)
             }
             (s, _) => {
                 let mut r = ScenarioResult::new(name, description);

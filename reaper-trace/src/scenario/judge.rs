@@ -1,18 +1,14 @@
 //! How a scenario's outcome is judged: the [`Judge`] a scenario's check works with (the
 //! events traced while it ran, queries over them, and the composite checks several scenarios
 //! share), and [`evaluate`], which runs a scenario's own check on its typed report.
-//!
-//! The scenarios themselves, each with its workload and its check side by side, are in
-//! [`crate::scenario`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Display;
 use std::time::Duration;
 
+use super::result::{Adoption, Reaper, ScenarioResult, Status, Zombies, describe};
+use super::{Scenario, ScenarioReport};
 use crate::event::{Event, Proc, ReapHow, ReaperKind, Verdict};
-use crate::scenario::{Scenario, ScenarioReport};
-
-use super::report::{Adoption, Reaper, ScenarioResult, Status, Zombies, describe};
 
 /// A reaping init must have reaped each orphan this soon after it became a zombie.
 pub const REAP_WITHIN_MS: f64 = 100.0;
@@ -656,4 +652,26 @@ pub fn reaper(pid: u32, tid: u32, kind: ReaperKind) -> Reaper {
         comm: None,
         kind: Some(kind),
     }
+}
+
+/// Checks shared by the kernel-fact checks: fails with `what` (what the kernel did not do)
+/// unless `ok`. Such a failure means the scenario did not set up what it is about.
+pub fn kernel_said(j: &mut Judge, ok: bool, what: impl FnOnce() -> String) -> bool {
+    j.check(ok, || {
+        format!(
+            "the kernel did not behave as the scenario needs: {}",
+            what()
+        )
+    })
+}
+
+/// Events grouped by a pid `key` gives them.
+pub fn index(events: &[Event], key: impl Fn(&Event) -> Option<u32>) -> HashMap<u32, Vec<&Event>> {
+    let mut map: HashMap<u32, Vec<&Event>> = HashMap::new();
+    for e in events {
+        if let Some(k) = key(e) {
+            map.entry(k).or_default().push(e);
+        }
+    }
+    map
 }
