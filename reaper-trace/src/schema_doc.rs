@@ -9,7 +9,9 @@ use serde_json::{Map, Value};
 use crate::event::{
     Event, ExitStatus, Header, Prediction, Proc, ReapHow, ReaperKind, SCHEMA_VERSION, Verdict,
 };
-use crate::scenario::result::{Adoption, Reaper, ScenarioResult, Status, Zombies};
+use crate::scenario::result::{
+    Adoption, Failure, Reaper, ScenarioResult, SkipReason, Status, Zombies,
+};
 use crate::validate::report::Report;
 
 const README: &str = include_str!("../../README.md");
@@ -283,6 +285,8 @@ fn the_validate_json_table_matches_the_types() {
     let full = ScenarioResult {
         status: Status::Fail,
         reason: Some("why".into()),
+        skip: Some(SkipReason::NoFuse),
+        failures: vec![Failure::Timeout],
         zombies: Some(zombies(true)),
         ..ScenarioResult::new("s", "d")
     };

@@ -12,6 +12,7 @@ use crate::event::{Event, ReapHow};
 
 use super::Def;
 use super::judge::{index, kernel_said};
+use super::result::{Failure, SkipReason};
 use super::sys::{Waited, fork_then, global_pid, global_ppid, wait_for, wait4};
 
 // ---------------------------------------------------------------------------------------------
@@ -210,12 +211,11 @@ pub(super) static PID_REUSE: Def<PidReuse> = Def::new(
     |p, j| {
         let r = p.parent;
         let Some(reused) = p.reused else {
-            j.skip(format!(
-                "no pid was reused within {} ms ({} forks, {} threads)",
-                p.ms,
-                p.waits.len(),
-                p.threads
-            ));
+            j.skip(SkipReason::NoPidReused {
+                ms: p.ms,
+                forks: p.waits.len(),
+                threads: p.threads,
+            });
             return;
         };
         let mut count: BTreeMap<u32, usize> = BTreeMap::new();
@@ -300,7 +300,7 @@ pub(super) static PID_REUSE: Def<PidReuse> = Def::new(
             }
         }
         let lost = j.lost();
-        j.check(lost == 0, || {
+        j.check_as(Failure::RecordsLost { count: lost }, lost == 0, || {
             format!("{lost} kernel records lost: the recording cannot be checked")
         });
         j.check(wrong.is_empty(), || {

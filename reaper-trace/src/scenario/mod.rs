@@ -44,6 +44,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use judge::Judge;
+use result::SkipReason;
 
 use autoreap::SIGCHLD_IGNORED;
 pub use ctx::{Ctx, Noted, Notes};
@@ -90,14 +91,15 @@ pub enum Needs {
 
 impl Needs {
     /// Why the scenario cannot run on this machine, if it cannot.
-    pub fn missing(self) -> Option<String> {
+    pub fn missing(self) -> Option<SkipReason> {
         match self {
             Needs::Nothing => None,
             Needs::Program(p) => init_binary(p)
                 .is_none()
-                .then(|| format!("{p} is not installed")),
-            Needs::Fuse => (!fuse::available())
-                .then(|| "needs FUSE (/dev/fuse and the fuse file system)".into()),
+                .then(|| SkipReason::MissingProgram {
+                    program: p.to_string(),
+                }),
+            Needs::Fuse => (!fuse::available()).then_some(SkipReason::NoFuse),
         }
     }
 }

@@ -4,7 +4,9 @@
 //!
 //! [`Judge`]: super::judge::Judge
 
-use serde::Serialize;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
 
 use crate::event::ReaperKind;
 
@@ -87,6 +89,12 @@ pub struct ScenarioResult {
     /// Why it failed or was skipped.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Why it was skipped, for programs to match on (`reason` says it in words).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skip: Option<SkipReason>,
+    /// What kind each failure in `reason` is, in order, for programs to match on.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<Failure>,
     /// The table's cells.
     pub expected_text: String,
     pub observed_text: String,
@@ -121,6 +129,8 @@ impl ScenarioResult {
             description: description.to_string(),
             status: Status::Fail,
             reason: None,
+            skip: None,
+            failures: Vec::new(),
             expected_text: "-".into(),
             observed_text: "-".into(),
             predicted_text: "-".into(),
@@ -138,23 +148,79 @@ impl ScenarioResult {
         }
     }
 
-    pub fn skipped(scenario: &str, description: &str, reason: String) -> Self {
+    pub fn skipped(scenario: &str, description: &str, skip: SkipReason) -> Self {
         Self {
             status: Status::Skipped,
-            reason: Some(reason),
+            reason: Some(skip.to_string()),
+            skip: Some(skip),
             ..Self::new(scenario, description)
         }
     }
 
-    /// Marks it failed; the first reason given is kept first.
-    pub fn fail(&mut self, reason: impl Into<String>) {
+    /// Marks it failed, with a failure of kind `kind`; the first reason given is kept first.
+    pub fn fail(&mut self, kind: Failure, reason: impl Into<String>) {
         let reason = reason.into();
         self.status = Status::Fail;
+        self.failures.push(kind);
         self.reason = Some(match self.reason.take() {
             Some(r) => format!("{r}; {reason}"),
             None => reason,
         });
     }
+}
+
+/// Why a scenario was skipped: it could not exercise what it is about on this machine. Its
+/// text (`Display`) is the result's `reason`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SkipReason {
+    /// A program the scenario runs as PID 1 is not installed.
+    MissingProgram { program: String },
+    /// No FUSE (`/dev/fuse` and the fuse file system), which holds a process inside its exit.
+    NoFuse,
+    /// pid-reuse: no pid came back within its time.
+    NoPidReused { ms: u64, forks: usize, threads: u32 },
+}
+
+impl fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SkipReason::MissingProgram { program } => write!(f, "{program} is not installed"),
+            SkipReason::NoFuse => f.write_str("needs FUSE (/dev/fuse and the fuse file system)"),
+            SkipReason::NoPidReused { ms, forks, threads } => write!(
+                f,
+                "no pid was reused within {ms} ms ({forks} forks, {threads} threads)"
+            ),
+        }
+    }
+}
+
+/// What kind of failure: one per failure in the result's `reason`, whose text says the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Failure {
+    /// The scenario's check found the recording at odds with what the kernel did: a wrong,
+    /// missing or extra event.
+    Mismatch,
+    /// The kernel did not do what the scenario needs (its waits, `/proc`): the scenario did
+    /// not set up what it is about.
+    Setup,
+    /// Kernel records were lost while it ran: the recording cannot be checked.
+    RecordsLost { count: u64 },
+    /// The scenario's report does not parse into its pids type.
+    BadReport,
+    /// The scenario's process could not be started.
+    NotStarted,
+    /// The scenario's process failed, or ended without its report.
+    Crashed,
+    /// It ran past `--timeout` and was killed.
+    Timeout,
+    /// Ctrl-C or SIGTERM stopped the run.
+    Interrupted,
+    /// Some of its processes were still running after it ended (killed).
+    LeftRunning,
+    /// Some of its processes survived the clean-up.
+    NotCleanedUp,
 }
 
 fn kind_str(kind: Option<ReaperKind>) -> &'static str {
@@ -202,5 +268,42 @@ mod tests {
             kind: Some(ReaperKind::Thread),
         };
         assert_eq!(describe(&thread), "10/12 x thread");
+    }
+
+    #[test]
+    fn reasons_are_typed_beside_their_text() {
+        let skip = SkipReason::MissingProgram {
+            program: "tini".into(),
+        };
+        let r = ScenarioResult::skipped("pid1-tini", "d", skip.clone());
+        assert_eq!(r.reason.as_deref(), Some("tini is not installed"));
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(
+            v["skip"],
+            serde_json::json!({"kind": "missing_program", "program": "tini"})
+        );
+        assert!(v.get("failures").is_none());
+        assert_eq!(
+            serde_json::from_value::<SkipReason>(v["skip"].clone()).unwrap(),
+            skip
+        );
+        assert_eq!(
+            SkipReason::NoFuse.to_string(),
+            "needs FUSE (/dev/fuse and the fuse file system)"
+        );
+
+        let mut r = ScenarioResult::new("wait-race", "d");
+        r.fail(Failure::RecordsLost { count: 2 }, "2 kernel records lost");
+        r.fail(Failure::Mismatch, "1 of 1000 waited pids misrecorded");
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(
+            v["failures"],
+            serde_json::json!([{"kind": "records_lost", "count": 2}, {"kind": "mismatch"}])
+        );
+        assert!(v.get("skip").is_none());
+        assert_eq!(
+            r.reason.as_deref(),
+            Some("2 kernel records lost; 1 of 1000 waited pids misrecorded")
+        );
     }
 }

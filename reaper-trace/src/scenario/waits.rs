@@ -13,6 +13,7 @@ use crate::event::{Event, ReapHow};
 
 use super::Def;
 use super::judge::{index, kernel_said};
+use super::result::Failure;
 use super::sys::{
     FORK_RETRY_FOR, Stat, Waited, close, errno, fork_then, global_pid, pipe, read_u32,
     read_until_eof, sleep_ms, stat_of, wait_for, wait4, write_u32,
@@ -370,7 +371,7 @@ pub(super) static WAIT_RACE: Def<WaitRace> = Def::new(
             }
         }
         let lost = j.lost();
-        j.check(lost == 0, || {
+        j.check_as(Failure::RecordsLost { count: lost }, lost == 0, || {
             format!("{lost} kernel records lost: the recording cannot be checked")
         });
         j.check(wrong.is_empty(), || {

@@ -25,7 +25,7 @@ use crate::event::{Event, Header, Proc, same_start};
 use crate::jsonl::{self, JsonlWriter, Output};
 use crate::model::Scope;
 use crate::scenario::judge::{evaluate, kernel_records_lost};
-use crate::scenario::result::{ScenarioResult, Status};
+use crate::scenario::result::{Failure, ScenarioResult, Status};
 use crate::scenario::{REGISTRY, Scenario, ScenarioReport};
 use crate::session::{Session, SessionOptions};
 use crate::{preflight, procfs};
@@ -477,7 +477,10 @@ async fn run_one(
         Ok(pid) => pid,
         Err(e) => {
             let mut r = ScenarioResult::new(name, description);
-            r.fail(format!("cannot start {}: {e:#}", exe.display()));
+            r.fail(
+                Failure::NotStarted,
+                format!("cannot start {}: {e:#}", exe.display()),
+            );
             return Ok((r, Vec::new(), false));
         }
     };
@@ -552,15 +555,18 @@ async fn run_one(
         .find(|r| r.scenario == name);
     let mut result = if interrupted {
         let mut r = ScenarioResult::new(name, description);
-        r.fail("interrupted");
+        r.fail(Failure::Interrupted, "interrupted");
         r
     } else if timed_out {
         let mut r = ScenarioResult::new(name, description);
-        r.fail(format!(
-            "timed out after {} s; killed {}",
-            timeout.as_secs_f64(),
-            processes(killed.len())
-        ));
+        r.fail(
+            Failure::Timeout,
+            format!(
+                "timed out after {} s; killed {}",
+                timeout.as_secs_f64(),
+                processes(killed.len())
+            ),
+        );
         r
     } else {
         match (status, report) {
@@ -570,22 +576,31 @@ async fn run_one(
             (s, _) => {
                 let mut r = ScenarioResult::new(name, description);
                 let how = s.map_or_else(|| "no exit status".into(), describe_status);
-                r.fail(match last_line(&err) {
-                    Some(line) => format!("the scenario failed ({how}): {line}"),
-                    None => format!("the scenario failed ({how}) without a report"),
-                });
+                r.fail(
+                    Failure::Crashed,
+                    match last_line(&err) {
+                        Some(line) => format!("the scenario failed ({how}): {line}"),
+                        None => format!("the scenario failed ({how}) without a report"),
+                    },
+                );
                 r
             }
         }
     };
     if !left_behind.is_empty() && !timed_out && !interrupted {
-        result.fail(format!(
-            "{} still running after the scenario ended (killed)",
-            processes(left_behind.len())
-        ));
+        result.fail(
+            Failure::LeftRunning,
+            format!(
+                "{} still running after the scenario ended (killed)",
+                processes(left_behind.len())
+            ),
+        );
     }
     if !leftover.is_empty() {
-        result.fail(format!("could not clean up processes {leftover:?}"));
+        result.fail(
+            Failure::NotCleanedUp,
+            format!("could not clean up processes {leftover:?}"),
+        );
     }
     result.processes = tree.processes.into_iter().collect();
     result.killed = killed;
@@ -606,7 +621,7 @@ mod tests {
             count: 3,
         };
         let mut failed = ScenarioResult::new("x", "");
-        failed.fail("no reparent event for orphan 7");
+        failed.fail(Failure::Mismatch, "no reparent event for orphan 7");
         let note = run_again(&failed, &[lost("fork")], false).expect("run again");
         assert!(note.contains("3 kernel records were lost"), "{note}");
         assert!(note.contains("no reparent event for orphan 7"), "{note}");

@@ -115,7 +115,7 @@ pub fn render_table(report: &Report) -> String {
 mod tests {
     use super::*;
     use crate::event::ReaperKind;
-    use crate::scenario::result::{Reaper, describe};
+    use crate::scenario::result::{Failure, Reaper, SkipReason, describe};
 
     fn reaper(pid: u32, comm: Option<&str>, kind: ReaperKind) -> Reaper {
         Reaper {
@@ -134,9 +134,15 @@ mod tests {
         a.observed_text = describe(&reaper(100, Some("bad\u{1b}]0;x\u{7}"), ReaperKind::Init));
         a.predicted_text = "100 init".into();
         let mut b = ScenarioResult::new("pid1-tini", "d");
-        b.fail("timed out after 15 s");
+        b.fail(Failure::Timeout, "timed out after 15 s");
         b.notes.push("killed 3 processes".into());
-        let c = ScenarioResult::skipped("pid1-catatonit", "d", "catatonit is not installed".into());
+        let c = ScenarioResult::skipped(
+            "pid1-catatonit",
+            "d",
+            SkipReason::MissingProgram {
+                program: "catatonit".into(),
+            },
+        );
         let report = Report::new("6.18.0".into(), vec![a, b, c]);
         let table = render_table(&report);
         let lines: Vec<&str> = table.lines().collect();
@@ -170,7 +176,7 @@ mod tests {
         assert_eq!(report.exit_code(), 0);
         let skipped = Report::new(
             "k".into(),
-            vec![ScenarioResult::skipped("x", "d", "y".into())],
+            vec![ScenarioResult::skipped("x", "d", SkipReason::NoFuse)],
         );
         assert_eq!(skipped.exit_code(), 0);
     }
