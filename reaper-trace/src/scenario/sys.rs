@@ -262,20 +262,22 @@ pub fn write_u32(fd: RawFd, v: u32) {
     unsafe { libc::write(fd, b.as_ptr().cast(), b.len()) };
 }
 
-/// Reads one u32 (blocking); `None` at end of file.
+/// Reads one u32, exactly 4 bytes (blocking); `None` at end of file.
 pub fn read_u32(fd: RawFd) -> Option<u32> {
     let mut b = [0u8; 4];
-    loop {
+    let mut got = 0;
+    while got < 4 {
         // SAFETY: reading into our buffer.
-        let n = unsafe { libc::read(fd, b.as_mut_ptr().cast(), b.len()) };
-        if n == 4 {
-            return Some(u32::from_ne_bytes(b));
-        }
+        let n = unsafe { libc::read(fd, b[got..].as_mut_ptr().cast(), 4 - got) };
         if n < 0 && errno() == libc::EINTR {
             continue;
         }
-        return None;
+        if n <= 0 {
+            return None;
+        }
+        got += n as usize;
     }
+    Some(u32::from_ne_bytes(b))
 }
 
 /// Blocks until every writer of `fd` has closed it.
