@@ -15,7 +15,10 @@
 //! (namespace inits), `threads`, `waits` (zombie, ptrace-wait, wait-race), `autoreap`
 //! (sigchld-ignored), `identity` (clone-parent, pid-reuse) and `hang`. What their workloads
 //! share is in `ctx` (the context and the notes between processes), [`sys`] (libc and
-//! `/proc`) and `fuse` (holding a process inside its exit).
+//! `/proc`) and `fuse` (holding a process inside its exit); what their checks share is in
+//! [`judge`] (the [`Judge`] and its composite checks), which fills in a [`result`]. The
+//! validator (the `validate` module) runs and traces them: it depends on this module,
+//! never the other way.
 //!
 //! Adding a scenario: write its pids type, its `run` and its `check` next to each other in
 //! its family's file, and add its `Def` to [`REGISTRY`]. `scenario --list`, `validate` (and
@@ -43,14 +46,12 @@ use anyhow::{Result, bail};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use judge::Judge;
-use result::SkipReason;
-
 use autoreap::SIGCHLD_IGNORED;
 pub use ctx::{Ctx, Noted, Notes};
 use ctx::{NOTES_FD_ENV, STAGE_ENV};
 use hang::HANG;
 use identity::{CLONE_PARENT, PID_REUSE};
+use judge::Judge;
 use orphans::{
     EXITING_SUBREAPER, NESTED_SUBREAPERS, ORPHAN_INIT, ORPHAN_SUBREAPER, SETNS_INJECTED,
     SLEEP_INIT, SUBREAPER_REAPS,
@@ -59,6 +60,7 @@ use pid1::{
     INIT_EXITS_WITH_CHILDREN, PID1_CATATONIT, PID1_DUMB_INIT, PID1_REAPER_INIT, PID1_SLEEP,
     PID1_TINI,
 };
+use result::SkipReason;
 use sys::init_binary;
 use threads::{EXEC_THREAD, THREAD_REAPER, THREADS_EXIT};
 use waits::{PTRACE_WAIT, WAIT_RACE, ZOMBIE};

@@ -1,10 +1,13 @@
-//! Hand-made events and results for the scenarios' checks' tests.
+//! Hand-made events and results for the tests of the scenarios' checks. Each check is run
+//! on such events: it passes on what the kernel did, and fails on each kind of event that
+//! should not be there (a wrong reaper, a second zombie, a phantom adoption, ...) as well as
+//! on missing ones.
 
-use super::judge::Judge;
 use crate::event::{Event, ExitStatus, Prediction, Proc, ReapHow, ReaperKind, Verdict};
-use crate::scenario::result::{ScenarioResult, Status};
 
 use super::Def;
+use super::judge::Judge;
+use super::result::{ScenarioResult, Status};
 use super::sys::{Stat, Waited};
 
 pub const MS: u64 = 1_000_000;
