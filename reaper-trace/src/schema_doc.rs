@@ -10,7 +10,10 @@ use serde_json::{Map, Value};
 use crate::event::{
     Event, ExitStatus, Header, Prediction, Proc, ReapHow, ReaperKind, SCHEMA_VERSION, Verdict,
 };
-use crate::validate::report::{Adoption, Reaper, Report, ScenarioResult, Status, Zombies};
+use crate::scenario::result::{
+    Adoption, Failure, Reaper, ScenarioResult, SkipReason, Status, Zombies,
+};
+use crate::validate::report::Report;
 
 const RECORDING_FORMAT: &str = include_str!("../../docs/recording-format.md");
 const VALIDATE: &str = include_str!("../../docs/validate.md");
@@ -292,6 +295,8 @@ fn the_validate_json_table_matches_the_types() {
     let full = ScenarioResult {
         status: Status::Fail,
         reason: Some("why".into()),
+        skip: Some(SkipReason::NoFuse),
+        failures: vec![Failure::Timeout],
         zombies: Some(zombies(true)),
         ..ScenarioResult::new("s", "d")
     };

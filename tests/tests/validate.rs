@@ -11,6 +11,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Output};
 use std::sync::Mutex;
 
+use reaper_trace::scenario::result::{Failure, SkipReason};
 use reaper_trace_tests::{TempPath, reaper_init, reaper_trace, require_root};
 use serde_json::Value;
 
@@ -154,6 +155,11 @@ fn result<'a>(report: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no result for {name}: {report:#}"))
 }
 
+/// The kinds of a result's failures (`failures` in `validate --json`).
+fn failures(r: &Value) -> Vec<Failure> {
+    serde_json::from_value(r["failures"].clone()).unwrap_or_default()
+}
+
 fn assert_nothing_left(run: &Run) {
     for r in results(&run.report) {
         assert_eq!(r["leftover"], serde_json::json!([]), "{r:#}");
@@ -184,17 +190,18 @@ fn the_suite_passes_and_shows_zombies_piling_up_only_under_sleep() {
                 // Only a comparison init that is not installed may be skipped, pid-reuse when
                 // no pid came back in its time (it says so), and the scenarios that hold a
                 // process inside its exit with a FUSE flush on a machine without FUSE.
-                let reason = r["reason"].as_str().unwrap_or("");
-                assert!(
-                    (name.starts_with("pid1-")
-                        && *name != "pid1-sleep"
-                        && *name != "pid1-reaper-init"
-                        && reason.ends_with("is not installed"))
-                        || (*name == "pid-reuse" && reason.starts_with("no pid was reused"))
-                        || (reason.starts_with("needs FUSE")
-                            && !std::path::Path::new("/dev/fuse").exists()),
-                    "{name} skipped: {r:#}"
-                );
+                let skip = serde_json::from_value::<SkipReason>(r["skip"].clone()).ok();
+                let allowed = match skip {
+                    Some(SkipReason::MissingProgram { .. }) => {
+                        name.starts_with("pid1-")
+                            && *name != "pid1-sleep"
+                            && *name != "pid1-reaper-init"
+                    }
+                    Some(SkipReason::NoPidReused { .. }) => *name == "pid-reuse",
+                    Some(SkipReason::NoFuse) => !std::path::Path::new("/dev/fuse").exists(),
+                    None => false,
+                };
+                assert!(allowed, "{name} skipped: {r:#}");
             }
             _ => panic!("{name} did not pass: {r:#}"),
         }
@@ -385,6 +392,7 @@ fn a_hanging_scenario_is_failed_with_the_reason_and_cleaned_up() {
             .starts_with("timed out after 2 s; killed"),
         "{r:#}"
     );
+    assert_eq!(failures(r).first(), Some(&Failure::Timeout), "{r:#}");
     assert!(
         r["processes"].as_array().unwrap().len() >= 5,
         "the hang scenario's processes were not all seen: {r:#}"
@@ -405,6 +413,7 @@ fn a_hanging_scenario_is_failed_with_the_reason_and_cleaned_up() {
             .starts_with("timed out after 0.001 s"),
         "{r:#}"
     );
+    assert_eq!(failures(r), [Failure::Timeout], "{r:#}");
     assert_nothing_left(&run);
 }
 

@@ -45,13 +45,13 @@ pub const PACKAGES: &[&str] = &[
     "catatonit",
 ];
 
-/// Scenario failures known, by kernel series, scenario and what the failure's reason says:
-/// reported as KNOWN with their reason and the scenario's own, not failing the run. Each
-/// names what was seen.
+/// Scenario failures known, by kernel series, scenario and the kind of one of its failures
+/// (`failures[].kind` in `validate --json`): reported as KNOWN with their reason and the
+/// scenario's own, not failing the run. Each names what was seen.
 const KNOWN_FAILURES: &[(&str, &str, &str, &str)] = &[(
     "7.",
     "wait-race",
-    "kernel records lost: the recording cannot be checked",
+    "records_lost",
     "the kernel skipped a wait program, and reaper-trace reported the loss: classic \
      tracepoint programs share one recursion guard per CPU and run preemptibly on 7.x, so \
      standby copies cannot cover them (1-2 of its 1,000 racing waits in a 7.3 guest, in both \
@@ -1052,13 +1052,21 @@ fn evaluate(
             for r in results.into_iter().flatten() {
                 let status = r.get("status").and_then(Value::as_str);
                 let reason = r.get("reason").and_then(Value::as_str).unwrap_or("");
-                if !has_fuse && status == Some("SKIPPED") && reason.contains("FUSE") {
+                let skip = r.pointer("/skip/kind").and_then(Value::as_str);
+                if !has_fuse && status == Some("SKIPPED") && skip == Some("no_fuse") {
                     result.validate_skipped_no_fuse += 1;
                     continue;
                 }
                 let scenario = r.get("scenario").and_then(Value::as_str).unwrap_or("?");
-                let known = KNOWN_FAILURES.iter().find(|(series, name, says, _)| {
-                    release.starts_with(series) && *name == scenario && reason.contains(says)
+                let failed_as = |kind: &str| {
+                    r.get("failures")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .any(|f| f.get("kind").and_then(Value::as_str) == Some(kind))
+                };
+                let known = KNOWN_FAILURES.iter().find(|(series, name, kind, _)| {
+                    release.starts_with(series) && *name == scenario && failed_as(kind)
                 });
                 if let (Some(&(_, _, _, why)), Some("FAIL")) = (known, status) {
                     result
@@ -1287,14 +1295,22 @@ mod tests {
 
     #[test]
     fn only_the_reported_loss_in_wait_race_on_7_x_is_a_known_failure() {
-        let console = |reason: &str| {
+        let console = |reason: &str, failures: Value| {
             let doc = serde_json::json!({
                 "passed": 0,
-                "results": [{"scenario": "wait-race", "status": "FAIL", "reason": reason}],
+                "results": [{
+                    "scenario": "wait-race",
+                    "status": "FAIL",
+                    "reason": reason,
+                    "failures": failures,
+                }],
             });
             Console::parse(&format!("@@RT validate BEGIN\n{doc}\n@@RT validate END\n"))
         };
-        let lost = console("1 kernel records lost: the recording cannot be checked");
+        let lost = console(
+            "1 kernel records lost: the recording cannot be checked",
+            serde_json::json!([{"kind": "records_lost", "count": 1}]),
+        );
         let known = evaluate("7.3.4+deb13-amd64", &lost, 1.0, false, true);
         assert_eq!(
             (known.validate_known.len(), known.validate_failures.len()),
@@ -1303,13 +1319,50 @@ mod tests {
         // The same loss on another series, or another failure on 7.x, fails.
         let other_series = evaluate("6.19.14+deb13-amd64", &lost, 1.0, false, true);
         assert_eq!(other_series.validate_failures.len(), 1);
-        let wrong = console("1 of 1000 waited pids misrecorded");
+        let wrong = console(
+            "1 of 1000 waited pids misrecorded",
+            serde_json::json!([{"kind": "mismatch"}]),
+        );
         let other_reason = evaluate("7.3.4+deb13-amd64", &wrong, 1.0, false, true);
         assert_eq!(
             (
                 other_reason.validate_known.len(),
                 other_reason.validate_failures.len()
             ),
+            (0, 1)
+        );
+    }
+
+    #[test]
+    fn only_a_fuse_skip_is_excused_on_a_kernel_without_fuse() {
+        let console = |skip: Value| {
+            let doc = serde_json::json!({
+                "passed": 0,
+                "results": [{
+                    "scenario": "exiting-subreaper",
+                    "status": "SKIPPED",
+                    "reason": "needs FUSE (/dev/fuse and the fuse file system)",
+                    "skip": skip,
+                }],
+            });
+            Console::parse(&format!("@@RT validate BEGIN\n{doc}\n@@RT validate END\n"))
+        };
+        let no_fuse = console(serde_json::json!({"kind": "no_fuse"}));
+        let r = evaluate("6.19.14+deb13-amd64", &no_fuse, 1.0, false, false);
+        assert_eq!(
+            (r.validate_skipped_no_fuse, r.validate_failures.len()),
+            (1, 0)
+        );
+        // With FUSE in the kernel, or skipped for another reason, it is a failure.
+        let r = evaluate("6.19.14+deb13-amd64", &no_fuse, 1.0, false, true);
+        assert_eq!(
+            (r.validate_skipped_no_fuse, r.validate_failures.len()),
+            (0, 1)
+        );
+        let other = console(serde_json::json!({"kind": "missing_program", "program": "tini"}));
+        let r = evaluate("6.19.14+deb13-amd64", &other, 1.0, false, false);
+        assert_eq!(
+            (r.validate_skipped_no_fuse, r.validate_failures.len()),
             (0, 1)
         );
     }

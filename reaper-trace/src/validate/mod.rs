@@ -9,7 +9,6 @@
 //! from outside tears the whole namespace down.
 
 pub mod report;
-pub mod suite;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Read;
@@ -25,11 +24,13 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::event::{Event, Header, Proc, same_start};
 use crate::jsonl::{self, JsonlWriter, Output};
 use crate::model::Scope;
+use crate::scenario::judge::{evaluate, kernel_records_lost};
+use crate::scenario::result::{Failure, ScenarioResult, Status};
 use crate::scenario::{REGISTRY, Scenario, ScenarioReport};
 use crate::session::{Session, SessionOptions};
 use crate::{preflight, procfs};
 
-use report::{Report, ScenarioResult, Status, render_table};
+use report::{Report, render_table};
 
 /// Default time a scenario may run before it is killed and reported as failed.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -102,7 +103,7 @@ fn check_namespace_privileges() -> Result<()> {
 /// while kernel records were lost (what it is about may be in what was not seen). Returns the
 /// note the second run carries.
 fn run_again(result: &ScenarioResult, events: &[Event], stopped: bool) -> Option<String> {
-    let lost = suite::kernel_records_lost(events);
+    let lost = kernel_records_lost(events);
     (!stopped && result.status == Status::Fail && lost > 0).then(|| {
         format!(
             "run twice: {lost} kernel records were lost in the first run, which failed ({})",
@@ -476,7 +477,10 @@ async fn run_one(
         Ok(pid) => pid,
         Err(e) => {
             let mut r = ScenarioResult::new(name, description);
-            r.fail(format!("cannot start {}: {e:#}", exe.display()));
+            r.fail(
+                Failure::NotStarted,
+                format!("cannot start {}: {e:#}", exe.display()),
+            );
             return Ok((r, Vec::new(), false));
         }
     };
@@ -551,40 +555,52 @@ async fn run_one(
         .find(|r| r.scenario == name);
     let mut result = if interrupted {
         let mut r = ScenarioResult::new(name, description);
-        r.fail("interrupted");
+        r.fail(Failure::Interrupted, "interrupted");
         r
     } else if timed_out {
         let mut r = ScenarioResult::new(name, description);
-        r.fail(format!(
-            "timed out after {} s; killed {}",
-            timeout.as_secs_f64(),
-            processes(killed.len())
-        ));
+        r.fail(
+            Failure::Timeout,
+            format!(
+                "timed out after {} s; killed {}",
+                timeout.as_secs_f64(),
+                processes(killed.len())
+            ),
+        );
         r
     } else {
         match (status, report) {
             (Some(s), Some(report)) if libc::WIFEXITED(s) && libc::WEXITSTATUS(s) == 0 => {
-                suite::evaluate(scenario, &report, &events, reap_within)
+                evaluate(scenario, &report, &events, reap_within)
             }
             (s, _) => {
                 let mut r = ScenarioResult::new(name, description);
                 let how = s.map_or_else(|| "no exit status".into(), describe_status);
-                r.fail(match last_line(&err) {
-                    Some(line) => format!("the scenario failed ({how}): {line}"),
-                    None => format!("the scenario failed ({how}) without a report"),
-                });
+                r.fail(
+                    Failure::Crashed,
+                    match last_line(&err) {
+                        Some(line) => format!("the scenario failed ({how}): {line}"),
+                        None => format!("the scenario failed ({how}) without a report"),
+                    },
+                );
                 r
             }
         }
     };
     if !left_behind.is_empty() && !timed_out && !interrupted {
-        result.fail(format!(
-            "{} still running after the scenario ended (killed)",
-            processes(left_behind.len())
-        ));
+        result.fail(
+            Failure::LeftRunning,
+            format!(
+                "{} still running after the scenario ended (killed)",
+                processes(left_behind.len())
+            ),
+        );
     }
     if !leftover.is_empty() {
-        result.fail(format!("could not clean up processes {leftover:?}"));
+        result.fail(
+            Failure::NotCleanedUp,
+            format!("could not clean up processes {leftover:?}"),
+        );
     }
     result.processes = tree.processes.into_iter().collect();
     result.killed = killed;
@@ -605,7 +621,7 @@ mod tests {
             count: 3,
         };
         let mut failed = ScenarioResult::new("x", "");
-        failed.fail("no reparent event for orphan 7");
+        failed.fail(Failure::Mismatch, "no reparent event for orphan 7");
         let note = run_again(&failed, &[lost("fork")], false).expect("run again");
         assert!(note.contains("3 kernel records were lost"), "{note}");
         assert!(note.contains("no reparent event for orphan 7"), "{note}");

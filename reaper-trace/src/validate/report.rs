@@ -5,159 +5,10 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::escape::escape_control;
-use crate::event::ReaperKind;
+use crate::scenario::result::{ScenarioResult, Status};
 
 /// Bumped when a field of the JSON report changes meaning or is removed.
 pub const REPORT_SCHEMA: u32 = 1;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum Status {
-    Pass,
-    Fail,
-    Skipped,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Pass => "PASS",
-            Status::Fail => "FAIL",
-            Status::Skipped => "SKIPPED",
-        }
-    }
-}
-
-/// A reaper: expected, observed or predicted.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Reaper {
-    /// Process id (global).
-    pub pid: u32,
-    /// Thread id (global): the thread that adopts, as `find_new_reaper` returns it.
-    pub tid: u32,
-    /// Its name, for an observed reaper (untrusted text, escaped in the table).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub comm: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub kind: Option<ReaperKind>,
-}
-
-/// One orphan's adoption, as checked.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Adoption {
-    pub orphan: u32,
-    pub father: u32,
-    /// `None`: no `reparent` event was seen, or the kernel released the orphan before its
-    /// new parent could be read.
-    pub observed: Option<Reaper>,
-    pub predicted: Option<Reaper>,
-    /// The event's own verdict (`match`, `mismatch`, `unknown`, `unobserved`), or `missing`.
-    pub verdict: String,
-    pub ok: bool,
-}
-
-/// Zombies of one scenario: how many were left, who reaped them and how fast.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Zombies {
-    /// Orphans the scenario made.
-    pub orphans: u32,
-    /// Zombies the scenario counted in `/proc` under PID 1 once the orphans had exited.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub left_in_proc: Option<u32>,
-    /// Of the orphans, how many their reaper reaped with a `wait` call.
-    pub reaped_by_wait: u32,
-    /// Of the orphans, how many their reaper released without a wait (`auto`): it ignores
-    /// SIGCHLD (or set SA_NOCLDWAIT), which reaps as surely as waiting.
-    pub reaped_auto: u32,
-    /// Of the orphans, how many another process reaped.
-    pub reaped_by_other: u32,
-    /// Of the orphans, how many were only released when their pid namespace was torn down
-    /// (reap `free` or `vanished`), or never seen reaped.
-    pub not_reaped: u32,
-    /// Longest time an orphan spent as a zombie, in milliseconds (of those with a known
-    /// zombie time).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_zombie_ms: Option<f64>,
-}
-
-/// The outcome of one scenario.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ScenarioResult {
-    pub scenario: String,
-    pub description: String,
-    pub status: Status,
-    /// Why it failed or was skipped.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// The table's cells.
-    pub expected_text: String,
-    pub observed_text: String,
-    pub predicted_text: String,
-    pub expected: Option<Reaper>,
-    /// The first orphan's observed reaper (all of them are in `adoptions`).
-    pub observed: Option<Reaper>,
-    pub predicted: Option<Reaper>,
-    pub adoptions: Vec<Adoption>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub zombies: Option<Zombies>,
-    pub notes: Vec<String>,
-    /// What the scenario reported: its typed pids (global pids, by role) and what the
-    /// kernel said while it ran (what waits returned, what `/proc` showed), as each scenario
-    /// defines them.
-    pub pids: serde_json::Value,
-    /// Every process the scenario created, from the fork events.
-    pub processes: Vec<u32>,
-    /// Processes of the scenario still there after the clean-up (always empty unless the
-    /// clean-up itself failed).
-    pub leftover: Vec<u32>,
-    /// Processes the validator had to kill (after a timeout, or left behind).
-    pub killed: Vec<u32>,
-    pub duration_ms: u64,
-}
-
-impl ScenarioResult {
-    /// A result with nothing in it yet.
-    pub fn new(scenario: &str, description: &str) -> Self {
-        Self {
-            scenario: scenario.to_string(),
-            description: description.to_string(),
-            status: Status::Fail,
-            reason: None,
-            expected_text: "-".into(),
-            observed_text: "-".into(),
-            predicted_text: "-".into(),
-            expected: None,
-            observed: None,
-            predicted: None,
-            adoptions: Vec::new(),
-            zombies: None,
-            notes: Vec::new(),
-            pids: serde_json::Value::Object(Default::default()),
-            processes: Vec::new(),
-            leftover: Vec::new(),
-            killed: Vec::new(),
-            duration_ms: 0,
-        }
-    }
-
-    pub fn skipped(scenario: &str, description: &str, reason: String) -> Self {
-        Self {
-            status: Status::Skipped,
-            reason: Some(reason),
-            ..Self::new(scenario, description)
-        }
-    }
-
-    /// Marks it failed; the first reason given is kept first.
-    pub fn fail(&mut self, reason: impl Into<String>) {
-        let reason = reason.into();
-        self.status = Status::Fail;
-        self.reason = Some(match self.reason.take() {
-            Some(r) => format!("{r}; {reason}"),
-            None => reason,
-        });
-    }
-}
 
 /// The whole run.
 #[derive(Debug, Clone, Serialize)]
@@ -186,24 +37,6 @@ impl Report {
     /// 0 when nothing failed.
     pub fn exit_code(&self) -> i32 {
         if self.failed > 0 { 1 } else { 0 }
-    }
-}
-
-fn kind_str(kind: Option<ReaperKind>) -> &'static str {
-    kind.map_or("?", ReaperKind::as_str)
-}
-
-/// `PID [COMM] KIND`, or `PID/TID ...` when the adopting thread is not the main one. The
-/// text is raw: the table escapes it (`clean`), JSON escapes it by itself.
-pub fn describe(r: &Reaper) -> String {
-    let id = if r.tid == r.pid || r.tid == 0 {
-        r.pid.to_string()
-    } else {
-        format!("{}/{}", r.pid, r.tid)
-    };
-    match &r.comm {
-        Some(comm) => format!("{id} {comm} {}", kind_str(r.kind)),
-        None => format!("{id} {}", kind_str(r.kind)),
     }
 }
 
@@ -281,6 +114,8 @@ pub fn render_table(report: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::ReaperKind;
+    use crate::scenario::result::{Failure, Reaper, SkipReason, describe};
 
     fn reaper(pid: u32, comm: Option<&str>, kind: ReaperKind) -> Reaper {
         Reaper {
@@ -292,22 +127,6 @@ mod tests {
     }
 
     #[test]
-    fn describes_reapers() {
-        assert_eq!(describe(&reaper(42, None, ReaperKind::Init)), "42 init");
-        assert_eq!(
-            describe(&reaper(42, Some("tini"), ReaperKind::Init)),
-            "42 tini init"
-        );
-        let thread = Reaper {
-            pid: 10,
-            tid: 12,
-            comm: Some("x".into()),
-            kind: Some(ReaperKind::Thread),
-        };
-        assert_eq!(describe(&thread), "10/12 x thread");
-    }
-
-    #[test]
     fn table_rows_are_aligned_and_escaped() {
         let mut a = ScenarioResult::new("orphan-init", "d");
         a.status = Status::Pass;
@@ -315,9 +134,15 @@ mod tests {
         a.observed_text = describe(&reaper(100, Some("bad\u{1b}]0;x\u{7}"), ReaperKind::Init));
         a.predicted_text = "100 init".into();
         let mut b = ScenarioResult::new("pid1-tini", "d");
-        b.fail("timed out after 15 s");
+        b.fail(Failure::Timeout, "timed out after 15 s");
         b.notes.push("killed 3 processes".into());
-        let c = ScenarioResult::skipped("pid1-catatonit", "d", "catatonit is not installed".into());
+        let c = ScenarioResult::skipped(
+            "pid1-catatonit",
+            "d",
+            SkipReason::MissingProgram {
+                program: "catatonit".into(),
+            },
+        );
         let report = Report::new("6.18.0".into(), vec![a, b, c]);
         let table = render_table(&report);
         let lines: Vec<&str> = table.lines().collect();
@@ -351,7 +176,7 @@ mod tests {
         assert_eq!(report.exit_code(), 0);
         let skipped = Report::new(
             "k".into(),
-            vec![ScenarioResult::skipped("x", "d", "y".into())],
+            vec![ScenarioResult::skipped("x", "d", SkipReason::NoFuse)],
         );
         assert_eq!(skipped.exit_code(), 0);
     }

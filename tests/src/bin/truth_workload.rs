@@ -14,7 +14,8 @@
 //!   ptracer that is not the parent);
 //! - `{"kind":"note",...}`: anything else a case needs (documented where it is written).
 //!
-//! Uses std and libc only. Children forked from multi-threaded processes format their facts
+//! Uses std, libc and the scenarios' system helpers (`reaper_trace::scenario::sys`: waits,
+//! pipes, forks) only. Children forked from multi-threaded processes format their facts
 //! on the stack (no allocation) and leave with `_exit`. Every process arms `alarm` so a broken
 //! handshake ends the case instead of hanging the test.
 
@@ -22,6 +23,8 @@ use std::ffi::CString;
 use std::fmt::{self, Write as _};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::{Duration, Instant};
+
+use reaper_trace::scenario::sys::{self, close, errno, read_u32, read_until_eof, sleep_ms, wait4};
 
 /// Every process of a case dies of SIGALRM after this long (a broken handshake, not a hang).
 const ALARM_S: u32 = 28;
@@ -141,10 +144,6 @@ fn open_facts(path: &str) {
         die("cannot open the facts file");
     }
     FACTS_FD.store(fd, Ordering::Relaxed);
-}
-
-fn errno() -> i32 {
-    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }
 
 /// Reports a broken case (not a tracer finding) and exits 101, without allocating.
@@ -424,37 +423,21 @@ fn record_me(label: &str) -> Obs {
 // ---------------------------------------------------------------------------------------------
 // Process operations.
 
-/// Forks; the child arms its alarm, runs `f` and leaves with `_exit(f())`.
+/// Forks; the child arms its alarm, runs `f` and leaves with `_exit(f())`. `f` uses
+/// async-signal-safe operations, or allocation in single-threaded processes.
 fn fork_child(f: impl FnOnce() -> i32) -> i32 {
-    // SAFETY: the child runs `f`, which uses async-signal-safe operations or allocation in
-    // single-threaded processes, then `_exit`.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        die("fork");
-    }
-    if pid == 0 {
-        // SAFETY: arming our own alarm; leaving the child.
-        unsafe {
-            libc::alarm(ALARM_S);
-            let code = f();
-            libc::_exit(code)
-        }
-    }
-    pid
+    sys::fork_then(|| {
+        // SAFETY: arming our own alarm.
+        unsafe { libc::alarm(ALARM_S) };
+        f()
+    })
+    .unwrap_or_else(|_| die("fork"))
 }
 
 /// `wait4(arg, &status, options)`, retried on EINTR; (ret, status, errno).
 fn raw_wait4(arg: i32, options: i32) -> (i32, i32, i32) {
-    loop {
-        let mut status = 0;
-        // SAFETY: status is ours.
-        let ret = unsafe { libc::wait4(arg, &mut status, options, std::ptr::null_mut()) };
-        let e = if ret < 0 { errno() } else { 0 };
-        if ret < 0 && e == libc::EINTR {
-            continue;
-        }
-        return (ret, status, e);
-    }
+    let w = wait4(arg, options);
+    (w.ret, w.status, w.errno)
 }
 
 fn emit_wait(label: &str, waiter: &Obs, arg: i32, (ret, status, e): (i32, i32, i32), reaped: bool) {
@@ -501,65 +484,15 @@ fn pipe() -> (i32, i32) {
 }
 
 fn pipe_cloexec() -> (i32, i32) {
-    let mut fds = [0; 2];
-    // SAFETY: fds is ours.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        die("pipe2");
-    }
-    (fds[0], fds[1])
-}
-
-fn close(fd: i32) {
-    // SAFETY: closing a descriptor we own.
-    unsafe { libc::close(fd) };
+    sys::pipe().unwrap_or_else(|_| die("pipe2"))
 }
 
 fn write_u32(fd: i32, v: u32) {
     write_all(fd, &v.to_ne_bytes());
 }
 
-/// Reads exactly 4 bytes; None on EOF.
-fn read_u32(fd: i32) -> Option<u32> {
-    let mut b = [0u8; 4];
-    let mut got = 0;
-    while got < 4 {
-        // SAFETY: reading into our buffer.
-        let n = unsafe { libc::read(fd, b[got..].as_mut_ptr().cast(), 4 - got) };
-        if n < 0 && errno() == libc::EINTR {
-            continue;
-        }
-        if n <= 0 {
-            return None;
-        }
-        got += n as usize;
-    }
-    Some(u32::from_ne_bytes(b))
-}
-
-/// Blocks until every writer of `fd` has closed it.
-fn read_until_eof(fd: i32) {
-    let mut b = [0u8; 64];
-    loop {
-        // SAFETY: reading into our buffer.
-        let n = unsafe { libc::read(fd, b.as_mut_ptr().cast(), b.len()) };
-        if n < 0 && errno() == libc::EINTR {
-            continue;
-        }
-        if n <= 0 {
-            return;
-        }
-    }
-}
-
-fn sleep_ms(ms: u64) {
-    std::thread::sleep(Duration::from_millis(ms));
-}
-
 fn set_subreaper() {
-    // SAFETY: plain prctl.
-    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
-        die("PR_SET_CHILD_SUBREAPER");
-    }
+    sys::set_subreaper().unwrap_or_else(|_| die("PR_SET_CHILD_SUBREAPER"));
 }
 
 /// Polls `/proc/PID` until it is gone (reaped) or `timeout`; records the last sighting

@@ -1,18 +1,16 @@
 //! How a scenario's outcome is judged: the [`Judge`] a scenario's check works with (the
 //! events traced while it ran, queries over them, and the composite checks several scenarios
 //! share), and [`evaluate`], which runs a scenario's own check on its typed report.
-//!
-//! The scenarios themselves, each with its workload and its check side by side, are in
-//! [`crate::scenario`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Display;
 use std::time::Duration;
 
+use super::result::{
+    Adoption, Failure, Reaper, ScenarioResult, SkipReason, Status, Zombies, describe,
+};
+use super::{Scenario, ScenarioReport};
 use crate::event::{Event, Proc, ReapHow, ReaperKind, Verdict};
-use crate::scenario::{Scenario, ScenarioReport};
-
-use super::report::{Adoption, Reaper, ScenarioResult, Status, Zombies, describe};
 
 /// A reaping init must have reaped each orphan this soon after it became a zombie.
 pub const REAP_WITHIN_MS: f64 = 100.0;
@@ -82,23 +80,35 @@ impl<'a> Judge<'a> {
         self.result
     }
 
+    /// Fails: the recording does not match what the kernel did ([`Failure::Mismatch`]).
     pub fn fail(&mut self, reason: impl Into<String>) {
-        self.result.fail(reason);
+        self.fail_as(Failure::Mismatch, reason);
+    }
+
+    /// Fails with a failure of kind `kind`.
+    pub fn fail_as(&mut self, kind: Failure, reason: impl Into<String>) {
+        self.result.fail(kind, reason);
     }
 
     /// The scenario could not exercise what it is about here (and says why); a failure
     /// found before or after still fails it.
-    pub fn skip(&mut self, reason: impl Into<String>) {
+    pub fn skip(&mut self, skip: SkipReason) {
         if self.result.status == Status::Pass {
             self.result.status = Status::Skipped;
-            self.result.reason = Some(reason.into());
+            self.result.reason = Some(skip.to_string());
+            self.result.skip = Some(skip);
         }
     }
 
-    /// Fails with `reason()` unless `ok`; returns `ok`.
+    /// Fails with `reason()` unless `ok` ([`Failure::Mismatch`]); returns `ok`.
     pub fn check(&mut self, ok: bool, reason: impl FnOnce() -> String) -> bool {
+        self.check_as(Failure::Mismatch, ok, reason)
+    }
+
+    /// Fails with a failure of kind `kind` and `reason()` unless `ok`; returns `ok`.
+    pub fn check_as(&mut self, kind: Failure, ok: bool, reason: impl FnOnce() -> String) -> bool {
         if !ok {
-            self.fail(reason());
+            self.fail_as(kind, reason());
         }
         ok
     }
@@ -639,7 +649,10 @@ pub fn evaluate(
         .with_reap_within(reap_within);
     j.result.pids = report.pids.clone();
     if let Err(e) = scenario.judge(&report.pids, &mut j) {
-        j.fail(format!("the scenario's report does not parse: {e}"));
+        j.fail_as(
+            Failure::BadReport,
+            format!("the scenario's report does not parse: {e}"),
+        );
     }
     let lost = j.lost();
     if lost > 0 {
@@ -656,4 +669,26 @@ pub fn reaper(pid: u32, tid: u32, kind: ReaperKind) -> Reaper {
         comm: None,
         kind: Some(kind),
     }
+}
+
+/// Checks shared by the kernel-fact checks: fails with `what` (what the kernel did not do)
+/// unless `ok`. Such a failure means the scenario did not set up what it is about.
+pub fn kernel_said(j: &mut Judge, ok: bool, what: impl FnOnce() -> String) -> bool {
+    j.check_as(Failure::Setup, ok, || {
+        format!(
+            "the kernel did not behave as the scenario needs: {}",
+            what()
+        )
+    })
+}
+
+/// Events grouped by a pid `key` gives them.
+pub fn index(events: &[Event], key: impl Fn(&Event) -> Option<u32>) -> HashMap<u32, Vec<&Event>> {
+    let mut map: HashMap<u32, Vec<&Event>> = HashMap::new();
+    for e in events {
+        if let Some(k) = key(e) {
+            map.entry(k).or_default().push(e);
+        }
+    }
+    map
 }
