@@ -379,18 +379,21 @@ fn the_duration_bounds_a_recording_into_a_fifo() {
     let out = Command::new("timeout")
         .arg("30")
         .arg(reaper_trace())
-        .args(["record", "-d", "3s", "--linger", "0s", "-o"])
+        .args(["record", "-d", "3s", "-o"])
         .arg(&fifo.0)
         .args(["--", "sleep", "20"])
         .output()
         .unwrap();
-    // Should the recorder never have opened it, the reader's open is let go.
-    {
+    // Should the recorder never have opened it, the reader's open is let go: a writer's open
+    // (once the reader is in its open) ends the reader's wait.
+    let give_up = Instant::now() + Duration::from_secs(10);
+    while !reader.is_finished() && Instant::now() < give_up {
         use std::os::unix::fs::OpenOptionsExt;
         let _ = std::fs::OpenOptions::new()
             .write(true)
             .custom_flags(libc::O_NONBLOCK)
             .open(&fifo.0);
+        std::thread::sleep(Duration::from_millis(100));
     }
     reader.join().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
