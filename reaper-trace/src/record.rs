@@ -5,7 +5,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::time::{Instant, sleep_until};
 
 use crate::daemon::client::Ended;
@@ -60,28 +60,20 @@ pub async fn run(opts: RecordOptions) -> Result<i32> {
         check_command(program)?;
     }
     crate::preflight::check_privileges()?;
-    // The duration bounds the whole run: waiting for a FIFO's reader and attaching included.
-    let deadline = opts.duration.map(|d| Instant::now() + d);
-    // Checked now, opened (an existing file emptied) only once the programs are attached.
-    let mut destination = Destination::check(opts.output.as_deref())?;
     let scope = if opts.command.is_empty() {
         Scope::All
     } else {
         Scope::Tree
     };
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut sighup = signal(SignalKind::hangup())?;
-    if let Some(code) = wait_for_reader(
-        &mut destination,
+    // Checked now, opened (an existing file emptied) only once the programs are attached.
+    let Start {
+        destination,
+        mut stops,
         deadline,
-        opts.quiet,
-        [&mut sigint, &mut sigterm, &mut sighup],
-    )
-    .await?
-    {
-        return Ok(code);
-    }
+    } = match Start::prepare(&opts).await? {
+        Ok(start) => start,
+        Err(code) => return Ok(code),
+    };
 
     let mut session = Session::start(&SessionOptions {
         scope,
@@ -120,9 +112,7 @@ pub async fn run(opts: RecordOptions) -> Result<i32> {
         // many records are waiting.
         tokio::select! {
             biased;
-            _ = sigint.recv() => stopping = stop_requested(&mut child, libc::SIGINT, stopping),
-            _ = sigterm.recv() => stopping = stop_requested(&mut child, libc::SIGTERM, stopping),
-            _ = sighup.recv() => stopping = stop_requested(&mut child, libc::SIGHUP, stopping),
+            sig = stops.recv() => stopping = stop_requested(&mut child, sig, stopping),
             status = async { child.as_mut().expect("guarded").wait().await }, if child.is_some() => {
                 code = exit_code(status.context("waiting for the command")?);
                 child = None;
@@ -282,35 +272,69 @@ fn report_kernel_messages(session: &mut Session, quiet: bool) {
     }
 }
 
-/// Waits for a FIFO output's reader (anything else is ready at once), until the deadline or
-/// a signal. Returns the exit code to stop with when a signal came first (128 + its number:
-/// nothing was recorded).
-async fn wait_for_reader(
-    destination: &mut Destination,
-    deadline: Option<Instant>,
-    quiet: bool,
-    [sigint, sigterm, sighup]: [&mut tokio::signal::unix::Signal; 3],
-) -> Result<Option<i32>> {
-    let describe = match &*destination {
-        Destination::Fifo { path, .. } => Some(path.display().to_string()),
-        _ => None,
-    };
-    let Some(describe) = describe else {
-        return Ok(None);
-    };
-    let announce = move || {
-        if !quiet {
-            eprintln!(
-                "reaper-trace: waiting for a reader on the FIFO {}",
-                crate::escape::escape_control(&describe)
-            );
+/// Ctrl-C, SIGTERM and SIGHUP: each ends a recording.
+struct StopSignals {
+    int: Signal,
+    term: Signal,
+    hup: Signal,
+}
+
+impl StopSignals {
+    fn new() -> Result<Self> {
+        Ok(Self {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// The next of them to come, by number.
+    async fn recv(&mut self) -> i32 {
+        tokio::select! {
+            _ = self.int.recv() => libc::SIGINT,
+            _ = self.term.recv() => libc::SIGTERM,
+            _ = self.hup.recv() => libc::SIGHUP,
         }
-    };
-    tokio::select! {
-        r = destination.wait_for_reader(deadline, announce) => r.map(|()| None),
-        _ = sigint.recv() => Ok(Some(128 + libc::SIGINT)),
-        _ = sigterm.recv() => Ok(Some(128 + libc::SIGTERM)),
-        _ = sighup.recv() => Ok(Some(128 + libc::SIGHUP)),
+    }
+}
+
+/// What every recording sets up before it reads anything: its output checked (and, for a
+/// FIFO, a reader waited for), the signals that stop it, and its deadline.
+struct Start {
+    destination: Destination,
+    stops: StopSignals,
+    /// The duration bounds the whole run: waiting for a FIFO's reader and attaching included.
+    deadline: Option<Instant>,
+}
+
+impl Start {
+    /// `Err(code)`: a signal came while waiting for a FIFO's reader (128 + its number:
+    /// nothing was recorded).
+    async fn prepare(opts: &RecordOptions) -> Result<Result<Self, i32>> {
+        let deadline = opts.duration.map(|d| Instant::now() + d);
+        let mut destination = Destination::check(opts.output.as_deref())?;
+        let mut stops = StopSignals::new()?;
+        if let Destination::Fifo { path, .. } = &destination {
+            let path = path.display().to_string();
+            let quiet = opts.quiet;
+            let announce = move || {
+                if !quiet {
+                    eprintln!(
+                        "reaper-trace: waiting for a reader on the FIFO {}",
+                        crate::escape::escape_control(&path)
+                    );
+                }
+            };
+            tokio::select! {
+                r = destination.wait_for_reader(deadline, announce) => r?,
+                sig = stops.recv() => return Ok(Err(128 + sig)),
+            }
+        }
+        Ok(Ok(Self {
+            destination,
+            stops,
+            deadline,
+        }))
     }
 }
 
@@ -335,21 +359,14 @@ fn stop_requested(
 /// `record --connect SOCKET`: the daemon's event stream written as a recording, until Ctrl-C,
 /// SIGTERM, SIGHUP, the duration, or the daemon stopping.
 pub async fn run_connected(socket: &std::path::Path, opts: RecordOptions) -> Result<i32> {
-    let deadline = opts.duration.map(|d| Instant::now() + d);
-    let mut destination = Destination::check(opts.output.as_deref())?;
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut sighup = signal(SignalKind::hangup())?;
-    if let Some(code) = wait_for_reader(
-        &mut destination,
+    let Start {
+        destination,
+        mut stops,
         deadline,
-        opts.quiet,
-        [&mut sigint, &mut sigterm, &mut sighup],
-    )
-    .await?
-    {
-        return Ok(code);
-    }
+    } = match Start::prepare(&opts).await? {
+        Ok(start) => start,
+        Err(code) => return Ok(code),
+    };
     let mut stream = crate::daemon::client::subscribe(socket).await?;
     let mut writer = JsonlWriter::new(destination.open()?);
     writer.header(&stream.header)?;
@@ -358,9 +375,7 @@ pub async fn run_connected(socket: &std::path::Path, opts: RecordOptions) -> Res
     loop {
         tokio::select! {
             biased;
-            _ = sigint.recv() => break,
-            _ = sigterm.recv() => break,
-            _ = sighup.recv() => break,
+            _ = stops.recv() => break,
             _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => break,
             _ = sleep_until(flush_at) => {
                 writer.flush()?;

@@ -265,6 +265,10 @@ impl Frozen {
             // SAFETY: signalling a process of the storm this test started (stress-ng reaps
             // its workers only once continued, so their pids stay theirs).
             unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
+            // A signal is delivered, not obeyed, when kill returns: until it has stopped, the
+            // process may still fork, and reap (after the recorder was told to stop, so
+            // unrecorded, and then no longer a zombie either).
+            wait_stopped(pid);
             stopped.push(pid);
             let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
                 .into_iter()
@@ -281,6 +285,23 @@ impl Frozen {
             }
         }
         Frozen(stopped)
+    }
+}
+
+/// Waits until `pid` is stopped (or gone), 5 s at most.
+fn wait_stopped(pid: u32) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            return;
+        };
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next());
+        if matches!(state, Some("T" | "t" | "Z" | "X")) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(1));
     }
 }
 

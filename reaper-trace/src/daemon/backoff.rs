@@ -2,7 +2,10 @@
 //! once while the pending connection stays queued: retrying at once spins a core and starves
 //! the rest of the daemon. The pause doubles up to a second and starts over after a success.
 
+use std::future::Future;
 use std::time::Duration;
+
+use prometheus_client::metrics::counter::Counter;
 
 const FIRST: Duration = Duration::from_millis(10);
 const LONGEST: Duration = Duration::from_secs(1);
@@ -22,6 +25,40 @@ impl Backoff {
 
     pub fn succeeded(&mut self) {
         self.next = None;
+    }
+}
+
+/// A listener's accepts: each failure counted in `errors` and followed by the pause.
+pub struct Acceptor {
+    backoff: Backoff,
+    errors: Counter,
+}
+
+impl Acceptor {
+    pub fn new(errors: Counter) -> Self {
+        Self {
+            backoff: Backoff::default(),
+            errors,
+        }
+    }
+
+    /// The next connection `accept` gives, however many failures come first.
+    pub async fn next<T, Fut>(&mut self, mut accept: impl FnMut() -> Fut) -> T
+    where
+        Fut: Future<Output = std::io::Result<T>>,
+    {
+        loop {
+            match accept().await {
+                Ok(conn) => {
+                    self.backoff.succeeded();
+                    return conn;
+                }
+                Err(_) => {
+                    self.errors.inc();
+                    tokio::time::sleep(self.backoff.failed()).await;
+                }
+            }
+        }
     }
 }
 

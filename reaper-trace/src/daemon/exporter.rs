@@ -13,7 +13,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-use super::backoff::Backoff;
+use super::backoff::Acceptor;
 use crate::metrics::{ClosedLabels, Metrics, ServerMetrics};
 
 pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
@@ -94,22 +94,14 @@ pub async fn serve(
 ) {
     let app = router(metrics);
     let open = Arc::new(Mutex::new(Open::default()));
-    let mut backoff = Backoff::default();
+    let mut acceptor = Acceptor::new(
+        server
+            .accept_errors
+            .get_or_create(&ServerMetrics::METRICS)
+            .clone(),
+    );
     loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => {
-                backoff.succeeded();
-                stream
-            }
-            Err(_) => {
-                server
-                    .accept_errors
-                    .get_or_create(&ServerMetrics::METRICS)
-                    .inc();
-                tokio::time::sleep(backoff.failed()).await;
-                continue;
-            }
-        };
+        let (stream, _) = acceptor.next(|| listener.accept()).await;
         let (id, closed, evicted) = open
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -9,7 +9,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::broadcast;
 
-use super::backoff::Backoff;
+use super::backoff::Acceptor;
 use crate::clock::boottime_ns;
 use crate::event::Event;
 use crate::metrics::{ClosedLabels, Metrics, ServerMetrics};
@@ -36,22 +36,14 @@ pub async fn serve(
     metrics: Arc<Mutex<Metrics>>,
     server: ServerMetrics,
 ) {
-    let mut backoff = Backoff::default();
+    let mut acceptor = Acceptor::new(
+        server
+            .accept_errors
+            .get_or_create(&ServerMetrics::STREAM)
+            .clone(),
+    );
     loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => {
-                backoff.succeeded();
-                stream
-            }
-            Err(_) => {
-                server
-                    .accept_errors
-                    .get_or_create(&ServerMetrics::STREAM)
-                    .inc();
-                tokio::time::sleep(backoff.failed()).await;
-                continue;
-            }
-        };
+        let (stream, _) = acceptor.next(|| listener.accept()).await;
         let m = metrics.lock().unwrap_or_else(|e| e.into_inner());
         if m.clients.get() >= MAX_CLIENTS as i64 {
             drop(m);
