@@ -303,21 +303,21 @@ impl JsonlWriter {
 }
 
 pub fn header(command: Option<Vec<String>>, started_ts: u64) -> Header {
-    let uts = rustix_uname();
+    let (host, kernel) = hostname_and_release();
     Header {
         kind: "header".into(),
         schema: SCHEMA_VERSION,
         tool: format!("reaper-trace {}", env!("CARGO_PKG_VERSION")),
-        kernel: uts.1,
-        host: uts.0,
+        kernel,
+        host,
         boot_time_ns: crate::clock::boot_time_unix_ns(),
         started_ts,
         command,
     }
 }
 
-/// (hostname, kernel release)
-fn rustix_uname() -> (String, String) {
+/// (hostname, kernel release), from uname(2).
+fn hostname_and_release() -> (String, String) {
     // SAFETY: uname fills the struct we own; fields are NUL-terminated.
     unsafe {
         let mut u: libc::utsname = std::mem::zeroed();
