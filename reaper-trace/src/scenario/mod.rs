@@ -35,7 +35,7 @@ mod pid1;
 pub mod result;
 pub mod sys;
 #[cfg(test)]
-mod test_util;
+pub(crate) mod test_util;
 mod threads;
 mod waits;
 

@@ -244,15 +244,7 @@ pub fn describe(r: &Reaper) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn reaper(pid: u32, comm: Option<&str>, kind: ReaperKind) -> Reaper {
-        Reaper {
-            pid,
-            tid: pid,
-            comm: comm.map(str::to_string),
-            kind: Some(kind),
-        }
-    }
+    use crate::scenario::test_util::result_reaper as reaper;
 
     #[test]
     fn describes_reapers() {

@@ -7,10 +7,20 @@ use crate::event::{Event, ExitStatus, Prediction, Proc, ReapHow, ReaperKind, Ver
 
 use super::Def;
 use super::judge::Judge;
-use super::result::{ScenarioResult, Status};
+use super::result::{Reaper, ScenarioResult, Status};
 use super::sys::{Stat, Waited};
 
 pub const MS: u64 = 1_000_000;
+
+/// A reaper as a result names it: a process (its main thread), its name when known.
+pub fn result_reaper(pid: u32, comm: Option<&str>, kind: ReaperKind) -> Reaper {
+    Reaper {
+        pid,
+        tid: pid,
+        comm: comm.map(str::to_string),
+        kind: Some(kind),
+    }
+}
 
 pub fn p(pid: u32) -> Proc {
     Proc::fake(pid, "x")

@@ -115,16 +115,8 @@ pub fn render_table(report: &Report) -> String {
 mod tests {
     use super::*;
     use crate::event::ReaperKind;
-    use crate::scenario::result::{Failure, Reaper, SkipReason, describe};
-
-    fn reaper(pid: u32, comm: Option<&str>, kind: ReaperKind) -> Reaper {
-        Reaper {
-            pid,
-            tid: pid,
-            comm: comm.map(str::to_string),
-            kind: Some(kind),
-        }
-    }
+    use crate::scenario::result::{Failure, SkipReason, describe};
+    use crate::scenario::test_util::result_reaper as reaper;
 
     #[test]
     fn table_rows_are_aligned_and_escaped() {
