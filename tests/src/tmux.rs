@@ -98,6 +98,17 @@ impl Tmux {
             .success()
     }
 
+    /// Presses `q` and checks the program exits 0, for a command run as
+    /// `PROGRAM ...; echo EXITED rc=$?`. Returns the last screen.
+    pub fn quit_with_q(&self) -> String {
+        self.send_keys(&["q"]);
+        let screen = self
+            .wait_for(Duration::from_secs(5), |s| s.contains("EXITED"))
+            .unwrap_or_else(|s| panic!("it did not exit on q:\n{s}"));
+        assert!(screen.contains("EXITED rc=0"), "{screen}");
+        screen
+    }
+
     /// Polls the screen until `done` accepts it; on timeout, the last screen is the error.
     pub fn wait_for(
         &self,

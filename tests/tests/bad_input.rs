@@ -131,11 +131,7 @@ fn a_cut_last_line_is_replayed_without_it_and_said() {
         "{screen}"
     );
     assert!(screen.contains("lost 2"), "{screen}");
-    tmux.send_keys(&["q"]);
-    let screen = tmux
-        .wait_for(Duration::from_secs(5), |s| s.contains("EXITED"))
-        .unwrap_or_else(|s| panic!("{s}"));
-    assert!(screen.contains("EXITED rc=0"), "{screen}");
+    tmux.quit_with_q();
 }
 
 #[test]
@@ -242,11 +238,7 @@ fn assert_replays(path: &Path) {
         "{} did not replay:\n{screen}",
         path.display()
     );
-    tmux.send_keys(&["q"]);
-    let screen = tmux
-        .wait_for(Duration::from_secs(5), |s| s.contains("EXITED"))
-        .unwrap_or_else(|s| panic!("{s}"));
-    assert!(screen.contains("EXITED rc=0"), "{screen}");
+    tmux.quit_with_q();
 }
 
 #[test]

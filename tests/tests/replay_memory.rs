@@ -365,11 +365,7 @@ fn top_seeking(path: &Path, written: &Written) {
     });
     let hwm = assert_bounded(pid, "top --replay --speed 1");
     eprintln!("top --replay --speed 1: peak RSS {} MiB", hwm >> 10);
-    tmux.send_keys(&["q"]);
-    let screen = tmux
-        .wait_for(Duration::from_secs(5), |s| s.contains("EXITED"))
-        .unwrap_or_else(|s| panic!("{s}"));
-    assert!(screen.contains("EXITED rc=0"), "{screen}");
+    tmux.quit_with_q();
 }
 
 /// `top --replay --speed 0`: plays everything, in bounded memory.
@@ -405,11 +401,7 @@ fn top_to_the_end(path: &Path, written: &Written) {
         screen.contains(&format!("zombies {}", written.zombies)),
         "{screen}"
     );
-    tmux.send_keys(&["q"]);
-    let screen = tmux
-        .wait_for(Duration::from_secs(5), |s| s.contains("EXITED"))
-        .unwrap_or_else(|s| panic!("{s}"));
-    assert!(screen.contains("EXITED rc=0"), "{screen}");
+    tmux.quit_with_q();
 }
 
 #[test]
