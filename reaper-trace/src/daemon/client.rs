@@ -109,3 +109,83 @@ impl Subscription {
         self.rx.try_recv().ok()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// A socket that answers each connection with `reply`, then closes it.
+    fn fake_daemon(name: &str, reply: &'static [u8]) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("rt-client-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("d.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        std::thread::spawn(move || {
+            for mut conn in listener.incoming().flatten() {
+                let _ = conn.write_all(reply);
+            }
+        });
+        path
+    }
+
+    fn subscribe_to(path: &Path) -> Result<Subscription> {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(subscribe(path))
+    }
+
+    #[test]
+    fn what_is_not_a_daemons_stream_is_said_in_one_line() {
+        let closed = fake_daemon("closed", b"");
+        let e = format!("{:#}", subscribe_to(&closed).err().unwrap());
+        assert!(
+            e.contains("closed the connection before sending anything")
+                && e.contains("64 clients at most")
+                && !e.contains('\n'),
+            "{e}"
+        );
+        let other = fake_daemon("other", b"HTTP/1.1 400 Bad Request\r\n\r\n");
+        let e = format!("{:#}", subscribe_to(&other).err().unwrap());
+        assert!(
+            e.contains("does not start with a header: is it a reaper-trace daemon?")
+                && !e.contains('\n'),
+            "{e}"
+        );
+        for p in [closed, other] {
+            let _ = std::fs::remove_dir_all(p.parent().unwrap());
+        }
+    }
+
+    #[test]
+    fn a_stream_ends_with_why() {
+        let header = crate::jsonl::header(None, 1);
+        let mut text = serde_json::to_string(&header).unwrap();
+        text.push('\n');
+        text.push_str(r#"{"type":"lost","ts":2,"what":"fork","count":1}"#);
+        text.push_str("\n{\"type\":\"nonsense\"}\n");
+        let reply: &'static [u8] = Box::leak(text.into_bytes().into_boxed_slice());
+        let path = fake_daemon("stream", reply);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut s = subscribe(&path).await.unwrap();
+            assert_eq!(s.header.started_ts, 1);
+            assert!(matches!(s.next().await, Ok(Event::Lost { count: 1, .. })));
+            match s.next().await {
+                Err(Ended::Unreadable(why)) => {
+                    assert!(why.contains(":3: malformed event"), "{why}")
+                }
+                other => panic!("{other:?}"),
+            }
+            // Nothing after the end, and no hang.
+            assert_eq!(s.next().await.err(), Some(Ended::DaemonStopped));
+        });
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+}
