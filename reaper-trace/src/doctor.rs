@@ -3,16 +3,17 @@
 //!
 //! [`diagnose`] is pure: it reads a [`View`] fed with events, live or from a recording.
 
+use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Result;
-use tokio::signal::unix::{SignalKind, signal};
 use tokio::time::{Instant, sleep_until};
 
 use crate::container::{ContainerInfo, Runtime};
 use crate::escape::escape_control;
-use crate::event::Proc;
+use crate::event::{Event, Proc};
+use crate::live::{self, Flow, Sink, StopSignals};
 use crate::model::Scope;
 use crate::session::{Session, SessionOptions};
 use crate::view::{NS_PER_SEC, ROOT_PIDNS, View};
@@ -163,41 +164,61 @@ pub async fn run(opts: DoctorOptions) -> Result<i32> {
             &format!("in {}", escape_control(&path.display().to_string())),
         ));
     }
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut signals = StopSignals::new()?;
     let mut session = Session::start(&SessionOptions {
         scope: Scope::All,
         ring_bytes: opts.ring_bytes,
         quiet: false,
     })?;
-    for ev in session.zombies_before_trace() {
-        view.apply(&ev);
-    }
+    let mut doctor = Doctor {
+        view,
+        deadline: Instant::now() + opts.duration,
+    };
     let started = Instant::now();
-    let deadline = started + opts.duration;
-    let mut events = Vec::new();
-    loop {
-        tokio::select! {
-            biased;
-            _ = sigint.recv() => break,
-            _ = sigterm.recv() => break,
-            _ = sleep_until(deadline) => break,
-            r = session.ready() => r?,
-        }
-        session.step(&mut events);
-        for ev in events.drain(..) {
-            view.apply(&ev);
-        }
-    }
-    // The last records; the zombies' /proc checks stay with housekeeping (a stop must not
-    // declare reaps it did not see).
-    session.step(&mut events);
-    for ev in events.drain(..) {
-        view.apply(&ev);
-    }
-    view.set_clock(crate::clock::boottime_ns());
+    live::run(&mut session, &mut signals, &mut doctor).await?;
     let watched = format!("watched {}", fmt_secs(started.elapsed().as_nanos() as u64));
-    Ok(report(&view, &watched))
+    Ok(report(&doctor.view, &watched))
+}
+
+/// A live diagnosis: the events applied to the view until the duration is over.
+struct Doctor {
+    view: View,
+    deadline: Instant,
+}
+
+impl Sink<Session> for Doctor {
+    type Input = ();
+
+    fn started(&mut self, _: &mut Session, first: &mut Vec<Event>) -> Result<Flow> {
+        self.apply(first)
+    }
+
+    fn input(&mut self) -> impl Future<Output = ()> {
+        sleep_until(self.deadline)
+    }
+
+    fn on_input(&mut self, _: (), _: &mut Session) -> Result<Flow> {
+        Ok(Flow::Stop)
+    }
+
+    fn on_events(&mut self, events: &mut Vec<Event>, _: &mut Session) -> Result<Flow> {
+        self.apply(events)
+    }
+
+    fn finish(&mut self, last: &mut Vec<Event>, _: &mut Session) -> Result<()> {
+        self.apply(last)?;
+        self.view.set_clock(crate::clock::boottime_ns());
+        Ok(())
+    }
+}
+
+impl Doctor {
+    fn apply(&mut self, events: &[Event]) -> Result<Flow> {
+        for ev in events {
+            self.view.apply(ev);
+        }
+        Ok(Flow::Go)
+    }
 }
 
 #[cfg(test)]

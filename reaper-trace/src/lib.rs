@@ -15,6 +15,7 @@ pub mod escape;
 pub mod event;
 pub mod exit;
 pub mod jsonl;
+pub mod live;
 pub mod metrics;
 pub mod model;
 pub mod preflight;

@@ -360,14 +360,9 @@ fn run(cli: Cli) -> Result<i32> {
             reaper_trace::preflight::check_privileges()?;
             reaper_trace::preflight::ensure_tracefs()?;
             let _floor = tracer::attach_floor()?;
+            let mut signals = reaper_trace::live::StopSignals::new()?;
             println!("attached");
-            use tokio::signal::unix::{SignalKind, signal};
-            let mut term = signal(SignalKind::terminate())?;
-            let mut int = signal(SignalKind::interrupt())?;
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
+            signals.recv().await;
             Ok(0)
         }),
         Command::Scenario {

@@ -5,12 +5,15 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use tokio::signal::unix::{Signal, SignalKind, signal};
+use std::future::Future;
+
 use tokio::time::{Instant, sleep_until};
 
-use crate::daemon::client::Ended;
+use crate::daemon::client::{Connected, Ended};
+use crate::event::Event;
 use crate::exit::Exit;
 use crate::jsonl::{Destination, JsonlWriter, header};
+use crate::live::{self, Flow, Sink, StopSignals};
 use crate::model::Scope;
 use crate::session::{Session, SessionOptions};
 
@@ -68,103 +71,20 @@ pub async fn run(opts: RecordOptions) -> Result<i32> {
     // Checked now, opened (an existing file emptied) only once the programs are attached.
     let Start {
         destination,
-        mut stops,
+        mut signals,
         deadline,
     } = match Start::prepare(&opts).await? {
         Ok(start) => start,
         Err(code) => return Ok(code),
     };
-
     let mut session = Session::start(&SessionOptions {
         scope,
         ring_bytes: opts.ring_bytes,
         quiet: opts.quiet,
     })?;
-    let mut writer = JsonlWriter::new(destination.open()?);
-    let command = (!opts.command.is_empty()).then(|| opts.command.clone());
-    writer.header(&header(command, session.started_ts))?;
-    for ev in session.zombies_before_trace() {
-        writer.event(&ev)?;
-    }
-    writer.flush()?;
-
-    let mut child = None;
-    if let Some((program, args)) = opts.command.split_first() {
-        let mut cmd = tokio::process::Command::new(program);
-        cmd.args(args).stdin(Stdio::inherit());
-        child = Some(
-            session
-                .spawn_tracked(|| Ok(cmd.spawn()))?
-                .map_err(|e| Exit::cannot_run(program, &e))?,
-        );
-    }
-
-    let mut stopping = Stopping::No;
-    let mut code = 0;
-    let mut flush_at = Instant::now() + FLUSH_EVERY;
-    let mut events = Vec::new();
-    loop {
-        let stop_at = match stopping {
-            Stopping::No => None,
-            Stopping::Asked(t) | Stopping::Lingering(t) => Some(t),
-        };
-        // Inputs first: a signal or the command's exit is seen between two batches, however
-        // many records are waiting.
-        tokio::select! {
-            biased;
-            sig = stops.recv() => stopping = stop_requested(&mut child, sig, stopping),
-            status = async { child.as_mut().expect("guarded").wait().await }, if child.is_some() => {
-                code = exit_code(status.context("waiting for the command")?);
-                child = None;
-                if stopping == Stopping::No {
-                    stopping = Stopping::Lingering(Instant::now() + opts.linger);
-                } else {
-                    // Asked to stop: no lingering.
-                    break;
-                }
-            }
-            _ = sleep_until(stop_at.unwrap_or_else(Instant::now)), if stop_at.is_some() => break,
-            _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() && stopping == Stopping::No => {
-                stopping = stop_requested(&mut child, libc::SIGTERM, stopping);
-            }
-            _ = sleep_until(flush_at) => {}
-            r = session.ready() => r?,
-        }
-        if matches!(stopping, Stopping::Asked(at) if at <= Instant::now()) {
-            // Nothing to wait for: the end starts now, not after one more batch.
-            break;
-        }
-        session.step(&mut events);
-        for ev in events.drain(..) {
-            writer.event(&ev)?;
-        }
-        if Instant::now() >= flush_at {
-            writer.flush()?;
-            flush_at = Instant::now() + FLUSH_EVERY;
-        }
-        report_kernel_messages(&mut session, opts.quiet);
-        if writer.closed() && stopping == Stopping::No {
-            // `record | head`: the reader has what it wanted. Stop as after the duration.
-            stopping = stop_requested(&mut child, libc::SIGTERM, stopping);
-        }
-        if let Stopping::Lingering(_) = stopping
-            && session.model().tree_settled()
-        {
-            break;
-        }
-    }
-    if let Some(mut c) = child.take() {
-        // The grace period ran out: don't leave the command behind.
-        let _ = c.start_kill();
-        code = c.wait().await.map(exit_code).unwrap_or(1);
-    }
-    session.finish(&mut events).await;
-    for ev in events.drain(..) {
-        writer.event(&ev)?;
-    }
-    report_kernel_messages(&mut session, opts.quiet);
-    writer.finish()?;
-    if writer.closed() {
+    let mut recorder = Recorder::new(destination, deadline, &opts);
+    live::run(&mut session, &mut signals, &mut recorder).await?;
+    if recorder.closed() {
         // Quietly, as a tool that SIGPIPE stopped, once everything is detached.
         return Ok(Exit::BROKEN_PIPE.into());
     }
@@ -180,6 +100,156 @@ pub async fn run(opts: RecordOptions) -> Result<i32> {
         if stats.bad_records > 0 {
             notes.push(format!("{} undecodable records", stats.bad_records));
         }
+        recorder.report_written(&notes);
+    }
+    Ok(recorder.code)
+}
+
+/// The recording's end of a live session or of a daemon's stream: events to the file, the
+/// command (if any) started, stopped and waited for.
+struct Recorder {
+    /// Opened by [`Sink::started`] (once the programs are attached) into `writer`.
+    destination: Option<Destination>,
+    writer: Option<JsonlWriter>,
+    command: Vec<String>,
+    quiet: bool,
+    linger: Duration,
+    child: Option<tokio::process::Child>,
+    stopping: Stopping,
+    /// The duration's end.
+    deadline: Option<Instant>,
+    flush_at: Instant,
+    /// The process's exit code: the command's, when there is one.
+    code: i32,
+}
+
+/// What a recording waits for besides its events.
+enum Due {
+    CommandExited(std::io::Result<std::process::ExitStatus>),
+    /// The command's grace period or the lingering is over.
+    StopNow,
+    /// The duration is over.
+    Deadline,
+    Flush,
+}
+
+impl Recorder {
+    fn new(destination: Destination, deadline: Option<Instant>, opts: &RecordOptions) -> Self {
+        Self {
+            destination: Some(destination),
+            writer: None,
+            command: opts.command.clone(),
+            quiet: opts.quiet,
+            linger: opts.linger,
+            child: None,
+            stopping: Stopping::No,
+            deadline,
+            flush_at: Instant::now() + FLUSH_EVERY,
+            code: 0,
+        }
+    }
+
+    fn open(&mut self, header: &crate::event::Header) -> Result<()> {
+        let destination = self.destination.take().expect("opened once");
+        self.writer
+            .insert(JsonlWriter::new(destination.open()?))
+            .header(header)
+    }
+
+    fn writer(&mut self) -> &mut JsonlWriter {
+        self.writer
+            .as_mut()
+            .expect("opened when the source started")
+    }
+
+    /// Whether the output's reader has gone (`record | head`).
+    fn closed(&self) -> bool {
+        self.writer.as_ref().is_some_and(JsonlWriter::closed)
+    }
+
+    fn write(&mut self, events: &[crate::event::Event]) -> Result<()> {
+        let writer = self.writer();
+        for ev in events {
+            writer.event(ev)?;
+        }
+        if Instant::now() >= self.flush_at {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        self.writer().flush()?;
+        self.flush_at = Instant::now() + FLUSH_EVERY;
+        Ok(())
+    }
+
+    async fn due(&mut self) -> Due {
+        let stop_at = match self.stopping {
+            Stopping::No => None,
+            Stopping::Asked(t) | Stopping::Lingering(t) => Some(t),
+        };
+        let deadline = self.deadline.filter(|_| self.stopping == Stopping::No);
+        let flush_at = self.flush_at;
+        let child = &mut self.child;
+        tokio::select! {
+            biased;
+            status = async { child.as_mut().expect("guarded").wait().await }, if child.is_some() => {
+                Due::CommandExited(status)
+            }
+            _ = sleep_until(stop_at.unwrap_or_else(Instant::now)), if stop_at.is_some() => Due::StopNow,
+            _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => Due::Deadline,
+            _ = sleep_until(flush_at) => Due::Flush,
+        }
+    }
+
+    fn on_due(&mut self, due: Due) -> Result<Flow> {
+        match due {
+            Due::CommandExited(status) => {
+                self.code = exit_code(status.context("waiting for the command")?);
+                self.child = None;
+                if self.stopping != Stopping::No {
+                    // Asked to stop: no lingering.
+                    return Ok(Flow::Stop);
+                }
+                self.stopping = Stopping::Lingering(Instant::now() + self.linger);
+                Ok(Flow::Go)
+            }
+            Due::StopNow => Ok(Flow::Stop),
+            Due::Deadline => Ok(self.stop_requested(libc::SIGTERM)),
+            Due::Flush => {
+                self.flush()?;
+                Ok(Flow::Go)
+            }
+        }
+    }
+
+    /// Ctrl-C, SIGTERM, SIGHUP or the duration: pass the signal on to the command and give it
+    /// a moment to exit. Without a command, or at a second request, the end is now.
+    fn stop_requested(&mut self, sig: i32) -> Flow {
+        match (self.child.as_ref().and_then(|c| c.id()), self.stopping) {
+            (Some(pid), Stopping::No) => {
+                // SAFETY: signalling our own child.
+                unsafe { libc::kill(pid as i32, sig) };
+                self.stopping = Stopping::Asked(Instant::now() + COMMAND_STOP_GRACE);
+                Flow::Go
+            }
+            (Some(_), Stopping::Asked(_)) => Flow::Go,
+            _ => Flow::Stop,
+        }
+    }
+
+    /// After a batch: `record | head` has what it wanted once the reader is gone (stop as
+    /// after the duration).
+    fn after_batch(&mut self) -> Flow {
+        if self.closed() && self.stopping == Stopping::No {
+            return self.stop_requested(libc::SIGTERM);
+        }
+        Flow::Go
+    }
+
+    fn report_written(&self, notes: &[String]) {
+        let Some(writer) = &self.writer else { return };
         eprintln!(
             "reaper-trace: {} events written to {}{}",
             writer.events,
@@ -191,7 +261,110 @@ pub async fn run(opts: RecordOptions) -> Result<i32> {
             }
         );
     }
-    Ok(code)
+}
+
+impl Sink<Session> for Recorder {
+    type Input = Due;
+
+    fn started(&mut self, session: &mut Session, first: &mut Vec<Event>) -> Result<Flow> {
+        let command = (!self.command.is_empty()).then(|| self.command.clone());
+        self.open(&header(command, session.started_ts))?;
+        self.write(first)?;
+        self.flush()?;
+        if let Some((program, args)) = self.command.split_first() {
+            let mut cmd = tokio::process::Command::new(program);
+            cmd.args(args).stdin(Stdio::inherit());
+            self.child = Some(
+                session
+                    .spawn_tracked(|| Ok(cmd.spawn()))?
+                    .map_err(|e| Exit::cannot_run(program, &e))?,
+            );
+        }
+        Ok(Flow::Go)
+    }
+
+    fn input(&mut self) -> impl Future<Output = Due> {
+        self.due()
+    }
+
+    fn on_input(&mut self, due: Due, _: &mut Session) -> Result<Flow> {
+        self.on_due(due)
+    }
+
+    fn on_signal(&mut self, signal: i32, _: &mut Session) -> Result<Flow> {
+        Ok(self.stop_requested(signal))
+    }
+
+    fn on_events(&mut self, events: &mut Vec<Event>, session: &mut Session) -> Result<Flow> {
+        self.write(events)?;
+        if self.after_batch() == Flow::Stop {
+            return Ok(Flow::Stop);
+        }
+        if let Stopping::Lingering(_) = self.stopping
+            && session.model().tree_settled()
+        {
+            return Ok(Flow::Stop);
+        }
+        Ok(Flow::Go)
+    }
+
+    fn on_kernel_message(&mut self, message: &str) {
+        if !self.quiet {
+            eprintln!(
+                "reaper-trace: kernel: {}",
+                crate::escape::escape_control(message)
+            );
+        }
+    }
+
+    async fn stopping(&mut self, _: &mut Session) -> Result<()> {
+        if let Some(mut c) = self.child.take() {
+            // The grace period ran out: don't leave the command behind.
+            let _ = c.start_kill();
+            self.code = c.wait().await.map(exit_code).unwrap_or(1);
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, last: &mut Vec<Event>, _: &mut Session) -> Result<()> {
+        self.write(last)?;
+        self.writer().finish()
+    }
+}
+
+impl Sink<Connected> for Recorder {
+    type Input = Due;
+
+    fn started(&mut self, stream: &mut Connected, _: &mut Vec<Event>) -> Result<Flow> {
+        let header = stream.subscription.header.clone();
+        self.open(&header)?;
+        Ok(Flow::Go)
+    }
+
+    fn input(&mut self) -> impl Future<Output = Due> {
+        self.due()
+    }
+
+    fn on_input(&mut self, due: Due, _: &mut Connected) -> Result<Flow> {
+        self.on_due(due)
+    }
+
+    fn on_events(&mut self, events: &mut Vec<Event>, _: &mut Connected) -> Result<Flow> {
+        self.write(events)?;
+        Ok(self.after_batch())
+    }
+
+    fn finish(&mut self, last: &mut Vec<Event>, stream: &mut Connected) -> Result<()> {
+        self.write(last)?;
+        // What came before a line the reader refused is whole in the file.
+        self.writer().finish()?;
+        match &stream.ended {
+            Some(why @ Ended::Unreadable(_)) => {
+                anyhow::bail!("{}: {why}", stream.subscription.socket.display())
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// After a tree recording: what of the command's tree was still there when it ended.
@@ -259,50 +432,11 @@ fn check_command(program: &str) -> Result<(), Exit> {
     Err(Exit::cannot_run(program, &err))
 }
 
-/// The kernel programs' rare warnings, one line each on standard error (the recording keeps
-/// their effect as `lost` events).
-fn report_kernel_messages(session: &mut Session, quiet: bool) {
-    for msg in session.kernel_messages() {
-        if !quiet {
-            eprintln!(
-                "reaper-trace: kernel: {}",
-                crate::escape::escape_control(&msg)
-            );
-        }
-    }
-}
-
-/// Ctrl-C, SIGTERM and SIGHUP: each ends a recording.
-struct StopSignals {
-    int: Signal,
-    term: Signal,
-    hup: Signal,
-}
-
-impl StopSignals {
-    fn new() -> Result<Self> {
-        Ok(Self {
-            int: signal(SignalKind::interrupt())?,
-            term: signal(SignalKind::terminate())?,
-            hup: signal(SignalKind::hangup())?,
-        })
-    }
-
-    /// The next of them to come, by number.
-    async fn recv(&mut self) -> i32 {
-        tokio::select! {
-            _ = self.int.recv() => libc::SIGINT,
-            _ = self.term.recv() => libc::SIGTERM,
-            _ = self.hup.recv() => libc::SIGHUP,
-        }
-    }
-}
-
 /// What every recording sets up before it reads anything: its output checked (and, for a
 /// FIFO, a reader waited for), the signals that stop it, and its deadline.
 struct Start {
     destination: Destination,
-    stops: StopSignals,
+    signals: StopSignals,
     /// The duration bounds the whole run: waiting for a FIFO's reader and attaching included.
     deadline: Option<Instant>,
 }
@@ -313,7 +447,7 @@ impl Start {
     async fn prepare(opts: &RecordOptions) -> Result<Result<Self, i32>> {
         let deadline = opts.duration.map(|d| Instant::now() + d);
         let mut destination = Destination::check(opts.output.as_deref())?;
-        let mut stops = StopSignals::new()?;
+        let mut signals = StopSignals::new()?;
         if let Destination::Fifo { path, .. } = &destination {
             let path = path.display().to_string();
             let quiet = opts.quiet;
@@ -327,32 +461,14 @@ impl Start {
             };
             tokio::select! {
                 r = destination.wait_for_reader(deadline, announce) => r?,
-                sig = stops.recv() => return Ok(Err(128 + sig)),
+                sig = signals.recv() => return Ok(Err(128 + sig)),
             }
         }
         Ok(Ok(Self {
             destination,
-            stops,
+            signals,
             deadline,
         }))
-    }
-}
-
-/// Ctrl-C, SIGTERM, SIGHUP or the duration: pass the signal on to the command and give it a
-/// moment to exit. A second request while lingering ends at once.
-fn stop_requested(
-    child: &mut Option<tokio::process::Child>,
-    sig: i32,
-    stopping: Stopping,
-) -> Stopping {
-    match (child.as_ref().and_then(|c| c.id()), stopping) {
-        (Some(pid), Stopping::No) => {
-            // SAFETY: signalling our own child.
-            unsafe { libc::kill(pid as i32, sig) };
-            Stopping::Asked(Instant::now() + COMMAND_STOP_GRACE)
-        }
-        (Some(_), asked @ Stopping::Asked(_)) => asked,
-        _ => Stopping::Asked(Instant::now()),
     }
 }
 
@@ -361,52 +477,24 @@ fn stop_requested(
 pub async fn run_connected(socket: &std::path::Path, opts: RecordOptions) -> Result<i32> {
     let Start {
         destination,
-        mut stops,
+        mut signals,
         deadline,
     } = match Start::prepare(&opts).await? {
         Ok(start) => start,
         Err(code) => return Ok(code),
     };
-    let mut stream = crate::daemon::client::subscribe(socket).await?;
-    let mut writer = JsonlWriter::new(destination.open()?);
-    writer.header(&stream.header)?;
-    let mut flush_at = Instant::now() + FLUSH_EVERY;
-    let mut ended_by_daemon = false;
-    loop {
-        tokio::select! {
-            biased;
-            _ = stops.recv() => break,
-            _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => break,
-            _ = sleep_until(flush_at) => {
-                writer.flush()?;
-                flush_at = Instant::now() + FLUSH_EVERY;
-            }
-            next = stream.next() => match next {
-                Ok(ev) => writer.event(&ev)?,
-                Err(Ended::DaemonStopped) => {
-                    ended_by_daemon = true;
-                    break;
-                }
-                Err(why @ Ended::Unreadable(_)) => {
-                    // What came before is whole in the file.
-                    writer.finish()?;
-                    anyhow::bail!("{}: {why}", socket.display())
-                }
-            },
-        }
+    let mut stream = Connected::new(crate::daemon::client::subscribe(socket).await?);
+    let mut recorder = Recorder::new(destination, deadline, &opts);
+    live::run(&mut stream, &mut signals, &mut recorder).await?;
+    if recorder.closed() {
+        return Ok(Exit::BROKEN_PIPE.into());
     }
-    writer.finish()?;
     if !opts.quiet {
-        eprintln!(
-            "reaper-trace: {} events written to {}{}",
-            writer.events,
-            crate::escape::escape_control(&writer.describe()),
-            if ended_by_daemon {
-                " (the daemon stopped)"
-            } else {
-                ""
-            }
-        );
+        let notes = match stream.ended {
+            Some(Ended::DaemonStopped) => vec!["the daemon stopped".to_string()],
+            _ => Vec::new(),
+        };
+        recorder.report_written(&notes);
     }
     Ok(0)
 }

@@ -9,6 +9,7 @@ use anyhow::Result;
 use tokio::sync::mpsc;
 
 use crate::event::{Event, Header};
+use crate::live::{Flow, Source};
 
 /// Lines read ahead of the consumer at most.
 const AHEAD: usize = crate::session::BATCH;
@@ -107,6 +108,59 @@ impl Subscription {
     /// An event already read, without waiting.
     pub fn try_next(&mut self) -> Option<Result<Event, Ended>> {
         self.rx.try_recv().ok()
+    }
+}
+
+/// A daemon's stream as a [`Source`]: events as they come, until the daemon stops or a line
+/// is refused.
+pub struct Connected {
+    pub subscription: Subscription,
+    /// Received while waiting, handed over at the next step.
+    pending: Vec<Event>,
+    /// Why the stream ended, once it has.
+    pub ended: Option<Ended>,
+}
+
+impl Connected {
+    pub fn new(subscription: Subscription) -> Self {
+        Self {
+            subscription,
+            pending: Vec::new(),
+            ended: None,
+        }
+    }
+
+    fn take(&mut self, r: Result<Event, Ended>) {
+        match r {
+            Ok(ev) => self.pending.push(ev),
+            Err(e) => self.ended = Some(e),
+        }
+    }
+}
+
+impl Source for Connected {
+    async fn ready(&mut self) -> Result<()> {
+        if self.ended.is_some() {
+            return std::future::pending().await;
+        }
+        let r = self.subscription.next().await;
+        self.take(r);
+        Ok(())
+    }
+
+    fn step(&mut self, out: &mut Vec<Event>) -> Flow {
+        while self.pending.len() < AHEAD
+            && self.ended.is_none()
+            && let Some(r) = self.subscription.try_next()
+        {
+            self.take(r);
+        }
+        out.append(&mut self.pending);
+        if self.ended.is_some() {
+            Flow::Stop
+        } else {
+            Flow::Go
+        }
     }
 }
 

@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use tokio::net::UnixStream;
-use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::broadcast;
 
 use crate::clock::boottime_ns;
+use crate::event::Event;
+use crate::live::{self, Flow, Sink, StopSignals};
 use crate::metrics::Metrics;
 use crate::model::Scope;
 use crate::session::{Session, SessionOptions};
@@ -90,10 +91,7 @@ pub async fn run(opts: DaemonOptions) -> Result<i32> {
     })?;
     // Removed when this returns, unless another daemon has taken the path over since.
     let (listener, _socket_file) = socket_file::SocketFile::bind(&opts.socket)?;
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut sighup = signal(SignalKind::hangup())?;
-
+    let mut signals = StopSignals::new()?;
     let mut session = Session::start(&SessionOptions {
         scope: Scope::All,
         ring_bytes: opts.ring_bytes,
@@ -103,58 +101,111 @@ pub async fn run(opts: DaemonOptions) -> Result<i32> {
     let mut metrics = Metrics::new(threshold);
     let server = metrics.server_metrics();
     let metrics = Arc::new(Mutex::new(metrics));
-    let header = stream::line(&crate::jsonl::header(None, session.started_ts));
-
     let exporter = tokio::spawn(exporter::serve(
         http,
         metrics.clone(),
         server.clone(),
         opts.limits,
     ));
-    let (tx, _) = broadcast::channel::<Arc<str>>(stream::BACKLOG);
-    {
-        let mut m = metrics.lock().unwrap_or_else(|e| e.into_inner());
-        for ev in &session.zombies_before_trace() {
-            m.apply(ev);
-        }
-        m.update(boottime_ns());
-    }
-    let streamer = tokio::spawn(stream::serve(
-        listener,
-        header,
-        tx.clone(),
-        metrics.clone(),
-        server,
-    ));
-    eprintln!(
-        "reaper-trace: daemon: metrics on http://{}/metrics (at most {} connections), events on {} (open files: {file_limit})",
-        opts.metrics,
-        opts.limits.max_connections,
-        crate::escape::escape_control(&opts.socket.display().to_string())
-    );
     let mut update = tokio::time::interval(UPDATE_EVERY);
     update.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut events = Vec::new();
-    loop {
-        tokio::select! {
-            biased;
-            _ = sigint.recv() => break,
-            _ = sigterm.recv() => break,
-            _ = sighup.recv() => {
-                // Sent by service managers and closing terminals: the daemon has no
-                // configuration to reload and keeps running.
-                eprintln!("reaper-trace: daemon: SIGHUP ignored (nothing to reload): stop it with SIGTERM");
+    let mut daemon = Daemon {
+        metrics,
+        server,
+        tx: broadcast::channel::<Arc<str>>(stream::BACKLOG).0,
+        listener: Some(listener),
+        streamer: None,
+        update,
+        serving: format!(
+            "reaper-trace: daemon: metrics on http://{}/metrics (at most {} connections), events on {} (open files: {file_limit})",
+            opts.metrics,
+            opts.limits.max_connections,
+            crate::escape::escape_control(&opts.socket.display().to_string())
+        ),
+    };
+    let served = live::run(&mut session, &mut signals, &mut daemon).await;
+    exporter.abort();
+    if let Some(streamer) = daemon.streamer {
+        streamer.abort();
+    }
+    served?;
+    drop(session);
+    eprintln!("reaper-trace: daemon stopped, programs detached");
+    Ok(0)
+}
+
+/// The daemon's end of the live session: events into the metrics and out to stream clients.
+struct Daemon {
+    metrics: Arc<Mutex<Metrics>>,
+    server: crate::metrics::ServerMetrics,
+    /// Each event, as a line, to every stream client.
+    tx: broadcast::Sender<Arc<str>>,
+    /// The stream's listener, until the stream is served (once the first events are in the
+    /// metrics: a client's snapshot then holds them).
+    listener: Option<tokio::net::UnixListener>,
+    streamer: Option<tokio::task::JoinHandle<()>>,
+    /// When the gauges are recomputed.
+    update: tokio::time::Interval,
+    /// Said once the stream is served.
+    serving: String,
+}
+
+impl Daemon {
+    fn metrics(&self) -> std::sync::MutexGuard<'_, Metrics> {
+        self.metrics.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Sink<Session> for Daemon {
+    type Input = ();
+
+    fn started(&mut self, session: &mut Session, first: &mut Vec<Event>) -> Result<Flow> {
+        {
+            let mut m = self.metrics();
+            for ev in first.iter() {
+                m.apply(ev);
             }
-            _ = update.tick() => {
-                metrics.lock().unwrap_or_else(|e| e.into_inner()).update(boottime_ns());
-            }
-            r = session.ready() => r?,
+            m.update(boottime_ns());
         }
-        session.step(&mut events);
+        let header = stream::line(&crate::jsonl::header(None, session.started_ts));
+        self.streamer = Some(tokio::spawn(stream::serve(
+            self.listener.take().expect("served once"),
+            header,
+            self.tx.clone(),
+            self.metrics.clone(),
+            self.server.clone(),
+        )));
+        eprintln!("{}", self.serving);
+        Ok(Flow::Go)
+    }
+
+    async fn input(&mut self) {
+        self.update.tick().await;
+    }
+
+    fn on_input(&mut self, _: (), _: &mut Session) -> Result<Flow> {
+        self.metrics().update(boottime_ns());
+        Ok(Flow::Go)
+    }
+
+    fn on_signal(&mut self, signal: i32, _: &mut Session) -> Result<Flow> {
+        if signal == libc::SIGHUP {
+            // Sent by service managers and closing terminals: the daemon has no configuration
+            // to reload and keeps running.
+            eprintln!(
+                "reaper-trace: daemon: SIGHUP ignored (nothing to reload): stop it with SIGTERM"
+            );
+            return Ok(Flow::Go);
+        }
+        Ok(Flow::Stop)
+    }
+
+    fn on_events(&mut self, events: &mut Vec<Event>, _: &mut Session) -> Result<Flow> {
         if events.is_empty() {
-            continue;
+            return Ok(Flow::Go);
         }
-        let mut m = metrics.lock().unwrap_or_else(|e| e.into_inner());
+        let tx = self.tx.clone();
+        let mut m = self.metrics();
         // Under the lock a new client subscribes under (see `stream::serve`).
         let streaming = tx.receiver_count() > 0;
         for ev in events.drain(..) {
@@ -163,19 +214,13 @@ pub async fn run(opts: DaemonOptions) -> Result<i32> {
                 let _ = tx.send(Arc::from(stream::line(&ev)));
             }
         }
-        drop(m);
-        for msg in session.kernel_messages() {
-            eprintln!(
-                "reaper-trace: kernel: {}",
-                crate::escape::escape_control(&msg)
-            );
-        }
+        Ok(Flow::Go)
     }
-    exporter.abort();
-    streamer.abort();
-    drop(session);
-    eprintln!("reaper-trace: daemon stopped, programs detached");
-    Ok(0)
+
+    fn finish(&mut self, _: &mut Vec<Event>, _: &mut Session) -> Result<()> {
+        // Nobody reads the metrics or the stream any more.
+        Ok(())
+    }
 }
 
 /// Connects to a daemon's socket; a user error naming what to do when none answers, or when

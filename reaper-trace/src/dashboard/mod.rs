@@ -27,11 +27,13 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 use crossterm::event::Event as TermEvent;
-use tokio::signal::unix::{SignalKind, signal};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::clock::boottime_ns;
+use crate::daemon::client::Connected;
+use crate::event::Event;
 use crate::jsonl;
+use crate::live::{self, Flow, Sink, Source, StopSignals};
 use crate::model::Scope;
 use crate::session::{Session, SessionOptions};
 use crate::view::View;
@@ -78,44 +80,62 @@ pub struct TopOptions {
     pub connect: Option<PathBuf>,
 }
 
+/// Where the dashboard's events come from.
 enum Feed {
     Live(Box<Session>),
-    Replay(Box<Player<std::io::BufReader<std::fs::File>>>),
+    Replay(Box<Replaying>),
     /// A daemon's stream: events parsed by a reader thread.
-    Daemon(Box<Client>),
+    Daemon(Box<Connected>),
 }
 
-/// The reading end of a daemon's stream.
-struct Client {
-    stream: crate::daemon::client::Subscription,
-    /// Received while waiting, applied at the next pump.
-    pending: Vec<crate::event::Event>,
-    /// Why the stream ended, once it has.
-    ended: Option<crate::daemon::client::Ended>,
+/// A recording played at its own pace.
+struct Replaying {
+    player: Player<std::io::BufReader<std::fs::File>>,
+    /// When the replay clock was last moved on.
+    last_step: Instant,
 }
 
-impl Client {
-    fn new(stream: crate::daemon::client::Subscription) -> Self {
-        Self {
-            stream,
-            pending: Vec::new(),
-            ended: None,
+impl Source for Feed {
+    fn first_events(&mut self, out: &mut Vec<Event>) {
+        if let Feed::Live(session) = self {
+            session.first_events(out);
         }
     }
 
-    fn take(&mut self, r: Result<crate::event::Event, crate::daemon::client::Ended>) {
-        match r {
-            Ok(ev) => self.pending.push(ev),
-            Err(e) => self.ended = Some(e),
+    async fn ready(&mut self) -> Result<()> {
+        match self {
+            Feed::Live(session) => session.ready().await,
+            Feed::Daemon(stream) => stream.ready().await,
+            // Moved on at each frame, or at once while events are due still (a jump, speed 0).
+            Feed::Replay(r) if r.player.behind() => Ok(()),
+            Feed::Replay(_) => std::future::pending().await,
         }
     }
 
-    async fn ready(&mut self) {
-        if self.ended.is_some() {
-            return std::future::pending().await;
+    fn step(&mut self, out: &mut Vec<Event>) -> Flow {
+        match self {
+            Feed::Live(session) => Source::step(&mut **session, out),
+            Feed::Daemon(stream) => stream.step(out),
+            Feed::Replay(r) => {
+                let now = Instant::now();
+                out.extend_from_slice(r.player.advance(now - r.last_step));
+                r.last_step = now;
+                Flow::Go
+            }
         }
-        let r = self.stream.next().await;
-        self.take(r);
+    }
+
+    async fn finish(&mut self, out: &mut Vec<Event>) {
+        if let Feed::Live(session) = self {
+            session.finish(out).await;
+        }
+    }
+
+    fn kernel_messages(&mut self) -> Vec<String> {
+        match self {
+            Feed::Live(session) => session.kernel_messages(),
+            _ => Vec::new(),
+        }
     }
 }
 
@@ -137,7 +157,11 @@ pub async fn run(opts: TopOptions) -> Result<i32> {
                 total_ns: 0,
                 done: false,
             };
-            (Feed::Replay(Box::new(player)), mode)
+            let replaying = Replaying {
+                player,
+                last_step: Instant::now(),
+            };
+            (Feed::Replay(Box::new(replaying)), mode)
         }
         None if opts.connect.is_some() || use_default_daemon()? => {
             let socket = opts
@@ -150,7 +174,7 @@ pub async fn run(opts: TopOptions) -> Result<i32> {
                 );
             }
             let stream = crate::daemon::client::subscribe(&socket).await?;
-            (Feed::Daemon(Box::new(Client::new(stream))), Mode::Live)
+            (Feed::Daemon(Box::new(Connected::new(stream))), Mode::Live)
         }
         None => {
             if !std::io::stdout().is_terminal() {
@@ -172,84 +196,71 @@ pub async fn run(opts: TopOptions) -> Result<i32> {
         bail!("top needs a terminal: its standard output is not one");
     }
     let threshold = opts.zombie_threshold.as_nanos().min(u64::MAX as u128) as u64;
-    let mut dashboard = Dashboard::new(feed, mode, threshold);
+    let mut dashboard = Dashboard::new(mode, threshold);
     dashboard.app.query.filter.container = opts.container;
-    dashboard.run().await
+    let mut feed = feed;
+    let mut signals = StopSignals::new()?;
+    live::run(&mut feed, &mut signals, &mut dashboard).await?;
+    // What the screen showed goes while the programs are being detached; the session (its
+    // drop waits for them) last.
+    drop(dashboard);
+    drop(feed);
+    Ok(0)
 }
 
 struct Dashboard {
-    feed: Feed,
     view: View,
     /// What the screen shows while a live dashboard is paused: the view as it was.
     frozen: Option<View>,
     app: App,
-    events: Vec<crate::event::Event>,
     /// Takes the tree panel's snapshots (its program is loaded at the first).
     trees: tree::Source,
+    /// The terminal, taken when the feed has started, given back when it stops.
+    terminal: Option<TerminalGuard>,
+    keys: Option<input::Input>,
+    frames: tokio::time::Interval,
+    last_draw: Option<Instant>,
+    drawn_generation: u64,
+    /// Draw the next frame even if the view has not changed (a key, a resize).
+    force: bool,
+    panic_on_purpose: bool,
+}
+
+/// What the dashboard waits for besides events.
+enum Input {
+    Term(Option<TermEvent>),
+    Frame,
 }
 
 impl Dashboard {
-    fn new(mut feed: Feed, mode: Mode, threshold_ns: u64) -> Self {
-        let mut view = View::new(threshold_ns);
-        if let Feed::Live(session) = &mut feed {
-            // Zombies from before tracing began, as `record` writes them first.
-            for ev in session.zombies_before_trace() {
-                view.apply(&ev);
-            }
-        }
+    fn new(mode: Mode, threshold_ns: u64) -> Self {
+        let mut frames = tokio::time::interval(FRAME);
+        frames.set_missed_tick_behavior(MissedTickBehavior::Delay);
         Self {
-            feed,
-            view,
+            view: View::new(threshold_ns),
             frozen: None,
             app: App::new(mode),
-            events: Vec::new(),
             trees: tree::Source::default(),
-        }
-    }
-
-    /// Applies every pending event; returns how many.
-    fn pump(&mut self, elapsed: Duration) -> usize {
-        match &mut self.feed {
-            Feed::Live(session) => {
-                session.step(&mut self.events);
-                let n = self.events.len();
-                for ev in self.events.drain(..) {
-                    self.view.apply(&ev);
-                }
-                n
-            }
-            Feed::Replay(player) => {
-                let due = player.advance(elapsed);
-                for ev in due {
-                    self.view.apply(ev);
-                }
-                due.len()
-            }
-            Feed::Daemon(client) => {
-                while client.pending.len() < crate::session::BATCH
-                    && client.ended.is_none()
-                    && let Some(r) = client.stream.try_next()
-                {
-                    client.take(r);
-                }
-                let n = client.pending.len();
-                for ev in client.pending.drain(..) {
-                    self.view.apply(&ev);
-                }
-                n
-            }
+            terminal: None,
+            keys: None,
+            frames,
+            last_draw: None,
+            drawn_generation: u64::MAX,
+            force: true,
+            panic_on_purpose: std::env::var_os(PANIC_VAR).is_some(),
         }
     }
 
     /// Brings the clock, the task count and the replay position up to date before a frame.
-    fn prepare_frame(&mut self) {
-        match &mut self.feed {
+    fn prepare_frame(&mut self, feed: &mut Feed) {
+        match feed {
             Feed::Live(session) => {
                 self.view.set_clock(boottime_ns());
                 self.view.set_live_tasks(session.model().len());
             }
             Feed::Daemon(_) => self.view.set_clock(boottime_ns()),
-            Feed::Replay(player) => {
+            Feed::Replay(r) => {
+                let player = &mut r.player;
                 self.view.set_clock(player.clock());
                 let (position_ns, total_ns) = player.position();
                 if let Mode::Replay {
@@ -273,23 +284,24 @@ impl Dashboard {
         }
     }
 
-    fn on_action(&mut self, action: Action) -> bool {
+    /// What a key asks for; false: quit.
+    fn on_action(&mut self, action: Action, feed: &mut Feed) -> bool {
         match action {
             Action::Quit => return false,
-            Action::Pause => match &mut self.feed {
+            Action::Pause => match feed {
                 Feed::Live(_) | Feed::Daemon(_) => {
                     self.frozen = self.app.paused.then(|| self.view.clone());
                 }
-                Feed::Replay(player) => player.set_paused(self.app.paused),
+                Feed::Replay(r) => r.player.set_paused(self.app.paused),
             },
             Action::Speed(factor) => {
-                if let Feed::Replay(player) = &mut self.feed {
-                    player.scale_speed(factor);
+                if let Feed::Replay(r) = feed {
+                    r.player.scale_speed(factor);
                 }
             }
             Action::Seek(jump) => {
-                if let Feed::Replay(player) = &mut self.feed
-                    && player.seek(jump) == Seeked::Rewound
+                if let Feed::Replay(r) = feed
+                    && r.player.seek(jump) == Seeked::Rewound
                 {
                     // Played again from the start, into an empty view.
                     self.view = View::new(self.view.zombie_threshold_ns);
@@ -298,12 +310,12 @@ impl Dashboard {
             Action::OpenTree => {
                 let shown = self.frozen.as_ref().unwrap_or(&self.view);
                 let target = self.app.selected_process(shown);
-                let content = self.tree_of(target.as_ref());
+                let content = self.tree_of(target.as_ref(), feed);
                 self.app.tree = Some(tree::TreePanel::new(target, content));
             }
             Action::RefreshTree => {
                 let target = self.app.tree.as_ref().and_then(|t| t.target.clone());
-                let content = self.tree_of(target.as_ref());
+                let content = self.tree_of(target.as_ref(), feed);
                 if let Some(t) = &mut self.app.tree {
                     t.content = content;
                 }
@@ -317,119 +329,117 @@ impl Dashboard {
     /// (in the run loop: one iterator pass, about 20 ms for 8,000 tasks; loading the
     /// program the first time takes longer). A replay has no live kernel to take it from;
     /// `--connect` does (the daemon's socket is local, so is its kernel).
-    fn tree_of(&mut self, target: Option<&crate::event::Proc>) -> tree::Content {
-        match (target, &self.feed) {
+    fn tree_of(&mut self, target: Option<&crate::event::Proc>, feed: &Feed) -> tree::Content {
+        match (target, feed) {
             (None, _) => tree::Content::NoSelection,
             (Some(_), Feed::Replay(_)) => tree::Content::NeedsLiveKernel,
             (Some(t), Feed::Live(_) | Feed::Daemon(_)) => self.trees.snapshot(t),
         }
     }
 
-    async fn run(mut self) -> Result<i32> {
-        let mut sigterm = signal(SignalKind::terminate())?;
-        let mut sigint = signal(SignalKind::interrupt())?;
-        let mut sighup = signal(SignalKind::hangup())?;
-        let mut guard = TerminalGuard::enter()?;
-        let mut input = input::Input::spawn()?;
-        let mut tick = tokio::time::interval(FRAME);
-        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut last_pump = Instant::now();
-        let mut last_draw: Option<Instant> = None;
-        let mut drawn_generation = u64::MAX;
-        let mut force = true;
-        let live = matches!(self.feed, Feed::Live(_) | Feed::Daemon(_));
-        let panic_on_purpose = std::env::var_os(PANIC_VAR).is_some();
-        loop {
-            // A replay with events due still (a jump, speed 0) goes on at once.
-            let replay_behind = matches!(&self.feed, Feed::Replay(p) if p.behind());
-            // Keys and signals first: they are seen between two batches of records, however
-            // many are waiting (the session bounds each batch).
-            tokio::select! {
-                biased;
-                _ = sigterm.recv() => break,
-                _ = sigint.recv() => break,
-                _ = sighup.recv() => break,
-                ev = input.events.recv() => match ev {
-                    // The terminal is gone.
-                    None => break,
-                    Some(TermEvent::Key(key)) => {
-                        let namespaces: Vec<u32> = self.view.pid_namespaces().collect();
-                        let action = self.app.on_key(key, &namespaces);
-                        if !self.on_action(action) {
-                            break;
-                        }
-                        force |= action != Action::None;
-                    }
-                    Some(TermEvent::Resize(..)) => force = true,
-                    Some(_) => {}
-                },
-                _ = tick.tick() => {}
-                r = async {
-                    match &mut self.feed {
-                        Feed::Live(s) => s.ready().await,
-                        Feed::Daemon(c) => {
-                            c.ready().await;
-                            Ok(())
-                        }
-                        Feed::Replay(_) => std::future::pending().await,
-                    }
-                }, if live => r?,
-                _ = std::future::ready(()), if replay_behind => {}
-            }
-            let now = Instant::now();
-            self.pump(now - last_pump);
-            last_pump = now;
-            if let Feed::Daemon(c) = &self.feed
-                && c.ended.is_some()
-            {
-                break;
-            }
+    /// Draws a frame when one is due: at most every [`FRAME`], when something changed, a key
+    /// asked for it, or a second passed.
+    fn draw(&mut self, feed: &mut Feed) -> Result<()> {
+        let now = Instant::now();
+        let since_draw = self.last_draw.map_or(Duration::MAX, |t| now - t);
+        let changed = self.view.generation() != self.drawn_generation && self.frozen.is_none();
+        if since_draw < FRAME || !(self.force || changed || since_draw >= IDLE_FRAME) {
+            return Ok(());
+        }
+        if self.frozen.is_none() {
+            self.prepare_frame(feed);
+        }
+        let shown = self.frozen.as_ref().unwrap_or(&self.view);
+        let app = &self.app;
+        if let Some(guard) = &mut self.terminal {
+            guard.terminal.draw(|f| ui::draw(f, shown, app))?;
+        }
+        self.drawn_generation = self.view.generation();
+        self.last_draw = Some(now);
+        self.force = false;
+        if self.panic_on_purpose {
+            panic!("{PANIC_VAR} is set: panicking after the first frame, on purpose");
+        }
+        Ok(())
+    }
+}
 
-            let since_draw = last_draw.map_or(Duration::MAX, |t| now - t);
-            let changed = self.view.generation() != drawn_generation && self.frozen.is_none();
-            if since_draw >= FRAME && (force || changed || since_draw >= IDLE_FRAME) {
-                if self.frozen.is_none() {
-                    self.prepare_frame();
+impl Sink<Feed> for Dashboard {
+    type Input = Input;
+
+    fn started(&mut self, feed: &mut Feed, first: &mut Vec<Event>) -> Result<Flow> {
+        if let Feed::Replay(r) = feed {
+            r.last_step = Instant::now();
+        }
+        // Zombies from before tracing began, as `record` writes them first.
+        for ev in first.iter() {
+            self.view.apply(ev);
+        }
+        self.terminal = Some(TerminalGuard::enter()?);
+        self.keys = Some(input::Input::spawn()?);
+        Ok(Flow::Go)
+    }
+
+    async fn input(&mut self) -> Input {
+        let keys = self.keys.as_mut().expect("taken at the start");
+        tokio::select! {
+            biased;
+            ev = keys.events.recv() => Input::Term(ev),
+            _ = self.frames.tick() => Input::Frame,
+        }
+    }
+
+    fn on_input(&mut self, input: Input, feed: &mut Feed) -> Result<Flow> {
+        match input {
+            // The terminal is gone.
+            Input::Term(None) => return Ok(Flow::Stop),
+            Input::Term(Some(TermEvent::Key(key))) => {
+                let namespaces: Vec<u32> = self.view.pid_namespaces().collect();
+                let action = self.app.on_key(key, &namespaces);
+                if !self.on_action(action, feed) {
+                    return Ok(Flow::Stop);
                 }
-                let shown = self.frozen.as_ref().unwrap_or(&self.view);
-                let app = &self.app;
-                guard.terminal.draw(|f| ui::draw(f, shown, app))?;
-                drawn_generation = self.view.generation();
-                last_draw = Some(now);
-                force = false;
-                if panic_on_purpose {
-                    panic!("{PANIC_VAR} is set: panicking after the first frame, on purpose");
-                }
+                self.force |= action != Action::None;
             }
+            Input::Term(Some(TermEvent::Resize(..))) => self.force = true,
+            Input::Term(Some(_)) | Input::Frame => {}
         }
-        drop(input);
-        drop(guard);
-        if let Feed::Live(session) = &mut self.feed {
-            // The terminal is back. The kernel takes its time to detach the programs: let it
-            // start now, while the rest is dropped (dropping the session waits for it).
-            session.detach();
+        Ok(Flow::Go)
+    }
+
+    fn on_events(&mut self, events: &mut Vec<Event>, feed: &mut Feed) -> Result<Flow> {
+        for ev in events.iter() {
+            self.view.apply(ev);
         }
-        if let Feed::Daemon(client) = &self.feed
-            && let Client {
-                ended: Some(why),
-                stream,
-                ..
-            } = client.as_ref()
-        {
-            bail!("{}: {why}", stream.socket.display());
+        self.draw(feed)?;
+        Ok(Flow::Go)
+    }
+
+    fn on_kernel_message(&mut self, _: &str) {
+        // The terminal is the screen: a line on standard error would tear it. What the
+        // programs warn of shows as lost counts.
+    }
+
+    async fn stopping(&mut self, _: &mut Feed) -> Result<()> {
+        // The terminal back before the programs are detached (the kernel takes its time).
+        self.keys = None;
+        self.terminal = None;
+        Ok(())
+    }
+
+    fn finish(&mut self, _: &mut Vec<Event>, feed: &mut Feed) -> Result<()> {
+        match feed {
+            Feed::Daemon(stream) => match &stream.ended {
+                Some(why) => bail!("{}: {why}", stream.subscription.socket.display()),
+                None => Ok(()),
+            },
+            // Playing stopped on a malformed line: the screen said so, the exit status does too.
+            Feed::Replay(r) => match r.player.take_error() {
+                Some(e) => Err(e),
+                None => Ok(()),
+            },
+            Feed::Live(_) => Ok(()),
         }
-        // Playing stopped on a malformed line: the screen said so, the exit status does too.
-        if let Feed::Replay(player) = &mut self.feed
-            && let Some(e) = player.take_error()
-        {
-            return Err(e);
-        }
-        // What the screen showed goes while the programs are being detached; the session
-        // (its drop waits for them) last.
-        drop(self.view);
-        drop(self.frozen);
-        drop(self.feed);
-        Ok(0)
     }
 }
 

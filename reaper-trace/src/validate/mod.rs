@@ -9,24 +9,23 @@
 //! from outside tears the whole namespace down.
 
 pub mod report;
+mod runner;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
+use std::os::fd::AsRawFd;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use tokio::signal::unix::{SignalKind, signal};
 
 use crate::event::{Event, Header, Proc, same_start};
-use crate::jsonl::{self, JsonlWriter, Output};
+use crate::jsonl::{JsonlWriter, Output};
+use crate::live::{self, StopSignals};
 use crate::model::Scope;
-use crate::scenario::judge::{evaluate, kernel_records_lost};
-use crate::scenario::result::{Failure, ScenarioResult, Status};
-use crate::scenario::{REGISTRY, Scenario, ScenarioReport};
+use crate::scenario::judge::kernel_records_lost;
+use crate::scenario::result::{ScenarioResult, Status};
+use crate::scenario::{REGISTRY, Scenario};
 use crate::session::{Session, SessionOptions};
 use crate::{preflight, procfs};
 
@@ -128,8 +127,7 @@ pub async fn run(opts: ValidateOptions) -> Result<i32> {
             std::io::Error::last_os_error()
         );
     }
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut signals = StopSignals::new()?;
     // Tree scope: the kernel programs send only the records of the scenarios' processes
     // (each one is spawned as a tracked root), so a busy machine neither crowds them out of
     // the ring buffer nor mixes its processes, reusing the scenarios' pids, into them.
@@ -139,55 +137,9 @@ pub async fn run(opts: ValidateOptions) -> Result<i32> {
         quiet: false,
     })?;
     let progress = !opts.json && is_terminal(libc::STDERR_FILENO);
-
-    let mut results = Vec::new();
-    let mut interrupted = false;
-    for scenario in scenarios {
-        if let Some(missing) = scenario.needs().missing() {
-            results.push(ScenarioResult::skipped(
-                scenario.name(),
-                scenario.about(),
-                missing,
-            ));
-            continue;
-        }
-        if progress {
-            eprint!("reaper-trace: {} ...", scenario.name());
-        }
-        let mut stop = Stop {
-            sigint: &mut sigint,
-            sigterm: &mut sigterm,
-        };
-        let limits = (opts.timeout, opts.reap_within);
-        let started_ts = crate::clock::boottime_ns();
-        let (mut result, mut events, mut stopped) =
-            run_one(&mut session, &exe, scenario, limits, &mut stop).await?;
-        // A failure while kernel records were lost says nothing of the kernel: what the
-        // scenario is about may be in what was not seen. It is run once more, and says so.
-        if let Some(first) = run_again(&result, &events, stopped) {
-            (result, events, stopped) =
-                run_one(&mut session, &exe, scenario, limits, &mut stop).await?;
-            result.notes.insert(0, first);
-        }
-        if let Some(dir) = &opts.events_dir {
-            let mut command = vec![exe.display().to_string(), "scenario".into()];
-            command.push(scenario.name().into());
-            command.extend(scenario.args().iter().map(|a| a.to_string()));
-            save_events(
-                &dir.join(format!("{}.jsonl", scenario.name())),
-                &jsonl::header(Some(command), started_ts),
-                &events,
-            )?;
-        }
-        if progress {
-            eprintln!(" {}", result.status.as_str());
-        }
-        results.push(result);
-        if stopped {
-            interrupted = true;
-            break;
-        }
-    }
+    let mut validator = runner::Validator::new(exe, scenarios, &opts, progress);
+    live::run(&mut session, &mut signals, &mut validator).await?;
+    let (results, interrupted) = validator.results();
     let report = Report::new(crate::tracer::kernel_release(), results);
     // Written, not printed: a closed pipe (`validate | head`) is an error the caller ends on
     // quietly, where print! would panic.
@@ -213,12 +165,6 @@ fn save_events(path: &Path, header: &Header, events: &[Event]) -> Result<()> {
 fn is_terminal(fd: i32) -> bool {
     // SAFETY: isatty on a descriptor number.
     unsafe { libc::isatty(fd) == 1 }
-}
-
-/// Ctrl-C and SIGTERM: the current scenario is cleaned up and the run stops.
-struct Stop<'a> {
-    sigint: &'a mut tokio::signal::unix::Signal,
-    sigterm: &'a mut tokio::signal::unix::Signal,
 }
 
 /// Output of a scenario read so far, without blocking.
@@ -404,17 +350,6 @@ fn absorb(e: &Event, tree: &mut Tree) -> bool {
     }
 }
 
-/// Reading records for one scenario pauses its other work (pipes, reaping) this long at most.
-const PUMP_BUDGET: Duration = Duration::from_millis(50);
-
-/// Reads records into the scenario's events.
-fn pump(session: &mut Session, tree: &mut Tree, events: &mut Vec<Event>) {
-    let mut out = Vec::new();
-    let until = std::time::Instant::now() + PUMP_BUDGET;
-    while session.step(&mut out) == crate::session::BATCH && std::time::Instant::now() < until {}
-    events.extend(out.into_iter().filter(|e| absorb(e, tree)));
-}
-
 fn describe_status(status: i32) -> String {
     if libc::WIFEXITED(status) {
         format!("exit code {}", libc::WEXITSTATUS(status))
@@ -437,181 +372,11 @@ fn last_line(text: &str) -> Option<&str> {
     text.lines().rev().map(str::trim).find(|l| !l.is_empty())
 }
 
-/// Runs one scenario to its end (or its timeout), cleans up, judges it. Returns the result,
-/// the scenario's events, and whether the run was interrupted.
-/// A pipe: (read end, write end), both close-on-exec.
-fn pipe() -> Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 fills the array.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        bail!("pipe: {}", std::io::Error::last_os_error());
-    }
-    // SAFETY: fresh descriptors we own.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
-}
-
-async fn run_one(
-    session: &mut Session,
-    exe: &Path,
-    scenario: &dyn Scenario,
-    (timeout, reap_within): (Duration, Duration),
-    stop: &mut Stop<'_>,
-) -> Result<(ScenarioResult, Vec<Event>, bool)> {
-    let started = Instant::now();
-    let (name, description) = (scenario.name(), scenario.about());
-    let (out_read, out_write) = pipe()?;
-    let (err_read, err_write) = pipe()?;
-    let mut cmd = std::process::Command::new(exe);
-    cmd.arg("scenario")
-        .arg(name)
-        .args(scenario.args())
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(out_write))
-        .stderr(Stdio::from(err_write))
-        .process_group(0);
-    // The scenario is the root of the session's tree from its first instruction on. The
-    // validator reaps it itself (waitpid(-1) also reaps adopted orphans): only its pid is kept.
-    let spawned = session.spawn_tracked(|| cmd.spawn().map(|c| c.id()));
-    drop(cmd);
-    let root = match spawned {
-        Ok(pid) => pid,
-        Err(e) => {
-            let mut r = ScenarioResult::new(name, description);
-            r.fail(
-                Failure::NotStarted,
-                format!("cannot start {}: {e:#}", exe.display()),
-            );
-            return Ok((r, Vec::new(), false));
-        }
-    };
-    let mut stdout = Pipe::new(out_read);
-    let mut stderr = Pipe::new(err_read);
-
-    let mut tree = Tree::new(root);
-    let mut events = Vec::new();
-    let mut status = None;
-    let mut timed_out = false;
-    let mut interrupted = false;
-    let deadline = started + timeout;
-    loop {
-        tokio::select! {
-            r = session.ready() => r?,
-            _ = tokio::time::sleep(TICK) => {}
-            _ = stop.sigint.recv() => interrupted = true,
-            _ = stop.sigterm.recv() => interrupted = true,
-        }
-        pump(session, &mut tree, &mut events);
-        stdout.read_available();
-        stderr.read_available();
-        reap_children(root, &mut status);
-        if status.is_some() || interrupted {
-            break;
-        }
-        if Instant::now() >= deadline {
-            timed_out = true;
-            break;
-        }
-    }
-
-    let me = std::process::id();
-    let mut killed = Vec::new();
-    let mut left_behind = Vec::new();
-    if timed_out || interrupted {
-        killed = kill_tree(root, root, &mut status);
-    } else {
-        // The scenario ended: its processes must all be gone shortly.
-        let until = Instant::now() + SETTLE;
-        while Instant::now() < until {
-            tokio::time::sleep(TICK).await;
-            pump(session, &mut tree, &mut events);
-            reap_children(root, &mut status);
-            if descendants(me).is_empty() {
-                break;
-            }
-        }
-        left_behind = descendants(me).into_iter().map(|(p, _)| p).collect();
-        if !left_behind.is_empty() {
-            killed = kill_tree(root, root, &mut status);
-        }
-    }
-    // Keep reading: the last reaps and frees arrive after the processes are gone.
-    let until = Instant::now() + SETTLE;
-    while Instant::now() < until {
-        tokio::time::sleep(TICK).await;
-        pump(session, &mut tree, &mut events);
-        reap_children(root, &mut status);
-    }
-    session.housekeeping(&mut Vec::new());
-    stdout.read_available();
-    stderr.read_available();
-    let leftover: Vec<u32> = descendants(me).into_iter().map(|(p, _)| p).collect();
-
-    let out = stdout.text();
-    let err = stderr.text();
-    let report = out
-        .lines()
-        .rev()
-        .filter_map(|l| serde_json::from_str::<ScenarioReport>(l).ok())
-        .find(|r| r.scenario == name);
-    let mut result = if interrupted {
-        let mut r = ScenarioResult::new(name, description);
-        r.fail(Failure::Interrupted, "interrupted");
-        r
-    } else if timed_out {
-        let mut r = ScenarioResult::new(name, description);
-        r.fail(
-            Failure::Timeout,
-            format!(
-                "timed out after {} s; killed {}",
-                timeout.as_secs_f64(),
-                processes(killed.len())
-            ),
-        );
-        r
-    } else {
-        match (status, report) {
-            (Some(s), Some(report)) if libc::WIFEXITED(s) && libc::WEXITSTATUS(s) == 0 => {
-                evaluate(scenario, &report, &events, reap_within)
-            }
-            (s, _) => {
-                let mut r = ScenarioResult::new(name, description);
-                let how = s.map_or_else(|| "no exit status".into(), describe_status);
-                r.fail(
-                    Failure::Crashed,
-                    match last_line(&err) {
-                        Some(line) => format!("the scenario failed ({how}): {line}"),
-                        None => format!("the scenario failed ({how}) without a report"),
-                    },
-                );
-                r
-            }
-        }
-    };
-    if !left_behind.is_empty() && !timed_out && !interrupted {
-        result.fail(
-            Failure::LeftRunning,
-            format!(
-                "{} still running after the scenario ended (killed)",
-                processes(left_behind.len())
-            ),
-        );
-    }
-    if !leftover.is_empty() {
-        result.fail(
-            Failure::NotCleanedUp,
-            format!("could not clean up processes {leftover:?}"),
-        );
-    }
-    result.processes = tree.processes.into_iter().collect();
-    result.killed = killed;
-    result.leftover = leftover;
-    result.duration_ms = started.elapsed().as_millis() as u64;
-    Ok((result, events, interrupted))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::jsonl;
+    use crate::scenario::result::Failure;
 
     #[test]
     fn a_failure_with_records_lost_is_run_again_once() {
