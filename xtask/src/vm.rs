@@ -20,17 +20,21 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde_json::Value;
 
 /// The suites whose kernels are offered (5.10 to 7.x).
-const SUITES: [&str; 5] = [
+const SUITES: [&str; 6] = [
     "bullseye",
     "bookworm",
     "bookworm-backports",
+    "trixie",
     "trixie-backports",
     "sid",
 ];
+/// The security suites: the newest patch release of the stable series is often only there.
+const SECURITY_SUITES: [&str; 3] = ["bullseye-security", "bookworm-security", "trixie-security"];
 
-/// The matrix `.ci/run` runs: the newest image of each series, `7` standing for the newest
-/// 7.x.
-pub const DEFAULT_KERNELS: &str = "5.10,6.1,6.12,6.16,6.17,6.18,6.19,7.0,7";
+/// The matrix `.ci/run` runs: the newest patch release of every series offered.
+pub const DEFAULT_KERNELS: &str = EVERY_SERIES;
+/// The spec for every series offered, each at its newest release.
+const EVERY_SERIES: &str = "every";
 
 /// What the VM test needs on the host.
 pub const PACKAGES: &[&str] = &[
@@ -88,19 +92,55 @@ fn run_quiet(cmd: &mut Command) -> Result<String> {
 
 // ----- which kernels -----
 
-/// The Debian archive this machine's apt uses (not the security one), and its keyring.
-fn archive() -> Result<(String, String)> {
-    let default_keyring = "/usr/share/keyrings/debian-archive-keyring.gpg".to_string();
-    let mut found = Vec::new();
+/// A Debian archive: its address and keyring.
+#[derive(Debug, Clone, PartialEq)]
+struct Archive {
+    uri: String,
+    keyring: String,
+}
+
+/// The Debian archives this machine's apt uses: the main one, and the security one when the
+/// machine has it (read from its apt sources: no address is written in the repository).
+fn archives() -> Result<(Archive, Option<Archive>)> {
+    let mut texts = Vec::new();
     if let Ok(entries) = std::fs::read_dir("/etc/apt/sources.list.d") {
-        for entry in entries.flatten() {
-            let path = entry.path();
+        let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+        paths.sort();
+        for path in paths {
             if path.extension().is_some_and(|e| e == "sources") {
-                found.push(std::fs::read_to_string(&path).unwrap_or_default());
+                texts.push(std::fs::read_to_string(&path).unwrap_or_default());
             }
         }
     }
-    for text in &found {
+    let list = std::fs::read_to_string("/etc/apt/sources.list").unwrap_or_default();
+    let (main, security) = parse_sources(&texts, &list);
+    let main = main.ok_or_else(|| {
+        anyhow!(
+            "no Debian archive in /etc/apt/sources.list.d/*.sources or /etc/apt/sources.list: \
+             the VM test fetches Debian's kernel images from it"
+        )
+    })?;
+    Ok((main, security))
+}
+
+/// The main and the security archive named in deb822 `.sources` texts, else in a one-line
+/// `sources.list`.
+fn parse_sources(deb822: &[String], list: &str) -> (Option<Archive>, Option<Archive>) {
+    const DEFAULT_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
+    let (mut main, mut security) = (None, None);
+    let mut found = |uri: &str, suites: &str, keyring: Option<String>| {
+        let archive = Archive {
+            uri: uri.to_string(),
+            keyring: keyring.unwrap_or_else(|| DEFAULT_KEYRING.to_string()),
+        };
+        let slot = if suites.contains("security") || uri.contains("security") {
+            &mut security
+        } else {
+            &mut main
+        };
+        slot.get_or_insert(archive);
+    };
+    for text in deb822 {
         for stanza in text.split("\n\n") {
             let field = |name: &str| {
                 stanza.lines().find_map(|l| {
@@ -112,34 +152,24 @@ fn archive() -> Result<(String, String)> {
             let (Some(uris), Some(suites)) = (field("URIs"), field("Suites")) else {
                 continue;
             };
-            if suites.contains("security") || !field("Types").unwrap_or_default().contains("deb") {
+            if !field("Types").unwrap_or_default().contains("deb") {
                 continue;
             }
-            if let Some(uri) = uris.split_whitespace().find(|u| !u.contains("security")) {
-                return Ok((
-                    uri.to_string(),
-                    field("Signed-By").unwrap_or(default_keyring),
-                ));
+            if let Some(uri) = uris.split_whitespace().next() {
+                found(uri, &suites, field("Signed-By"));
             }
         }
     }
-    let list = std::fs::read_to_string("/etc/apt/sources.list").unwrap_or_default();
     for line in list.lines() {
         let words: Vec<&str> = line
             .split_whitespace()
             .filter(|w| !w.starts_with('['))
             .collect();
-        if words.first() == Some(&"deb")
-            && let Some(uri) = words.get(1)
-            && !uri.contains("security")
-        {
-            return Ok((uri.to_string(), default_keyring));
+        if let ["deb", uri, suite, ..] = words.as_slice() {
+            found(uri, suite, None);
         }
     }
-    bail!(
-        "no Debian archive in /etc/apt/sources.list.d/*.sources or /etc/apt/sources.list: \
-         the VM test fetches Debian's kernel images from it"
-    )
+    (main, security)
 }
 
 /// `apt-get`/`apt-cache` with a private state under the cache: the machine's own apt lists
@@ -155,11 +185,18 @@ impl Apt {
             std::fs::create_dir_all(dir.join(sub))
                 .with_context(|| format!("cannot create {}", dir.join(sub).display()))?;
         }
-        let (uri, keyring) = archive()?;
-        let sources: String = SUITES
-            .iter()
-            .map(|s| format!("deb [signed-by={keyring}] {uri} {s} main\n"))
-            .collect();
+        let (main, security) = archives()?;
+        let line = |a: &Archive, suite: &str| {
+            format!("deb [signed-by={}] {} {suite} main\n", a.keyring, a.uri)
+        };
+        let mut sources: String = SUITES.iter().map(|s| line(&main, s)).collect();
+        match &security {
+            Some(sec) => sources.extend(SECURITY_SUITES.iter().map(|s| line(sec, s))),
+            None => eprintln!(
+                "xtask: this machine's apt has no security archive: the stable series are \
+                 tested at the newest release of their main suite"
+            ),
+        }
         let path = dir.join("sources.list");
         if std::fs::read_to_string(&path).ok().as_deref() != Some(sources.as_str()) {
             std::fs::write(&path, &sources)?;
@@ -280,8 +317,18 @@ fn series(release: &str) -> Option<(u32, u32)> {
 /// The newest release for each spec: a series (`6.12`), a major version (`7`: its newest
 /// series), or an exact release.
 fn choose(specs: &[String], releases: &[String]) -> Result<Vec<String>> {
+    let mut every = Vec::new();
+    if specs.iter().any(|s| s == EVERY_SERIES) {
+        let mut seen: Vec<(u32, u32)> = releases.iter().filter_map(|r| series(r)).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        every = seen.iter().map(|(maj, min)| format!("{maj}.{min}")).collect();
+    }
+    let specs = specs
+        .iter()
+        .flat_map(|s| if s == EVERY_SERIES { every.clone() } else { vec![s.clone()] });
     let mut chosen = Vec::new();
-    for spec in specs {
+    for spec in &specs.collect::<Vec<_>>() {
         let matches: Vec<&String> = if releases.contains(spec) {
             vec![spec]
         } else {
@@ -1417,6 +1464,38 @@ mod tests {
         assert_eq!(pick("7.0").unwrap(), ["7.0.13+deb13-amd64"]);
         assert_eq!(pick("5.10.0-30-amd64").unwrap(), ["5.10.0-30-amd64"]);
         assert!(pick("4.19").is_err());
+        // Every series, each at its newest release, oldest first.
+        assert_eq!(
+            pick("every").unwrap(),
+            [
+                "5.10.0-32-amd64",
+                "6.1.0-50-amd64",
+                "6.12.95+deb12-amd64",
+                "7.0.13+deb13-amd64",
+                "7.2.12+deb13-amd64",
+                "7.3.4+deb13-amd64"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_main_and_the_security_archive_are_read_from_apt_sources() {
+        let deb822 = "Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\n\
+                      Signed-By: /k.gpg\n\nTypes: deb\nURIs: http://mirror.example/debian-security\n\
+                      Suites: bookworm-security\n"
+            .to_string();
+        let (main, sec) = parse_sources(&[deb822], "");
+        assert_eq!(main.unwrap().uri, "http://mirror.example/debian");
+        let sec = sec.unwrap();
+        assert_eq!(sec.uri, "http://mirror.example/debian-security");
+        assert!(sec.keyring.ends_with("debian-archive-keyring.gpg"));
+        let (main, sec) = parse_sources(
+            &[],
+            "deb http://m.example/debian bullseye main\ndeb [arch=amd64] http://s.example/x bullseye-security main\n",
+        );
+        assert_eq!(main.unwrap().uri, "http://m.example/debian");
+        assert_eq!(sec.unwrap().uri, "http://s.example/x");
+        assert_eq!(parse_sources(&[], "# nothing\n"), (None, None));
     }
 
     #[test]
