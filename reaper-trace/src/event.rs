@@ -37,31 +37,12 @@ pub struct Proc {
     /// Inode number of the pid namespace (`/proc/PID/ns/pid`).
     pub pidns: u32,
     /// `CLOCK_BOOTTIME` nanoseconds at which the task started; with `tid` it identifies the
-    /// task across pid reuse.
+    /// task across pid reuse (the rule is in [`crate::identity`]).
     pub start: u64,
     pub comm: String,
 }
 
-/// Resolution of the start times `/proc` gives for tasks that existed before tracing began
-/// (clock ticks, `USER_HZ` = 100); the kernel records give nanoseconds.
-pub const START_TICK_NS: u64 = 10_000_000;
-
-/// The one rule for "the same task" across records: equal start times, or, when one of them
-/// is a whole tick (it came from `/proc`), the same tick. A kernel start time that is an exact
-/// multiple of 10 ms is rare, and a tid reused within the same 10 ms tick is impossible
-/// (`pid_max` pids would have to be allocated in between).
-pub fn same_start(a: u64, b: u64) -> bool {
-    a == b
-        || ((a.is_multiple_of(START_TICK_NS) || b.is_multiple_of(START_TICK_NS))
-            && a / START_TICK_NS == b / START_TICK_NS)
-}
-
 impl Proc {
-    /// Whether two descriptions name the same task (see [`same_start`]).
-    pub fn same_task(&self, other: &Proc) -> bool {
-        self.tid == other.tid && same_start(self.start, other.start)
-    }
-
     /// A process whose ids are all `pid`, in namespace 1, started at `pid`: for tests.
     #[cfg(test)]
     pub(crate) fn fake(pid: u32, comm: &str) -> Self {

@@ -34,8 +34,9 @@ use reaper_trace_common::{
 };
 
 use crate::decode::{RawEvent, c_string, split_args};
-use crate::event::{Event, ExitStatus, Prediction, Proc, ReapHow, Verdict, same_start};
-use crate::procfs::{self, ProcTask};
+use crate::event::{Event, ExitStatus, Prediction, Proc, ReapHow, Verdict};
+use crate::identity::{is_leader_id, same_start};
+use crate::procfs::ProcTask;
 use crate::reaper::{self, Observed, Predicted, ReaperInputs};
 
 /// How long a zombie that `/proc` no longer shows may still have its reap record in flight:
@@ -174,7 +175,7 @@ impl Task {
     }
 
     fn is_process(&self) -> bool {
-        self.id.tid == self.id.tgid
+        is_leader_id(self.id.tid, self.id.tgid)
     }
 
     /// Takes what a record says of the task, keeping its identity (start time) and never
@@ -311,7 +312,7 @@ impl Model {
                 id: TaskId {
                     tid: p.tid,
                     tgid: p.tgid,
-                    start_ns: procfs::ticks_to_ns(p.start_ticks),
+                    start_ns: crate::identity::ticks_to_ns(p.start_ticks),
                 },
                 ns_tid: p.nspid.last().copied().unwrap_or(p.tid),
                 ns_tgid: p.nstgid.last().copied().unwrap_or(p.tgid),

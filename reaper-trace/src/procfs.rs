@@ -3,9 +3,7 @@
 
 use std::fs;
 
-/// Clock ticks per second of `/proc/PID/stat`'s start time (`USER_HZ`, 100 on Linux).
-pub const USER_HZ: u64 = 100;
-pub const NS_PER_TICK: u64 = 1_000_000_000 / USER_HZ;
+use crate::identity::start_in_tick;
 
 /// A task as `/proc` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,12 +135,7 @@ pub fn still_zombie(tid: u32, start_ns: u64) -> bool {
     fs::read_to_string(format!("/proc/{tid}/stat"))
         .ok()
         .and_then(|s| parse_stat(&s))
-        .is_some_and(|(_, state, _, ticks)| state == 'Z' && ticks == start_ns / NS_PER_TICK)
-}
-
-/// Start time as `/proc` gives it, converted to nanoseconds (10 ms resolution).
-pub fn ticks_to_ns(ticks: u64) -> u64 {
-    ticks * NS_PER_TICK
+        .is_some_and(|(_, state, _, ticks)| state == 'Z' && start_in_tick(start_ns, ticks))
 }
 
 #[cfg(test)]
@@ -164,7 +157,10 @@ mod tests {
         assert_eq!(t.tgid, me);
         assert_eq!(t.nspid.last().copied(), Some(me), "{t:?}");
         assert!(t.pidns != 0);
-        assert!(!still_zombie(me, ticks_to_ns(t.start_ticks)));
+        assert!(!still_zombie(
+            me,
+            crate::identity::ticks_to_ns(t.start_ticks)
+        ));
     }
 
     #[test]

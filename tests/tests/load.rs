@@ -22,6 +22,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use reaper_trace::identity::start_tick;
 use reaper_trace_tests::tmux::Tmux;
 use reaper_trace_tests::{
     ChildGuard, TempPath, Trace, assert_consistent_for, descendants, reaper_trace, require_root,
@@ -387,20 +388,13 @@ fn explain_unreaped(name: &str, m: &Measured, storm: &HashSet<(u64, u64)>) {
     panic!("{report}");
 }
 
-/// `USER_HZ`: the unit of start times in `/proc/PID/stat`.
-fn clock_ticks() -> u64 {
-    // SAFETY: sysconf has no preconditions.
-    unsafe { libc::sysconf(libc::_SC_CLK_TCK) as u64 }
-}
-
 /// The assertions every storm's recording must pass; prints the figures. Returns the lost
 /// counts by kind.
 fn check_recording(name: &str, m: &Measured) -> Vec<(String, u64)> {
     let trace = &m.trace;
     let mut storm = m.storm_tasks.clone();
     // Still zombies when the recording stopped: no reap to expect.
-    let ticks_ns = 1_000_000_000 / clock_ticks();
-    storm.retain(|&(pid, start)| !m.unreaped.contains(&(pid, start / ticks_ns)));
+    storm.retain(|&(pid, start)| !m.unreaped.contains(&(pid, start_tick(start))));
     let of_storm = |e: &serde_json::Value, field: &str| storm.contains(&task_identity(&e[field]));
     // Its processes, the stress-ng process itself aside.
     let forks = m.storm_tasks.len().saturating_sub(1);

@@ -108,9 +108,7 @@ fn start_ticks(pid: libc::pid_t) -> Option<u64> {
 
 /// A recorded task's start time in clock ticks (the recording's are nanoseconds).
 fn start_tick(task: &Value) -> Option<u64> {
-    // SAFETY: sysconf has no preconditions.
-    let ticks_ns = 1_000_000_000 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
-    Some(task["start"].as_u64()? / ticks_ns)
+    Some(reaper_trace::identity::start_tick(task["start"].as_u64()?))
 }
 
 /// Records the whole machine while `parents` processes at once each fork `BURST`

@@ -614,7 +614,7 @@ mod tests {
             } => Event::Zombie {
                 ts,
                 task: Proc {
-                    start: 5 * crate::procfs::NS_PER_TICK,
+                    start: 5 * crate::identity::NS_PER_TICK,
                     ..task
                 },
                 parent,
@@ -631,7 +631,7 @@ mod tests {
             } => Event::Reap {
                 ts,
                 task: Proc {
-                    start: 5 * crate::procfs::NS_PER_TICK,
+                    start: 5 * crate::identity::NS_PER_TICK,
                     ..task
                 },
                 reaper,
