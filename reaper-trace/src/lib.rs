@@ -1,10 +1,10 @@
 //! reaper-trace: which reaper adopted each orphan, how long each zombie lived, and whether the
 //! kernel's choices match `find_new_reaper`.
 
-pub mod btf_offsets;
+mod btf_offsets;
 pub mod check;
-pub mod clock;
-pub mod container;
+mod clock;
+mod container;
 pub mod daemon;
 pub mod dashboard;
 pub mod decode;
@@ -20,15 +20,15 @@ pub mod metrics;
 pub mod model;
 pub mod preflight;
 pub mod procfs;
-pub mod reaper;
+mod reaper;
 pub mod record;
-pub mod repeats;
-pub mod ring;
+mod repeats;
+mod ring;
 pub mod scenario;
 #[cfg(test)]
 mod schema_doc;
 pub mod session;
-pub mod state;
+mod state;
 pub mod tracer;
 pub mod tree;
 pub mod validate;

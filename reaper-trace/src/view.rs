@@ -39,7 +39,7 @@ pub const REAPERS_SLACK: usize = REAPERS_KEPT / 4;
 /// Reaped tasks are remembered (so a late event naming one does not count it alive again)
 /// up to this many, the latest; live tasks are one per thread id.
 pub const GONE_TASKS_KEPT: usize = 64 * 1024;
-pub use crate::state::{HIST_BUCKETS, HIST_LABELS, Histogram, OTHER_LOST, Zombie};
+pub use crate::state::{HIST_BUCKETS, HIST_LABELS, Histogram, Zombie};
 
 /// Median and 99th percentile (nearest rank) of a reaper's children's zombie lifetimes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -622,14 +622,6 @@ impl View {
                 self.pidns_seen.insert(*pidns);
             }
         }
-    }
-
-    /// What a reaper did: orphans adopted, zombies reaped, and whether it is a subreaper.
-    pub fn reaper_record(&self, p: &Proc) -> Option<(u64, u64, bool)> {
-        self.reaper_index(p).map(|i| {
-            let e = &self.reapers[i];
-            (e.adopted, e.reaped, e.subreaper)
-        })
     }
 
     /// The container of a pid namespace, when a `container` event named it.

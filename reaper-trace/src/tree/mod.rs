@@ -14,7 +14,7 @@
 //! whose start time differs (the pid was reused), or a thread scan that hit its bound, makes
 //! the prediction `undecided` with the reason, never a guess.
 
-pub mod render;
+pub(crate) mod render;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
