@@ -58,6 +58,22 @@ impl Proc {
     }
 }
 
+/// The parts of a wait status (`task_struct::exit_code`, what `wait4` returns), as glibc's
+/// `<bits/waitstatus.h>` takes it apart.
+pub(crate) mod wait_status {
+    /// The low 7 bits: the signal that killed the task, 0 when it exited.
+    pub const SIGNAL: u32 = 0x7f;
+    /// Set beside the signal when it dumped core.
+    pub const CORE_DUMPED: u32 = 0x80;
+    /// The exit code is the second byte.
+    pub const CODE_SHIFT: u32 = 8;
+    pub const BYTE: u32 = 0xff;
+    /// A stopped child's low byte (`WIFSTOPPED`).
+    pub const STOPPED: u32 = 0x7f;
+    /// A continued child's whole status (`WIFCONTINUED`).
+    pub const CONTINUED: u32 = 0xffff;
+}
+
 /// How a task ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExitStatus {
@@ -81,10 +97,10 @@ impl ExitStatus {
 
     /// Decodes a kernel wait status (`task_struct::exit_code`).
     pub fn from_wait_status(status: u32) -> Self {
-        let sig = (status & 0x7f) as i32;
+        let sig = (status & wait_status::SIGNAL) as i32;
         if sig == 0 {
             Self {
-                code: Some(((status >> 8) & 0xff) as i32),
+                code: Some(((status >> wait_status::CODE_SHIFT) & wait_status::BYTE) as i32),
                 signal: None,
                 core_dumped: false,
             }
@@ -92,7 +108,7 @@ impl ExitStatus {
             Self {
                 code: None,
                 signal: Some(sig),
-                core_dumped: status & 0x80 != 0,
+                core_dumped: status & wait_status::CORE_DUMPED != 0,
             }
         }
     }

@@ -5,6 +5,19 @@ use std::fs;
 
 use crate::identity::start_in_tick;
 
+/// Where `/proc/PID/stat`'s fields are among the words after the comm's closing `)`: field N
+/// of proc(5) is word N - 3 (the pid and the comm come before).
+pub(crate) mod stat_field {
+    pub const STATE: usize = 0;
+    pub const PPID: usize = 1;
+    pub const FLAGS: usize = 6;
+    pub const STARTTIME: usize = 19;
+}
+
+/// How many `/proc` entries are read between two looks at the clock: reading it for every
+/// entry would cost more than the listing itself.
+const DEADLINE_CHECK_EVERY: usize = 256;
+
 /// A task as `/proc` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcTask {
@@ -31,10 +44,9 @@ pub fn parse_stat(stat: &str) -> Option<(String, char, u32, u64)> {
     let close = stat.rfind(')')?;
     let comm = stat.get(open + 1..close)?.to_string();
     let rest: Vec<&str> = stat.get(close + 1..)?.split_whitespace().collect();
-    // rest[0] is field 3 (state); starttime is field 22.
-    let state = rest.first()?.chars().next()?;
-    let ppid = rest.get(1)?.parse().ok()?;
-    let start = rest.get(19)?.parse().ok()?;
+    let state = rest.get(stat_field::STATE)?.chars().next()?;
+    let ppid = rest.get(stat_field::PPID)?.parse().ok()?;
+    let start = rest.get(stat_field::STARTTIME)?.parse().ok()?;
     Some((comm, state, ppid, start))
 }
 
@@ -116,7 +128,9 @@ pub fn live_pids_until(deadline: std::time::Instant) -> (std::collections::HashS
     };
     let mut last = 0;
     for (i, entry) in dir.enumerate() {
-        if i % 256 == 255 && std::time::Instant::now() >= deadline {
+        if i % DEADLINE_CHECK_EVERY == DEADLINE_CHECK_EVERY - 1
+            && std::time::Instant::now() >= deadline
+        {
             return (live, last);
         }
         if let Some(pid) = entry

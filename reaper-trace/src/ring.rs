@@ -21,6 +21,8 @@ const BUSY_BIT: u32 = 1 << 31;
 const DISCARD_BIT: u32 = 1 << 30;
 /// Each record starts with an 8-byte header (length and flags, page offset).
 const HEADER_BYTES: usize = 8;
+/// The kernel rounds every record (header and data) up to this many bytes.
+const RECORD_ALIGN: usize = 8;
 
 /// One shared mapping, unmapped when dropped.
 struct Mapping {
@@ -214,7 +216,7 @@ impl RingReader {
     fn consume(&mut self, len: usize) {
         self.pos = self
             .pos
-            .wrapping_add((HEADER_BYTES + len).next_multiple_of(8));
+            .wrapping_add((HEADER_BYTES + len).next_multiple_of(RECORD_ALIGN));
         // SAFETY: mapped read-write and aligned. Release: the kernel reuses the space only
         // after it reads this with Acquire.
         unsafe { &*self.layout.consumer }.store(self.pos, Ordering::Release);
