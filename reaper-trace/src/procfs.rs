@@ -7,10 +7,14 @@ use crate::identity::start_in_tick;
 
 /// Where `/proc/PID/stat`'s fields are among the words after the comm's closing `)`: field N
 /// of proc(5) is word N - 3 (the pid and the comm come before).
-pub(crate) mod stat_field {
+pub mod stat_field {
     pub const STATE: usize = 0;
     pub const PPID: usize = 1;
     pub const FLAGS: usize = 6;
+    /// CPU time in user and in kernel mode, in clock ticks.
+    pub const UTIME: usize = 11;
+    pub const STIME: usize = 12;
+    /// Start time since boot, in clock ticks.
     pub const STARTTIME: usize = 19;
 }
 

@@ -23,6 +23,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use reaper_trace::identity::start_tick;
+use reaper_trace::procfs::stat_field;
 use reaper_trace_tests::tmux::Tmux;
 use reaper_trace_tests::{
     ChildGuard, TempPath, Trace, assert_consistent_for, descendants, reaper_trace, require_root,
@@ -337,10 +338,11 @@ fn storm_zombies() -> HashSet<(u64, u64)> {
         };
         let comm = head.split_once('(').map_or("", |(_, c)| c);
         let fields: Vec<&str> = rest.split_whitespace().collect();
-        // After the comm: state is field 3, starttime field 22.
         if comm.starts_with("stress-ng")
-            && fields.first() == Some(&"Z")
-            && let Some(start) = fields.get(19).and_then(|v| v.parse().ok())
+            && fields.get(stat_field::STATE) == Some(&"Z")
+            && let Some(start) = fields
+                .get(stat_field::STARTTIME)
+                .and_then(|v| v.parse().ok())
         {
             found.insert((pid, start));
         }

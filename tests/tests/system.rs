@@ -101,9 +101,7 @@ fn wait_pid(pid: libc::pid_t) -> i32 {
 /// `/proc/PID/stat`'s start time (clock ticks since boot), while `pid` is in `/proc`.
 fn start_ticks(pid: libc::pid_t) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (_, rest) = stat.rsplit_once(')')?;
-    // After the comm: state is field 3, starttime field 22.
-    rest.split_whitespace().nth(19)?.parse().ok()
+    reaper_trace::procfs::parse_stat(&stat).map(|(_, _, _, start)| start)
 }
 
 /// A recorded task's start time in clock ticks (the recording's are nanoseconds).
