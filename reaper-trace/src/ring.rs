@@ -3,8 +3,8 @@
 //! The kernel lays a ring's data pages out twice in a row, so that a record that wraps around
 //! the end can be read in one piece, and aya's `RingBuf` (like libbpf) maps both copies. The
 //! kernel inserts every page of such a mapping at `mmap` time, so both copies count as the
-//! process's resident memory: a 1 GiB ring showed 2.1 GB of RSS, and took 2 GiB of address
-//! space, for 1 GiB of kernel memory. This reader maps the data once (ring size + one page of
+//! process's resident memory: a 1 GiB ring costs 2 GiB of RSS and of address space for 1 GiB
+//! of kernel memory. This reader maps the data once (ring size + one page of
 //! RSS and address space) and copies the rare record that wraps around into a buffer of its
 //! own. The protocol (positions, header bits, memory ordering, wake-ups) is aya's, step by step.
 
