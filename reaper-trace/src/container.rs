@@ -127,22 +127,33 @@ impl ContainerInfo {
     }
 }
 
-/// The first 12 characters of an id, as `docker ps` shows it.
+/// How many characters of an id `docker ps` shows.
+const SHORT_ID_LEN: usize = 12;
+/// A container id is a SHA-256 in hex.
+const CONTAINER_ID_LEN: usize = 64;
+/// A pod uid is a UUID: 32 hex digits and 4 dashes.
+const POD_UID_LEN: usize = 36;
+/// The most of a runtime's JSON file that is read: they are a few KiB.
+const MAX_JSON_BYTES: u64 = 16 << 20;
+
+/// The first characters of an id, as `docker ps` shows it.
 pub fn short_id(id: &str) -> &str {
-    id.get(..12).unwrap_or(id)
+    id.get(..SHORT_ID_LEN).unwrap_or(id)
 }
 
 fn is_container_id(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+    s.len() == CONTAINER_ID_LEN && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// `pod0f3e4a1c_2b8d_...` or `kubepods-burstable-pod0f3e..._...slice`: the pod uid with dashes.
 fn pod_uid(component: &str) -> Option<String> {
     let c = component.strip_suffix(".slice").unwrap_or(component);
-    let i = c.rfind("pod")?;
-    let uid = &c[i + 3..];
+    const POD: &str = "pod";
+    let i = c.rfind(POD)?;
+    let uid = &c[i + POD.len()..];
     let uid = uid.replace('_', "-");
-    (uid.len() == 36 && uid.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')).then_some(uid)
+    (uid.len() == POD_UID_LEN && uid.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-'))
+        .then_some(uid)
 }
 
 /// Undoes systemd's unit name escaping (`\x2d` is `-`).
@@ -366,12 +377,12 @@ pub fn parse_container_log_name(file: &str, pod: &str, ns: &str, id: &str) -> Op
     (!c.is_empty()).then(|| c.to_string())
 }
 
-/// Reads a runtime's JSON file (at most 16 MiB: they are a few KiB).
+/// Reads a runtime's JSON file (at most [`MAX_JSON_BYTES`]).
 fn read_json(path: &Path) -> Option<serde_json::Value> {
     use std::io::Read;
     let f = std::fs::File::open(path).ok()?;
     let mut s = String::new();
-    f.take(16 << 20).read_to_string(&mut s).ok()?;
+    f.take(MAX_JSON_BYTES).read_to_string(&mut s).ok()?;
     serde_json::from_str(&s).ok()
 }
 

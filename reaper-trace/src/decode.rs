@@ -8,10 +8,12 @@ use reaper_trace_common::{
 };
 use thiserror::Error;
 
-/// A record as the kernel wrote it.
-/// One decoded record. The chunk of adoptions (a kilobyte) makes the enum large; records are
-/// decoded one at a time and applied at once, never stored, so that costs nothing.
-#[allow(clippy::large_enum_variant)]
+/// One record as the kernel wrote it, decoded.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "the chunk of adoptions (a kilobyte) makes it large; records are decoded one at a \
+              time and applied at once, never stored, so that costs nothing"
+)]
 #[derive(Debug, Clone, Copy)]
 pub enum RawEvent {
     Fork(ForkEvent),

@@ -37,31 +37,12 @@ pub struct Proc {
     /// Inode number of the pid namespace (`/proc/PID/ns/pid`).
     pub pidns: u32,
     /// `CLOCK_BOOTTIME` nanoseconds at which the task started; with `tid` it identifies the
-    /// task across pid reuse.
+    /// task across pid reuse (the rule is in [`crate::identity`]).
     pub start: u64,
     pub comm: String,
 }
 
-/// Resolution of the start times `/proc` gives for tasks that existed before tracing began
-/// (clock ticks, `USER_HZ` = 100); the kernel records give nanoseconds.
-pub const START_TICK_NS: u64 = 10_000_000;
-
-/// The one rule for "the same task" across records: equal start times, or, when one of them
-/// is a whole tick (it came from `/proc`), the same tick. A kernel start time that is an exact
-/// multiple of 10 ms is rare, and a tid reused within the same 10 ms tick is impossible
-/// (`pid_max` pids would have to be allocated in between).
-pub fn same_start(a: u64, b: u64) -> bool {
-    a == b
-        || ((a.is_multiple_of(START_TICK_NS) || b.is_multiple_of(START_TICK_NS))
-            && a / START_TICK_NS == b / START_TICK_NS)
-}
-
 impl Proc {
-    /// Whether two descriptions name the same task (see [`same_start`]).
-    pub fn same_task(&self, other: &Proc) -> bool {
-        self.tid == other.tid && same_start(self.start, other.start)
-    }
-
     /// A process whose ids are all `pid`, in namespace 1, started at `pid`: for tests.
     #[cfg(test)]
     pub(crate) fn fake(pid: u32, comm: &str) -> Self {
@@ -75,6 +56,22 @@ impl Proc {
             comm: comm.into(),
         }
     }
+}
+
+/// The parts of a wait status (`task_struct::exit_code`, what `wait4` returns), as glibc's
+/// `<bits/waitstatus.h>` takes it apart.
+pub(crate) mod wait_status {
+    /// The low 7 bits: the signal that killed the task, 0 when it exited.
+    pub const SIGNAL: u32 = 0x7f;
+    /// Set beside the signal when it dumped core.
+    pub const CORE_DUMPED: u32 = 0x80;
+    /// The exit code is the second byte.
+    pub const CODE_SHIFT: u32 = 8;
+    pub const BYTE: u32 = 0xff;
+    /// A stopped child's low byte (`WIFSTOPPED`).
+    pub const STOPPED: u32 = 0x7f;
+    /// A continued child's whole status (`WIFCONTINUED`).
+    pub const CONTINUED: u32 = 0xffff;
 }
 
 /// How a task ended.
@@ -100,10 +97,10 @@ impl ExitStatus {
 
     /// Decodes a kernel wait status (`task_struct::exit_code`).
     pub fn from_wait_status(status: u32) -> Self {
-        let sig = (status & 0x7f) as i32;
+        let sig = (status & wait_status::SIGNAL) as i32;
         if sig == 0 {
             Self {
-                code: Some(((status >> 8) & 0xff) as i32),
+                code: Some(((status >> wait_status::CODE_SHIFT) & wait_status::BYTE) as i32),
                 signal: None,
                 core_dumped: false,
             }
@@ -111,7 +108,7 @@ impl ExitStatus {
             Self {
                 code: None,
                 signal: Some(sig),
-                core_dumped: status & 0x80 != 0,
+                core_dumped: status & wait_status::CORE_DUMPED != 0,
             }
         }
     }

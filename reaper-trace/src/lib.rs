@@ -1,10 +1,10 @@
 //! reaper-trace: which reaper adopted each orphan, how long each zombie lived, and whether the
 //! kernel's choices match `find_new_reaper`.
 
-pub mod btf_offsets;
+mod btf_offsets;
 pub mod check;
-pub mod clock;
-pub mod container;
+mod clock;
+mod container;
 pub mod daemon;
 pub mod dashboard;
 pub mod decode;
@@ -14,21 +14,22 @@ pub mod doctor;
 pub mod escape;
 pub mod event;
 pub mod exit;
+pub mod identity;
 pub mod jsonl;
 pub mod live;
 pub mod metrics;
 pub mod model;
 pub mod preflight;
 pub mod procfs;
-pub mod reaper;
+mod reaper;
 pub mod record;
-pub mod repeats;
-pub mod ring;
+mod repeats;
+mod ring;
 pub mod scenario;
 #[cfg(test)]
 mod schema_doc;
 pub mod session;
-pub mod state;
+mod state;
 pub mod tracer;
 pub mod tree;
 pub mod validate;

@@ -28,14 +28,16 @@
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 
 use reaper_trace_common::{
-    DEAD_LEADER_GONE, DeadEvent, ExecEvent, ExitEvent, FORK_FLAG_THREAD, FREE_REPLACED_LEADER,
-    ForkEvent, FreeEvent, REPARENT_REAPER_ID_ONLY, REPARENT_RELEASED, ReparentEvent, SnapshotEvent,
-    SubreaperEvent, TaskId, TaskInfo, UPid, WaitEvent, exit_state, wait_syscall,
+    COMM_LEN, DEAD_LEADER_GONE, DeadEvent, ExecEvent, ExitEvent, FORK_FLAG_THREAD,
+    FREE_REPLACED_LEADER, ForkEvent, FreeEvent, REPARENT_REAPER_ID_ONLY, REPARENT_RELEASED,
+    ReparentEvent, SnapshotEvent, SubreaperEvent, TaskId, TaskInfo, UPid, WaitEvent, exit_state,
+    wait_syscall,
 };
 
 use crate::decode::{RawEvent, c_string, split_args};
-use crate::event::{Event, ExitStatus, Prediction, Proc, ReapHow, Verdict, same_start};
-use crate::procfs::{self, ProcTask};
+use crate::event::{Event, ExitStatus, Prediction, Proc, ReapHow, Verdict, wait_status};
+use crate::identity::{is_leader_id, same_start};
+use crate::procfs::ProcTask;
 use crate::reaper::{self, Observed, Predicted, ReaperInputs};
 
 /// How long a zombie that `/proc` no longer shows may still have its reap record in flight:
@@ -174,7 +176,7 @@ impl Task {
     }
 
     fn is_process(&self) -> bool {
-        self.id.tid == self.id.tgid
+        is_leader_id(self.id.tid, self.id.tgid)
     }
 
     /// Takes what a record says of the task, keeping its identity (start time) and never
@@ -311,13 +313,13 @@ impl Model {
                 id: TaskId {
                     tid: p.tid,
                     tgid: p.tgid,
-                    start_ns: procfs::ticks_to_ns(p.start_ticks),
+                    start_ns: crate::identity::ticks_to_ns(p.start_ticks),
                 },
                 ns_tid: p.nspid.last().copied().unwrap_or(p.tid),
                 ns_tgid: p.nstgid.last().copied().unwrap_or(p.tgid),
                 pidns: p.pidns,
                 level: p.nspid.len().saturating_sub(1) as u32,
-                comm: [0; 16],
+                comm: [0; COMM_LEN],
             };
             let mut task = Task::new(&info);
             task.comm = p.comm.clone();
@@ -881,7 +883,11 @@ impl Model {
             }
         } else if !gone && e.orphan_comm[0] != 0 {
             let t = self.tasks.get_mut(&orphan_tid).expect("known");
-            let len = e.orphan_comm.iter().position(|&b| b == 0).unwrap_or(16);
+            let len = e
+                .orphan_comm
+                .iter()
+                .position(|&b| b == 0)
+                .unwrap_or(COMM_LEN);
             if t.comm.as_bytes() != &e.orphan_comm[..len] {
                 t.comm = c_string(&e.orphan_comm);
             }
@@ -975,10 +981,10 @@ impl Model {
     }
 
     fn wait(&mut self, e: &WaitEvent, out: &mut Vec<Event>) {
-        // wait4 also returns stopped (0x7f in the low byte) and continued (0xffff) children.
+        // wait4 also returns stopped and continued children.
         if e.syscall == wait_syscall::WAIT4 && e.status != -1 {
-            let s = e.status;
-            if s & 0xff == 0x7f || s == 0xffff {
+            let s = e.status as u32;
+            if s & wait_status::BYTE == wait_status::STOPPED || s == wait_status::CONTINUED {
                 return;
             }
         }
@@ -1242,8 +1248,17 @@ impl Task {
 /// The wait status a wait record reports, as `task_struct::exit_code` would hold it.
 fn wait_status(e: &WaitEvent) -> u32 {
     match (e.syscall, e.code) {
-        (wait_syscall::WAITID, 1) => ((e.status as u32) & 0xff) << 8,
-        (wait_syscall::WAITID, c) => (e.status as u32 & 0x7f) | if c == 3 { 0x80 } else { 0 },
+        (wait_syscall::WAITID, libc::CLD_EXITED) => {
+            ((e.status as u32) & wait_status::BYTE) << wait_status::CODE_SHIFT
+        }
+        (wait_syscall::WAITID, c) => {
+            let core = if c == libc::CLD_DUMPED {
+                wait_status::CORE_DUMPED
+            } else {
+                0
+            };
+            (e.status as u32 & wait_status::SIGNAL) | core
+        }
         _ => e.status as u32,
     }
 }

@@ -3,9 +3,24 @@
 
 use std::fs;
 
-/// Clock ticks per second of `/proc/PID/stat`'s start time (`USER_HZ`, 100 on Linux).
-pub const USER_HZ: u64 = 100;
-pub const NS_PER_TICK: u64 = 1_000_000_000 / USER_HZ;
+use crate::identity::start_in_tick;
+
+/// Where `/proc/PID/stat`'s fields are among the words after the comm's closing `)`: field N
+/// of proc(5) is word N - 3 (the pid and the comm come before).
+pub mod stat_field {
+    pub const STATE: usize = 0;
+    pub const PPID: usize = 1;
+    pub const FLAGS: usize = 6;
+    /// CPU time in user and in kernel mode, in clock ticks.
+    pub const UTIME: usize = 11;
+    pub const STIME: usize = 12;
+    /// Start time since boot, in clock ticks.
+    pub const STARTTIME: usize = 19;
+}
+
+/// How many `/proc` entries are read between two looks at the clock: reading it for every
+/// entry would cost more than the listing itself.
+const DEADLINE_CHECK_EVERY: usize = 256;
 
 /// A task as `/proc` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,10 +48,9 @@ pub fn parse_stat(stat: &str) -> Option<(String, char, u32, u64)> {
     let close = stat.rfind(')')?;
     let comm = stat.get(open + 1..close)?.to_string();
     let rest: Vec<&str> = stat.get(close + 1..)?.split_whitespace().collect();
-    // rest[0] is field 3 (state); starttime is field 22.
-    let state = rest.first()?.chars().next()?;
-    let ppid = rest.get(1)?.parse().ok()?;
-    let start = rest.get(19)?.parse().ok()?;
+    let state = rest.get(stat_field::STATE)?.chars().next()?;
+    let ppid = rest.get(stat_field::PPID)?.parse().ok()?;
+    let start = rest.get(stat_field::STARTTIME)?.parse().ok()?;
     Some((comm, state, ppid, start))
 }
 
@@ -118,7 +132,9 @@ pub fn live_pids_until(deadline: std::time::Instant) -> (std::collections::HashS
     };
     let mut last = 0;
     for (i, entry) in dir.enumerate() {
-        if i % 256 == 255 && std::time::Instant::now() >= deadline {
+        if i % DEADLINE_CHECK_EVERY == DEADLINE_CHECK_EVERY - 1
+            && std::time::Instant::now() >= deadline
+        {
             return (live, last);
         }
         if let Some(pid) = entry
@@ -137,12 +153,7 @@ pub fn still_zombie(tid: u32, start_ns: u64) -> bool {
     fs::read_to_string(format!("/proc/{tid}/stat"))
         .ok()
         .and_then(|s| parse_stat(&s))
-        .is_some_and(|(_, state, _, ticks)| state == 'Z' && ticks == start_ns / NS_PER_TICK)
-}
-
-/// Start time as `/proc` gives it, converted to nanoseconds (10 ms resolution).
-pub fn ticks_to_ns(ticks: u64) -> u64 {
-    ticks * NS_PER_TICK
+        .is_some_and(|(_, state, _, ticks)| state == 'Z' && start_in_tick(start_ns, ticks))
 }
 
 #[cfg(test)]
@@ -164,7 +175,10 @@ mod tests {
         assert_eq!(t.tgid, me);
         assert_eq!(t.nspid.last().copied(), Some(me), "{t:?}");
         assert!(t.pidns != 0);
-        assert!(!still_zombie(me, ticks_to_ns(t.start_ticks)));
+        assert!(!still_zombie(
+            me,
+            crate::identity::ticks_to_ns(t.start_ticks)
+        ));
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! The kernel lays a ring's data pages out twice in a row, so that a record that wraps around
 //! the end can be read in one piece, and aya's `RingBuf` (like libbpf) maps both copies. The
 //! kernel inserts every page of such a mapping at `mmap` time, so both copies count as the
-//! process's resident memory: a 1 GiB ring showed 2.1 GB of RSS, and took 2 GiB of address
-//! space, for 1 GiB of kernel memory. This reader maps the data once (ring size + one page of
+//! process's resident memory: a 1 GiB ring costs 2 GiB of RSS and of address space for 1 GiB
+//! of kernel memory. This reader maps the data once (ring size + one page of
 //! RSS and address space) and copies the rare record that wraps around into a buffer of its
 //! own. The protocol (positions, header bits, memory ordering, wake-ups) is aya's, step by step.
 
@@ -21,6 +21,8 @@ const BUSY_BIT: u32 = 1 << 31;
 const DISCARD_BIT: u32 = 1 << 30;
 /// Each record starts with an 8-byte header (length and flags, page offset).
 const HEADER_BYTES: usize = 8;
+/// The kernel rounds every record (header and data) up to this many bytes.
+const RECORD_ALIGN: usize = 8;
 
 /// One shared mapping, unmapped when dropped.
 struct Mapping {
@@ -214,7 +216,7 @@ impl RingReader {
     fn consume(&mut self, len: usize) {
         self.pos = self
             .pos
-            .wrapping_add((HEADER_BYTES + len).next_multiple_of(8));
+            .wrapping_add((HEADER_BYTES + len).next_multiple_of(RECORD_ALIGN));
         // SAFETY: mapped read-write and aligned. Release: the kernel reuses the space only
         // after it reads this with Acquire.
         unsafe { &*self.layout.consumer }.store(self.pos, Ordering::Release);

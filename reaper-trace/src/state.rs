@@ -133,7 +133,7 @@ pub struct Unreaping {
 
 /// A reaped task that ends its pid namespace: the namespace's init (its main thread).
 pub fn ends_namespace(task: &Proc) -> bool {
-    task.tid == task.pid && task.ns_pid == 1
+    task.is_leader() && task.ns_pid == 1
 }
 
 fn how_index(how: ReapHow) -> usize {
@@ -180,7 +180,7 @@ impl State {
                 {
                     self.zombies.remove(&child.tid);
                 }
-                if child.tid == child.pid {
+                if child.is_leader() {
                     self.reapers.remove(&child.pid);
                     self.subreapers.remove(&child.pid);
                 }
@@ -277,7 +277,7 @@ impl State {
                 if let Some(r) = &reaper {
                     self.reapers.entry(r.pid).or_default().reaped += 1;
                 }
-                if task.tid == task.pid {
+                if task.is_leader() {
                     self.reapers.remove(&task.pid);
                     self.subreapers.remove(&task.pid);
                     if ends_namespace(task) {
@@ -414,7 +414,7 @@ impl State {
             let (shown, ages) = by_pid
                 .entry(r.pid)
                 .or_insert_with(|| (r.clone(), Vec::new()));
-            if r.tid == r.pid {
+            if r.is_leader() {
                 *shown = r.clone();
             }
             ages.push(age);

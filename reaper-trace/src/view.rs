@@ -21,9 +21,6 @@ use crate::state::State;
 /// Inode of the initial pid namespace (`PROC_PID_INIT_INO`): shown as `root`.
 pub const ROOT_PIDNS: u32 = 0xEFFF_FFFC;
 pub const NS_PER_SEC: u64 = 1_000_000_000;
-/// `/proc` start times are in clock ticks: within this, two start times are the same task.
-/// Start times from `/proc` are whole ticks: orderings allow one tick of slack.
-const START_SLACK_NS: u64 = crate::event::START_TICK_NS;
 /// Events per second are averaged over this window.
 pub const RATE_WINDOW_NS: u64 = 5 * NS_PER_SEC;
 const RATE_BUCKET_NS: u64 = 100_000_000;
@@ -42,12 +39,7 @@ pub const REAPERS_SLACK: usize = REAPERS_KEPT / 4;
 /// Reaped tasks are remembered (so a late event naming one does not count it alive again)
 /// up to this many, the latest; live tasks are one per thread id.
 pub const GONE_TASKS_KEPT: usize = 64 * 1024;
-pub use crate::state::{HIST_BUCKETS, HIST_LABELS, Histogram, OTHER_LOST, Zombie};
-
-/// Whether two descriptions name the same task: the one rule, [`Proc::same_task`].
-pub fn same_task(a: &Proc, b: &Proc) -> bool {
-    a.same_task(b)
-}
+pub use crate::state::{HIST_BUCKETS, HIST_LABELS, Histogram, Zombie};
 
 /// Median and 99th percentile (nearest rank) of a reaper's children's zombie lifetimes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,7 +115,7 @@ struct ReaperEntry {
 impl ReaperEntry {
     fn new(proc: Proc) -> Self {
         Self {
-            leader_start: (proc.tid == proc.pid).then_some(proc.start),
+            leader_start: proc.is_leader().then_some(proc.start),
             first_start: proc.start,
             proc,
             adopted: 0,
@@ -138,27 +130,18 @@ impl ReaperEntry {
 
     /// Whether the thread `p` belongs to this process (and not to a later one with its pid).
     fn has(&self, p: &Proc) -> bool {
-        if p.pid != self.proc.pid {
-            return false;
-        }
-        match (p.tid == p.pid, self.leader_start) {
-            (true, Some(leader)) => crate::event::same_start(leader, p.start),
-            // The main thread starts before every other thread.
-            (true, None) => p.start < self.first_start + START_SLACK_NS,
-            (false, Some(leader)) => p.start + START_SLACK_NS > leader,
-            (false, None) => true,
-        }
+        crate::identity::in_thread_group(p, self.proc.pid, self.leader_start, self.first_start)
     }
 
     /// Learns a thread of it.
     fn note(&mut self, p: &Proc) {
         self.first_start = self.first_start.min(p.start);
-        if p.tid == p.pid {
+        if p.is_leader() {
             self.leader_start = Some(p.start);
         }
         // Later events know it better (a new name after exec, an exact start time); the
         // main thread names the process. An event that only knew an id (no name) adds nothing.
-        let better = (p.tid == p.pid || self.proc.tid != self.proc.pid)
+        let better = (p.is_leader() || !self.proc.is_leader())
             && !p.comm.is_empty()
             && (self.proc.comm != p.comm || self.proc.start != p.start || self.proc.tid != p.tid);
         if better {
@@ -377,7 +360,7 @@ impl TaskTracker {
     /// A task named by an event: alive, unless it is one already reported gone.
     fn see(&mut self, p: &Proc) {
         match self.tasks.get(&p.tid) {
-            Some(&(start, _)) if crate::event::same_start(start, p.start) => {}
+            Some(&(start, _)) if crate::identity::same_start(start, p.start) => {}
             _ => self.set(p, true),
         }
     }
@@ -612,7 +595,7 @@ impl View {
             }
             Event::Reap { task, how, .. } => {
                 self.tasks.gone(task);
-                if task.tid == task.pid
+                if task.is_leader()
                     && let Some(i) = self.reaper_index(task)
                 {
                     self.reapers[i].gone = true;
@@ -639,14 +622,6 @@ impl View {
                 self.pidns_seen.insert(*pidns);
             }
         }
-    }
-
-    /// What a reaper did: orphans adopted, zombies reaped, and whether it is a subreaper.
-    pub fn reaper_record(&self, p: &Proc) -> Option<(u64, u64, bool)> {
-        self.reaper_index(p).map(|i| {
-            let e = &self.reapers[i];
-            (e.adopted, e.reaped, e.subreaper)
-        })
     }
 
     /// The container of a pid namespace, when a `container` event named it.

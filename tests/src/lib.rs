@@ -463,8 +463,11 @@ pub const PROGRAM_NAMES: [&str; 11] = [
     "sys_enter_prctl",
 ];
 
+/// `BPF_OBJ_NAME_LEN` (16) less its terminating NUL.
+const KERNEL_NAME_CHARS: usize = 15;
+
 fn kernel_name(name: &str) -> &str {
-    &name[..name.len().min(15)]
+    &name[..name.len().min(KERNEL_NAME_CHARS)]
 }
 
 /// The loaded eBPF programs named like reaper-trace's, by id (from `bpftool -j prog show`).

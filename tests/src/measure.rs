@@ -1,15 +1,17 @@
 //! Small measuring tools shared by the bench programs.
 
+use reaper_trace::identity::USER_HZ;
+use reaper_trace::procfs::stat_field;
+
 /// CPU time (user + system) a process has used so far, in seconds; 0 if it is gone.
 pub fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the `(comm)`, which may contain spaces: utime is field 14, stime 15.
+    // Fields after the `(comm)`, which may contain spaces.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    // SAFETY: sysconf has no preconditions.
-    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+    let field = |i: usize| -> f64 { f.get(i).and_then(|v| v.parse().ok()).unwrap_or(0.0) };
+    let ticks = field(stat_field::UTIME) + field(stat_field::STIME);
+    ticks / USER_HZ as f64
 }
 
 /// Forks a child that exits at once, and reaps it: one full process life (fork, exit,

@@ -22,6 +22,8 @@ use std::process::{Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use reaper_trace::identity::start_tick;
+use reaper_trace::procfs::stat_field;
 use reaper_trace_tests::tmux::Tmux;
 use reaper_trace_tests::{
     ChildGuard, TempPath, Trace, assert_consistent_for, descendants, reaper_trace, require_root,
@@ -336,10 +338,11 @@ fn storm_zombies() -> HashSet<(u64, u64)> {
         };
         let comm = head.split_once('(').map_or("", |(_, c)| c);
         let fields: Vec<&str> = rest.split_whitespace().collect();
-        // After the comm: state is field 3, starttime field 22.
         if comm.starts_with("stress-ng")
-            && fields.first() == Some(&"Z")
-            && let Some(start) = fields.get(19).and_then(|v| v.parse().ok())
+            && fields.get(stat_field::STATE) == Some(&"Z")
+            && let Some(start) = fields
+                .get(stat_field::STARTTIME)
+                .and_then(|v| v.parse().ok())
         {
             found.insert((pid, start));
         }
@@ -387,20 +390,13 @@ fn explain_unreaped(name: &str, m: &Measured, storm: &HashSet<(u64, u64)>) {
     panic!("{report}");
 }
 
-/// `USER_HZ`: the unit of start times in `/proc/PID/stat`.
-fn clock_ticks() -> u64 {
-    // SAFETY: sysconf has no preconditions.
-    unsafe { libc::sysconf(libc::_SC_CLK_TCK) as u64 }
-}
-
 /// The assertions every storm's recording must pass; prints the figures. Returns the lost
 /// counts by kind.
 fn check_recording(name: &str, m: &Measured) -> Vec<(String, u64)> {
     let trace = &m.trace;
     let mut storm = m.storm_tasks.clone();
     // Still zombies when the recording stopped: no reap to expect.
-    let ticks_ns = 1_000_000_000 / clock_ticks();
-    storm.retain(|&(pid, start)| !m.unreaped.contains(&(pid, start / ticks_ns)));
+    storm.retain(|&(pid, start)| !m.unreaped.contains(&(pid, start_tick(start))));
     let of_storm = |e: &serde_json::Value, field: &str| storm.contains(&task_identity(&e[field]));
     // Its processes, the stress-ng process itself aside.
     let forks = m.storm_tasks.len().saturating_sub(1);

@@ -239,8 +239,10 @@ fn assert_bounded(pid: u32, what: &str) -> u64 {
 /// `doctor --replay`: its counts, its peak resident memory (from `wait4`'s rusage), its time.
 fn doctor(path: &Path, written: &Written) {
     let started = Instant::now();
-    // Reaped by wait4 below, which gives its rusage.
-    #[allow(clippy::zombie_processes)]
+    #[allow(
+        clippy::zombie_processes,
+        reason = "reaped by wait4 below, which gives its rusage"
+    )]
     let mut child = Command::new(reaper_trace())
         .args(["doctor", "--replay"])
         .arg(path)

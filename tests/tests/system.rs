@@ -101,16 +101,12 @@ fn wait_pid(pid: libc::pid_t) -> i32 {
 /// `/proc/PID/stat`'s start time (clock ticks since boot), while `pid` is in `/proc`.
 fn start_ticks(pid: libc::pid_t) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (_, rest) = stat.rsplit_once(')')?;
-    // After the comm: state is field 3, starttime field 22.
-    rest.split_whitespace().nth(19)?.parse().ok()
+    reaper_trace::procfs::parse_stat(&stat).map(|(_, _, _, start)| start)
 }
 
 /// A recorded task's start time in clock ticks (the recording's are nanoseconds).
 fn start_tick(task: &Value) -> Option<u64> {
-    // SAFETY: sysconf has no preconditions.
-    let ticks_ns = 1_000_000_000 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
-    Some(task["start"].as_u64()? / ticks_ns)
+    Some(reaper_trace::identity::start_tick(task["start"].as_u64()?))
 }
 
 /// Records the whole machine while `parents` processes at once each fork `BURST`

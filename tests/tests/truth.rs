@@ -18,13 +18,11 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
 
+use reaper_trace::identity::{NS_PER_TICK, start_tick};
 use reaper_trace_tests::{
     TempPath, Trace, assert_consistent, reaper_trace, require_root, trace_command,
 };
 use serde_json::{Value, json};
-
-/// `/proc/PID/stat`'s start time is in clock ticks (USER_HZ = 100): 10 ms.
-const NS_PER_TICK: u64 = 10_000_000;
 
 /// The workload binary: `TRUTH_WORKLOAD_BIN`, else the one cargo built for this package.
 fn workload() -> PathBuf {
@@ -39,7 +37,7 @@ fn u(v: &Value) -> u64 {
 }
 
 fn ticks(start_ns: &Value) -> Option<u64> {
-    start_ns.as_u64().map(|s| s / NS_PER_TICK)
+    start_ns.as_u64().map(start_tick)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1361,7 +1359,7 @@ fn tasks_from_before_tracing_keep_one_identity() {
         c.check(!seen.is_empty(), || {
             format!("{name} {tid} does not appear in the recording")
         });
-        c.check(seen.iter().all(|s| s / NS_PER_TICK == want), || {
+        c.check(seen.iter().all(|&s| start_tick(s) == want), || {
             format!("{name} {tid} appears with start times {seen:?}, /proc shows tick {want}")
         });
     }

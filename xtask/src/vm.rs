@@ -322,11 +322,18 @@ fn choose(specs: &[String], releases: &[String]) -> Result<Vec<String>> {
         let mut seen: Vec<(u32, u32)> = releases.iter().filter_map(|r| series(r)).collect();
         seen.sort_unstable();
         seen.dedup();
-        every = seen.iter().map(|(maj, min)| format!("{maj}.{min}")).collect();
+        every = seen
+            .iter()
+            .map(|(maj, min)| format!("{maj}.{min}"))
+            .collect();
     }
-    let specs = specs
-        .iter()
-        .flat_map(|s| if s == EVERY_SERIES { every.clone() } else { vec![s.clone()] });
+    let specs = specs.iter().flat_map(|s| {
+        if s == EVERY_SERIES {
+            every.clone()
+        } else {
+            vec![s.clone()]
+        }
+    });
     let mut chosen = Vec::new();
     for spec in &specs.collect::<Vec<_>>() {
         let matches: Vec<&String> = if releases.contains(spec) {
@@ -1258,12 +1265,11 @@ pub fn run(specs: &[String], bins: &Path, out_dir: &Path, check_only: bool) -> R
             let Some(what) = stuck else {
                 break;
             };
-            // Multi-threaded TCG does not always keep up with the kernel patching its own
-            // code (static keys, with int3): guests die of an int3 at a patched site
-            // (trace_syscall_exit on 7.0, syscall_exit_work and delayed_put_task_struct on
-            // 6.19: twice in a row once). 6.1 guests have also stopped in soft lockups while
-            // programs were attached or detached (2 boots in about 10; never on the hosts):
-            // cause not established. Boot again, up to twice, and say so in the report.
+            // Multi-threaded TCG does not always keep up with a guest kernel patching its own
+            // code (static keys, with int3) while programs are attached or detached: a guest
+            // may die of an int3 at a patched site or stop in a soft lockup, which real
+            // hardware does not. Boot again, up to BOOTS_AFTER_A_STOP times, and say so in
+            // the report.
             eprint!("{what}, booting again ... ");
             let _ = std::fs::rename(&log, log.with_extension(format!("stuck{boot_again}.log")));
             (text, took) = boot(kernel, &initrd, &log, check_only)?;

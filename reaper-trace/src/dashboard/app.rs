@@ -10,6 +10,10 @@ use super::tree::TreePanel;
 use crate::event::Proc;
 use crate::view::{Filter, Query, View};
 
+/// The longest name filter that can be typed: longer than any comm (16 bytes) or pid, short
+/// enough for the prompt line.
+const MAX_FILTER_CHARS: usize = 64;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Panel {
     Adoptions,
@@ -19,7 +23,8 @@ pub enum Panel {
 }
 
 impl Panel {
-    pub const ALL: [Panel; 4] = [
+    pub const COUNT: usize = 4;
+    pub const ALL: [Panel; Self::COUNT] = [
         Panel::Adoptions,
         Panel::Zombies,
         Panel::Reapers,
@@ -95,7 +100,7 @@ pub struct App {
     pub prompt: Option<String>,
     /// The selected row, per panel (kept within its rows while rendering: see
     /// [`App::selected_row`]).
-    pub selected: [usize; 4],
+    pub selected: [usize; Panel::COUNT],
     /// The tree panel, while it is open: it takes the keys (scrolling, `r`, `t`/Esc closing).
     pub tree: Option<TreePanel>,
 }
@@ -110,7 +115,7 @@ impl App {
             help: false,
             paused: false,
             prompt: None,
-            selected: [0; 4],
+            selected: [0; Panel::COUNT],
             tree: None,
         }
     }
@@ -195,13 +200,15 @@ impl App {
                     let t = text.trim().to_string();
                     self.query.filter.name = (!t.is_empty()).then_some(t);
                     self.prompt = None;
-                    self.selected = [0; 4];
+                    self.selected = [0; Panel::COUNT];
                 }
                 KeyCode::Esc => self.prompt = None,
                 KeyCode::Backspace => {
                     text.pop();
                 }
-                KeyCode::Char(c) if !ctrl && !c.is_control() && text.chars().count() < 64 => {
+                KeyCode::Char(c)
+                    if !ctrl && !c.is_control() && text.chars().count() < MAX_FILTER_CHARS =>
+                {
                     text.push(c)
                 }
                 _ => return Action::None,
@@ -237,7 +244,8 @@ impl App {
                 self.focus = Panel::ALL[(self.focus.index() + 1) % Panel::ALL.len()];
             }
             Command::FocusPrevious => {
-                self.focus = Panel::ALL[(self.focus.index() + Panel::ALL.len() - 1) % 4];
+                self.focus =
+                    Panel::ALL[(self.focus.index() + Panel::ALL.len() - 1) % Panel::ALL.len()];
             }
             Command::Focus(n) => self.focus = Panel::ALL[n],
             Command::Zoom => self.zoom = !self.zoom,
@@ -252,11 +260,11 @@ impl App {
                     Some(cur) => namespaces.iter().copied().find(|&n| n > cur),
                 };
                 self.query.filter.pidns = next;
-                self.selected = [0; 4];
+                self.selected = [0; Panel::COUNT];
             }
             Command::ClearFilters => {
                 self.query.filter = Filter::default();
-                self.selected = [0; 4];
+                self.selected = [0; Panel::COUNT];
             }
             Command::Sort => match self.focus {
                 Panel::Adoptions => self.query.adoptions = self.query.adoptions.next(),
@@ -462,7 +470,7 @@ mod tests {
         assert_eq!(app.tree.as_ref().unwrap().scroll, 6);
         app.on_key(key(KeyCode::Up), &[]);
         assert_eq!(app.tree.as_ref().unwrap().scroll, 5);
-        assert_eq!(app.selected, [0; 4]);
+        assert_eq!(app.selected, [0; Panel::COUNT]);
         assert_eq!(app.on_key(ch('s'), &[]), Action::None);
         assert_eq!(app.on_key(key(KeyCode::Tab), &[]), Action::None);
         assert_eq!(app.focus, Panel::Zombies);

@@ -10,7 +10,8 @@
 use anyhow::Result;
 
 use crate::container::Resolver;
-use crate::event::{Proc, same_start};
+use crate::event::Proc;
+use crate::identity::same_start_or_unknown;
 use crate::tracer::TaskIterator;
 use crate::tree::{self, Containers, Lineage, Options, Snapshot};
 
@@ -89,7 +90,7 @@ pub fn content(
     let me = &lineage.processes[lineage.selected];
     // An event names a thread with its own start time: only the main thread's is the
     // process's.
-    if target.tid == target.pid && target.start != 0 && !same_start(me.start, target.start) {
+    if target.is_leader() && !same_start_or_unknown(me.start, target.start) {
         return Content::Gone(format!(
             "{label} is not running any more: pid {} is another process now ({})",
             target.pid,

@@ -11,6 +11,7 @@ use super::result::{
 };
 use super::{Scenario, ScenarioReport};
 use crate::event::{Event, Proc, ReapHow, ReaperKind, Verdict};
+use crate::identity::{UNKNOWN_START, start_in_tick};
 
 /// A reaping init must have reaped each orphan this soon after it became a zombie.
 pub const REAP_WITHIN_MS: f64 = 100.0;
@@ -65,7 +66,7 @@ impl<'a> Judge<'a> {
     pub fn is(&self, p: &Proc) -> bool {
         self.starts
             .get(&p.tid)
-            .is_none_or(|&t| p.start == 0 || p.start / crate::procfs::NS_PER_TICK == t)
+            .is_none_or(|&t| p.start == UNKNOWN_START || start_in_tick(p.start, t))
     }
 
     pub fn events(&self) -> &'a [Event] {
@@ -172,7 +173,7 @@ impl<'a> Judge<'a> {
     /// `exit` events of process `pid`'s main thread.
     pub fn exits(&self, pid: u32) -> Vec<&'a Event> {
         self.select(|e| {
-            matches!(e, Event::Exit { task, .. } if task.pid == pid && task.tid == pid && self.is(task))
+            matches!(e, Event::Exit { task, .. } if task.pid == pid && task.is_leader() && self.is(task))
         })
     }
 

@@ -29,7 +29,7 @@ mod ctx;
 mod fuse;
 mod hang;
 mod identity;
-pub mod judge;
+pub(crate) mod judge;
 mod orphans;
 mod pid1;
 pub mod result;
@@ -47,7 +47,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use autoreap::SIGCHLD_IGNORED;
-pub use ctx::{Ctx, Noted, Notes};
+pub use ctx::{Ctx, Notes};
 use ctx::{NOTES_FD_ENV, STAGE_ENV};
 use hang::HANG;
 use identity::{CLONE_PARENT, PID_REUSE};

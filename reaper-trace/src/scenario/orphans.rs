@@ -59,6 +59,10 @@ impl Orphan {
     }
 }
 
+/// How long an orphan lives at least: long enough to be adopted and seen in `/proc` under its
+/// new parent before it exits.
+const ORPHAN_MS: u64 = 300;
+
 /// A father that forks `orphan` (which lives `orphan_ms` at least, and notes the parent
 /// `/proc` shows once it is adopted) and exits at once.
 fn orphan_maker(notes: &Notes, orphan_ms: u64) -> i32 {
@@ -85,7 +89,7 @@ pub(super) static ORPHAN_INIT: Def<Orphan> = Def::new(
         new_pid_namespace()?;
         let init = fork_then(|| {
             notes.note("reaper", global_pid());
-            if fork_then(|| orphan_maker(notes, 300)).is_err() {
+            if fork_then(|| orphan_maker(notes, ORPHAN_MS)).is_err() {
                 return 1;
             }
             reap_all();
@@ -104,7 +108,7 @@ pub(super) static ORPHAN_SUBREAPER: Def<Orphan> = Def::new(
         let notes = &ctx.notes;
         set_subreaper()?;
         notes.note("reaper", global_pid());
-        let father = fork_then(|| orphan_maker(notes, 300))?;
+        let father = fork_then(|| orphan_maker(notes, ORPHAN_MS))?;
         wait_for(father);
         reap_all();
         Orphan::from_notes(&notes.collect()?)
@@ -124,7 +128,7 @@ pub(super) static NESTED_SUBREAPERS: Def<Orphan> = Def::new(
             if set_subreaper().is_err() {
                 return 1;
             }
-            orphan_maker(notes, 300)
+            orphan_maker(notes, ORPHAN_MS)
         })?;
         wait_for(inner);
         reap_all();
@@ -172,7 +176,7 @@ pub(super) static SETNS_INJECTED: Def<Injected> = Def::new(
                 eprintln!("{e:#}");
                 return 3;
             }
-            match fork_then(|| orphan_maker(notes, 300)) {
+            match fork_then(|| orphan_maker(notes, ORPHAN_MS)) {
                 Ok(p) => {
                     wait_for(p);
                     0
@@ -184,8 +188,8 @@ pub(super) static SETNS_INJECTED: Def<Injected> = Def::new(
         new_pid_namespace()?;
         let init = fork_then(|| {
             notes.note("reaper", global_pid());
-            // Outlive the orphan (300 ms), then reap it.
-            sleep_ms(700);
+            // Outlive the orphan, then reap it.
+            sleep_ms(ORPHAN_MS + 400);
             reap_all();
             0
         })?;
@@ -614,7 +618,7 @@ mod tests {
             } => Event::Zombie {
                 ts,
                 task: Proc {
-                    start: 5 * crate::procfs::NS_PER_TICK,
+                    start: 5 * crate::identity::NS_PER_TICK,
                     ..task
                 },
                 parent,
@@ -631,7 +635,7 @@ mod tests {
             } => Event::Reap {
                 ts,
                 task: Proc {
-                    start: 5 * crate::procfs::NS_PER_TICK,
+                    start: 5 * crate::identity::NS_PER_TICK,
                     ..task
                 },
                 reaper,

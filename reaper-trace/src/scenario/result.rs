@@ -230,7 +230,7 @@ fn kind_str(kind: Option<ReaperKind>) -> &'static str {
 /// `PID [COMM] KIND`, or `PID/TID ...` when the adopting thread is not the main one. The
 /// text is raw: the table escapes it (`clean`), JSON escapes it by itself.
 pub fn describe(r: &Reaper) -> String {
-    let id = if r.tid == r.pid || r.tid == 0 {
+    let id = if crate::identity::is_leader_id(r.tid, r.pid) || r.tid == 0 {
         r.pid.to_string()
     } else {
         format!("{}/{}", r.pid, r.tid)

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
+use crate::procfs::stat_field;
+
 /// What `/proc/PID/stat` showed about a task at one moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stat {
@@ -34,6 +36,7 @@ impl Stat {
     }
 }
 
+/// `PF_EXITING` in `include/linux/sched.h`: set once the task has begun to exit.
 const PF_EXITING: u32 = 0x4;
 
 pub(crate) fn parse_stat(text: &str) -> Option<Stat> {
@@ -42,10 +45,10 @@ pub(crate) fn parse_stat(text: &str) -> Option<Stat> {
         .split_whitespace()
         .collect();
     Some(Stat {
-        state: rest.first()?.chars().next()?,
-        ppid: rest.get(1)?.parse().ok()?,
-        flags: rest.get(6)?.parse().ok()?,
-        start: rest.get(19)?.parse().ok()?,
+        state: rest.get(stat_field::STATE)?.chars().next()?,
+        ppid: rest.get(stat_field::PPID)?.parse().ok()?,
+        flags: rest.get(stat_field::FLAGS)?.parse().ok()?,
+        start: rest.get(stat_field::STARTTIME)?.parse().ok()?,
     })
 }
 
@@ -264,11 +267,11 @@ pub fn write_u32(fd: RawFd, v: u32) {
 
 /// Reads one u32, exactly 4 bytes (blocking); `None` at end of file.
 pub fn read_u32(fd: RawFd) -> Option<u32> {
-    let mut b = [0u8; 4];
+    let mut b = [0u8; size_of::<u32>()];
     let mut got = 0;
-    while got < 4 {
+    while got < b.len() {
         // SAFETY: reading into our buffer.
-        let n = unsafe { libc::read(fd, b[got..].as_mut_ptr().cast(), 4 - got) };
+        let n = unsafe { libc::read(fd, b[got..].as_mut_ptr().cast(), b.len() - got) };
         if n < 0 && errno() == libc::EINTR {
             continue;
         }

@@ -185,7 +185,7 @@ pub(super) static EXEC_THREAD: Def<ExecThread> = Def::new(
         let (zombie, reap) = j.zombie_then_reap(x, w, &[ReapHow::Wait4]);
         if let Some(Event::Zombie { task, status, .. }) = zombie {
             j.check(
-                task.tid == x && task.start / crate::procfs::NS_PER_TICK == p.leader_start,
+                task.tid == x && crate::identity::start_in_tick(task.start, p.leader_start),
                 || format!("the zombie of {x} must be thread {x} with the process's start (tick {}): {task:?}", p.leader_start),
             );
             j.check(status.code == Some(42), || {

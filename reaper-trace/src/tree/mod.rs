@@ -14,7 +14,7 @@
 //! whose start time differs (the pid was reused), or a thread scan that hit its bound, makes
 //! the prediction `undecided` with the reason, never a guess.
 
-pub mod render;
+pub(crate) mod render;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -26,6 +26,7 @@ use crate::container::{ContainerInfo, Resolver};
 use crate::decode::c_string;
 use crate::event::ReaperKind;
 use crate::exit::Exit;
+use crate::identity::same_start;
 use crate::reaper::{ReaperInputs, SubreaperCandidate, find_new_reaper};
 
 /// Version of the `tree --json` document.
@@ -257,10 +258,10 @@ impl Snapshot {
         self.by_tid.is_empty()
     }
 
-    /// The record of exactly this task (same tid and start time).
+    /// The record of exactly this task (same tid, start time and process).
     fn task(&self, id: &TaskId) -> Option<&TreeTask> {
         let r = &self.records[*self.by_tid.get(&id.tid)?];
-        (r.task.id.start_ns == id.start_ns && r.task.id.tgid == id.tgid).then_some(r)
+        (same_start(r.task.id.start_ns, id.start_ns) && r.task.id.tgid == id.tgid).then_some(r)
     }
 
     fn by_tid(&self, tid: u32) -> Option<&TreeTask> {

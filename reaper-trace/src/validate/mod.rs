@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::event::{Event, Header, Proc, same_start};
+use crate::event::{Event, Header, Proc};
+use crate::identity::{same_start, same_start_or_unknown};
 use crate::jsonl::{JsonlWriter, Output};
 use crate::live::{self, StopSignals};
 use crate::model::Scope;
@@ -300,11 +301,9 @@ impl Tree {
     }
 
     fn contains(&self, p: &Proc) -> bool {
-        self.tasks.get(&p.tid).is_some_and(|starts| {
-            starts
-                .iter()
-                .any(|&s| p.start == 0 || same_start(s, p.start))
-        })
+        self.tasks
+            .get(&p.tid)
+            .is_some_and(|starts| starts.iter().any(|&s| same_start_or_unknown(s, p.start)))
     }
 
     fn insert(&mut self, p: &Proc, thread: bool) {
@@ -481,9 +480,9 @@ mod tests {
         assert!(!absorb(&subreaper(p(12, 999)), &mut tree));
         // A start time from /proc (whole ticks) names the same task.
         assert!(absorb(
-            &subreaper(p(11, crate::procfs::NS_PER_TICK * 5)),
+            &subreaper(p(11, crate::identity::NS_PER_TICK * 5)),
             &mut Tree {
-                tasks: HashMap::from([(11, vec![crate::procfs::NS_PER_TICK * 5 + 7])]),
+                tasks: HashMap::from([(11, vec![crate::identity::NS_PER_TICK * 5 + 7])]),
                 ..Tree::new(10)
             }
         ));

@@ -24,6 +24,7 @@ use std::fmt::{self, Write as _};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
+use reaper_trace::procfs::stat_field;
 use reaper_trace::scenario::sys::{self, close, errno, read_u32, read_until_eof, sleep_ms, wait4};
 
 /// Every process of a case dies of SIGALRM after this long (a broken handshake, not a hang).
@@ -302,13 +303,13 @@ fn observe(tid: i32) -> Option<Obs> {
     }
     let mut stat = [0u8; 1024];
     if let Some(len) = read_file(proc_path(tid, "stat").as_bytes(), &mut stat) {
-        // Fields after the last ')': 3 (state) onwards; starttime is field 22.
+        // Fields after the last ')', which the comm may contain.
         if let Some(close) = stat[..len].iter().rposition(|&c| c == b')') {
             let rest = &stat[close + 1..len];
             if let Some(tok) = rest
                 .split(|c| c.is_ascii_whitespace())
                 .filter(|t| !t.is_empty())
-                .nth(22 - 3)
+                .nth(stat_field::STARTTIME)
             {
                 o.start = parse_num(tok).unwrap_or(0);
             }
