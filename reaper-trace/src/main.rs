@@ -62,6 +62,9 @@ enum Command {
         /// Seconds for the scenarios that wait (zombie, sleep-init).
         #[arg(long, value_name = "SECS", default_value_t = 3.0)]
         seconds: f64,
+        /// How long the scenarios that try until something happens (pid-reuse) may try.
+        #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+        budget: Duration,
         /// Name and describe every scenario, then exit.
         #[arg(long, conflicts_with = "name")]
         list: bool,
@@ -368,6 +371,7 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Scenario {
             name,
             seconds,
+            budget,
             list,
         } => {
             if list {
@@ -383,7 +387,7 @@ fn run(cli: Cli) -> Result<i32> {
                 )
                 .into());
             };
-            let (report, code) = scenario::run(&name, seconds)?;
+            let (report, code) = scenario::run(&name, seconds, budget)?;
             if let Some(report) = report {
                 println!("{}", serde_json::to_string(&report)?);
             }

@@ -25,6 +25,9 @@ pub struct Ctx {
     pub notes: Notes,
     /// `--seconds`, for the scenarios that wait.
     pub seconds: f64,
+    /// `--budget`: how long a scenario that tries until something happens may try (an
+    /// emulated guest needs much longer than hardware).
+    pub budget: std::time::Duration,
     /// In the part that runs after an exec: what the exec'ing process passed on.
     pub stage: Vec<String>,
 }

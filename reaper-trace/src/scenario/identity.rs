@@ -2,7 +2,7 @@
 //! pids reused within a scenario, told apart by start time.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
@@ -122,8 +122,6 @@ pub(super) static CLONE_PARENT: Def<CloneParent> = Def::new(
 // ---------------------------------------------------------------------------------------------
 // pid-reuse
 
-/// How long `pid-reuse` tries before it gives up (and is skipped).
-const REUSE_FOR: Duration = Duration::from_secs(10);
 /// Children forked and reaped in one go, whose pids the allocator comes back to.
 const REUSE_BATCH: usize = 100;
 
@@ -142,10 +140,11 @@ pub struct PidReuse {
 
 pub(super) static PID_REUSE: Def<PidReuse> = Def::new(
     "pid-reuse",
-    "forks and reaps children until a pid repeats (threads move the pid allocator round in between; skipped if no pid repeats within 10 s): every pid a wait returned has one reap per task (pid and start)",
-    |_| {
+    "forks and reaps children until a pid repeats (threads move the pid allocator round in between; skipped if no pid repeats within its budget: 10 s, or 80 % of validate's --timeout): every pid a wait returned has one reap per task (pid and start)",
+    |ctx| {
         let parent = global_pid();
         let started = Instant::now();
+        let reuse_for = ctx.budget;
         let mut waits = Vec::new();
         let mut seen = BTreeSet::new();
         let mut reused = None;
@@ -164,12 +163,12 @@ pub(super) static PID_REUSE: Def<PidReuse> = Def::new(
         }
         let lo = waits.iter().copied().min().unwrap_or(0);
         let hi = waits.iter().copied().max().unwrap_or(0);
-        'outer: while started.elapsed() < REUSE_FOR {
+        'outer: while started.elapsed() < reuse_for {
             // Take pids with threads until the allocator has come round to just below the
             // batch, then fork until a child gets a pid the batch had.
             let mut last = 0;
             let mut wrapped = false;
-            while started.elapsed() < REUSE_FOR {
+            while started.elapsed() < reuse_for {
                 let tid = std::thread::spawn(|| {
                     // SAFETY: gettid has no preconditions.
                     (unsafe { libc::gettid() }) as u32
@@ -190,7 +189,7 @@ pub(super) static PID_REUSE: Def<PidReuse> = Def::new(
                     break;
                 }
             }
-            while started.elapsed() < REUSE_FOR {
+            while started.elapsed() < reuse_for {
                 if let Some(pid) = fork_reap(&mut waits)? {
                     reused = Some(pid);
                     break 'outer;

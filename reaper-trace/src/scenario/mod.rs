@@ -252,7 +252,11 @@ pub fn find(name: &str) -> Option<&'static dyn Scenario> {
 
 /// `reaper-trace scenario NAME`: runs it and returns its report and exit code (no report for
 /// the part of a scenario that runs after an exec).
-pub fn run(name: &str, seconds: f64) -> Result<(Option<ScenarioReport>, i32)> {
+pub fn run(
+    name: &str,
+    seconds: f64,
+    budget: std::time::Duration,
+) -> Result<(Option<ScenarioReport>, i32)> {
     let Some(s) = find(name) else {
         bail!("unknown scenario {name}: see `reaper-trace scenario --list`");
     };
@@ -264,6 +268,7 @@ pub fn run(name: &str, seconds: f64) -> Result<(Option<ScenarioReport>, i32)> {
         let ctx = Ctx {
             notes: Notes::inherited(fd),
             seconds,
+            budget,
             stage: stage
                 .to_string_lossy()
                 .split_whitespace()
@@ -275,6 +280,7 @@ pub fn run(name: &str, seconds: f64) -> Result<(Option<ScenarioReport>, i32)> {
     let ctx = Ctx {
         notes: Notes::new()?,
         seconds,
+        budget,
         stage: Vec::new(),
     };
     let pids = s.run(&ctx)?;

@@ -21,6 +21,9 @@ use crate::scenario::result::{Failure, ScenarioResult};
 use crate::scenario::{Scenario, ScenarioReport};
 use crate::session::Session;
 
+/// The share of `--timeout` a scenario may spend trying (see `--budget`).
+const BUDGET_SHARE: f64 = 0.8;
+
 pub struct Validator {
     exe: PathBuf,
     queue: std::vec::IntoIter<&'static dyn Scenario>,
@@ -241,8 +244,12 @@ impl Run {
         let (out_read, out_write) = pipe()?;
         let (err_read, err_write) = pipe()?;
         let mut cmd = std::process::Command::new(exe);
+        // A scenario that tries until something happens may take most of its time: the rest
+        // is for its clean-up.
+        let budget = timeout.mul_f64(BUDGET_SHARE);
         cmd.arg("scenario")
             .arg(scenario.name())
+            .arg(format!("--budget={}ms", budget.as_millis().max(1)))
             .args(scenario.args())
             .stdin(Stdio::null())
             .stdout(Stdio::from(out_write))
