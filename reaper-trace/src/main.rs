@@ -643,6 +643,22 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    /// The defaults `--help` shows are the ones the library defines.
+    #[test]
+    fn defaults_are_the_librarys() {
+        let cmd = Cli::command();
+        let default = |sub: &str, long: &str| {
+            let arg = cmd
+                .find_subcommand(sub)
+                .and_then(|s| s.get_arguments().find(|a| a.get_long() == Some(long)))
+                .unwrap_or_else(|| panic!("{sub} --{long}"));
+            let value = arg.get_default_values()[0].to_str().unwrap().to_string();
+            parse_duration(&value).unwrap()
+        };
+        assert_eq!(default("record", "linger"), record::DEFAULT_LINGER);
+        assert_eq!(default("validate", "timeout"), validate::DEFAULT_TIMEOUT);
+    }
+
     /// The reference of every command's options (its table) and of the dashboard.
     const COMMANDS_DOC: &str = include_str!("../../docs/commands.md");
     const DASHBOARD_DOC: &str = include_str!("../../docs/dashboard.md");
