@@ -101,6 +101,131 @@ pub mod standby {
     pub const RING: u32 = 8;
 }
 
+/// The names of the kernel programs userspace loads: the names of their functions in
+/// reaper-trace-ebpf. aya-ebpf's macros name a program after its function (and a map after
+/// its static), not after a constant, so the kernel crate checks at compile time that each of
+/// its items has the name given here, and reaper-trace's build script that the built object
+/// has every name userspace uses ([`program::ALL`], [`map::ALL`], [`OFFSETS_GLOBAL`]).
+pub mod program {
+    use super::standby::COPIES;
+
+    /// A hook's programs: the primary one, then its standby copies (see [`super::standby`]).
+    pub type Copies = [&'static str; COPIES as usize];
+
+    pub const FORK: Copies = [
+        "sched_process_fork",
+        "sched_process_fork_standby",
+        "sched_process_fork_standby2",
+    ];
+    pub const EXEC: Copies = [
+        "sched_process_exec",
+        "sched_process_exec_standby",
+        "sched_process_exec_standby2",
+    ];
+    pub const EXIT: Copies = [
+        "sched_process_exit",
+        "sched_process_exit_standby",
+        "sched_process_exit_standby2",
+    ];
+    /// `sched_process_exit` for kernels without `bpf_loop` (no standby copies).
+    pub const EXIT_BOUNDED: &str = "sched_process_exit_bounded";
+    pub const SWITCH: &str = "sched_switch";
+    /// `sched_switch` for kernels without `bpf_loop`.
+    pub const SWITCH_BOUNDED: &str = "sched_switch_bounded";
+    pub const FREE: Copies = [
+        "sched_process_free",
+        "sched_process_free_standby",
+        "sched_process_free_standby2",
+    ];
+    pub const EXIT_WAIT4: &str = "sys_exit_wait4";
+    /// The `_PLAIN` programs are for kernels without `bpf_get_current_task_btf`.
+    pub const EXIT_WAIT4_PLAIN: &str = "sys_exit_wait4_plain";
+    pub const ENTER_WAITID: &str = "sys_enter_waitid";
+    pub const EXIT_WAITID: &str = "sys_exit_waitid";
+    pub const EXIT_WAITID_PLAIN: &str = "sys_exit_waitid_plain";
+    pub const ENTER_PRCTL: &str = "sys_enter_prctl";
+    pub const EXIT_PRCTL: &str = "sys_exit_prctl";
+    pub const EXIT_PRCTL_PLAIN: &str = "sys_exit_prctl_plain";
+    /// `reaper-trace tree`'s task iterator.
+    pub const TREE_TASK: &str = "tree_task";
+    /// The bench's floor: programs that do nothing, on the tracer's hooks.
+    pub const FLOOR_FORK: &str = "floor_fork";
+    pub const FLOOR_EXEC: &str = "floor_exec";
+    pub const FLOOR_EXIT: &str = "floor_exit";
+    pub const FLOOR_SWITCH: &str = "floor_switch";
+    pub const FLOOR_FREE: &str = "floor_free";
+    pub const FLOOR_EXIT_WAIT4: &str = "floor_exit_wait4";
+
+    /// Every program above.
+    pub const ALL: &[&str] = &[
+        FORK[0],
+        FORK[1],
+        FORK[2],
+        EXEC[0],
+        EXEC[1],
+        EXEC[2],
+        EXIT[0],
+        EXIT[1],
+        EXIT[2],
+        EXIT_BOUNDED,
+        SWITCH,
+        SWITCH_BOUNDED,
+        FREE[0],
+        FREE[1],
+        FREE[2],
+        EXIT_WAIT4,
+        EXIT_WAIT4_PLAIN,
+        ENTER_WAITID,
+        EXIT_WAITID,
+        EXIT_WAITID_PLAIN,
+        ENTER_PRCTL,
+        EXIT_PRCTL,
+        EXIT_PRCTL_PLAIN,
+        TREE_TASK,
+        FLOOR_FORK,
+        FLOOR_EXEC,
+        FLOOR_EXIT,
+        FLOOR_SWITCH,
+        FLOOR_FREE,
+        FLOOR_EXIT_WAIT4,
+    ];
+}
+
+/// The names of the maps userspace opens (the statics' names in reaper-trace-ebpf; see
+/// [`program`]).
+pub mod map {
+    /// The ring buffer of records.
+    pub const EVENTS: &str = "EVENTS";
+    /// Per-CPU lost-record counters ([`super::LOST_SLOTS`] slots).
+    pub const LOST: &str = "LOST";
+    /// Per hook of [`super::standby`]: calls a standby copy handled.
+    pub const COVERED: &str = "COVERED";
+    /// Tree scope: the processes of the traced tree.
+    pub const TRACKED: &str = "TRACKED";
+
+    /// Every map above.
+    pub const ALL: &[&str] = &[EVENTS, LOST, COVERED, TRACKED];
+}
+
+/// The name of the global holding [`Offsets`], which userspace writes before load.
+pub const OFFSETS_GLOBAL: &str = "OFFSETS";
+
+/// `a == b`, usable in constants (the kernel crate's compile-time name checks).
+pub const fn same_name(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
 /// Which wait syscall reaped a zombie.
 pub mod wait_syscall {
     pub const WAIT4: u32 = 1;

@@ -15,6 +15,7 @@ mod globals;
 mod loops;
 mod maps;
 mod mem;
+mod names;
 mod scope;
 mod snapshot;
 mod syscall;
