@@ -11,7 +11,7 @@ use crate::maps::{EVENTS, LOST};
 pub(crate) fn header(kind: u32) -> EventHeader {
     EventHeader {
         kind,
-        cpu: 0,
+        _pad: 0,
         // SAFETY: a helper without preconditions.
         ts_ns: unsafe { bpf_ktime_get_boot_ns() },
     }
@@ -28,14 +28,16 @@ pub(crate) fn add(counter: Option<*mut u64>, n: u64) {
     }
 }
 
+/// Counts `n` losses in lost-counter `slot`: a record [`kind`](reaper_trace_common::kind), or
+/// a [`lost_slot`](reaper_trace_common::lost_slot).
 #[inline(always)]
-pub(crate) fn count_lost_n(kind: u32, n: u64) {
-    add(LOST.get_ptr_mut(kind), n);
+pub(crate) fn count_lost_n(slot: u32, n: u64) {
+    add(LOST.get_ptr_mut(slot), n);
 }
 
 #[inline(always)]
-pub(crate) fn count_lost(kind: u32) {
-    count_lost_n(kind, 1);
+pub(crate) fn count_lost(slot: u32) {
+    count_lost_n(slot, 1);
 }
 
 /// The one way every record is written: reserve, stamp the header, let `fill` write every

@@ -7,7 +7,7 @@ use core::ptr::read_volatile;
 use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
 use aya_log_ebpf::warn;
 use reaper_trace_common::{
-    ExitEvent, MAX_CHILDREN, PendingChildren, SnapshotEvent, TaskId, kind, standby,
+    ExitEvent, MAX_CHILDREN, PendingChildren, SnapshotEvent, TaskId, kind, lost_slot, standby,
 };
 
 use crate::copies::{PRIMARY, copies, task_token};
@@ -28,6 +28,7 @@ fn on_exit<L: Repeat, const COPY: u32>(ctx: &BtfTracePointContext) {
         return;
     }
     let group_dead: u64 = if off!(exit_has_group_dead) != 0 {
+        // A `bool`: only its low byte is set.
         ctx.arg::<u64>(1) & 0xff
     } else {
         // Older kernels: the group is dead once no thread is left un-exited.
@@ -106,7 +107,7 @@ fn save_children<L: Repeat, const COPY: u32>(
         walk.count = 0;
         L::repeat::<CountChild>(L::COUNTED, (&mut walk as *mut ChildWalk).cast());
         truncated = 1;
-        count_lost_n(kind::CHILDREN_OVERFLOW, walk.count as u64);
+        count_lost_n(lost_slot::CHILDREN_OVERFLOW, walk.count as u64);
         warn!(
             ctx,
             "task {} exits with more than {} children: only those are followed",
@@ -115,7 +116,7 @@ fn save_children<L: Repeat, const COPY: u32>(
         );
     }
     if PENDING.insert(task as u64, &*pending, 0).is_err() {
-        count_lost_n(kind::CHILDREN_OVERFLOW, n as u64);
+        count_lost_n(lost_slot::CHILDREN_OVERFLOW, n as u64);
         warn!(
             ctx,
             "task {} exits with children but the map of pending exits is full: its adoptions are not followed",

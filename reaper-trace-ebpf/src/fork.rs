@@ -1,7 +1,7 @@
 //! `sched_process_fork`: a new task.
 
 use aya_ebpf::programs::BtfTracePointContext;
-use reaper_trace_common::{FORK_FLAG_THREAD, ForkEvent, kind, standby};
+use reaper_trace_common::{FORK_FLAG_THREAD, ForkEvent, kind, lost_slot, standby};
 
 use crate::copies::{copies, task_token};
 use crate::emit::{count_lost, emit};
@@ -22,7 +22,7 @@ fn on_fork(ctx: &BtfTracePointContext) {
         let tgid = Direct::read::<u32>(child, off!(task_tgid));
         let start = Direct::read::<u64>(child, off!(task_start_boottime));
         if tid == tgid && TRACKED.insert(&tgid, &start, 0).is_err() {
-            count_lost(kind::SCOPE_FULL);
+            count_lost(lost_slot::SCOPE_FULL);
         }
     }
     // SAFETY: ForkEvent starts with the header; every other field is written.

@@ -21,9 +21,13 @@ pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(RING_BYTES, 0);
 #[map]
 pub(crate) static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(LOST_SLOTS, 0);
 
+/// Exiting tasks with children followed at once (between their exit and final switch).
+const MAX_PENDING_EXITS: u32 = 256;
+
 /// Children of exiting tasks, keyed by the exiting task's address, until its final switch.
 #[map]
-pub(crate) static PENDING: HashMap<u64, PendingChildren> = HashMap::with_max_entries(256, 0);
+pub(crate) static PENDING: HashMap<u64, PendingChildren> =
+    HashMap::with_max_entries(MAX_PENDING_EXITS, 0);
 
 /// In tree scope (`record -- CMD`): the processes of the tree, by tgid, with their leader's
 /// start time (0 until the first record of the root, whose start userspace does not know).
@@ -62,11 +66,14 @@ pub(crate) static HANDLED: PerCpuArray<Handled> = PerCpuArray::with_max_entries(
 #[map]
 pub(crate) static COVERED: PerCpuArray<u64> = PerCpuArray::with_max_entries(standby::HOOKS, 0);
 
+/// One slot per possible tid at the default `pid_max`: full only on machines that raised it
+/// and have that many threads inside these calls at once.
+const MAX_PENDING_CALLS: u32 = 32768;
+
 /// Arguments of in-flight wait4/waitid/prctl calls, keyed by tid.
 #[map]
-/// One slot per possible tid at the default `pid_max` (32768): full only on machines that
-/// raised it and have that many threads inside these calls at once.
-pub(crate) static CALLS: HashMap<u32, PendingCall> = HashMap::with_max_entries(32768, 0);
+pub(crate) static CALLS: HashMap<u32, PendingCall> =
+    HashMap::with_max_entries(MAX_PENDING_CALLS, 0);
 
 /// Scratch space for one `tree` record (too big to build comfortably on the stack, and
 /// `bpf_seq_write` wants memory the verifier knows the size of).

@@ -4,7 +4,7 @@
 use core::ptr::read_volatile;
 
 use aya_ebpf::helpers::generated;
-use reaper_trace_common::COMM_LEN;
+use reaper_trace_common::TASK_COMM_LEN;
 
 use crate::globals::off;
 
@@ -63,8 +63,8 @@ pub(crate) trait Mem {
     }
 
     #[inline(always)]
-    fn comm(task: *const u8) -> [u8; COMM_LEN] {
-        rd::<[u8; COMM_LEN]>(task, off!(task_comm))
+    fn comm(task: *const u8) -> [u8; TASK_COMM_LEN] {
+        rd::<[u8; TASK_COMM_LEN]>(task, off!(task_comm))
     }
 }
 
@@ -79,10 +79,10 @@ impl Mem for Direct {
         unsafe { read_volatile(base.wrapping_add(off) as *const T) }
     }
 
-    /// Byte by byte: the verifier allows loads within one element of `char comm[16]`.
+    /// Byte by byte: the verifier allows loads within one element of `char comm[TASK_COMM_LEN]`.
     #[inline(always)]
-    fn comm(task: *const u8) -> [u8; COMM_LEN] {
-        let mut comm = [0u8; COMM_LEN];
+    fn comm(task: *const u8) -> [u8; TASK_COMM_LEN] {
+        let mut comm = [0u8; TASK_COMM_LEN];
         for (i, b) in comm.iter_mut().enumerate() {
             *b = Self::read::<u8>(task, off!(task_comm) + i);
         }

@@ -13,10 +13,14 @@ use crate::task::task_info;
 
 const PR_SET_CHILD_SUBREAPER: u64 = 36;
 
+/// prctl's arguments: the option, and its value (for `PR_SET_CHILD_SUBREAPER`, on or off).
+const PRCTL_OPTION: usize = 0;
+const PRCTL_ARG2: usize = 1;
+
 #[tracepoint(category = "syscalls", name = "sys_enter_prctl")]
 pub fn sys_enter_prctl(ctx: TracePointContext) -> u32 {
-    if enabled() && tp_arg(&ctx, 0) == PR_SET_CHILD_SUBREAPER {
-        remember_call(tp_arg(&ctx, 1), 0, 0);
+    if enabled() && tp_arg(&ctx, PRCTL_OPTION) == PR_SET_CHILD_SUBREAPER {
+        remember_call(tp_arg(&ctx, PRCTL_ARG2), 0, 0);
     }
     0
 }

@@ -3,9 +3,8 @@
 use core::ffi::c_void;
 
 use reaper_trace_common::{
-    AdoptionChunkEvent, CHUNK_CHILDREN, COMM_LEN, MAX_CHILDREN, PendingChildren,
-    REPARENT_REAPER_ID_ONLY, REPARENT_RELEASED, ReparentEvent, SnapshotEvent, TaskId, TaskInfo,
-    kind,
+    AdoptionChunkEvent, CHUNK_CHILDREN, MAX_CHILDREN, PendingChildren, REPARENT_REAPER_ID_ONLY,
+    REPARENT_RELEASED, ReparentEvent, SnapshotEvent, TASK_COMM_LEN, TaskId, TaskInfo, kind,
 };
 
 use crate::emit::{count_lost_n, emit, header};
@@ -33,7 +32,7 @@ struct ChildNow {
     changed: u64,
     parent: *const u8,
     exit_state: u32,
-    comm: [u8; COMM_LEN],
+    comm: [u8; TASK_COMM_LEN],
 }
 
 /// Reads a saved child without a branch (probe reads cannot fault) but the one comparison of
@@ -43,7 +42,7 @@ fn read_child(child: *const u8, id: &TaskId) -> ChildNow {
     let before = task_id::<Probe>(child);
     let parent = rd_ptr(child, off!(task_real_parent));
     let exit_state = rd::<u32>(child, off!(task_exit_state));
-    let comm = rd::<[u8; COMM_LEN]>(child, off!(task_comm));
+    let comm = rd::<[u8; TASK_COMM_LEN]>(child, off!(task_comm));
     let after = task_id::<Probe>(child);
     let diff =
         |a: &TaskId| ((a.tid ^ id.tid) | (a.tgid ^ id.tgid)) as u64 | (a.start_ns ^ id.start_ns);
@@ -55,12 +54,16 @@ fn read_child(child: *const u8, id: &TaskId) -> ChildNow {
     }
 }
 
+/// Saved children tried, in order, for one still there to read the new parent from: more
+/// would lengthen the program for a case (the first ones all released) that is rare.
+const REAPER_READ_TRIES: usize = 4;
+
 pub(crate) fn report_adoptions<L: Repeat>(father: *const u8, pending: &PendingChildren) {
     // The state find_new_reaper read, again, now that the kernel has chosen: userspace tells
     // a real mismatch from a state that changed in between (threads exiting together).
     // SAFETY: SnapshotEvent starts with the header; every other field is written.
     unsafe {
-        emit::<SnapshotEvent>(kind::ADOPTIONS, |ev| {
+        emit::<SnapshotEvent>(kind::SWITCH_SNAPSHOT, |ev| {
             ev.father = pending.father;
             ev.exec_id = exec_id(father);
             ev._pad = 0;
@@ -72,7 +75,7 @@ pub(crate) fn report_adoptions<L: Repeat>(father: *const u8, pending: &PendingCh
     // The kernel gives every child of a task the same new parent: read it once, from the
     // first saved child that is still the task that was saved.
     let mut reaper: *const u8 = core::ptr::null();
-    for i in 0..4 {
+    for i in 0..REAPER_READ_TRIES {
         if i >= count {
             break;
         }

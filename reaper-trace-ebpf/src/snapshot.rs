@@ -88,7 +88,7 @@ impl<L: Repeat> Step for VisitAncestor<L> {
             let snap = unsafe { &mut *walk.snap };
             let (alive, incomplete) = find_alive_thread(ancestor, L::ANCESTOR_THREADS);
             // Bounded again where it is used: LLVM reloads `found` from the walk's state here,
-            // and before 5.13 (or so) the verifier forgets the bounds of a 32-bit value kept on
+            // and older verifiers (5.10's) forget the bounds of a 32-bit value kept on
             // the stack. Opaque to LLVM, so the mask is not optimized away.
             let i = core::hint::black_box(i) & (MAX_SUBREAPERS - 1);
             let slot = &mut snap.subreapers[i];

@@ -7,7 +7,7 @@ use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, generated},
     programs::TracePointContext,
 };
-use reaper_trace_common::{PendingCall, kind};
+use reaper_trace_common::{PendingCall, lost_slot};
 
 use crate::emit::count_lost;
 use crate::maps::CALLS;
@@ -32,7 +32,7 @@ pub(crate) fn remember_call(arg0: u64, arg1: u64, arg2: u64) {
         call.assume_init_ref()
     };
     if CALLS.insert(current_tid(), call, 0).is_err() {
-        count_lost(kind::CALLS_FULL);
+        count_lost(lost_slot::CALLS_FULL);
     }
 }
 

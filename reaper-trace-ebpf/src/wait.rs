@@ -1,7 +1,7 @@
 //! wait4 and waitid: a reap.
 
 use aya_ebpf::{helpers::bpf_probe_read_user, macros::tracepoint, programs::TracePointContext};
-use reaper_trace_common::{WaitEvent, kind, ns_pid_key, wait_syscall};
+use reaper_trace_common::{WAIT_STATUS_UNKNOWN, WaitEvent, cld, kind, ns_pid_key, wait_syscall};
 
 use crate::emit::emit;
 use crate::globals::enabled;
@@ -13,8 +13,15 @@ use crate::syscall::{
 use crate::task::{pid_ns_inum, task_info, task_pid_ns};
 
 const WNOWAIT: u64 = 0x0100_0000;
-const CLD_EXITED: i32 = 1;
-const CLD_DUMPED: i32 = 3;
+
+/// waitid's arguments kept from its entry: `infop` and `options`.
+const WAITID_INFOP: usize = 2;
+const WAITID_OPTIONS: usize = 3;
+
+/// Where `siginfo_t` (64-bit) holds the fields of a SIGCHLD: `si_code`, `si_pid`, `si_status`.
+const SI_CODE: usize = 8;
+const SI_PID: usize = 16;
+const SI_STATUS: usize = 24;
 
 /// A wait that returned `pid`. In tree scope it is recorded when the waiter is in the tree,
 /// or when `pid` names one of the tree's zombies in the waiter's namespace (a reaper outside
@@ -52,7 +59,7 @@ fn on_exit_wait4<C: Current>(ctx: &TracePointContext) -> u32 {
     }
     let ret = tp_ret(ctx);
     if ret > 0 {
-        emit_wait::<C>(wait_syscall::WAIT4, ret as u32, -1, 0);
+        emit_wait::<C>(wait_syscall::WAIT4, ret as u32, WAIT_STATUS_UNKNOWN, 0);
     }
     0
 }
@@ -71,8 +78,7 @@ pub fn sys_exit_wait4_plain(ctx: TracePointContext) -> u32 {
 #[tracepoint(category = "syscalls", name = "sys_enter_waitid")]
 pub fn sys_enter_waitid(ctx: TracePointContext) -> u32 {
     if enabled() {
-        // infop, options
-        remember_call(tp_arg(&ctx, 2), tp_arg(&ctx, 3), 0);
+        remember_call(tp_arg(&ctx, WAITID_INFOP), tp_arg(&ctx, WAITID_OPTIONS), 0);
     }
     0
 }
@@ -86,17 +92,16 @@ fn on_exit_waitid<C: Current>(ctx: &TracePointContext) -> u32 {
     if tp_ret(ctx) != 0 || call.arg0 == 0 || call.arg1 & WNOWAIT != 0 {
         return 0;
     }
-    // siginfo_t for SIGCHLD: si_code at 8, si_pid at 16, si_status at 24.
     let infop = call.arg0 as *const u8;
     // SAFETY: user memory reads by the helper.
     let (code, pid, status) = unsafe {
         (
-            bpf_probe_read_user(infop.wrapping_add(8) as *const i32).unwrap_or(0),
-            bpf_probe_read_user(infop.wrapping_add(16) as *const i32).unwrap_or(0),
-            bpf_probe_read_user(infop.wrapping_add(24) as *const i32).unwrap_or(0),
+            bpf_probe_read_user(infop.wrapping_add(SI_CODE) as *const i32).unwrap_or(0),
+            bpf_probe_read_user(infop.wrapping_add(SI_PID) as *const i32).unwrap_or(0),
+            bpf_probe_read_user(infop.wrapping_add(SI_STATUS) as *const i32).unwrap_or(0),
         )
     };
-    if pid > 0 && (CLD_EXITED..=CLD_DUMPED).contains(&code) {
+    if pid > 0 && (cld::EXITED..=cld::DUMPED).contains(&code) {
         emit_wait::<C>(wait_syscall::WAITID, pid as u32, status, code);
     }
     0

@@ -30,7 +30,8 @@ use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use reaper_trace_common::{
     DEAD_LEADER_GONE, DeadEvent, ExecEvent, ExitEvent, FORK_FLAG_THREAD, FREE_REPLACED_LEADER,
     ForkEvent, FreeEvent, REPARENT_REAPER_ID_ONLY, REPARENT_RELEASED, ReparentEvent, SnapshotEvent,
-    SubreaperEvent, TaskId, TaskInfo, UPid, WaitEvent, exit_state, wait_syscall,
+    SubreaperEvent, TASK_COMM_LEN, TaskId, TaskInfo, UPid, WAIT_STATUS_UNKNOWN, WaitEvent, cld,
+    exit_state, wait_syscall,
 };
 
 use crate::decode::{RawEvent, c_string, split_args};
@@ -317,7 +318,7 @@ impl Model {
                 ns_tgid: p.nstgid.last().copied().unwrap_or(p.tgid),
                 pidns: p.pidns,
                 level: p.nspid.len().saturating_sub(1) as u32,
-                comm: [0; 16],
+                comm: [0; TASK_COMM_LEN],
             };
             let mut task = Task::new(&info);
             task.comm = p.comm.clone();
@@ -571,7 +572,7 @@ impl Model {
             RawEvent::Exit(e) => self.exit(e, out),
             RawEvent::Dead(e) => self.dead(e, out),
             RawEvent::ExitSnapshot(e) => self.snapshot(e, false),
-            RawEvent::Adoptions(e) => self.snapshot(e, true),
+            RawEvent::SwitchSnapshot(e) => self.snapshot(e, true),
             RawEvent::Reparent(e) => self.reparent(e, out),
             RawEvent::AdoptionChunk(e) => {
                 for r in e.reparents() {
@@ -976,7 +977,7 @@ impl Model {
 
     fn wait(&mut self, e: &WaitEvent, out: &mut Vec<Event>) {
         // wait4 also returns stopped (0x7f in the low byte) and continued (0xffff) children.
-        if e.syscall == wait_syscall::WAIT4 && e.status != -1 {
+        if e.syscall == wait_syscall::WAIT4 && e.status != WAIT_STATUS_UNKNOWN {
             let s = e.status;
             if s & 0xff == 0x7f || s == 0xffff {
                 return;
@@ -1242,8 +1243,10 @@ impl Task {
 /// The wait status a wait record reports, as `task_struct::exit_code` would hold it.
 fn wait_status(e: &WaitEvent) -> u32 {
     match (e.syscall, e.code) {
-        (wait_syscall::WAITID, 1) => ((e.status as u32) & 0xff) << 8,
-        (wait_syscall::WAITID, c) => (e.status as u32 & 0x7f) | if c == 3 { 0x80 } else { 0 },
+        (wait_syscall::WAITID, cld::EXITED) => ((e.status as u32) & 0xff) << 8,
+        (wait_syscall::WAITID, c) => {
+            (e.status as u32 & 0x7f) | if c == cld::DUMPED { 0x80 } else { 0 }
+        }
         _ => e.status as u32,
     }
 }

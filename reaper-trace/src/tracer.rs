@@ -10,7 +10,9 @@ use aya::{
     },
 };
 use aya_log::EbpfLogger;
-use reaper_trace_common::{LOST_SLOTS, OFFSETS_GLOBAL, Offsets, kind, map, program, standby};
+use reaper_trace_common::{
+    LOST_SLOTS, OFFSETS_GLOBAL, Offsets, kind, lost_slot, map, program, standby,
+};
 use std::sync::{Arc, Mutex};
 use tokio::io::{Interest, unix::AsyncFd};
 
@@ -56,7 +58,8 @@ pub struct ProgramSpec {
     pub name: &'static str,
     pub hook: Hook,
     pub role: Role,
-    /// The record kind lost when the kernel skips this program (its `recursion_misses`).
+    /// The lost-counter slot (a record kind, or a `lost_slot`) charged when the kernel skips
+    /// this program (its `recursion_misses`).
     pub skipped_as: u32,
 }
 
@@ -154,8 +157,16 @@ pub fn programs(features: Features) -> Vec<ProgramSpec> {
             "sys_exit_prctl",
             kind::SUBREAPER,
         ),
-        syscall(program::ENTER_WAITID, "sys_enter_waitid", kind::CALLS_FULL),
-        syscall(program::ENTER_PRCTL, "sys_enter_prctl", kind::CALLS_FULL),
+        syscall(
+            program::ENTER_WAITID,
+            "sys_enter_waitid",
+            lost_slot::CALLS_FULL,
+        ),
+        syscall(
+            program::ENTER_PRCTL,
+            "sys_enter_prctl",
+            lost_slot::CALLS_FULL,
+        ),
     ]);
     specs
 }
