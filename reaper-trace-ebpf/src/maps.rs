@@ -16,8 +16,8 @@ const RING_BYTES: u32 = 4 << 20;
 #[map]
 pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(RING_BYTES, 0);
 
-/// Records that could not be reserved in the ring buffer, per kind (per CPU, summed by
-/// userspace and reported as `lost` events).
+/// Losses, per CPU: records that could not be reserved in the ring buffer, by kind, and the
+/// other losses by `lost_slot` (summed by userspace and reported as `lost` events).
 #[map]
 pub(crate) static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(LOST_SLOTS, 0);
 
