@@ -7,8 +7,8 @@
 //! values taken on one clock.
 #![no_std]
 
-/// `TASK_COMM_LEN` in the kernel.
-pub const COMM_LEN: usize = 16;
+/// The kernel's `TASK_COMM_LEN`: bytes of `task_struct::comm`, the NUL included.
+pub const TASK_COMM_LEN: usize = 16;
 /// Pid namespace levels whose pid numbers are recorded for a task (root level first).
 /// `wait4` returns a pid as the waiter's namespace sees it; these let userspace find the
 /// zombie that was reaped whatever namespace level the waiter lives at.
@@ -40,26 +40,34 @@ pub mod kind {
     pub const SUBREAPER: u32 = 8;
     /// The state `find_new_reaper` read, taken again at the father's final switch (after the
     /// kernel chose), sent before the father's `REPARENT` records.
-    pub const ADOPTIONS: u32 = 9;
+    pub const SWITCH_SNAPSHOT: u32 = 9;
     /// The state `find_new_reaper` will read, taken when a task with children exits; sent
     /// right after its `EXIT` record (only then: most exits have no children).
     pub const EXIT_SNAPSHOT: u32 = 13;
-    /// Not a record: the slot of [`super::LOST_SLOTS`] that counts children of an exiting
-    /// task that could not be followed (more than `MAX_CHILDREN`, or the pending map was full).
-    pub const CHILDREN_OVERFLOW: u32 = 10;
-    /// Not a record: wait4/waitid/prctl calls whose arguments could not be kept until the
-    /// syscall returned (the map of pending calls was full); their results are not seen.
-    pub const CALLS_FULL: u32 = 11;
-    /// Not a record: processes of a traced tree that could not be added to the scope map
-    /// (it was full); their records are not seen.
-    pub const SCOPE_FULL: u32 = 12;
+    // 10 to 12 are lost-counter slots (`lost_slot`), not record kinds.
     /// Up to [`super::CHUNK_CHILDREN`] adoptions of one exit in one record: what the programs
     /// for kernels without `bpf_loop` send instead of one `REPARENT` record per child (the
     /// verifier then checks one straight path per chunk). Userspace turns each child of it
     /// into the `REPARENT` record the other programs would have sent (lost ones are counted
     /// as lost `REPARENT` records).
     pub const ADOPTION_CHUNK: u32 = 14;
+    /// One more than the largest kind.
     pub const COUNT: u32 = 15;
+}
+
+/// Slots of the per-CPU lost counters (the `LOST` map) that count losses of something other
+/// than a record. A record that could not be reserved is counted in the slot numbered by its
+/// [`kind`]; these numbers are ones no kind has.
+pub mod lost_slot {
+    /// Children of an exiting task that could not be followed (more than `MAX_CHILDREN`, or
+    /// the pending map was full).
+    pub const CHILDREN_OVERFLOW: u32 = 10;
+    /// wait4/waitid/prctl calls whose arguments could not be kept until the syscall returned
+    /// (the map of pending calls was full); their results are not seen.
+    pub const CALLS_FULL: u32 = 11;
+    /// Processes of a traced tree that could not be added to the scope map (it was full);
+    /// their records are not seen.
+    pub const SCOPE_FULL: u32 = 12;
 }
 
 /// Processes of a traced tree followed at once (`record -- CMD`): the scope map's size.
@@ -74,16 +82,49 @@ pub const MAX_CHILDREN_COUNTED: u32 = 1 << 16;
 /// iteration of a bounded loop, so fewer are counted; the count is then a lower bound.
 pub const MAX_CHILDREN_COUNTED_BOUNDED: u32 = 64;
 
-/// Number of slots in the per-CPU lost-event counter map, indexed by [`kind`].
+/// Number of slots in the per-CPU lost-counter map: one per record [`kind`] and per
+/// [`lost_slot`].
 pub const LOST_SLOTS: u32 = kind::COUNT;
+
+// Every lost slot has a counter and is no record kind.
+const _: () = {
+    let kinds = [
+        kind::FORK,
+        kind::EXEC,
+        kind::EXIT,
+        kind::DEAD,
+        kind::REPARENT,
+        kind::WAIT,
+        kind::FREE,
+        kind::SUBREAPER,
+        kind::SWITCH_SNAPSHOT,
+        kind::EXIT_SNAPSHOT,
+        kind::ADOPTION_CHUNK,
+    ];
+    let slots = [
+        lost_slot::CHILDREN_OVERFLOW,
+        lost_slot::CALLS_FULL,
+        lost_slot::SCOPE_FULL,
+    ];
+    let mut i = 0;
+    while i < kinds.len() {
+        assert!(kinds[i] < LOST_SLOTS);
+        let mut j = 0;
+        while j < slots.len() {
+            assert!(slots[j] < LOST_SLOTS && slots[j] != kinds[i]);
+            j += 1;
+        }
+        i += 1;
+    }
+};
 
 /// The hooks whose program has standby copies. The kernel runs a program only once at a time
 /// per CPU: a program that is already running on this CPU is skipped (and counted in its
 /// `recursion_misses`). Where tracepoints run their programs preemptibly (Linux 7.x), a task
 /// that forks or exits while another one on the same CPU is preempted inside the same program
-/// would then not be seen at all. Each hook below has [`standby::COPIES`] programs: copy `k`
-/// does nothing unless every copy before it is running on this CPU (their flags in `RUNNING`
-/// are set), which means the kernel skipped them all for this call; it then does their work.
+/// would then not be seen at all. Each hook below has [`standby::COPIES`] programs, which the
+/// kernel calls one after another: copy `k` does the work only when no copy before it did for
+/// this call (the kernel skipped them all, each already running on this CPU).
 ///
 /// A copy knows whether an earlier one handled this call by its token (the task the call is
 /// about, and its start time or exec count), kept in a small per-CPU ring. The ring can only
@@ -101,10 +142,148 @@ pub mod standby {
     pub const RING: u32 = 8;
 }
 
+/// The names of the kernel programs userspace loads: the names of their functions in
+/// reaper-trace-ebpf. aya-ebpf's macros name a program after its function (and a map after
+/// its static), not after a constant, so the kernel crate checks at compile time that each of
+/// its items has the name given here, and reaper-trace's build script that the built object
+/// has every name userspace uses ([`program::ALL`], [`map::ALL`], [`OFFSETS_GLOBAL`]).
+pub mod program {
+    use super::standby::COPIES;
+
+    /// A hook's programs: the primary one, then its standby copies (see [`super::standby`]).
+    pub type Copies = [&'static str; COPIES as usize];
+
+    pub const FORK: Copies = [
+        "sched_process_fork",
+        "sched_process_fork_standby",
+        "sched_process_fork_standby2",
+    ];
+    pub const EXEC: Copies = [
+        "sched_process_exec",
+        "sched_process_exec_standby",
+        "sched_process_exec_standby2",
+    ];
+    pub const EXIT: Copies = [
+        "sched_process_exit",
+        "sched_process_exit_standby",
+        "sched_process_exit_standby2",
+    ];
+    /// `sched_process_exit` for kernels without `bpf_loop` (no standby copies).
+    pub const EXIT_BOUNDED: &str = "sched_process_exit_bounded";
+    pub const SWITCH: &str = "sched_switch";
+    /// `sched_switch` for kernels without `bpf_loop`.
+    pub const SWITCH_BOUNDED: &str = "sched_switch_bounded";
+    pub const FREE: Copies = [
+        "sched_process_free",
+        "sched_process_free_standby",
+        "sched_process_free_standby2",
+    ];
+    pub const EXIT_WAIT4: &str = "sys_exit_wait4";
+    /// The `_PLAIN` programs are for kernels without `bpf_get_current_task_btf`.
+    pub const EXIT_WAIT4_PLAIN: &str = "sys_exit_wait4_plain";
+    pub const ENTER_WAITID: &str = "sys_enter_waitid";
+    pub const EXIT_WAITID: &str = "sys_exit_waitid";
+    pub const EXIT_WAITID_PLAIN: &str = "sys_exit_waitid_plain";
+    pub const ENTER_PRCTL: &str = "sys_enter_prctl";
+    pub const EXIT_PRCTL: &str = "sys_exit_prctl";
+    pub const EXIT_PRCTL_PLAIN: &str = "sys_exit_prctl_plain";
+    /// `reaper-trace tree`'s task iterator.
+    pub const TREE_TASK: &str = "tree_task";
+    /// The bench's floor: programs that do nothing, on the tracer's hooks.
+    pub const FLOOR_FORK: &str = "floor_fork";
+    pub const FLOOR_EXEC: &str = "floor_exec";
+    pub const FLOOR_EXIT: &str = "floor_exit";
+    pub const FLOOR_SWITCH: &str = "floor_switch";
+    pub const FLOOR_FREE: &str = "floor_free";
+    pub const FLOOR_EXIT_WAIT4: &str = "floor_exit_wait4";
+
+    /// Every program above.
+    pub const ALL: &[&str] = &[
+        FORK[0],
+        FORK[1],
+        FORK[2],
+        EXEC[0],
+        EXEC[1],
+        EXEC[2],
+        EXIT[0],
+        EXIT[1],
+        EXIT[2],
+        EXIT_BOUNDED,
+        SWITCH,
+        SWITCH_BOUNDED,
+        FREE[0],
+        FREE[1],
+        FREE[2],
+        EXIT_WAIT4,
+        EXIT_WAIT4_PLAIN,
+        ENTER_WAITID,
+        EXIT_WAITID,
+        EXIT_WAITID_PLAIN,
+        ENTER_PRCTL,
+        EXIT_PRCTL,
+        EXIT_PRCTL_PLAIN,
+        TREE_TASK,
+        FLOOR_FORK,
+        FLOOR_EXEC,
+        FLOOR_EXIT,
+        FLOOR_SWITCH,
+        FLOOR_FREE,
+        FLOOR_EXIT_WAIT4,
+    ];
+}
+
+/// The names of the maps userspace opens (the statics' names in reaper-trace-ebpf; see
+/// [`program`]).
+pub mod map {
+    /// The ring buffer of records.
+    pub const EVENTS: &str = "EVENTS";
+    /// Per-CPU lost-record counters ([`super::LOST_SLOTS`] slots).
+    pub const LOST: &str = "LOST";
+    /// Per hook of [`super::standby`]: calls a standby copy handled.
+    pub const COVERED: &str = "COVERED";
+    /// Tree scope: the processes of the traced tree.
+    pub const TRACKED: &str = "TRACKED";
+
+    /// Every map above.
+    pub const ALL: &[&str] = &[EVENTS, LOST, COVERED, TRACKED];
+}
+
+/// The name of the global holding [`Offsets`], which userspace writes before load.
+pub const OFFSETS_GLOBAL: &str = "OFFSETS";
+
+/// `a == b`, usable in constants (the kernel crate's compile-time name checks).
+pub const fn same_name(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// [`WaitEvent::status`] of a `wait4` record.
+pub const WAIT_STATUS_UNKNOWN: i32 = -1;
+
 /// Which wait syscall reaped a zombie.
 pub mod wait_syscall {
     pub const WAIT4: u32 = 1;
     pub const WAITID: u32 = 2;
+}
+
+/// `si_code` values of a SIGCHLD `siginfo_t`, as `waitid` fills it in (`CLD_*` in the kernel).
+pub mod cld {
+    /// The child exited: `si_status` is its exit code.
+    pub const EXITED: i32 = 1;
+    /// Killed by a signal: `si_status` is the signal.
+    pub const KILLED: i32 = 2;
+    /// Killed by a signal, and dumped core.
+    pub const DUMPED: i32 = 3;
 }
 
 /// `task_struct::exit_state` values.
@@ -117,8 +296,8 @@ pub mod exit_state {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EventHeader {
     pub kind: u32,
-    /// Reserved (zero): keeps the timestamp 8-byte aligned.
-    pub cpu: u32,
+    /// Zero: keeps the timestamp 8-byte aligned.
+    pub _pad: u32,
     /// `CLOCK_BOOTTIME` nanoseconds.
     pub ts_ns: u64,
 }
@@ -148,7 +327,7 @@ pub struct TaskInfo {
     pub pidns: u32,
     /// Depth of that namespace (0 = the initial one).
     pub level: u32,
-    pub comm: [u8; COMM_LEN],
+    pub comm: [u8; TASK_COMM_LEN],
 }
 
 /// One pid number of a task at one namespace level.
@@ -289,7 +468,7 @@ pub const DEAD_LEADER_GONE: u32 = 1;
 
 /// The state `find_new_reaper` reads for `father`'s children: at its exit (`EXIT_SNAPSHOT`,
 /// the prediction's input), and again at its final switch, after the kernel decided
-/// (`ADOPTIONS`, before its `ReparentEvent`s): when the kernel's choice differs from the
+/// (`SWITCH_SNAPSHOT`, before its `ReparentEvent`s): when the kernel's choice differs from the
 /// prediction, the second tells whether the state changed meanwhile.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -309,7 +488,7 @@ pub struct ReparentEvent {
     pub hdr: EventHeader,
     /// The orphan (its namespace pids are known to userspace from earlier records).
     pub orphan: TaskId,
-    pub orphan_comm: [u8; COMM_LEN],
+    pub orphan_comm: [u8; TASK_COMM_LEN],
     /// The parent that died.
     pub father: TaskId,
     /// The orphan's `real_parent` after reparenting: the kernel's choice. The kernel picks one
@@ -334,7 +513,7 @@ pub struct ChunkChild {
     pub orphan: TaskId,
     /// The orphan's `real_parent` after reparenting.
     pub parent: TaskId,
-    pub orphan_comm: [u8; COMM_LEN],
+    pub orphan_comm: [u8; TASK_COMM_LEN],
     pub orphan_exit_state: u32,
     pub _pad: u32,
     /// Zero when the saved child was still that task when read (its id read before and after,
@@ -377,7 +556,7 @@ impl AdoptionChunkEvent {
                 _pad: 0,
             };
             if c.changed != 0 {
-                ev.orphan_comm = [0; COMM_LEN];
+                ev.orphan_comm = [0; TASK_COMM_LEN];
                 ev.orphan_exit_state = 0;
                 ev.reaper = TaskInfo::default();
                 ev.reaper_is_subreaper = 0;
@@ -409,9 +588,10 @@ pub struct WaitEvent {
     pub syscall: u32,
     /// The reaped pid as the waiter's namespace numbers it.
     pub pid: u32,
-    /// Wait status (`wait4`) or `si_status` (`waitid`).
+    /// `si_status` (`waitid`), or [`WAIT_STATUS_UNKNOWN`] (`wait4`: its record keeps only
+    /// the pid; the exit record has the status).
     pub status: i32,
-    /// `waitid` only: `si_code` (CLD_EXITED, CLD_KILLED, CLD_DUMPED).
+    /// `waitid` only: `si_code` ([`cld`]).
     pub code: i32,
 }
 
@@ -466,7 +646,7 @@ pub mod tree_flag {
 pub struct TreeTask {
     /// `size_of::<TreeTask>()`: userspace checks it before it trusts the layout.
     pub size: u32,
-    /// `TREE_FLAG_*` bits ([`tree_flag`]).
+    /// [`tree_flag`] bits.
     pub flags: u32,
     /// Identity, namespace pids, namespace, comm.
     pub task: TaskInfo,
@@ -544,8 +724,9 @@ pub struct Offsets {
     /// Non-zero when only the tasks in the scope map are traced (`record -- CMD`); set by
     /// userspace, like the offsets.
     pub scope_tree: u32,
-    /// The kernel's `sched_process_exit` tracepoint passes `group_dead` (Linux 6.16+?); when
-    /// it does not, the program reads `signal->live` instead. A constant in read-only data, so
+    /// The kernel's `sched_process_exit` tracepoint passes `group_dead` (newer kernels do;
+    /// userspace counts the tracepoint's arguments in the BTF); when it does not, the program
+    /// reads `signal->live` instead. A constant in read-only data, so
     /// the verifier drops the branch not taken (and never sees the missing argument).
     pub exit_has_group_dead: u32,
     /// The kernel's `sched_switch` tracepoint passes `prev_state` (5.18+): the program uses

@@ -35,8 +35,8 @@ use reaper_trace::jsonl::{JsonlWriter, Output};
 use reaper_trace::model::{Model, Scope};
 use reaper_trace::session::{BATCH, HOUSEKEEPING_EVERY};
 use reaper_trace_common::{
-    COMM_LEN, DeadEvent, EventHeader, ExecEvent, ExitEvent, ForkEvent, FreeEvent, TaskId, TaskInfo,
-    UPid, WaitEvent, exit_state, kind, wait_syscall,
+    DeadEvent, EventHeader, ExecEvent, ExitEvent, ForkEvent, FreeEvent, TASK_COMM_LEN, TaskId,
+    TaskInfo, UPid, WaitEvent, exit_state, kind, wait_syscall,
 };
 
 /// Targets the figures are printed beside (not asserted).
@@ -54,9 +54,9 @@ const REUSE_TIDS: u32 = 16;
 
 // ----- records, as the kernel programs fill them -----
 
-fn comm(name: &str) -> [u8; COMM_LEN] {
-    let mut c = [0u8; COMM_LEN];
-    let n = name.len().min(COMM_LEN - 1);
+fn comm(name: &str) -> [u8; TASK_COMM_LEN] {
+    let mut c = [0u8; TASK_COMM_LEN];
+    let n = name.len().min(TASK_COMM_LEN - 1);
     c[..n].copy_from_slice(&name.as_bytes()[..n]);
     c
 }
@@ -66,7 +66,7 @@ struct Task {
     tid: u32,
     tgid: u32,
     start: u64,
-    comm: [u8; COMM_LEN],
+    comm: [u8; TASK_COMM_LEN],
 }
 
 impl Task {
@@ -113,7 +113,7 @@ impl Records {
         self.now += NS_PER_RECORD;
         EventHeader {
             kind,
-            cpu: 0,
+            _pad: 0,
             ts_ns: self.now,
         }
     }

@@ -4,7 +4,7 @@ use std::mem::size_of;
 
 use reaper_trace_common::{
     AdoptionChunkEvent, DeadEvent, EventHeader, ExecEvent, ExitEvent, ForkEvent, FreeEvent,
-    ReparentEvent, SnapshotEvent, SubreaperEvent, WaitEvent, kind,
+    ReparentEvent, SnapshotEvent, SubreaperEvent, WaitEvent, kind, lost_slot,
 };
 use thiserror::Error;
 
@@ -23,7 +23,7 @@ pub enum RawEvent {
     /// The reaper snapshot taken when a task with children exits.
     ExitSnapshot(SnapshotEvent),
     /// The same, taken again at its final switch.
-    Adoptions(SnapshotEvent),
+    SwitchSnapshot(SnapshotEvent),
     Reparent(ReparentEvent),
     /// Adoptions of one exit from the programs for kernels without `bpf_loop`: applied as the
     /// `Reparent` records they stand for (`AdoptionChunkEvent::reparents`).
@@ -41,7 +41,7 @@ impl RawEvent {
             RawEvent::Exec(e) => &e.hdr,
             RawEvent::Exit(e) => &e.hdr,
             RawEvent::Dead(e) => &e.hdr,
-            RawEvent::ExitSnapshot(e) | RawEvent::Adoptions(e) => &e.hdr,
+            RawEvent::ExitSnapshot(e) | RawEvent::SwitchSnapshot(e) => &e.hdr,
             RawEvent::Reparent(e) => &e.hdr,
             RawEvent::AdoptionChunk(e) => &e.hdr,
             RawEvent::Wait(e) => &e.hdr,
@@ -91,7 +91,7 @@ pub fn decode(bytes: &[u8]) -> Result<RawEvent, DecodeError> {
         kind::EXEC => RawEvent::Exec(read(k, bytes)?),
         kind::EXIT => RawEvent::Exit(read(k, bytes)?),
         kind::DEAD => RawEvent::Dead(read(k, bytes)?),
-        kind::ADOPTIONS => RawEvent::Adoptions(read(k, bytes)?),
+        kind::SWITCH_SNAPSHOT => RawEvent::SwitchSnapshot(read(k, bytes)?),
         kind::EXIT_SNAPSHOT => RawEvent::ExitSnapshot(read(k, bytes)?),
         kind::REPARENT => RawEvent::Reparent(read(k, bytes)?),
         kind::ADOPTION_CHUNK => RawEvent::AdoptionChunk(read(k, bytes)?),
@@ -102,23 +102,24 @@ pub fn decode(bytes: &[u8]) -> Result<RawEvent, DecodeError> {
     })
 }
 
-/// The name a record kind has in `lost` events.
+/// The name a lost-counter slot (a record kind, or a `lost_slot`) has in `lost` events.
 pub fn kind_name(k: u32) -> &'static str {
     match k {
         kind::FORK => "fork",
         kind::EXEC => "exec",
         kind::EXIT => "exit",
         kind::DEAD => "zombie",
-        kind::ADOPTIONS => "adoptions",
+        // Its name in recordings since before it was called a snapshot.
+        kind::SWITCH_SNAPSHOT => "adoptions",
         kind::EXIT_SNAPSHOT => "exit_snapshot",
         kind::REPARENT => "reparent",
         kind::ADOPTION_CHUNK => "adoption_chunk",
         kind::WAIT => "reap",
         kind::FREE => "free",
         kind::SUBREAPER => "subreaper",
-        kind::CHILDREN_OVERFLOW => "children",
-        kind::CALLS_FULL => "pending_calls",
-        kind::SCOPE_FULL => "scope",
+        lost_slot::CHILDREN_OVERFLOW => "children",
+        lost_slot::CALLS_FULL => "pending_calls",
+        lost_slot::SCOPE_FULL => "scope",
         _ => "unknown",
     }
 }
@@ -157,7 +158,7 @@ mod tests {
         let ev = FreeEvent {
             hdr: EventHeader {
                 kind: kind::FREE,
-                cpu: 1,
+                _pad: 0,
                 ts_ns: 42,
             },
             task: TaskId {
@@ -180,7 +181,7 @@ mod tests {
         let sub = SubreaperEvent {
             hdr: EventHeader {
                 kind: kind::SUBREAPER,
-                cpu: 0,
+                _pad: 0,
                 ts_ns: 1,
             },
             task: TaskInfo::default(),
@@ -199,7 +200,7 @@ mod tests {
         let ev = ExitEvent {
             hdr: EventHeader {
                 kind: kind::EXIT,
-                cpu: 0,
+                _pad: 0,
                 ts_ns: 0,
             },
             ..Default::default()

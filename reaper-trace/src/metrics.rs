@@ -172,7 +172,7 @@ impl Metrics {
         );
         // Zero is information ("nothing lost"): every record kind, reap path and adoption
         // kind is there from the start.
-        for k in 0..reaper_trace_common::kind::COUNT {
+        for k in 0..reaper_trace_common::LOST_SLOTS {
             let what = crate::decode::kind_name(k);
             if what != "unknown" {
                 let _ = lost.get_or_create(&WhatLabels { what: what.into() });

@@ -28,10 +28,10 @@
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 
 use reaper_trace_common::{
-    COMM_LEN, DEAD_LEADER_GONE, DeadEvent, ExecEvent, ExitEvent, FORK_FLAG_THREAD,
-    FREE_REPLACED_LEADER, ForkEvent, FreeEvent, REPARENT_REAPER_ID_ONLY, REPARENT_RELEASED,
-    ReparentEvent, SnapshotEvent, SubreaperEvent, TaskId, TaskInfo, UPid, WaitEvent, exit_state,
-    wait_syscall,
+    DEAD_LEADER_GONE, DeadEvent, ExecEvent, ExitEvent, FORK_FLAG_THREAD, FREE_REPLACED_LEADER,
+    ForkEvent, FreeEvent, REPARENT_REAPER_ID_ONLY, REPARENT_RELEASED, ReparentEvent, SnapshotEvent,
+    SubreaperEvent, TASK_COMM_LEN, TaskId, TaskInfo, UPid, WAIT_STATUS_UNKNOWN, WaitEvent, cld,
+    exit_state, wait_syscall,
 };
 
 use crate::decode::{RawEvent, c_string, split_args};
@@ -319,7 +319,7 @@ impl Model {
                 ns_tgid: p.nstgid.last().copied().unwrap_or(p.tgid),
                 pidns: p.pidns,
                 level: p.nspid.len().saturating_sub(1) as u32,
-                comm: [0; COMM_LEN],
+                comm: [0; TASK_COMM_LEN],
             };
             let mut task = Task::new(&info);
             task.comm = p.comm.clone();
@@ -573,7 +573,7 @@ impl Model {
             RawEvent::Exit(e) => self.exit(e, out),
             RawEvent::Dead(e) => self.dead(e, out),
             RawEvent::ExitSnapshot(e) => self.snapshot(e, false),
-            RawEvent::Adoptions(e) => self.snapshot(e, true),
+            RawEvent::SwitchSnapshot(e) => self.snapshot(e, true),
             RawEvent::Reparent(e) => self.reparent(e, out),
             RawEvent::AdoptionChunk(e) => {
                 for r in e.reparents() {
@@ -887,7 +887,7 @@ impl Model {
                 .orphan_comm
                 .iter()
                 .position(|&b| b == 0)
-                .unwrap_or(COMM_LEN);
+                .unwrap_or(TASK_COMM_LEN);
             if t.comm.as_bytes() != &e.orphan_comm[..len] {
                 t.comm = c_string(&e.orphan_comm);
             }
@@ -982,7 +982,7 @@ impl Model {
 
     fn wait(&mut self, e: &WaitEvent, out: &mut Vec<Event>) {
         // wait4 also returns stopped and continued children.
-        if e.syscall == wait_syscall::WAIT4 && e.status != -1 {
+        if e.syscall == wait_syscall::WAIT4 && e.status != WAIT_STATUS_UNKNOWN {
             let s = e.status as u32;
             if s & wait_status::BYTE == wait_status::STOPPED || s == wait_status::CONTINUED {
                 return;
@@ -1248,11 +1248,11 @@ impl Task {
 /// The wait status a wait record reports, as `task_struct::exit_code` would hold it.
 fn wait_status(e: &WaitEvent) -> u32 {
     match (e.syscall, e.code) {
-        (wait_syscall::WAITID, libc::CLD_EXITED) => {
+        (wait_syscall::WAITID, cld::EXITED) => {
             ((e.status as u32) & wait_status::BYTE) << wait_status::CODE_SHIFT
         }
         (wait_syscall::WAITID, c) => {
-            let core = if c == libc::CLD_DUMPED {
+            let core = if c == cld::DUMPED {
                 wait_status::CORE_DUMPED
             } else {
                 0

@@ -65,7 +65,7 @@ mod tests {
         RawEvent::Free(FreeEvent {
             hdr: EventHeader {
                 kind: kind::FREE,
-                cpu: 0,
+                _pad: 0,
                 ts_ns: 1,
             },
             task: TaskId {

@@ -10,7 +10,9 @@ use aya::{
     },
 };
 use aya_log::EbpfLogger;
-use reaper_trace_common::{LOST_SLOTS, Offsets, kind, standby};
+use reaper_trace_common::{
+    LOST_SLOTS, OFFSETS_GLOBAL, Offsets, kind, lost_slot, map, program, standby,
+};
 use std::sync::{Arc, Mutex};
 use tokio::io::{Interest, unix::AsyncFd};
 
@@ -56,7 +58,8 @@ pub struct ProgramSpec {
     pub name: &'static str,
     pub hook: Hook,
     pub role: Role,
-    /// The record kind lost when the kernel skips this program (its `recursion_misses`).
+    /// The lost-counter slot (a record kind, or a `lost_slot`) charged when the kernel skips
+    /// this program (its `recursion_misses`).
     pub skipped_as: u32,
 }
 
@@ -82,7 +85,7 @@ pub fn programs(features: Features) -> Vec<ProgramSpec> {
     };
     let typed = features.current_task_btf;
     // A hook's primary program, then its standby copies.
-    let with_standbys = |names: [&'static str; standby::COPIES as usize], hook, slot, kind| {
+    let with_standbys = |names: program::Copies, hook, slot, kind| {
         names.into_iter().enumerate().map(move |(copy, name)| {
             let role = if copy == 0 {
                 Role::Primary(slot)
@@ -93,21 +96,13 @@ pub fn programs(features: Features) -> Vec<ProgramSpec> {
         })
     };
     let mut specs: Vec<ProgramSpec> = with_standbys(
-        [
-            "sched_process_fork",
-            "sched_process_fork_standby",
-            "sched_process_fork_standby2",
-        ],
+        program::FORK,
         "sched_process_fork",
         standby::FORK,
         kind::FORK,
     )
     .chain(with_standbys(
-        [
-            "sched_process_exec",
-            "sched_process_exec_standby",
-            "sched_process_exec_standby2",
-        ],
+        program::EXEC,
         "sched_process_exec",
         standby::EXEC,
         kind::EXEC,
@@ -118,18 +113,14 @@ pub fn programs(features: Features) -> Vec<ProgramSpec> {
     // long verification there).
     if features.bpf_loop {
         specs.extend(with_standbys(
-            [
-                "sched_process_exit",
-                "sched_process_exit_standby",
-                "sched_process_exit_standby2",
-            ],
+            program::EXIT,
             "sched_process_exit",
             standby::EXIT,
             kind::EXIT,
         ));
     } else {
         specs.push(btf(
-            "sched_process_exit_bounded",
+            program::EXIT_BOUNDED,
             "sched_process_exit",
             Role::Only,
             kind::EXIT,
@@ -138,40 +129,44 @@ pub fn programs(features: Features) -> Vec<ProgramSpec> {
     specs.extend([
         // Runs with preemption disabled (inside the scheduler) on every kernel.
         btf(
-            pick(features.bpf_loop, "sched_switch", "sched_switch_bounded"),
+            pick(features.bpf_loop, program::SWITCH, program::SWITCH_BOUNDED),
             "sched_switch",
             Role::Only,
             kind::REPARENT,
         ),
     ]);
     specs.extend(with_standbys(
-        [
-            "sched_process_free",
-            "sched_process_free_standby",
-            "sched_process_free_standby2",
-        ],
+        program::FREE,
         "sched_process_free",
         standby::FREE,
         kind::FREE,
     ));
     specs.extend([
         syscall(
-            pick(typed, "sys_exit_wait4", "sys_exit_wait4_plain"),
+            pick(typed, program::EXIT_WAIT4, program::EXIT_WAIT4_PLAIN),
             "sys_exit_wait4",
             kind::WAIT,
         ),
         syscall(
-            pick(typed, "sys_exit_waitid", "sys_exit_waitid_plain"),
+            pick(typed, program::EXIT_WAITID, program::EXIT_WAITID_PLAIN),
             "sys_exit_waitid",
             kind::WAIT,
         ),
         syscall(
-            pick(typed, "sys_exit_prctl", "sys_exit_prctl_plain"),
+            pick(typed, program::EXIT_PRCTL, program::EXIT_PRCTL_PLAIN),
             "sys_exit_prctl",
             kind::SUBREAPER,
         ),
-        syscall("sys_enter_waitid", "sys_enter_waitid", kind::CALLS_FULL),
-        syscall("sys_enter_prctl", "sys_enter_prctl", kind::CALLS_FULL),
+        syscall(
+            program::ENTER_WAITID,
+            "sys_enter_waitid",
+            lost_slot::CALLS_FULL,
+        ),
+        syscall(
+            program::ENTER_PRCTL,
+            "sys_enter_prctl",
+            lost_slot::CALLS_FULL,
+        ),
     ]);
     specs
 }
@@ -237,7 +232,7 @@ fn uncovered_skips(
 /// `reaper-trace tree`'s task iterator: not part of the tracer, loaded on its own when a
 /// snapshot is asked for (and verified by `check` with the others).
 pub const TREE_PROGRAM: ProgramSpec = ProgramSpec {
-    name: "tree_task",
+    name: program::TREE_TASK,
     hook: Hook::Iter("task"),
     role: Role::Only,
     // Never attached to a hook: nothing it could skip.
@@ -338,10 +333,10 @@ pub fn verifier_reason(err: impl std::fmt::Display) -> String {
     }
 }
 
-/// Whether links may be closed from several threads at once on kernel `release`. Not before
-/// 6.12: Linux 5.10 and 6.1 guests hit soft lockups in every detaching thread, for minutes
-/// (on 5.10 in most runs, on 6.1 in about one in five), when links were closed so; 6.12 to
-/// 7.3 never did in the matrix. A release that does not parse is taken as old.
+/// Whether links may be closed from several threads at once on kernel `release`: from 6.12
+/// on. Before it, closing them in parallel can leave every detaching thread in a soft lockup
+/// for minutes, so they are closed one after another. A release that does not parse is taken
+/// as old.
 pub fn detach_in_parallel(release: &str) -> bool {
     kernel_version(release).is_some_and(|v| v >= (6, 12))
 }
@@ -502,11 +497,11 @@ impl Drop for Detaching {
 /// The object with `kernel`'s offsets written in, not yet verified.
 fn open_object(offsets: &Offsets, ring_bytes: u32) -> Result<Ebpf> {
     EbpfLoader::new()
-        .override_global("OFFSETS", offsets, true)
-        .map_max_entries("EVENTS", ring_bytes)
+        .override_global(OFFSETS_GLOBAL, offsets, true)
+        .map_max_entries(map::EVENTS, ring_bytes)
         .load(object())
         .map_err(|e| {
-            if e.to_string().contains("`EVENTS`") {
+            if e.to_string().contains(&format!("`{}`", map::EVENTS)) {
                 // The ring buffer is the one large allocation: say which, and its cause.
                 anyhow!(
                     "creating the {} MiB ring buffer failed: {}: {RING_ADVICE}",
@@ -612,12 +607,12 @@ pub fn attach_floor() -> Result<Ebpf> {
         .map_err(|e| anyhow!("loading the eBPF object failed: {}", verifier_reason(e)))?;
     let btf = Btf::from_sys_fs().context("reading kernel BTF")?;
     for spec in [
-        ("floor_fork", Hook::Btf("sched_process_fork")),
-        ("floor_exec", Hook::Btf("sched_process_exec")),
-        ("floor_exit", Hook::Btf("sched_process_exit")),
-        ("floor_switch", Hook::Btf("sched_switch")),
-        ("floor_free", Hook::Btf("sched_process_free")),
-        ("floor_exit_wait4", Hook::Syscall("sys_exit_wait4")),
+        (program::FLOOR_FORK, Hook::Btf("sched_process_fork")),
+        (program::FLOOR_EXEC, Hook::Btf("sched_process_exec")),
+        (program::FLOOR_EXIT, Hook::Btf("sched_process_exit")),
+        (program::FLOOR_SWITCH, Hook::Btf("sched_switch")),
+        (program::FLOOR_FREE, Hook::Btf("sched_process_free")),
+        (program::FLOOR_EXIT_WAIT4, Hook::Syscall("sys_exit_wait4")),
     ]
     .map(|(name, hook)| ProgramSpec {
         name,
@@ -651,7 +646,8 @@ impl Tracer {
             // On an error, the links taken so far detach as they are dropped.
             links.push(attach_owned(&mut ebpf, spec)?);
         }
-        let aya::maps::Map::RingBuf(events) = ebpf.take_map("EVENTS").context("EVENTS map")? else {
+        let aya::maps::Map::RingBuf(events) = ebpf.take_map(map::EVENTS).context("EVENTS map")?
+        else {
             return Err(anyhow!("the EVENTS map is not a ring buffer"));
         };
         let ring = RingReader::new(events, ring_bytes as usize).map_err(|e| {
@@ -660,8 +656,8 @@ impl Tracer {
                 ring_bytes >> 20
             )
         })?;
-        let lost = PerCpuArray::try_from(ebpf.take_map("LOST").context("LOST map")?)?;
-        let covered = PerCpuArray::try_from(ebpf.take_map("COVERED").context("COVERED map")?)?;
+        let lost = PerCpuArray::try_from(ebpf.take_map(map::LOST).context("LOST map")?)?;
+        let covered = PerCpuArray::try_from(ebpf.take_map(map::COVERED).context("COVERED map")?)?;
         let attached = specs
             .iter()
             .map(|spec| {
@@ -675,7 +671,7 @@ impl Tracer {
                 Ok((*spec, fd))
             })
             .collect::<Result<Vec<_>>>()?;
-        let tracked = BpfHashMap::try_from(ebpf.take_map("TRACKED").context("TRACKED map")?)?;
+        let tracked = BpfHashMap::try_from(ebpf.take_map(map::TRACKED).context("TRACKED map")?)?;
         Ok(Self {
             logger,
             messages,

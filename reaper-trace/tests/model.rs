@@ -11,13 +11,13 @@ const ROOT_NS: u32 = 4026531836;
 fn hdr(kind: u32, ts: u64) -> EventHeader {
     EventHeader {
         kind,
-        cpu: 0,
+        _pad: 0,
         ts_ns: ts,
     }
 }
 
 fn info(tid: u32, tgid: u32, start: u64, comm: &str) -> TaskInfo {
-    let mut c = [0u8; COMM_LEN];
+    let mut c = [0u8; TASK_COMM_LEN];
     c[..comm.len()].copy_from_slice(comm.as_bytes());
     TaskInfo {
         id: TaskId {
@@ -957,8 +957,8 @@ fn a_state_that_changed_before_the_kernel_chose_is_not_a_mismatch() {
     let mut after = before;
     after.alive_thread = TaskId::default();
     let adoptions = |snapshot| {
-        RawEvent::Adoptions(SnapshotEvent {
-            hdr: hdr(kind::ADOPTIONS, 290),
+        RawEvent::SwitchSnapshot(SnapshotEvent {
+            hdr: hdr(kind::SWITCH_SNAPSHOT, 290),
             father: t51.id,
             snapshot,
             ..Default::default()

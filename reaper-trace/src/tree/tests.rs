@@ -1,7 +1,7 @@
 //! Assembly, predictions and rendering on synthetic iterator records.
 
 use reaper_trace_common::{
-    MAX_PID_LEVELS, TaskId, TaskInfo, TreeTask, UPid, exit_state, tree_flag,
+    MAX_PID_LEVELS, TASK_COMM_LEN, TaskId, TaskInfo, TreeTask, UPid, exit_state, tree_flag,
 };
 
 use super::*;
@@ -17,8 +17,8 @@ fn id(tid: u32, tgid: u32) -> TaskId {
     }
 }
 
-fn comm(s: &str) -> [u8; 16] {
-    let mut c = [0u8; 16];
+fn comm(s: &str) -> [u8; TASK_COMM_LEN] {
+    let mut c = [0u8; TASK_COMM_LEN];
     c[..s.len()].copy_from_slice(s.as_bytes());
     c
 }

@@ -1,0 +1,58 @@
+//! prctl(PR_SET_CHILD_SUBREAPER): a process becomes (or stops being) a subreaper.
+
+use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
+use reaper_trace_common::{SubreaperEvent, kind};
+
+use crate::emit::emit;
+use crate::globals::enabled;
+use crate::scope::in_scope;
+use crate::syscall::{
+    Current, PlainCurrent, TypedCurrent, remember_call, take_call, tp_arg, tp_ret,
+};
+use crate::task::task_info;
+
+const PR_SET_CHILD_SUBREAPER: u64 = 36;
+
+/// prctl's arguments: the option, and its value (for `PR_SET_CHILD_SUBREAPER`, on or off).
+const PRCTL_OPTION: usize = 0;
+const PRCTL_ARG2: usize = 1;
+
+#[tracepoint(category = "syscalls", name = "sys_enter_prctl")]
+pub fn sys_enter_prctl(ctx: TracePointContext) -> u32 {
+    if enabled() && tp_arg(&ctx, PRCTL_OPTION) == PR_SET_CHILD_SUBREAPER {
+        remember_call(tp_arg(&ctx, PRCTL_ARG2), 0, 0);
+    }
+    0
+}
+
+#[inline(always)]
+fn on_exit_prctl<C: Current>(ctx: &TracePointContext) -> u32 {
+    if !enabled() {
+        return 0;
+    }
+    let Some(call) = take_call() else { return 0 };
+    let task = C::task();
+    if tp_ret(ctx) != 0 || !in_scope::<C::M>(task) {
+        return 0;
+    }
+    // SAFETY: SubreaperEvent starts with the header; every other field is written.
+    unsafe {
+        emit::<SubreaperEvent>(kind::SUBREAPER, |ev| {
+            ev.task = task_info::<C::M>(task);
+            ev.enabled = (call.arg0 != 0) as u32;
+            ev._pad = 0;
+        })
+    };
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_prctl")]
+pub fn sys_exit_prctl(ctx: TracePointContext) -> u32 {
+    on_exit_prctl::<TypedCurrent>(&ctx)
+}
+
+/// `sys_exit_prctl` for kernels without `bpf_get_current_task_btf` (before 5.11).
+#[tracepoint(category = "syscalls", name = "sys_exit_prctl")]
+pub fn sys_exit_prctl_plain(ctx: TracePointContext) -> u32 {
+    on_exit_prctl::<PlainCurrent>(&ctx)
+}
