@@ -19,7 +19,7 @@ use crate::model::Scope;
 use crate::session::{Session, SessionOptions};
 
 mod backoff;
-pub mod client;
+pub(crate) mod client;
 pub mod exporter;
 mod socket_file;
 mod stream;

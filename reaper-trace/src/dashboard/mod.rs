@@ -14,11 +14,11 @@
 //! [`FRAME`] and only when something changed or a second passed (zombie ages count up).
 
 pub mod app;
-pub mod input;
+mod input;
 pub mod keys;
-pub mod replay;
-pub mod terminal;
-pub mod tree;
+mod replay;
+mod terminal;
+mod tree;
 pub mod ui;
 
 use std::io::IsTerminal;

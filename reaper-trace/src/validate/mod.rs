@@ -8,7 +8,7 @@
 //! by walking `/proc` down from the validator, killed and reaped. Killing a namespace's init
 //! from outside tears the whole namespace down.
 
-pub mod report;
+pub(crate) mod report;
 mod runner;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
