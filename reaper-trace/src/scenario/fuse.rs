@@ -26,9 +26,34 @@ const FUSE_OPENDIR: u32 = 27;
 const FUSE_RELEASEDIR: u32 = 29;
 const FUSE_INTERRUPT: u32 = 36;
 const FUSE_BATCH_FORGET: u32 = 42;
-/// The file's name and inode number.
+/// The file's name and inode number (the root directory's is 1).
 pub const FILE: &str = "hold";
 const FILE_INO: u64 = 2;
+const ROOT_INO: u64 = 1;
+
+/// The protocol version spoken (7.31: Linux 5.10's, answered by every newer kernel).
+const PROTOCOL: [u32; 2] = [7, 31];
+/// `struct fuse_in_header`: its size, and where the node id and the caller's pid are.
+const IN_HEADER: usize = 40;
+const IN_NODEID: usize = 16;
+const IN_PID: usize = 32;
+/// `struct fuse_out_header`: length, error, unique.
+const OUT_HEADER: usize = 16;
+/// Sizes of the replies' structs (`fuse_attr`, `fuse_init_out`, `fuse_entry_out`,
+/// `fuse_attr_out`, `fuse_open_out`).
+const ATTR_SIZE: usize = 88;
+const INIT_OUT_SIZE: usize = 64;
+const ENTRY_OUT_SIZE: usize = 128;
+const ATTR_OUT_SIZE: usize = 104;
+const OPEN_OUT_SIZE: usize = 16;
+/// How long the kernel may cache names and attributes, in seconds: the file never changes.
+const VALID_SECS: u64 = 3600;
+/// Block size and largest write announced.
+const BLOCK: u32 = 4096;
+/// A request buffer as large as any request the kernel sends (1 MiB).
+const REQUEST_BUFFER: usize = 1 << 20;
+/// The file handle every open gets.
+const FILE_HANDLE: u64 = 1;
 
 pub fn available() -> bool {
     std::path::Path::new("/dev/fuse").exists()
@@ -73,7 +98,10 @@ impl Hold {
             .open("/dev/fuse")?;
         let fd = std::os::fd::AsRawFd::as_raw_fd(&dev);
         let target = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())?;
-        let opts = std::ffi::CString::new(format!("fd={fd},rootmode=40000,user_id=0,group_id=0"))?;
+        let opts = std::ffi::CString::new(format!(
+            "fd={fd},rootmode={:o},user_id=0,group_id=0",
+            libc::S_IFDIR
+        ))?;
         // SAFETY: mount with valid C strings.
         let r = unsafe {
             libc::mount(
@@ -121,12 +149,16 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 
 /// `struct fuse_attr` of the root directory (1) or the file.
 fn attr(ino: u64) -> Vec<u8> {
-    let mut a = Vec::with_capacity(88);
+    let mut a = Vec::with_capacity(ATTR_SIZE);
     a.extend_from_slice(&ino.to_ne_bytes());
     a.extend_from_slice(&[0; 8 * 5]); // size, blocks, atime, mtime, ctime
     a.extend_from_slice(&[0; 4 * 3]); // their nanoseconds
-    let mode: u32 = if ino == 1 { 0o040755 } else { 0o100644 };
-    for v in [mode, 1, 0, 0, 0, 4096, 0] {
+    let mode: u32 = if ino == ROOT_INO {
+        libc::S_IFDIR | 0o755
+    } else {
+        libc::S_IFREG | 0o644
+    };
+    for v in [mode, 1, 0, 0, 0, BLOCK, 0] {
         // mode, nlink, uid, gid, rdev, blksize, flags
         a.extend_from_slice(&v.to_ne_bytes());
     }
@@ -136,7 +168,7 @@ fn attr(ino: u64) -> Vec<u8> {
 /// Answers requests until the file system is unmounted (the read fails).
 fn serve(fd: RawFd, on_flush: impl FnOnce(u32)) -> i32 {
     let mut on_flush = Some(on_flush);
-    let mut buf = vec![0u8; 1 << 20];
+    let mut buf = vec![0u8; REQUEST_BUFFER];
     loop {
         // SAFETY: reading into our buffer.
         let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
@@ -149,17 +181,17 @@ fn serve(fd: RawFd, on_flush: impl FnOnce(u32)) -> i32 {
             return 0;
         }
         let req = &buf[..n as usize];
-        if req.len() < 40 {
+        if req.len() < IN_HEADER {
             continue;
         }
         let opcode = u32_at(req, 4);
         let unique = u64_at(req, 8);
-        let nodeid = u64_at(req, 16);
-        let pid = u32_at(req, 32);
-        let body = &req[40..];
+        let nodeid = u64_at(req, IN_NODEID);
+        let pid = u32_at(req, IN_PID);
+        let body = &req[IN_HEADER..];
         let reply = |error: i32, data: &[u8]| {
-            let mut out = Vec::with_capacity(16 + data.len());
-            out.extend_from_slice(&((16 + data.len()) as u32).to_ne_bytes());
+            let mut out = Vec::with_capacity(OUT_HEADER + data.len());
+            out.extend_from_slice(&((OUT_HEADER + data.len()) as u32).to_ne_bytes());
             out.extend_from_slice(&error.to_ne_bytes());
             out.extend_from_slice(&unique.to_ne_bytes());
             out.extend_from_slice(data);
@@ -171,22 +203,22 @@ fn serve(fd: RawFd, on_flush: impl FnOnce(u32)) -> i32 {
                 // struct fuse_init_out: major, minor, max_readahead, flags,
                 // max_background, congestion_threshold, max_write, time_gran, max_pages,
                 // map_alignment, flags2, then unused space: 64 bytes.
-                let mut out = Vec::with_capacity(64);
-                for v in [7u32, 31, 0, 0] {
+                let mut out = Vec::with_capacity(INIT_OUT_SIZE);
+                for v in [PROTOCOL[0], PROTOCOL[1], 0, 0] {
                     out.extend_from_slice(&v.to_ne_bytes());
                 }
                 out.extend_from_slice(&[0; 4]); // max_background, congestion_threshold
-                out.extend_from_slice(&4096u32.to_ne_bytes()); // max_write
-                out.resize(64, 0);
+                out.extend_from_slice(&BLOCK.to_ne_bytes()); // max_write
+                out.resize(INIT_OUT_SIZE, 0);
                 reply(0, &out);
             }
             FUSE_LOOKUP => {
                 let name = body.split(|&c| c == 0).next().unwrap_or_default();
-                if nodeid == 1 && name == FILE.as_bytes() {
+                if nodeid == ROOT_INO && name == FILE.as_bytes() {
                     // struct fuse_entry_out: nodeid, generation, entry_valid,
                     // attr_valid, their nanoseconds, attr.
-                    let mut out = Vec::with_capacity(128);
-                    for v in [FILE_INO, 0, 3600, 3600] {
+                    let mut out = Vec::with_capacity(ENTRY_OUT_SIZE);
+                    for v in [FILE_INO, 0, VALID_SECS, VALID_SECS] {
                         out.extend_from_slice(&v.to_ne_bytes());
                     }
                     out.extend_from_slice(&[0; 8]);
@@ -198,16 +230,16 @@ fn serve(fd: RawFd, on_flush: impl FnOnce(u32)) -> i32 {
             }
             FUSE_GETATTR => {
                 // struct fuse_attr_out: attr_valid, its nanoseconds, dummy, attr.
-                let mut out = Vec::with_capacity(104);
-                out.extend_from_slice(&3600u64.to_ne_bytes());
+                let mut out = Vec::with_capacity(ATTR_OUT_SIZE);
+                out.extend_from_slice(&VALID_SECS.to_ne_bytes());
                 out.extend_from_slice(&[0; 8]);
                 out.extend_from_slice(&attr(nodeid));
                 reply(0, &out);
             }
             FUSE_OPEN | FUSE_OPENDIR => {
                 // struct fuse_open_out: fh, open_flags, backing_id.
-                let mut out = Vec::with_capacity(16);
-                out.extend_from_slice(&1u64.to_ne_bytes());
+                let mut out = Vec::with_capacity(OPEN_OUT_SIZE);
+                out.extend_from_slice(&FILE_HANDLE.to_ne_bytes());
                 out.extend_from_slice(&[0; 8]);
                 reply(0, &out);
             }
