@@ -204,14 +204,13 @@ impl Sink<Session> for Daemon {
         if events.is_empty() {
             return Ok(Flow::Go);
         }
-        let tx = self.tx.clone();
         let mut m = self.metrics();
         // Under the lock a new client subscribes under (see `stream::serve`).
-        let streaming = tx.receiver_count() > 0;
+        let streaming = self.tx.receiver_count() > 0;
         for ev in events.drain(..) {
             m.apply(&ev);
             if streaming {
-                let _ = tx.send(Arc::from(stream::line(&ev)));
+                let _ = self.tx.send(Arc::from(stream::line(&ev)));
             }
         }
         Ok(Flow::Go)

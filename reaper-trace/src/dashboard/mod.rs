@@ -118,7 +118,7 @@ impl Source for Feed {
             Feed::Daemon(stream) => stream.step(out),
             Feed::Replay(r) => {
                 let now = Instant::now();
-                out.extend_from_slice(r.player.advance(now - r.last_step));
+                r.player.advance_into(now - r.last_step, out);
                 r.last_step = now;
                 Flow::Go
             }

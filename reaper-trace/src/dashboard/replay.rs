@@ -139,6 +139,12 @@ impl<R: BufRead + Seek> Player<R> {
         &self.due
     }
 
+    /// [`Player::advance`], the due events moved into `out` (not copied).
+    pub fn advance_into(&mut self, real: Duration, out: &mut Vec<Event>) {
+        self.advance(real);
+        out.append(&mut self.due);
+    }
+
     /// Events are due still: call [`Player::advance`] again without waiting.
     pub fn behind(&self) -> bool {
         self.behind
@@ -265,6 +271,18 @@ mod tests {
         p.advance(Duration::from_secs(10));
         assert_eq!(p.clock(), 5_000_000);
         assert_eq!(p.position(), (4_999_000, 4_999_000));
+    }
+
+    #[test]
+    fn advance_into_moves_the_due_events_out() {
+        let mut p = player(&[1_000, 2_000_000], 1.0);
+        let mut out = Vec::new();
+        p.advance_into(Duration::ZERO, &mut out);
+        assert_eq!(times(&out), [1_000]);
+        p.advance_into(2 * MS, &mut out);
+        assert_eq!(times(&out), [1_000, 2_000_000]);
+        p.advance_into(MS, &mut out);
+        assert_eq!(out.len(), 2, "nothing handed out twice");
     }
 
     #[test]
