@@ -759,3 +759,40 @@ fn a_closed_pipe_stops_a_recording_quietly() {
     }
     assert_programs_released(&before, "recordings into a closed pipe");
 }
+
+/// SIGHUP (a closed terminal) ends `doctor` as Ctrl-C does: it reports what it watched, at
+/// once, instead of dying without a word.
+#[test]
+fn doctor_reports_on_sighup() {
+    require_root();
+    let _g = shared();
+    let mut child = Command::new(reaper_trace())
+        .args(["doctor", "-d", "60s"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("reaper-trace runs");
+    // Past start-up: the programs are attached and the loop is running.
+    std::thread::sleep(Duration::from_secs(5));
+    let asked = Instant::now();
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
+    let output = child.wait_with_output().expect("doctor exits");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "doctor took {:?} to end",
+        asked.elapsed()
+    );
+    assert!(
+        matches!(output.status.code(), Some(0 | 1)),
+        "{}: {stdout}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("watched") || stdout.contains("zombie"),
+        "a report: {stdout}"
+    );
+}
