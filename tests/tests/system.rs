@@ -766,7 +766,7 @@ fn a_closed_pipe_stops_a_recording_quietly() {
 fn doctor_reports_on_sighup() {
     require_root();
     let _g = shared();
-    let mut child = Command::new(reaper_trace())
+    let child = Command::new(reaper_trace())
         .args(["doctor", "-d", "60s"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
