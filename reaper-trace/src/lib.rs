@@ -14,6 +14,7 @@ pub mod doctor;
 pub mod escape;
 pub mod event;
 pub mod exit;
+mod hand_offs;
 pub mod identity;
 pub mod jsonl;
 pub mod live;

@@ -36,6 +36,7 @@ use reaper_trace_common::{
 
 use crate::decode::{RawEvent, c_string, split_args};
 use crate::event::{Event, ExitStatus, Prediction, Proc, ReapHow, Verdict, wait_status};
+use crate::hand_offs::{HandOffs, Hop, Receiver};
 use crate::identity::{is_leader_id, same_start};
 use crate::procfs::ProcTask;
 use crate::reaper::{self, Observed, Predicted, ReaperInputs};
@@ -252,7 +253,49 @@ pub struct Model {
     /// Recently removed tasks, as they were last described (see `DEPARTED_KEPT`).
     departed: HashMap<u32, Proc>,
     departed_order: VecDeque<u32>,
+    /// Adoptions waiting for the hand-offs of their orphan that came before or after them.
+    hand_offs: HandOffs<HopRecord>,
     scope_all: bool,
+}
+
+/// What an adoption record said, kept until its hop goes out (see [`crate::hand_offs`]).
+#[derive(Debug)]
+struct HopRecord {
+    orphan: Proc,
+    father: Proc,
+    /// The parent the record read, and what the event says when it is the one that received
+    /// the orphan.
+    reaper: Proc,
+    observed: Observed,
+    kind: crate::event::ReaperKind,
+    verdict: Verdict,
+    reason: Option<String>,
+    predicted: Option<Predicted>,
+    after: Option<Predicted>,
+    inputs: Option<Box<ReaperInputs>>,
+    final_inputs: Option<Box<ReaperInputs>>,
+    zombie: bool,
+}
+
+/// Whether processes `a` and `b` (tgids) are one, or one descends from the other as far as the
+/// model knows their parents.
+fn related(tasks: &HashMap<u32, Task>, a: u32, b: u32) -> bool {
+    /// Deeper trees are not followed: a hop then waits only on its own process's threads.
+    const DEPTH: usize = 64;
+    let descends = |from: u32, to: u32| {
+        let mut tgid = from;
+        for _ in 0..DEPTH {
+            if tgid == to {
+                return true;
+            }
+            match tasks.get(&tgid).and_then(|t| t.parent) {
+                Some(p) if p.tgid != tgid => tgid = p.tgid,
+                _ => return false,
+            }
+        }
+        false
+    };
+    descends(a, b) || descends(b, a)
 }
 
 impl Model {
@@ -671,6 +714,8 @@ impl Model {
                 .collect();
         }
         self.set_state(tid, TaskState::Exiting);
+        self.hand_offs
+            .exited(e.task.id, e.hdr.ts_ns, e.children_followed);
         let task = &self.tasks[&tid];
         let parent = (e.parent.tid != 0).then(|| self.proc_by_id(&e.parent));
         out.push(Event::Exit {
@@ -850,6 +895,14 @@ impl Model {
     }
 
     fn reparent(&mut self, e: &ReparentEvent, out: &mut Vec<Event>) {
+        self.hand_offs.reported(&e.father);
+        self.adoption(e, out);
+        self.release_hops(out);
+    }
+
+    /// One adoption record: the model's state follows what it read at once; its event waits
+    /// with the orphan's other hand-offs (see [`crate::hand_offs`]).
+    fn adoption(&mut self, e: &ReparentEvent, out: &mut Vec<Event>) {
         let ts = e.hdr.ts_ns;
         let father = self.proc_by_id(&e.father);
         let (inputs, final_inputs) = match self.known(&e.father) {
@@ -964,19 +1017,74 @@ impl Model {
             Some(p) if p.task.tid == e.reaper.id.tid => p.kind,
             _ => reaper::classify(e.father, &observed, inputs.as_deref()),
         };
-        out.push(Event::Reparent {
-            ts,
-            orphan: self.proc_by_id(&e.orphan),
-            father,
-            reaper: Some(reaper),
-            kind: Some(kind),
-            predicted: prediction,
-            verdict,
-            reason,
-            zombie,
+        self.hand_offs.add(Hop {
+            orphan: e.orphan,
+            father: e.father,
+            father_exit,
+            read_ts: ts,
+            data: HopRecord {
+                orphan: self.proc_by_id(&e.orphan),
+                father,
+                reaper,
+                observed,
+                kind,
+                verdict,
+                reason,
+                predicted,
+                after,
+                inputs,
+                final_inputs,
+                zombie,
+            },
         });
         if current {
             self.apply_early_wait(orphan_tid, Some(e.reaper.id), out);
+        }
+    }
+
+    /// Writes the `reparent` events of the hand-offs that no longer wait.
+    fn release_hops(&mut self, out: &mut Vec<Event>) {
+        let ready = self.hand_offs.release(|a, b| related(&self.tasks, a, b));
+        self.write_hops(ready, out);
+    }
+
+    fn write_hops(&mut self, hops: Vec<(Hop<HopRecord>, Option<Receiver>)>, out: &mut Vec<Event>) {
+        for (hop, receiver) in hops {
+            let mut r = hop.data;
+            let mut ts = hop.read_ts;
+            if let Some(receiver) = receiver.filter(|rc| rc.id.tid != r.observed.reaper.tid) {
+                // Handed on again before it was read: the thread that received it is the next
+                // father, and the hand-off came before that one's exit.
+                let proc = self.proc_by_id(&receiver.id);
+                let observed = Observed {
+                    reaper: receiver.id,
+                    reaper_is_subreaper: self.known(&receiver.id).is_some_and(|t| t.subreaper),
+                    reaper_ns_pid: proc.ns_pid,
+                };
+                let (verdict, reason) =
+                    judge(r.predicted, r.after, &observed, r.final_inputs.as_deref());
+                r.kind = match r.predicted {
+                    Some(p) if p.task.tid == receiver.id.tid => p.kind,
+                    _ => reaper::classify(hop.father, &observed, r.inputs.as_deref()),
+                };
+                (r.reaper, r.observed, r.verdict, r.reason) = (proc, observed, verdict, reason);
+                ts = ts.min(receiver.exit_ts);
+            }
+            out.push(Event::Reparent {
+                ts,
+                orphan: r.orphan,
+                father: r.father,
+                reaper: Some(r.reaper),
+                kind: Some(r.kind),
+                predicted: r.predicted.map(|p| Prediction {
+                    tid: p.task.tid,
+                    pid: p.task.tgid,
+                    kind: p.kind,
+                }),
+                verdict: r.verdict,
+                reason: r.reason,
+                zombie: r.zombie,
+            });
         }
     }
 
@@ -1161,6 +1269,10 @@ impl Model {
     /// `VANISH_GRACE_NS` before it are reported `vanished`; processes found released that no
     /// wait claimed within that time were auto-reaped.
     pub fn settle(&mut self, applied_until: u64, out: &mut Vec<Event>) {
+        let ready = self
+            .hand_offs
+            .expire(applied_until, |a, b| related(&self.tasks, a, b));
+        self.write_hops(ready, out);
         let mut keep = Vec::new();
         for (tid, start, checked) in std::mem::take(&mut self.vanishing) {
             if checked.saturating_add(VANISH_GRACE_NS) > applied_until {
@@ -1181,6 +1293,8 @@ impl Model {
     /// At the end of a session, once every record has been read: processes found released
     /// that no wait claimed were auto-reaped (their free may not have come yet).
     pub fn finish(&mut self, out: &mut Vec<Event>) {
+        let held = self.hand_offs.drain();
+        self.write_hops(held, out);
         let mut released: Vec<u32> = self
             .tasks
             .values()

@@ -1084,6 +1084,13 @@ fn orphans_of_processes_whose_threads_exit_at_once() {
         .collect();
     assert_eq!(notes.len(), 120, "broken case: 3 x 40 fathers");
 
+    // Each father process's forking thread, by the process's pid.
+    let forkers: HashMap<u64, u64> = facts
+        .obs("forking thread")
+        .into_iter()
+        .map(|o| (u(&o["pid"]), u(&o["tid"])))
+        .collect();
+
     let mut c = Checks::new("threads-exit", trace);
     c.focus([subreaper]);
     for note in notes {
@@ -1128,6 +1135,30 @@ fn orphans_of_processes_whose_threads_exit_at_once() {
                 format!("the last adoption of {k} must name {ppid} (/proc PPid once the process is gone): {last}")
             });
         }
+        // The chain, in the recording's order (what a reader of the file follows): the first
+        // hop leaves the thread that forked the orphan, each hop's reaper is the thread the
+        // next hop leaves, and no thread hands the orphan on twice.
+        let chain = events(trace, "reparent", "orphan", k);
+        if let Some(first) = chain.first() {
+            let forker = forkers.get(&f).copied();
+            c.check(Some(u(&first["father"]["tid"])) == forker, || {
+                format!(
+                    "the first hop of {k} leaves the thread that forked it ({forker:?}): {first}"
+                )
+            });
+        }
+        for pair in chain.windows(2) {
+            c.check(pair[0]["reaper"]["tid"] == pair[1]["father"]["tid"], || {
+                format!(
+                    "a hop of {k} must name the thread the next hop leaves: {} then {}",
+                    pair[0], pair[1]
+                )
+            });
+        }
+        let fathers: BTreeSet<u64> = chain.iter().map(|r| u(&r["father"]["tid"])).collect();
+        c.check(fathers.len() == chain.len(), || {
+            format!("a thread handed {k} on twice: {verdicts:?}")
+        });
         if let Some(z) = c.exactly_one(
             events(trace, "zombie", "task", k),
             &format!("zombie of the orphan {k}"),

@@ -410,16 +410,38 @@ pub(super) static THREADS_EXIT: Def<ThreadsExit> = Def::new(
                         brief(e)
                     )
                 });
-                // Each hop is recorded at the final switch of the thread that handed it on,
-                // and those can run in another order than the hand-offs (threads on other
-                // CPUs): the chain is checked without the records' order. Every hop goes to
-                // a thread of the father but one, the hop out of it, which names the parent
-                // /proc showed once the father was gone.
+                // Every hop goes to a thread of the father but one, the hop out of it, which
+                // names the parent /proc showed once the father was gone.
                 let to = reaper.as_ref().map(|x| x.pid);
                 j.check(to == Some(f) || to == Some(o.ppid), || {
                     format!("{k} handed on to {to:?}: neither a thread of its father {f} nor {} (/proc once its father was gone): {}", o.ppid, brief(e))
                 });
             }
+            // The chain, in the recording's order: each hop names the thread the next one
+            // leaves (the hops are read at the threads' final switches, which can run in
+            // another order than the hand-offs; the recording puts them back in order), and no
+            // thread hands the orphan on twice.
+            let ends: Vec<(u32, Option<u32>)> = reparents
+                .iter()
+                .filter_map(|e| match e {
+                    Event::Reparent { father, reaper, .. } => {
+                        Some((father.tid, reaper.as_ref().map(|r| r.tid)))
+                    }
+                    _ => None,
+                })
+                .collect();
+            for pair in ends.windows(2) {
+                j.check(pair[0].1 == Some(pair[1].0), || {
+                    format!(
+                        "{k} handed to {:?}, but the next hop leaves {}",
+                        pair[0].1, pair[1].0
+                    )
+                });
+            }
+            let fathers: std::collections::HashSet<u32> = ends.iter().map(|e| e.0).collect();
+            j.check(fathers.len() == ends.len(), || {
+                format!("{k} handed on twice by one thread")
+            });
             let out = reparents
                 .iter()
                 .filter(|e| matches!(e, Event::Reparent { reaper: Some(r), .. } if r.pid != f))
