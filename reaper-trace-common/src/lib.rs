@@ -135,7 +135,12 @@ pub mod standby {
     pub const EXEC: u32 = 1;
     pub const EXIT: u32 = 2;
     pub const FREE: u32 = 3;
-    pub const HOOKS: u32 = 4;
+    /// The syscalls' classic programs (one slot per call, as each has its own program), whose
+    /// one standby is a `sys_exit` BTF tracepoint program, attached where they get skipped.
+    pub const WAIT4: u32 = 4;
+    pub const WAITID: u32 = 5;
+    pub const PRCTL: u32 = 6;
+    pub const HOOKS: u32 = 7;
     /// Programs per hook: the primary one and its standby copies.
     pub const COPIES: u32 = 3;
     /// Tokens of the calls last handled, per hook and CPU (a power of two).
@@ -187,6 +192,8 @@ pub mod program {
     pub const ENTER_PRCTL: &str = "sys_enter_prctl";
     pub const EXIT_PRCTL: &str = "sys_exit_prctl";
     pub const EXIT_PRCTL_PLAIN: &str = "sys_exit_prctl_plain";
+    /// The standby of the three syscall exit programs, on `tp_btf/sys_exit`.
+    pub const SYSCALL_STANDBY: &str = "sys_exit_standby";
     /// `reaper-trace tree`'s task iterator.
     pub const TREE_TASK: &str = "tree_task";
     /// The bench's floor: programs that do nothing, on the tracer's hooks.
@@ -222,6 +229,7 @@ pub mod program {
         ENTER_PRCTL,
         EXIT_PRCTL,
         EXIT_PRCTL_PLAIN,
+        SYSCALL_STANDBY,
         TREE_TASK,
         FLOOR_FORK,
         FLOOR_EXEC,

@@ -32,6 +32,7 @@ mod free;
 mod prctl;
 mod reparent;
 mod switch;
+mod sys_exit;
 mod tree;
 mod wait;
 

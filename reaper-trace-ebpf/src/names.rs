@@ -46,6 +46,7 @@ named!(program::EXIT_WAITID_PLAIN => wait::sys_exit_waitid_plain);
 named!(program::ENTER_PRCTL => prctl::sys_enter_prctl);
 named!(program::EXIT_PRCTL => prctl::sys_exit_prctl);
 named!(program::EXIT_PRCTL_PLAIN => prctl::sys_exit_prctl_plain);
+named!(program::SYSCALL_STANDBY => sys_exit::sys_exit_standby);
 named!(program::TREE_TASK => tree::tree_task);
 named!(program::FLOOR_FORK => floor::floor_fork);
 named!(program::FLOOR_EXEC => floor::floor_exec);

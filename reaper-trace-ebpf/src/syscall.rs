@@ -98,3 +98,68 @@ pub(crate) fn tp_arg(ctx: &TracePointContext, n: usize) -> u64 {
 pub(crate) fn tp_ret(ctx: &TracePointContext) -> i64 {
     tp_field::<i64>(ctx, SYSCALL_RET)
 }
+
+/// System call numbers (x86-64) of the calls whose results are records.
+pub(crate) mod nr {
+    pub(crate) const WAIT4: u64 = 61;
+    pub(crate) const PRCTL: u64 = 157;
+    pub(crate) const WAITID: u64 = 247;
+}
+
+/// The token of one result of a call by the current thread (see `copies::run_copy`): the
+/// thread, the call's number and `value` (the pid reaped, or the value set). The classic
+/// exit programs and their `sys_exit` standby compute it alike.
+#[inline(always)]
+pub(crate) fn call_token(number: u64, value: u64) -> [u64; 2] {
+    [
+        bpf_get_current_pid_tgid(),
+        (number << 32) | (value & u32::MAX as u64),
+    ]
+}
+
+/// Offsets in `struct pt_regs` (x86-64, a fixed ABI): the call's number, its first four
+/// arguments, and the code segment it came from.
+mod regs {
+    pub(super) const R10: usize = 7 * 8;
+    pub(super) const DX: usize = 12 * 8;
+    pub(super) const SI: usize = 13 * 8;
+    pub(super) const DI: usize = 14 * 8;
+    pub(super) const ORIG_AX: usize = 15 * 8;
+    pub(super) const CS: usize = 17 * 8;
+}
+
+/// The 64-bit user code segment (`__USER_CS`): a 32-bit (compat) process's calls come from
+/// another one and are numbered differently.
+const USER_CS: u64 = 0x33;
+
+/// The call a `sys_exit` BTF tracepoint reports, from the registers the kernel saved when it
+/// was made (the tracepoint's first argument, BTF-typed).
+pub(crate) struct SavedCall {
+    regs: *const u8,
+}
+
+impl SavedCall {
+    #[inline(always)]
+    pub(crate) fn new(regs: *const u8) -> Self {
+        Self { regs }
+    }
+
+    /// The call's number, or `None` for a 32-bit process's call.
+    #[inline(always)]
+    pub(crate) fn number(&self) -> Option<u64> {
+        (Direct::read::<u64>(self.regs, regs::CS) == USER_CS)
+            .then(|| Direct::read::<u64>(self.regs, regs::ORIG_AX))
+    }
+
+    /// Argument `n` (0 to 3) as passed: the kernel leaves the saved argument registers alone.
+    #[inline(always)]
+    pub(crate) fn arg(&self, n: usize) -> u64 {
+        let off = match n {
+            0 => regs::DI,
+            1 => regs::SI,
+            2 => regs::DX,
+            _ => regs::R10,
+        };
+        Direct::read::<u64>(self.regs, off)
+    }
+}

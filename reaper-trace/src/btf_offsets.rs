@@ -233,6 +233,10 @@ pub struct Features {
     pub bpf_loop: bool,
     /// `bpf_get_current_task_btf` (Linux 5.11): else the current task is probe-read.
     pub current_task_btf: bool,
+    /// Attach the `sys_exit` standby of the classic syscall programs: where the kernel skips
+    /// those (7.x, whose syscall tracepoints run preemptibly), or when
+    /// `REAPER_TRACE_SYSCALL_STANDBY=1` asks for it. It costs every system call a program run.
+    pub syscall_standby: bool,
 }
 
 /// What the programs need to know about the running kernel.
@@ -259,10 +263,14 @@ pub fn resolve() -> Result<Kernel> {
     if forced_off("REAPER_TRACE_NO_SWITCH_PREV_STATE") {
         offsets.switch_has_prev_state = 0;
     }
+    let current_task_btf = types.has_helper("BPF_FUNC_get_current_task_btf")?
+        && !forced_off("REAPER_TRACE_NO_CURRENT_TASK_BTF");
     let features = Features {
         bpf_loop: types.has_helper("BPF_FUNC_loop")? && !forced_off("REAPER_TRACE_NO_BPF_LOOP"),
-        current_task_btf: types.has_helper("BPF_FUNC_get_current_task_btf")?
-            && !forced_off("REAPER_TRACE_NO_CURRENT_TASK_BTF"),
+        current_task_btf,
+        syscall_standby: current_task_btf
+            && (crate::tracer::syscalls_preemptible(&crate::tracer::kernel_release())
+                || forced_off("REAPER_TRACE_SYSCALL_STANDBY")),
     };
     Ok(Kernel { offsets, features })
 }

@@ -119,12 +119,18 @@ struct Run {
 /// `reaper-trace validate --json ARGS`. The callers hold [`SERIAL`], so that the test's
 /// other children are not mistaken for processes the run left behind.
 fn validate(args: &[&str]) -> Run {
+    validate_with(args, &[])
+}
+
+/// [`validate`] with more environment variables.
+fn validate_with(args: &[&str], env: &[(&str, &str)]) -> Run {
     let subreaper = Subreaper::new();
     let output = Command::new(reaper_trace())
         .arg("validate")
         .arg("--json")
         .args(args)
         .env("REAPER_INIT_BIN", reaper_init())
+        .envs(env.iter().copied())
         .output()
         .expect("reaper-trace runs");
     let survivors = adopted_survivors();
@@ -373,6 +379,34 @@ fn check_kernel_fact_scenarios(report: &Value) {
         );
         assert!(text(r, "observed_text").contains(&format!("pid {reused}: reaps of starts")));
     }
+}
+
+/// The classic syscall programs' `sys_exit` standby (attached on 7.x; forced here): the
+/// scenarios about waits and subreapers pass with it, every reap once (wait-race's 1,000
+/// racing waits), nothing sent twice.
+#[test]
+fn the_syscalls_standby_sends_nothing_twice() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let scenarios = [
+        "wait-race",
+        "nested-subreapers",
+        "exiting-subreaper",
+        "ptrace-wait",
+    ];
+    let mut args = Vec::new();
+    for s in scenarios {
+        args.extend(["--only", s]);
+    }
+    let run = validate_with(&args, &[("REAPER_TRACE_SYSCALL_STANDBY", "1")]);
+    for s in scenarios {
+        let r = result(&run.report, s);
+        assert!(
+            r["status"] == "PASS" || (r["status"] == "SKIPPED" && s == "exiting-subreaper"),
+            "{r:#}"
+        );
+    }
+    assert_nothing_left(&run);
 }
 
 #[test]
