@@ -49,19 +49,6 @@ pub const PACKAGES: &[&str] = &[
     "catatonit",
 ];
 
-/// Scenario failures known, by kernel series, scenario and the kind of one of its failures
-/// (`failures[].kind` in `validate --json`): reported as KNOWN with their reason and the
-/// scenario's own, not failing the run. Each names what was seen.
-const KNOWN_FAILURES: &[(&str, &str, &str, &str)] = &[(
-    "7.",
-    "wait-race",
-    "records_lost",
-    "the kernel skipped a wait program, and reaper-trace reported the loss: classic \
-     tracepoint programs share one recursion guard per CPU and run preemptibly on 7.x, so \
-     standby copies cannot cover them (1-2 of its 1,000 racing waits in a 7.3 guest, in both \
-     runs)",
-)];
-
 /// How long one kernel may take, boot to power-off.
 const VM_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 /// Boots again after a guest kernel panic or soft lockup under TCG (see `run`).

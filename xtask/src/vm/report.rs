@@ -14,8 +14,6 @@ pub(super) struct KernelResult {
     pub(super) validate_total: u64,
     /// Scenarios skipped because the kernel has no FUSE (its modules are not in the archive).
     pub(super) validate_skipped_no_fuse: u64,
-    /// Failures listed in `KNOWN_FAILURES`, with their reason.
-    pub(super) validate_known: Vec<String>,
     pub(super) validate_failures: Vec<String>,
     pub(super) checks: Vec<Check>,
 }
@@ -26,10 +24,7 @@ impl KernelResult {
             && self.loaded == self.programs.len()
             && (check_only
                 || (self.validate_total > 0
-                    && self.validate_passed
-                        + self.validate_skipped_no_fuse
-                        + self.validate_known.len() as u64
-                        == self.validate_total))
+                    && self.validate_passed + self.validate_skipped_no_fuse == self.validate_total))
             && self.checks.iter().all(|c| c.ok)
     }
 }
@@ -49,7 +44,6 @@ pub(super) fn evaluate(
         validate_passed: 0,
         validate_total: 0,
         validate_skipped_no_fuse: 0,
-        validate_known: Vec::new(),
         validate_failures: Vec::new(),
         checks: Vec::new(),
     };
@@ -87,27 +81,9 @@ pub(super) fn evaluate(
             result.validate_total = results.map_or(0, |r| r.len() as u64);
             for r in results.into_iter().flatten() {
                 let status = r.get("status").and_then(Value::as_str);
-                let reason = r.get("reason").and_then(Value::as_str).unwrap_or("");
                 let skip = r.pointer("/skip/kind").and_then(Value::as_str);
                 if !has_fuse && status == Some("SKIPPED") && skip == Some("no_fuse") {
                     result.validate_skipped_no_fuse += 1;
-                    continue;
-                }
-                let scenario = r.get("scenario").and_then(Value::as_str).unwrap_or("?");
-                let failed_as = |kind: &str| {
-                    r.get("failures")
-                        .and_then(Value::as_array)
-                        .into_iter()
-                        .flatten()
-                        .any(|f| f.get("kind").and_then(Value::as_str) == Some(kind))
-                };
-                let known = KNOWN_FAILURES.iter().find(|(series, name, kind, _)| {
-                    release.starts_with(series) && *name == scenario && failed_as(kind)
-                });
-                if let (Some(&(_, _, _, why)), Some("FAIL")) = (known, status) {
-                    result
-                        .validate_known
-                        .push(format!("{scenario}: KNOWN ({why}): {reason}"));
                     continue;
                 }
                 if status != Some("PASS") {
@@ -201,9 +177,6 @@ pub(super) fn details(r: &KernelResult) -> String {
     for f in &r.validate_failures {
         out += &format!("  {}: validate: {f}\n", r.release);
     }
-    for k in &r.validate_known {
-        out += &format!("  {}: validate: {k}\n", r.release);
-    }
     for c in r.checks.iter().filter(|c| !c.ok) {
         out += &format!("  {}: {}: {}\n", r.release, c.name, c.detail);
     }
@@ -215,43 +188,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_the_reported_loss_in_wait_race_on_7_x_is_a_known_failure() {
-        let console = |reason: &str, failures: Value| {
-            let doc = serde_json::json!({
-                "passed": 0,
-                "results": [{
-                    "scenario": "wait-race",
-                    "status": "FAIL",
-                    "reason": reason,
-                    "failures": failures,
-                }],
-            });
-            Console::parse(&format!("@@RT validate BEGIN\n{doc}\n@@RT validate END\n"))
-        };
-        let lost = console(
-            "1 kernel records lost: the recording cannot be checked",
-            serde_json::json!([{"kind": "records_lost", "count": 1}]),
-        );
-        let known = evaluate("7.3.4+deb13-amd64", &lost, 1.0, false, true);
-        assert_eq!(
-            (known.validate_known.len(), known.validate_failures.len()),
-            (1, 0)
-        );
-        // The same loss on another series, or another failure on 7.x, fails.
-        let other_series = evaluate("6.19.14+deb13-amd64", &lost, 1.0, false, true);
-        assert_eq!(other_series.validate_failures.len(), 1);
-        let wrong = console(
-            "1 of 1000 waited pids misrecorded",
-            serde_json::json!([{"kind": "mismatch"}]),
-        );
-        let other_reason = evaluate("7.3.4+deb13-amd64", &wrong, 1.0, false, true);
-        assert_eq!(
-            (
-                other_reason.validate_known.len(),
-                other_reason.validate_failures.len()
-            ),
-            (0, 1)
-        );
+    fn a_scenario_that_fails_on_any_kernel_fails_it() {
+        let doc = serde_json::json!({
+            "passed": 0,
+            "results": [{
+                "scenario": "wait-race",
+                "status": "FAIL",
+                "reason": "1 kernel records lost: the recording cannot be checked",
+                "failures": [{"kind": "records_lost", "count": 1}],
+            }],
+        });
+        let console = Console::parse(&format!("@@RT validate BEGIN\n{doc}\n@@RT validate END\n"));
+        for release in ["7.3.4+deb13-amd64", "5.10.0-46-amd64"] {
+            let r = evaluate(release, &console, 1.0, false, true);
+            assert_eq!(r.validate_failures.len(), 1, "{release}");
+            assert!(!r.ok(false), "{release}");
+        }
     }
 
     #[test]
