@@ -219,6 +219,9 @@ struct ValidateArgs {
     /// Run only this scenario (repeatable; `reaper-trace scenario --list` names them).
     #[arg(long, value_name = "NAME")]
     only: Vec<String>,
+    /// Run each scenario this many times in a row (races show up in some runs only).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    runs: u32,
     /// Time each scenario may run before it is killed and failed, e.g. `15s`, `500ms`, `2`.
     #[arg(long, value_name = "SECS", default_value = "15s", value_parser = parse_duration)]
     timeout: Duration,
@@ -328,6 +331,7 @@ fn run(cli: Cli) -> Result<i32> {
         })),
         Command::Validate(a) => runtime()?.block_on(validate::run(validate::ValidateOptions {
             only: a.only,
+            runs: a.runs,
             timeout: a.timeout,
             reap_within: a.reap_within,
             json: a.json,

@@ -1159,6 +1159,42 @@ fn orphans_of_processes_whose_threads_exit_at_once() {
         c.check(fathers.len() == chain.len(), || {
             format!("a thread handed {k} on twice: {verdicts:?}")
         });
+        // Both processes whole: each forked, exited, a zombie and reaped once (the father's
+        // eight threads each exited once: the leader's is the process's exit).
+        for (who, pid) in [("father", f), ("orphan", k)] {
+            let forks: Vec<&Value> = trace
+                .of_type("fork")
+                .filter(|e| e["child"]["pid"] == pid && e["thread"] != true)
+                .collect();
+            c.exactly_one(forks, &format!("fork of the {who} {pid}"));
+            let exits = events(trace, "exit", "task", pid);
+            let threads = if pid == f { 8 } else { 1 };
+            let tids: BTreeSet<u64> = exits.iter().map(|e| u(&e["task"]["tid"])).collect();
+            c.check(exits.len() == threads && tids.len() == threads, || {
+                format!(
+                    "the {who} {pid} has {threads} threads, each exits once: {} exits of {} threads",
+                    exits.len(),
+                    tids.len()
+                )
+            });
+        }
+        if let Some(z) = c.exactly_one(
+            events(trace, "zombie", "task", f),
+            &format!("zombie of the father {f}"),
+        ) {
+            c.check(z["parent"]["pid"] == subreaper, || {
+                format!("the father's zombie waits for the subreaper {subreaper}: {z}")
+            });
+        }
+        if let Some(r) = c.exactly_one(
+            events(trace, "reap", "task", f),
+            &format!("reap of the father {f}"),
+        ) {
+            c.check(
+                r["reaper"]["pid"] == subreaper && r["how"] == "wait4",
+                || format!("the subreaper {subreaper} reaped the father with wait4: {r}"),
+            );
+        }
         if let Some(z) = c.exactly_one(
             events(trace, "zombie", "task", k),
             &format!("zombie of the orphan {k}"),

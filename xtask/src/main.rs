@@ -115,6 +115,12 @@ enum Cmd {
         /// Only verify the programs (no recording checks)
         #[arg(long)]
         check_only: bool,
+        /// Run only this validate scenario in each guest (repeatable)
+        #[arg(long, value_name = "NAME")]
+        only: Vec<String>,
+        /// Run each validate scenario this many times in each guest
+        #[arg(long, value_name = "N", default_value_t = 1)]
+        runs: u32,
     },
     /// Build optimized, then install reaper-trace and reaper-init (idempotent)
     ///
@@ -445,6 +451,8 @@ fn execute(command: Option<Cmd>) -> Result<ExitCode> {
         Cmd::VmTest {
             kernels: KernelList(specs),
             check_only,
+            only,
+            runs,
         } => {
             if !is_root() {
                 bail!(
@@ -458,7 +466,11 @@ fn execute(command: Option<Cmd>) -> Result<ExitCode> {
                 &specs,
                 &dir,
                 &root().join("target").join("vm-test"),
-                check_only,
+                &vm::Guest {
+                    check_only,
+                    only,
+                    runs,
+                },
             )?;
             Ok(if ok {
                 ExitCode::SUCCESS
@@ -511,6 +523,8 @@ mod tests {
                     "5.10", "6.1", "6.12", "6.16", "6.17", "6.18", "6.19", "7.0", "7"
                 ])),
                 check_only: false,
+                only: vec![],
+                runs: 1,
             }))
         );
     }
@@ -566,6 +580,8 @@ mod tests {
             Ok(Some(Cmd::VmTest {
                 kernels: kernel_list(vm::DEFAULT_KERNELS).unwrap(),
                 check_only: true,
+                only: vec![],
+                runs: 1,
             }))
         );
         assert_eq!(
@@ -573,6 +589,8 @@ mod tests {
             Ok(Some(Cmd::VmTest {
                 kernels: KernelList(strings(&["7", "6.1"])),
                 check_only: false,
+                only: vec![],
+                runs: 1,
             }))
         );
         let e = parse("cargo-xtask vm-test --kernels ,").unwrap_err();

@@ -62,13 +62,20 @@ section sigterm /tmp/sigterm.jsonl
 bpftool prog show > /tmp/progs.txt 2>&1
 section programs-after /tmp/progs.txt
 
-# 4. Every validate scenario (TCG is slow: a longer timeout than on hardware). The
+# 4. Every validate scenario, or those `vm-test --only` named, each `--runs` times (TCG is slow: a longer timeout than on hardware). The
 # pid-reuse scenario forks until a pid comes back: with the default pid_max that takes
 # longer than its 10 s under TCG, so the pid space is made smaller (wait-race needs about 1000).
 # An emulated CPU on a shared host can leave a reaping init unscheduled for longer than the
 # 100 ms a real machine is allowed: 2 s still tells an init that reaps from one that never does.
 echo 2048 > /proc/sys/kernel/pid_max
+only=""
+for name in $(sed -n 's/.*rt\.only=\([^ ]*\).*/\1/p' /proc/cmdline | tr , ' '); do
+    only="$only --only $name"
+done
+runs=$(sed -n 's/.*rt\.runs=\([0-9]*\).*/\1/p' /proc/cmdline)
+# shellcheck disable=SC2086 # one word per flag
 reaper-trace validate --json --timeout 120s --reap-within 2s --events /tmp/events \
+    --runs "${runs:-1}" $only \
     > /tmp/validate.json 2>/tmp/validate.err
 say validate-rc $?
 section validate /tmp/validate.json
@@ -76,8 +83,10 @@ section validate-stderr /tmp/validate.err
 # The events behind each failed scenario's verdict (the host saves them next to the console).
 failed=$(awk '/"scenario": "/ { name = $0; sub(/.*"scenario": "/, "", name); sub(/".*/, "", name) }
               /"status": "FAIL"/ { print name }' /tmp/validate.json)
-for name in $failed; do
-    section "events-$name" "/tmp/events/$name.jsonl"
+for name in $(echo "$failed" | sort -u); do
+    for file in /tmp/events/"$name".jsonl /tmp/events/"$name".[0-9]*.jsonl; do
+        [ -f "$file" ] && section "events-$(basename "$file" .jsonl)" "$file"
+    done
 done
 
 say done

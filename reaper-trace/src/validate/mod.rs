@@ -45,6 +45,8 @@ const CLEANUP_FOR: Duration = Duration::from_secs(5);
 pub struct ValidateOptions {
     /// Scenarios to run, in this order (empty: the whole suite).
     pub only: Vec<String>,
+    /// Runs of each scenario, one after the other.
+    pub runs: u32,
     pub timeout: Duration,
     /// How soon a reaping init must reap an orphan's zombie (pid1-* scenarios).
     pub reap_within: Duration,
@@ -114,7 +116,10 @@ fn run_again(result: &ScenarioResult, events: &[Event], stopped: bool) -> Option
 
 /// Runs the scenarios; returns the exit code (0: nothing failed).
 pub async fn run(opts: ValidateOptions) -> Result<i32> {
-    let scenarios = select(&opts.only)?;
+    let scenarios: Vec<&'static dyn Scenario> = select(&opts.only)?
+        .into_iter()
+        .flat_map(|s| std::iter::repeat_n(s, opts.runs as usize))
+        .collect();
     if let Some(dir) = &opts.events_dir {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }

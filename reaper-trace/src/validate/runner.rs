@@ -30,6 +30,8 @@ pub struct Validator {
     timeout: Duration,
     reap_within: Duration,
     events_dir: Option<PathBuf>,
+    /// Runs of each scenario so far, to name their events files apart.
+    runs: std::collections::HashMap<&'static str, u32>,
     progress: bool,
     current: Option<Run>,
     results: Vec<ScenarioResult>,
@@ -53,6 +55,7 @@ impl Validator {
             timeout: opts.timeout,
             reap_within: opts.reap_within,
             events_dir: opts.events_dir.clone(),
+            runs: Default::default(),
             progress,
             current: None,
             results: Vec::new(),
@@ -129,12 +132,19 @@ impl Validator {
         result: ScenarioResult,
         events: &[Event],
     ) -> Result<()> {
+        let run = self.runs.entry(scenario.name()).or_default();
+        *run += 1;
         if let Some(dir) = &self.events_dir {
+            // The first run's file is NAME.jsonl, later ones NAME.2.jsonl and on.
+            let file = match *run {
+                1 => format!("{}.jsonl", scenario.name()),
+                n => format!("{}.{n}.jsonl", scenario.name()),
+            };
             let mut command = vec![self.exe.display().to_string(), "scenario".into()];
             command.push(scenario.name().into());
             command.extend(scenario.args().iter().map(|a| a.to_string()));
             save_events(
-                &dir.join(format!("{}.jsonl", scenario.name())),
+                &dir.join(file),
                 &jsonl::header(Some(command), started_ts),
                 events,
             )?;

@@ -16,8 +16,18 @@ pub(super) fn boot(
     kernel: &Kernel,
     initrd: &Path,
     log: &Path,
-    check_only: bool,
+    guest: &Guest,
 ) -> Result<(String, Duration)> {
+    let mut options = String::new();
+    if guest.check_only {
+        options += " rt.check_only";
+    }
+    if !guest.only.is_empty() {
+        options += &format!(" rt.only={}", guest.only.join(","));
+    }
+    if guest.runs != 1 {
+        options += &format!(" rt.runs={}", guest.runs);
+    }
     let started = Instant::now();
     let file = std::fs::File::create(log)?;
     let mut qemu = Command::new("qemu-system-x86_64")
@@ -29,8 +39,7 @@ pub(super) fn boot(
         .arg(initrd)
         .arg("-append")
         .arg(format!(
-            "console=ttyS0 panic=-1 quiet loglevel=3 rdinit=/init{}",
-            if check_only { " rt.check_only" } else { "" }
+            "console=ttyS0 panic=-1 quiet loglevel=3 rdinit=/init{options}"
         ))
         .stdin(Stdio::null())
         .stdout(file)

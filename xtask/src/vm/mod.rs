@@ -89,9 +89,19 @@ use guest::*;
 use image::*;
 use report::*;
 
+/// What each guest runs.
+pub struct Guest {
+    /// Only verify the programs.
+    pub check_only: bool,
+    /// The validate scenarios (all when empty), and how many times each.
+    pub only: Vec<String>,
+    pub runs: u32,
+}
+
 /// Runs the matrix; `bins` holds the built (release) binaries. Returns whether every kernel
 /// passed everything.
-pub fn run(specs: &[String], bins: &Path, out_dir: &Path, check_only: bool) -> Result<bool> {
+pub fn run(specs: &[String], bins: &Path, out_dir: &Path, guest: &Guest) -> Result<bool> {
+    let check_only = guest.check_only;
     let apt = Apt::new()?;
     apt.update()?;
     let releases = apt.releases()?;
@@ -111,7 +121,7 @@ pub fn run(specs: &[String], bins: &Path, out_dir: &Path, check_only: bool) -> R
         let log = out_dir.join(format!("{}.log", kernel.release));
         eprint!("xtask: booting Linux {} ... ", kernel.release);
         let _ = std::io::stderr().flush();
-        let (mut text, mut took) = boot(kernel, &initrd, &log, check_only)?;
+        let (mut text, mut took) = boot(kernel, &initrd, &log, guest)?;
         let mut retried: Option<String> = None;
         for boot_again in 1..=BOOTS_AFTER_A_STOP {
             let stuck = (!text.contains("@@RT done"))
@@ -131,7 +141,7 @@ pub fn run(specs: &[String], bins: &Path, out_dir: &Path, check_only: bool) -> R
             // the report.
             eprint!("{what}, booting again ... ");
             let _ = std::fs::rename(&log, log.with_extension(format!("stuck{boot_again}.log")));
-            (text, took) = boot(kernel, &initrd, &log, check_only)?;
+            (text, took) = boot(kernel, &initrd, &log, guest)?;
             retried = Some(match retried {
                 Some(before) => format!("{before}; then {what}"),
                 None => what,
