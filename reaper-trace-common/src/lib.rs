@@ -192,8 +192,9 @@ pub mod program {
     pub const ENTER_PRCTL: &str = "sys_enter_prctl";
     pub const EXIT_PRCTL: &str = "sys_exit_prctl";
     pub const EXIT_PRCTL_PLAIN: &str = "sys_exit_prctl_plain";
-    /// The standby of the three syscall exit programs, on `tp_btf/sys_exit`.
-    pub const SYSCALL_STANDBY: &str = "sys_exit_standby";
+    /// The standbys of the three syscall exit programs, on `tp_btf/sys_exit`, in the order
+    /// they run.
+    pub const SYSCALL_STANDBY: [&str; 2] = ["sys_exit_standby", "sys_exit_standby2"];
     /// `reaper-trace tree`'s task iterator.
     pub const TREE_TASK: &str = "tree_task";
     /// The bench's floor: programs that do nothing, on the tracer's hooks.
@@ -229,7 +230,8 @@ pub mod program {
         ENTER_PRCTL,
         EXIT_PRCTL,
         EXIT_PRCTL_PLAIN,
-        SYSCALL_STANDBY,
+        SYSCALL_STANDBY[0],
+        SYSCALL_STANDBY[1],
         TREE_TASK,
         FLOOR_FORK,
         FLOOR_EXEC,

@@ -23,11 +23,21 @@ use crate::wait::{
 /// The tracepoint's arguments: the saved registers, and the call's result.
 const ARG_REGS: usize = 0;
 const ARG_RET: usize = 1;
-/// This program's copy number: the one after the classic primary.
-const STANDBY: u32 = 1;
-
+/// The first standby, after the classic primaries.
 #[btf_tracepoint(function = "sys_exit")]
 pub fn sys_exit_standby(ctx: BtfTracePointContext) -> u32 {
+    on_sys_exit::<1>(&ctx)
+}
+
+/// The second: a BTF program is skipped too while its own earlier run is preempted on the
+/// same CPU; a call is lost only when both are.
+#[btf_tracepoint(function = "sys_exit")]
+pub fn sys_exit_standby2(ctx: BtfTracePointContext) -> u32 {
+    on_sys_exit::<2>(&ctx)
+}
+
+#[inline(always)]
+fn on_sys_exit<const STANDBY: u32>(ctx: &BtfTracePointContext) -> u32 {
     if !enabled() {
         return 0;
     }

@@ -174,12 +174,14 @@ pub fn programs(features: Features) -> Vec<ProgramSpec> {
         ),
     ]);
     if features.syscall_standby {
-        specs.push(btf(
-            program::SYSCALL_STANDBY,
-            "sys_exit",
-            Role::Standby(standby::WAIT4),
-            kind::WAIT,
-        ));
+        for name in program::SYSCALL_STANDBY {
+            specs.push(btf(
+                name,
+                "sys_exit",
+                Role::Standby(standby::WAIT4),
+                kind::WAIT,
+            ));
+        }
     }
     specs
 }
@@ -227,7 +229,8 @@ const SYSCALL_SLOTS: [u32; 3] = [standby::WAIT4, standby::WAITID, standby::PRCTL
 /// A slot's primary programs' skipped calls (a syscall's enter and exit programs share one)
 /// count less those a standby handled (`covered`, per slot); a standby's own skips are not
 /// losses (the primary ran, or its skip is counted already). A call is lost only if its
-/// standby was skipped too: the syscalls' losses are at most their standby's skips (their
+/// standbys were all skipped too: the syscalls' losses are at most the fewest skips of one of
+/// their standbys (their
 /// primaries' skips include calls that are no record, a prctl that names a thread, a wait4
 /// that fails).
 fn uncovered_skips(
@@ -236,13 +239,15 @@ fn uncovered_skips(
 ) -> std::collections::BTreeMap<u32, u64> {
     let mut lost = std::collections::BTreeMap::new();
     let mut by_slot = std::collections::BTreeMap::<(u32, u32), u64>::new();
-    let mut syscall_standby_misses = None;
+    let mut syscall_standby_misses: Option<u64> = None;
     for (spec, misses) in skipped {
         match spec.role {
             Role::Only => *lost.entry(spec.skipped_as).or_default() += *misses,
             Role::Primary(slot) => *by_slot.entry((slot, spec.skipped_as)).or_default() += *misses,
+            // Lost only if every standby was skipped too: at most the fewest any one missed.
             Role::Standby(slot) if SYSCALL_SLOTS.contains(&slot) => {
-                syscall_standby_misses = Some(*misses)
+                syscall_standby_misses =
+                    Some(syscall_standby_misses.map_or(*misses, |m| m.min(*misses)))
             }
             Role::Standby(_) => {}
         }
@@ -936,6 +941,22 @@ mod tests {
             .map(|k| lost.get(k).copied().unwrap_or(0))
             .sum();
         assert_eq!(total, 4);
+        // Two standbys: a call is lost only when both were skipped.
+        let second = *programs(Features {
+            bpf_loop: true,
+            current_task_btf: true,
+            syscall_standby: true,
+        })
+        .iter()
+        .find(|s| s.name == program::SYSCALL_STANDBY[1])
+        .unwrap();
+        with_standby.push((second, 1));
+        let lost = uncovered_skips(&with_standby, &covered);
+        let total: u64 = [kind::WAIT, kind::SUBREAPER]
+            .iter()
+            .map(|k| lost.get(k).copied().unwrap_or(0))
+            .sum();
+        assert_eq!(total, 1);
     }
 
     #[test]
