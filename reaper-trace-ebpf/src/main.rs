@@ -33,6 +33,7 @@ mod prctl;
 mod reparent;
 mod switch;
 mod tree;
+mod uring;
 mod wait;
 
 #[cfg(not(test))]

@@ -12,7 +12,7 @@ use crate::syscall::{
 };
 use crate::task::{pid_ns_inum, task_info, task_pid_ns};
 
-const WNOWAIT: u64 = 0x0100_0000;
+pub(crate) const WNOWAIT: u64 = 0x0100_0000;
 
 /// waitid's arguments kept from its entry: `infop` and `options`.
 const WAITID_INFOP: usize = 2;
@@ -26,7 +26,7 @@ const SI_STATUS: usize = 24;
 /// A wait that returned `pid`. In tree scope it is recorded when the waiter is in the tree,
 /// or when `pid` names one of the tree's zombies in the waiter's namespace (a reaper outside
 /// the tree that adopted one of its orphans).
-fn emit_wait<C: Current>(syscall: u32, pid: u32, status: i32, code: i32) {
+pub(crate) fn emit_wait<C: Current>(syscall: u32, pid: u32, status: i32, code: i32) {
     let waiter = C::task();
     if tree_scope() && !in_scope::<C::M>(waiter) {
         let (ns, _) = task_pid_ns(waiter);

@@ -141,6 +141,15 @@ pub fn programs(features: Features) -> Vec<ProgramSpec> {
         standby::FREE,
         kind::FREE,
     ));
+    // A skipped completion may have been a reap by io_uring: counted as a lost wait record.
+    if features.uring_waitid {
+        specs.extend(with_standbys(
+            program::URING,
+            "io_uring_complete",
+            standby::URING,
+            kind::WAIT,
+        ));
+    }
     specs.extend([
         syscall(
             pick(typed, program::EXIT_WAIT4, program::EXIT_WAIT4_PLAIN),
@@ -846,6 +855,7 @@ mod tests {
         let features = Features {
             bpf_loop: true,
             current_task_btf: true,
+            uring_waitid: true,
         };
         let specs = programs(features);
         let misses = |name: &str, n: u64| {
@@ -874,6 +884,7 @@ mod tests {
         let specs = programs(Features {
             bpf_loop: true,
             current_task_btf: true,
+            uring_waitid: true,
         });
         let order: Vec<&str> = attach_order(&specs).iter().map(|s| s.name).collect();
         assert_eq!(order.len(), specs.len());
@@ -902,6 +913,7 @@ mod tests {
             programs(Features {
                 bpf_loop,
                 current_task_btf: true,
+                uring_waitid: true,
             })
             .iter()
             .filter(|s| matches!(s.role, Role::Standby(_)))
@@ -919,6 +931,8 @@ mod tests {
                 "sched_process_exit_standby2",
                 "sched_process_free_standby",
                 "sched_process_free_standby2",
+                "io_uring_complete_standby",
+                "io_uring_complete_standby2",
             ]
         );
         assert!(
