@@ -746,13 +746,14 @@ pub struct Offsets {
     /// it, as the scheduler computed it; before, it reads the task's state field.
     pub switch_has_prev_state: u32,
     /// io_uring's waitid request (Linux 6.7+; all zero on kernels without it, whose io_uring
-    /// program is then not loaded): the value of `IORING_OP_WAITID`, and where an
-    /// `io_kiocb` keeps its opcode, result and `user_data`, and where its `io_waitid` command
-    /// keeps the wait's options and what the wait found (`struct waitid_info`).
+    /// program is then not loaded): the value of `IORING_OP_WAITID`, where a ring counts the
+    /// completions it posted (`io_ring_ctx::cached_cq_tail`), where an `io_kiocb` keeps its
+    /// opcode and result, and where its `io_waitid` command keeps the wait's options and what
+    /// the wait found (`struct waitid_info`).
     pub uring_op_waitid: u32,
+    pub uring_ctx_cq_tail: u32,
     pub uring_req_opcode: u32,
     pub uring_req_res: u32,
-    pub uring_req_user_data: u32,
     pub uring_waitid_options: u32,
     pub uring_waitid_pid: u32,
     pub uring_waitid_status: u32,

@@ -14,12 +14,13 @@ use reaper_trace_common::{cld, standby, wait_syscall};
 
 use crate::copies::copies;
 use crate::globals::off;
-use crate::mem::rd;
+use crate::mem::{Direct, Mem, rd};
 use crate::syscall::TypedCurrent;
 use crate::wait::{WNOWAIT, emit_wait};
 
-/// The tracepoint's arguments: `(ctx, req, cqe)`. `req` is a `void *` (a plain address: it is
-/// read through the probe helper).
+/// The tracepoint's arguments: `(ctx, req, cqe)`. `ctx` is typed (read directly); `req` is a
+/// `void *` (a plain address: read through the probe helper).
+const ARG_CTX: usize = 0;
 const ARG_REQ: usize = 1;
 
 copies!(
@@ -31,12 +32,18 @@ copies!(
     io_uring_complete_standby2
 );
 
-/// The token of one completion (see `copies`): the request's address and its `user_data`.
-/// A request is recycled only after its completion is posted.
+/// The token of one completion (see `copies`): its request, and how many completions the
+/// request's ring had posted with it (counted under the lock the completion is posted under,
+/// so every copy reads the same number). The request alone would not do: io_uring reuses a
+/// request for the next one as soon as it completes. (The ring's address is a typed pointer,
+/// which the verifier lets no program compare as a number.)
 #[inline(always)]
 fn request_token(ctx: &BtfTracePointContext) -> [u64; 2] {
-    let req: u64 = ctx.arg(ARG_REQ);
-    [req, rd::<u64>(req as *const u8, off!(uring_req_user_data))]
+    let ring: *const u8 = ctx.arg(ARG_CTX);
+    [
+        ctx.arg::<u64>(ARG_REQ),
+        Direct::read::<u32>(ring, off!(uring_ctx_cq_tail)) as u64,
+    ]
 }
 
 fn on_complete(ctx: &BtfTracePointContext) {

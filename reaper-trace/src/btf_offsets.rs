@@ -204,9 +204,9 @@ impl KernelTypes {
         let cmd = o("io_kiocb", "cmd")?;
         Some(UringOffsets {
             op_waitid,
+            ctx_cq_tail: o("io_ring_ctx", "cached_cq_tail")?,
             req_opcode: o("io_kiocb", "opcode")?,
             req_res: o("io_kiocb", "cqe.res")?,
-            req_user_data: o("io_kiocb", "cqe.user_data")?,
             waitid_options: cmd + o("io_waitid", "options")?,
             waitid_pid: cmd + o("io_waitid", "info.pid")?,
             waitid_status: cmd + o("io_waitid", "info.status")?,
@@ -262,9 +262,9 @@ impl KernelTypes {
             switch_has_prev_state: (self.tracepoint_args("sched_switch")? >= 4) as u32,
             // Filled by `UringOffsets::apply` where the kernel has io_uring's waitid.
             uring_op_waitid: 0,
+            uring_ctx_cq_tail: 0,
             uring_req_opcode: 0,
             uring_req_res: 0,
-            uring_req_user_data: 0,
             uring_waitid_options: 0,
             uring_waitid_pid: 0,
             uring_waitid_status: 0,
@@ -278,9 +278,9 @@ impl KernelTypes {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UringOffsets {
     pub op_waitid: u32,
+    pub ctx_cq_tail: u32,
     pub req_opcode: u32,
     pub req_res: u32,
-    pub req_user_data: u32,
     pub waitid_options: u32,
     pub waitid_pid: u32,
     pub waitid_status: u32,
@@ -290,9 +290,9 @@ pub struct UringOffsets {
 impl UringOffsets {
     fn apply(&self, o: &mut Offsets) {
         o.uring_op_waitid = self.op_waitid;
+        o.uring_ctx_cq_tail = self.ctx_cq_tail;
         o.uring_req_opcode = self.req_opcode;
         o.uring_req_res = self.req_res;
-        o.uring_req_user_data = self.req_user_data;
         o.uring_waitid_options = self.waitid_options;
         o.uring_waitid_pid = self.waitid_pid;
         o.uring_waitid_status = self.waitid_status;
@@ -403,14 +403,14 @@ mod tests {
             assert!(k.enum_value("io_uring_op", "IORING_OP_WAITID").is_none());
             return;
         };
-        // struct io_cqe { u64 user_data; s32 res; ... }
-        assert_eq!(u.req_res, u.req_user_data + 8);
+        // struct io_kiocb { union { file, cmd }; u8 opcode; ... struct io_cqe cqe; ... }
+        assert!(u.req_opcode > 0 && u.req_res > u.req_opcode);
         // struct waitid_info { pid_t pid; uid_t uid; int status; int cause; }
         assert_eq!(
             (u.waitid_status, u.waitid_cause),
             (u.waitid_pid + 8, u.waitid_pid + 12)
         );
-        assert!(u.op_waitid > 0 && u.req_opcode > 0);
+        assert!(u.op_waitid > 0 && u.ctx_cq_tail > 0);
     }
 
     #[test]
