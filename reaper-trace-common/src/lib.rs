@@ -140,7 +140,9 @@ pub mod standby {
     pub const WAIT4: u32 = 4;
     pub const WAITID: u32 = 5;
     pub const PRCTL: u32 = 6;
-    pub const HOOKS: u32 = 7;
+    /// io_uring completions (a reap by `IORING_OP_WAITID`).
+    pub const URING: u32 = 7;
+    pub const HOOKS: u32 = 8;
     /// Programs per hook: the primary one and its standby copies.
     pub const COPIES: u32 = 3;
     /// Tokens of the calls last handled, per hook and CPU (a power of two).
@@ -183,6 +185,12 @@ pub mod program {
         "sched_process_free_standby",
         "sched_process_free_standby2",
     ];
+    /// `io_uring_complete`: reaps by io_uring's `IORING_OP_WAITID` (Linux 6.7+).
+    pub const URING: Copies = [
+        "io_uring_complete",
+        "io_uring_complete_standby",
+        "io_uring_complete_standby2",
+    ];
     pub const EXIT_WAIT4: &str = "sys_exit_wait4";
     /// The `_PLAIN` programs are for kernels without `bpf_get_current_task_btf`.
     pub const EXIT_WAIT4_PLAIN: &str = "sys_exit_wait4_plain";
@@ -222,6 +230,9 @@ pub mod program {
         FREE[0],
         FREE[1],
         FREE[2],
+        URING[0],
+        URING[1],
+        URING[2],
         EXIT_WAIT4,
         EXIT_WAIT4_PLAIN,
         ENTER_WAITID,
@@ -280,10 +291,13 @@ pub const fn same_name(a: &str, b: &str) -> bool {
 /// [`WaitEvent::status`] of a `wait4` record.
 pub const WAIT_STATUS_UNKNOWN: i32 = -1;
 
-/// Which wait syscall reaped a zombie.
+/// Which wait reaped a zombie.
 pub mod wait_syscall {
     pub const WAIT4: u32 = 1;
     pub const WAITID: u32 = 2;
+    /// io_uring's `IORING_OP_WAITID`: its record is written when the request completes, and
+    /// fills `status` and `code` as `waitid` does.
+    pub const IO_URING: u32 = 3;
 }
 
 /// `si_code` values of a SIGCHLD `siginfo_t`, as `waitid` fills it in (`CLD_*` in the kernel).
@@ -601,7 +615,7 @@ pub struct WaitEvent {
     /// `si_status` (`waitid`), or [`WAIT_STATUS_UNKNOWN`] (`wait4`: its record keeps only
     /// the pid; the exit record has the status).
     pub status: i32,
-    /// `waitid` only: `si_code` ([`cld`]).
+    /// `waitid` and io_uring only: `si_code` ([`cld`]).
     pub code: i32,
 }
 
@@ -742,6 +756,19 @@ pub struct Offsets {
     /// The kernel's `sched_switch` tracepoint passes `prev_state` (5.18+): the program uses
     /// it, as the scheduler computed it; before, it reads the task's state field.
     pub switch_has_prev_state: u32,
+    /// io_uring's waitid request (Linux 6.7+; all zero on kernels without it, whose io_uring
+    /// program is then not loaded): the value of `IORING_OP_WAITID`, where a ring counts the
+    /// completions it posted (`io_ring_ctx::cached_cq_tail`), where an `io_kiocb` keeps its
+    /// opcode and result, and where its `io_waitid` command keeps the wait's options and what
+    /// the wait found (`struct waitid_info`).
+    pub uring_op_waitid: u32,
+    pub uring_ctx_cq_tail: u32,
+    pub uring_req_opcode: u32,
+    pub uring_req_res: u32,
+    pub uring_waitid_options: u32,
+    pub uring_waitid_pid: u32,
+    pub uring_waitid_status: u32,
+    pub uring_waitid_cause: u32,
     /// Non-zero once userspace filled the table; the programs do nothing before.
     pub valid: u32,
 }

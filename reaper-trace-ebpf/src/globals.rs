@@ -44,6 +44,14 @@ pub(crate) static OFFSETS: Offsets = Offsets {
     scope_tree: 0,
     exit_has_group_dead: 0,
     switch_has_prev_state: 0,
+    uring_op_waitid: 0,
+    uring_ctx_cq_tail: 0,
+    uring_req_opcode: 0,
+    uring_req_res: 0,
+    uring_waitid_options: 0,
+    uring_waitid_pid: 0,
+    uring_waitid_status: 0,
+    uring_waitid_cause: 0,
     valid: 0,
 };
 

@@ -34,6 +34,7 @@ mod reparent;
 mod switch;
 mod sys_exit;
 mod tree;
+mod uring;
 mod wait;
 
 #[cfg(not(test))]

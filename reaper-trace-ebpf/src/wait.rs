@@ -15,7 +15,7 @@ use crate::syscall::{
 };
 use crate::task::{pid_ns_inum, task_info, task_pid_ns};
 
-const WNOWAIT: u64 = 0x0100_0000;
+pub(crate) const WNOWAIT: u64 = 0x0100_0000;
 
 /// waitid's arguments: `infop` and `options`.
 pub(crate) const WAITID_INFOP: usize = 2;

@@ -174,6 +174,46 @@ impl KernelTypes {
         Ok(false)
     }
 
+    /// The value of enumerator `member` of `enum enum_name`, if the kernel has it.
+    pub fn enum_value(&self, enum_name: &str, member: &str) -> Option<u32> {
+        self.btf
+            .resolve_types_by_name(enum_name)
+            .ok()?
+            .into_iter()
+            .find_map(|ty| match ty {
+                Type::Enum(e) => e
+                    .members
+                    .iter()
+                    .find(|m| self.btf.resolve_name(*m).is_ok_and(|n| n == member))
+                    .map(|m| m.val()),
+                _ => None,
+            })
+    }
+
+    /// Where io_uring keeps a waitid request's opcode, result and findings, on kernels with
+    /// `IORING_OP_WAITID` (6.7+): the io_uring program's offsets, or `None` (it is then not
+    /// loaded, and such reaps are seen only when the kernel frees the task). The request's
+    /// command (`struct io_waitid`) lives in the `io_kiocb`'s `cmd` area.
+    pub fn uring_offsets(&self) -> Option<UringOffsets> {
+        let op_waitid = self.enum_value("io_uring_op", "IORING_OP_WAITID")?;
+        let o = |st: &str, path: &str| self.byte_offset(st, path).ok();
+        // The argument the program reads: `req`, after `ctx`.
+        if self.tracepoint_args("io_uring_complete").ok()? < 2 {
+            return None;
+        }
+        let cmd = o("io_kiocb", "cmd")?;
+        Some(UringOffsets {
+            op_waitid,
+            ctx_cq_tail: o("io_ring_ctx", "cached_cq_tail")?,
+            req_opcode: o("io_kiocb", "opcode")?,
+            req_res: o("io_kiocb", "cqe.res")?,
+            waitid_options: cmd + o("io_waitid", "options")?,
+            waitid_pid: cmd + o("io_waitid", "info.pid")?,
+            waitid_status: cmd + o("io_waitid", "info.status")?,
+            waitid_cause: cmd + o("io_waitid", "info.cause")?,
+        })
+    }
+
     /// Resolves every offset the programs use.
     pub fn offsets(&self) -> Result<Offsets> {
         let o = |st: &str, path: &str| self.byte_offset(st, path);
@@ -220,8 +260,43 @@ impl KernelTypes {
             scope_tree: 0,
             exit_has_group_dead: (self.tracepoint_args("sched_process_exit")? >= 2) as u32,
             switch_has_prev_state: (self.tracepoint_args("sched_switch")? >= 4) as u32,
+            // Filled by `UringOffsets::apply` where the kernel has io_uring's waitid.
+            uring_op_waitid: 0,
+            uring_ctx_cq_tail: 0,
+            uring_req_opcode: 0,
+            uring_req_res: 0,
+            uring_waitid_options: 0,
+            uring_waitid_pid: 0,
+            uring_waitid_status: 0,
+            uring_waitid_cause: 0,
             valid: 1,
         })
+    }
+}
+
+/// See [`KernelTypes::uring_offsets`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UringOffsets {
+    pub op_waitid: u32,
+    pub ctx_cq_tail: u32,
+    pub req_opcode: u32,
+    pub req_res: u32,
+    pub waitid_options: u32,
+    pub waitid_pid: u32,
+    pub waitid_status: u32,
+    pub waitid_cause: u32,
+}
+
+impl UringOffsets {
+    fn apply(&self, o: &mut Offsets) {
+        o.uring_op_waitid = self.op_waitid;
+        o.uring_ctx_cq_tail = self.ctx_cq_tail;
+        o.uring_req_opcode = self.req_opcode;
+        o.uring_req_res = self.req_res;
+        o.uring_waitid_options = self.waitid_options;
+        o.uring_waitid_pid = self.waitid_pid;
+        o.uring_waitid_status = self.waitid_status;
+        o.uring_waitid_cause = self.waitid_cause;
     }
 }
 
@@ -237,6 +312,9 @@ pub struct Features {
     /// those (7.x, whose syscall tracepoints run preemptibly), or when
     /// `REAPER_TRACE_SYSCALL_STANDBY=1` asks for it. It costs every system call a program run.
     pub syscall_standby: bool,
+    /// io_uring's `IORING_OP_WAITID` (Linux 6.7, which also has the helper above): its reaps
+    /// are recorded when the request completes; else the kernel has no such reaps.
+    pub uring_waitid: bool,
 }
 
 /// What the programs need to know about the running kernel.
@@ -265,13 +343,20 @@ pub fn resolve() -> Result<Kernel> {
     }
     let current_task_btf = types.has_helper("BPF_FUNC_get_current_task_btf")?
         && !forced_off("REAPER_TRACE_NO_CURRENT_TASK_BTF");
-    let features = Features {
+    let mut features = Features {
         bpf_loop: types.has_helper("BPF_FUNC_loop")? && !forced_off("REAPER_TRACE_NO_BPF_LOOP"),
         current_task_btf,
         syscall_standby: current_task_btf
             && (crate::tracer::syscalls_preemptible(&crate::tracer::kernel_release())
                 || forced_off("REAPER_TRACE_SYSCALL_STANDBY")),
+        uring_waitid: false,
     };
+    if features.current_task_btf
+        && let Some(uring) = types.uring_offsets()
+    {
+        uring.apply(&mut offsets);
+        features.uring_waitid = true;
+    }
     Ok(Kernel { offsets, features })
 }
 
@@ -316,6 +401,24 @@ mod tests {
         assert!((3..=4).contains(&k.tracepoint_args("sched_switch").unwrap()));
         assert_eq!(k.tracepoint_args("sched_process_free").unwrap(), 1);
         assert!(k.tracepoint_args("no_such_tracepoint").is_err());
+    }
+
+    #[test]
+    fn uring_waitid_offsets_where_the_kernel_has_it() {
+        let Some(k) = kernel() else { return };
+        let Some(u) = k.uring_offsets() else {
+            // Before 6.7 io_uring has no waitid request.
+            assert!(k.enum_value("io_uring_op", "IORING_OP_WAITID").is_none());
+            return;
+        };
+        // struct io_kiocb { union { file, cmd }; u8 opcode; ... struct io_cqe cqe; ... }
+        assert!(u.req_opcode > 0 && u.req_res > u.req_opcode);
+        // struct waitid_info { pid_t pid; uid_t uid; int status; int cause; }
+        assert_eq!(
+            (u.waitid_status, u.waitid_cause),
+            (u.waitid_pid + 8, u.waitid_pid + 12)
+        );
+        assert!(u.op_waitid > 0 && u.ctx_cq_tail > 0);
     }
 
     #[test]

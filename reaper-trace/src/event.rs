@@ -178,20 +178,26 @@ pub enum ReapHow {
     /// Its parent called `wait4` (or `waitpid`, `wait`).
     Wait4,
     Waitid,
+    /// io_uring's `IORING_OP_WAITID` request (Linux 6.7+), at its completion; the reaper is
+    /// the task that ran it (the one that submitted it, or an io_uring thread of its process).
+    IoUring,
     /// Released by the kernel without a wait: the parent ignores `SIGCHLD` (or uses
     /// `SA_NOCLDWAIT`), or the task was a detached thread group leader.
     Auto,
-    /// Seen only when the kernel freed it (reaped inside the kernel, e.g. when a pid
-    /// namespace is torn down, or its wait record was lost).
+    /// Seen only when the kernel freed it, an RCU grace period (milliseconds) after the reap:
+    /// released on a path with no earlier sign (a ptracer detaching, a usermode helper's
+    /// kernel wait, a 32-bit wait syscall, an io_uring wait that posts no completion), reaped
+    /// inside the kernel as a pid namespace is torn down, or its wait record was lost.
     Free,
     /// Gone from `/proc` with no record of how: its records were lost.
     Vanished,
 }
 
 impl ReapHow {
-    pub const ALL: [ReapHow; 5] = [
+    pub const ALL: [ReapHow; 6] = [
         Self::Wait4,
         Self::Waitid,
+        Self::IoUring,
         Self::Auto,
         Self::Free,
         Self::Vanished,
@@ -201,6 +207,7 @@ impl ReapHow {
         match self {
             Self::Wait4 => "wait4",
             Self::Waitid => "waitid",
+            Self::IoUring => "io_uring",
             Self::Auto => "auto",
             Self::Free => "free",
             Self::Vanished => "vanished",

@@ -1114,10 +1114,10 @@ impl Model {
             // tracing began) or not waitable any more.
             return;
         };
-        let how = if e.syscall == wait_syscall::WAITID {
-            ReapHow::Waitid
-        } else {
-            ReapHow::Wait4
+        let how = match e.syscall {
+            wait_syscall::WAITID => ReapHow::Waitid,
+            wait_syscall::IO_URING => ReapHow::IoUring,
+            _ => ReapHow::Wait4,
         };
         let waiter_id = self.tasks[&waiter].id;
         let parent = self.tasks[&tid].parent;
@@ -1361,11 +1361,12 @@ impl Task {
 
 /// The wait status a wait record reports, as `task_struct::exit_code` would hold it.
 fn wait_status(e: &WaitEvent) -> u32 {
+    // io_uring's waitid fills the record as waitid does.
     match (e.syscall, e.code) {
-        (wait_syscall::WAITID, cld::EXITED) => {
+        (wait_syscall::WAITID | wait_syscall::IO_URING, cld::EXITED) => {
             ((e.status as u32) & wait_status::BYTE) << wait_status::CODE_SHIFT
         }
-        (wait_syscall::WAITID, c) => {
+        (wait_syscall::WAITID | wait_syscall::IO_URING, c) => {
             let core = if c == cld::DUMPED {
                 wait_status::CORE_DUMPED
             } else {

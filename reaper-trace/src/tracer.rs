@@ -139,6 +139,15 @@ pub fn programs(features: Features) -> Vec<ProgramSpec> {
         standby::FREE,
         kind::FREE,
     ));
+    // A skipped completion may have been a reap by io_uring: counted as a lost wait record.
+    if features.uring_waitid {
+        specs.extend(with_standbys(
+            program::URING,
+            "io_uring_complete",
+            standby::URING,
+            kind::WAIT,
+        ));
+    }
     // The syscalls' programs: each is the primary of its call's slot (an enter program's
     // skip loses its exit's record too), covered by the `sys_exit` standby where attached.
     specs.extend([
@@ -890,6 +899,7 @@ mod tests {
             bpf_loop: true,
             current_task_btf: true,
             syscall_standby: false,
+            uring_waitid: true,
         };
         let specs = programs(features);
         let misses = |name: &str, n: u64| {
@@ -923,6 +933,7 @@ mod tests {
             bpf_loop: true,
             current_task_btf: true,
             syscall_standby: true,
+            uring_waitid: true,
         })
         .iter()
         .find(|s| s.name == "sys_exit_standby")
@@ -946,6 +957,7 @@ mod tests {
             bpf_loop: true,
             current_task_btf: true,
             syscall_standby: true,
+            uring_waitid: true,
         })
         .iter()
         .find(|s| s.name == program::SYSCALL_STANDBY[1])
@@ -965,6 +977,7 @@ mod tests {
             bpf_loop: true,
             current_task_btf: true,
             syscall_standby: false,
+            uring_waitid: true,
         });
         let order: Vec<&str> = attach_order(&specs).iter().map(|s| s.name).collect();
         assert_eq!(order.len(), specs.len());
@@ -994,6 +1007,7 @@ mod tests {
                 bpf_loop,
                 current_task_btf: true,
                 syscall_standby: false,
+                uring_waitid: true,
             })
             .iter()
             .filter(|s| matches!(s.role, Role::Standby(_)))
@@ -1011,6 +1025,8 @@ mod tests {
                 "sched_process_exit_standby2",
                 "sched_process_free_standby",
                 "sched_process_free_standby2",
+                "io_uring_complete_standby",
+                "io_uring_complete_standby2",
             ]
         );
         assert!(
@@ -1023,6 +1039,7 @@ mod tests {
             bpf_loop: true,
             current_task_btf: true,
             syscall_standby: true,
+            uring_waitid: true,
         });
         assert!(
             with.iter()

@@ -368,7 +368,7 @@ impl<'a> Judge<'a> {
                     continue;
                 }
                 _ if by != Some(reaper) => z.reaped_by_other += 1,
-                ReapHow::Wait4 | ReapHow::Waitid => z.reaped_by_wait += 1,
+                ReapHow::Wait4 | ReapHow::Waitid | ReapHow::IoUring => z.reaped_by_wait += 1,
                 ReapHow::Auto => z.reaped_auto += 1,
             }
             if let Some(ns) = zombie_ns {

@@ -607,15 +607,37 @@ mod tests {
             let (f, k) = (100 + i, 200 + i);
             // From the forking thread to another thread of the father, then to the subreaper
             // (the prediction overtaken by a thread's exit: `changed`).
-            ev.push(reparent(1, k, f, f, ReaperKind::Thread, f));
-            ev.push(with_verdict(
-                reparent(2, k, f, 10, ReaperKind::Subreaper, f),
-                Verdict::Changed,
+            let (forker, other) = (1000 + i, 2000 + i);
+            ev.push(in_threads(
+                reparent(1, k, f, f, ReaperKind::Thread, f),
+                Some(forker),
+                Some(other),
+            ));
+            ev.push(in_threads(
+                with_verdict(
+                    reparent(2, k, f, 10, ReaperKind::Subreaper, f),
+                    Verdict::Changed,
+                ),
+                Some(other),
+                None,
             ));
             ev.push(zombie(k, 10, false));
             ev.push(reap(k, 10, ReapHow::Wait4));
         }
         ev
+    }
+
+    /// A hop between threads: the father's and the reaper's thread ids.
+    fn in_threads(mut e: Event, father_tid: Option<u32>, reaper_tid: Option<u32>) -> Event {
+        if let Event::Reparent { father, reaper, .. } = &mut e {
+            if let Some(t) = father_tid {
+                father.tid = t;
+            }
+            if let (Some(t), Some(r)) = (reaper_tid, reaper.as_mut()) {
+                r.tid = t;
+            }
+        }
+        e
     }
 
     #[test]
@@ -658,6 +680,37 @@ mod tests {
         fails(
             &judge(&THREADS_EXIT, &threads_exit(), &early),
             "2 hops out of its father 100's threads",
+        );
+        // A hop naming another thread than the one the next hop leaves (a late read taken
+        // for the receiver), and a thread handing the orphan on twice.
+        let broken = replaced(
+            &good,
+            0,
+            in_threads(
+                reparent(1, 200, 100, 100, ReaperKind::Thread, 100),
+                Some(1000),
+                Some(3000),
+            ),
+        );
+        fails(
+            &judge(&THREADS_EXIT, &threads_exit(), &broken),
+            "200 handed to Some(3000), but the next hop leaves 2000",
+        );
+        let twice = replaced(
+            &good,
+            1,
+            in_threads(
+                with_verdict(
+                    reparent(2, 200, 100, 10, ReaperKind::Subreaper, 100),
+                    Verdict::Changed,
+                ),
+                Some(1000),
+                None,
+            ),
+        );
+        fails(
+            &judge(&THREADS_EXIT, &threads_exit(), &twice),
+            "200 handed on twice by one thread",
         );
         // A second zombie, a reap by another.
         let z2 = with(good.clone(), zombie(200, 10, false));
