@@ -110,8 +110,8 @@ pub(super) fn evaluate(
     result
 }
 
-/// Short column names for the table, by hook.
-pub(super) const COLUMNS: [(&str, &str); 8] = [
+/// Short column names for the table, by hook ("-": the kernel has no such hook).
+pub(super) const COLUMNS: [(&str, &str); 10] = [
     ("fork", "sched_process_fork"),
     ("exec", "sched_process_exec"),
     ("exit", "sched_process_exit"),
@@ -120,6 +120,8 @@ pub(super) const COLUMNS: [(&str, &str); 8] = [
     ("wait4", "sys_exit_wait4"),
     ("waitid", "sys_exit_waitid"),
     ("prctl", "sys_exit_prctl"),
+    ("sysexit", "sys_exit_standby"),
+    ("uring", "io_uring_complete"),
 ];
 
 pub(super) fn table(results: &[KernelResult]) -> String {
