@@ -1044,7 +1044,7 @@ const PIDS_PER_LINE: usize = 1000;
 /// block on a pipe and ZOMBIES children that exit at once, waits until those are zombies, and
 /// exits. The subreaper reaps the father, then reads `/proc/PID/stat` of every child (notes
 /// `many_children_ppids`: pids, states and ppids as `/proc` shows them after the hand-off),
-/// lets the living ones exit and reaps all of them.
+/// then kills and reaps them, `EXIT_BATCH` at a time.
 /// Notes `many_children` (possibly several lines): `father`, `children` (the living ones),
 /// `zombies`.
 fn many_children(args: &[String]) -> i32 {
@@ -1126,13 +1126,33 @@ fn many_children(args: &[String]) -> i32 {
             List(&ppids)
         );
     }
-    close(w); // the orphans exit
-    let got = reap_all("subreaper wait");
-    if got.len() != total {
-        die("the subreaper did not reap every orphan");
+    // The orphans go in batches, each reaped before the next: all of them exiting at once
+    // would be a storm of exit, zombie, reap and free records (four per child), which is not
+    // what this case is about (the hand-off above is not paced).
+    let waiter = me();
+    for batch in all.chunks(EXIT_BATCH) {
+        for &pid in batch {
+            // SAFETY: signalling our own (adopted) child; a zombie ignores it.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        for &pid in batch {
+            let r = raw_wait4(pid, libc::__WALL);
+            emit_wait("subreaper wait", &waiter, pid, r, true);
+            if r.0 != pid {
+                die("the subreaper could not reap an orphan");
+            }
+        }
+        sleep_ms(10);
+    }
+    close(w);
+    if !reap_all("subreaper wait").is_empty() {
+        die("the subreaper had children it did not know of");
     }
     0
 }
+
+/// Orphans let go at a time at the end of `many-children`.
+const EXIT_BATCH: usize = 250;
 
 /// `CLOCK_BOOTTIME` nanoseconds: the clock the kernel programs stamp records with.
 fn boottime_ns() -> u64 {
