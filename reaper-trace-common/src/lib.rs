@@ -21,8 +21,16 @@ pub const MAX_ANCESTORS: usize = 64;
 pub const MAX_THREADS: usize = 32;
 /// Threads of a subreaper ancestor scanned for a live one.
 pub const MAX_ANCESTOR_THREADS: usize = 16;
-/// Children of one exiting task whose adoption is followed. More are counted, not followed.
+/// Children of one exiting task saved with it (in its `PendingChildren`). Where the kernel has
+/// `bpf_loop`, more are saved in chunks of this many (see [`MAX_OVERFLOW_CHUNKS`]).
 pub const MAX_CHILDREN: usize = 256;
+/// Chunks of [`MAX_CHILDREN`] children past the first ones, saved for all exits in flight
+/// together (kernels with `bpf_loop` only): 32,768 children, the default `pid_max`, so one
+/// exit on a machine with default limits is always followed in full, at about 800 KiB of map
+/// memory. Past them, children are counted as lost `children`.
+pub const MAX_OVERFLOW_CHUNKS: u32 = 128;
+/// Children of one exit followed at most: the ones saved with it and every overflow chunk.
+pub const MAX_CHILDREN_FOLLOWED: u32 = MAX_CHILDREN as u32 * (1 + MAX_OVERFLOW_CHUNKS);
 /// Bytes of the command line kept at exec.
 pub const ARGS_LEN: usize = 192;
 /// Bytes of the executable's path kept at exec.
@@ -47,9 +55,11 @@ pub mod kind {
     // 10 to 12 are lost-counter slots (`lost_slot`), not record kinds.
     /// Up to [`super::CHUNK_CHILDREN`] adoptions of one exit in one record: what the programs
     /// for kernels without `bpf_loop` send instead of one `REPARENT` record per child (the
-    /// verifier then checks one straight path per chunk). Userspace turns each child of it
-    /// into the `REPARENT` record the other programs would have sent (lost ones are counted
-    /// as lost `REPARENT` records).
+    /// verifier then checks one straight path per chunk), and what the others send for the
+    /// children past the first [`super::MAX_CHILDREN`] (a 64-byte child instead of a 136-byte
+    /// record: 10,000 children take about 700 KB of the ring). Userspace turns each child of
+    /// it into the `REPARENT` record the other programs would have sent (lost ones are
+    /// counted as lost `REPARENT` records).
     pub const ADOPTION_CHUNK: u32 = 14;
     /// One more than the largest kind.
     pub const COUNT: u32 = 15;
@@ -59,8 +69,9 @@ pub mod kind {
 /// than a record. A record that could not be reserved is counted in the slot numbered by its
 /// [`kind`]; these numbers are ones no kind has.
 pub mod lost_slot {
-    /// Children of an exiting task that could not be followed (more than `MAX_CHILDREN`, or
-    /// the pending map was full).
+    /// Children of an exiting task that could not be followed (more than
+    /// `MAX_CHILDREN_FOLLOWED`, or than `MAX_CHILDREN` before Linux 5.17's `bpf_loop`, or the
+    /// pending or overflow map was full).
     pub const CHILDREN_OVERFLOW: u32 = 10;
     /// wait4/waitid/prctl calls whose arguments could not be kept until the syscall returned
     /// (the map of pending calls was full); their results are not seen.
@@ -75,7 +86,7 @@ pub const MAX_TRACKED: u32 = 65536;
 /// Pid numbers (one per namespace level) of a traced tree's zombies, so that a wait by a
 /// process outside the tree (the reaper that adopted an orphan) is still seen.
 pub const MAX_TRACKED_ZOMBIE_PIDS: u32 = 65536;
-/// Children counted (not followed) past `MAX_CHILDREN`, so `lost` says how many adoptions
+/// Children counted (not followed) past those followed, so `lost` says how many adoptions
 /// went unseen.
 pub const MAX_CHILDREN_COUNTED: u32 = 1 << 16;
 /// The same where the kernel has no `bpf_loop` (before 5.17): the verifier checks each
@@ -446,8 +457,9 @@ pub struct ExitEvent {
     /// Children on the task's `children` list whose adoption will be reported (an
     /// `EXIT_SNAPSHOT` record follows when there are any).
     pub children_followed: u32,
-    /// Non-zero when the task had more than `MAX_CHILDREN` children (or the pending map was
-    /// full): the rest are not followed, and the overflow is counted in the lost counters.
+    /// Non-zero when the task had more children than are followed (`MAX_CHILDREN_FOLLOWED`,
+    /// 64 without `bpf_loop`), or the pending or overflow map was full: the rest are not
+    /// followed, and they are counted in the lost counters.
     pub children_truncated: u32,
     /// The low 32 bits of the task's `self_exec_id`. A thread that execs takes its leader's
     /// tid and start time (`de_thread`): the old leader's exit and the new program's exit
@@ -789,14 +801,25 @@ pub struct PendingChild {
 }
 
 /// The children of one exiting task, from `sched_process_exit` to its final `sched_switch`,
-/// keyed by the exiting task's address (its tid can change before then: `de_thread`).
+/// keyed by the exiting task's address (its tid can change before then: `de_thread`). The
+/// same type holds each overflow chunk (children past the first `MAX_CHILDREN`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct PendingChildren {
     pub father: TaskId,
     pub count: u32,
-    pub _pad: u32,
+    /// In the exiting task's entry: how many overflow chunks follow (keys 1 to this). Zero
+    /// in the chunks themselves.
+    pub overflow_chunks: u32,
     pub children: [PendingChild; MAX_CHILDREN],
+}
+
+/// Key of an overflow chunk: the exiting task's address, and the chunk's number from 1.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OverflowKey {
+    pub task: u64,
+    pub chunk: u64,
 }
 
 /// Arguments of a pending wait or prctl call, kept from syscall entry to exit.

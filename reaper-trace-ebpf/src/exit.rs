@@ -7,14 +7,15 @@ use core::ptr::read_volatile;
 use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
 use aya_log_ebpf::warn;
 use reaper_trace_common::{
-    ExitEvent, MAX_CHILDREN, PendingChildren, SnapshotEvent, TaskId, kind, lost_slot, standby,
+    ExitEvent, MAX_CHILDREN, OverflowKey, PendingChildren, SnapshotEvent, TaskId, kind, lost_slot,
+    standby,
 };
 
 use crate::copies::{PRIMARY, copies, task_token};
 use crate::emit::{count_lost_n, emit};
 use crate::globals::{enabled, off};
 use crate::loops::{BoundedLoop, HelperLoop, Repeat, Step};
-use crate::maps::{PENDING, SCRATCH};
+use crate::maps::{OVERFLOW, PENDING, SCRATCH};
 use crate::mem::{Direct, Mem, Probe, rd, rd_ptr, zero};
 use crate::scope::in_scope;
 use crate::snapshot::take_snapshot;
@@ -71,8 +72,9 @@ fn on_exit<L: Repeat, const COPY: u32>(ctx: &BtfTracePointContext) {
     }
 }
 
-/// Stores the children of exiting `task` in `PENDING`, to read their new parent at its final
-/// switch. Returns how many are followed, and whether some are not.
+/// Stores the children of exiting `task` in `PENDING` (and, past the first `MAX_CHILDREN`, in
+/// `OVERFLOW` where the kernel has `bpf_loop`), to read their new parent at its final switch.
+/// Returns how many are followed, and whether some are not.
 #[inline(always)]
 fn save_children<L: Repeat, const COPY: u32>(
     ctx: &BtfTracePointContext,
@@ -87,11 +89,15 @@ fn save_children<L: Repeat, const COPY: u32>(
     // SAFETY: per-CPU scratch, only this copy of this program on this CPU uses it.
     let pending = unsafe { &mut *scratch };
     pending.father = id;
+    pending.overflow_chunks = 0;
     let mut walk = ChildWalk {
         head,
         pos: first,
         pending: scratch,
         count: 0,
+        task: task as u64,
+        chunks: 0,
+        unsaved: 0,
     };
     L::repeat::<SaveChild>(L::CHILDREN, (&mut walk as *mut ChildWalk).cast());
     // Read back from the map: for the verifier the count is then any number, not the constant
@@ -100,40 +106,77 @@ fn save_children<L: Repeat, const COPY: u32>(
     pending.count = walk.count;
     // SAFETY: `pending` is the per-CPU scratch value.
     let n = unsafe { read_volatile(&pending.count) };
-    let mut truncated = 0;
-    if !walk.pos.is_null() && walk.pos != head {
-        // More children than are followed: count them, so `lost` says how many adoptions
-        // went unseen, and say so once.
-        walk.count = 0;
-        L::repeat::<CountChild>(L::COUNTED, (&mut walk as *mut ChildWalk).cast());
-        truncated = 1;
-        count_lost_n(lost_slot::CHILDREN_OVERFLOW, walk.count as u64);
-        warn!(
-            ctx,
-            "task {} exits with more than {} children: only those are followed",
-            id.tid,
-            MAX_CHILDREN as u32
-        );
-    }
-    if PENDING.insert(task as u64, &*pending, 0).is_err() {
-        count_lost_n(lost_slot::CHILDREN_OVERFLOW, n as u64);
+    let key = task as u64;
+    let more = |w: &ChildWalk| !w.pos.is_null() && w.pos != head;
+    let mut followed = n;
+    if PENDING.insert(&key, &*pending, 0).is_err() {
+        // None of them is followed: the ones walked are lost, the rest counted below.
+        walk.unsaved = n;
+        followed = 0;
         warn!(
             ctx,
             "task {} exits with children but the map of pending exits is full: its adoptions are not followed",
             id.tid
         );
-        return (0, 1);
+    } else if L::OVERFLOW_CHUNKS > 0 && more(&walk) {
+        // More children than one entry holds: only exits with hundreds of children get here.
+        // The scratch is free again (PENDING has its copy): each chunk is built there.
+        walk.count = 0;
+        L::repeat::<SaveOverflowChild>(
+            L::OVERFLOW_CHUNKS * MAX_CHILDREN as u32,
+            (&mut walk as *mut ChildWalk).cast(),
+        );
+        if walk.chunks > 0 {
+            match PENDING.get_ptr_mut(&key) {
+                Some(entry) => {
+                    // SAFETY: this task's entry, which only its final switch reads, later.
+                    unsafe { (*entry).overflow_chunks = walk.chunks };
+                    followed += walk.count;
+                }
+                // Gone since the insert above (only this task's final switch removes it, so
+                // it cannot be): the chunks would not be reported, count them as lost.
+                None => walk.unsaved += walk.count,
+            }
+        }
     }
-    (n, truncated)
+    let mut lost = walk.unsaved as u64;
+    if more(&walk) {
+        // More children than are followed: count them, so `lost` says how many adoptions
+        // went unseen.
+        walk.count = 0;
+        L::repeat::<CountChild>(L::COUNTED, (&mut walk as *mut ChildWalk).cast());
+        lost += walk.count as u64;
+    }
+    let truncated = (lost > 0) as u32;
+    if lost > 0 {
+        count_lost_n(lost_slot::CHILDREN_OVERFLOW, lost);
+        if followed > 0 {
+            warn!(
+                ctx,
+                "task {} exits with more children than are followed: {} followed, the rest counted as lost",
+                id.tid,
+                followed
+            );
+        }
+    }
+    (followed, truncated)
 }
 
-/// State of the walk over an exiting task's `children` list, for `save_child`.
+/// State of the walk over an exiting task's `children` list, for the steps below.
 #[repr(C)]
 struct ChildWalk {
     head: *const u8,
     pos: *const u8,
+    /// The per-CPU scratch entry the children are saved in.
     pending: *mut PendingChildren,
+    /// Children saved (or counted) so far by the current loop.
     count: u32,
+    /// The exiting task's address: the key of its entries.
+    task: u64,
+    /// Overflow chunks stored.
+    chunks: u32,
+    /// Children walked past but not saved (an overflow chunk the map had no room for).
+    unsaved: u32,
 }
 
 /// Saves one child; stops at the end of the list.
@@ -157,6 +200,50 @@ impl Step for SaveChild {
         // state each time round (it would walk all 256 iterations instead of converging).
         walk.count = index as u32 + 1;
         walk.pos = rd_ptr(child, off!(task_sibling));
+        0
+    }
+}
+
+/// Saves one child past the first `MAX_CHILDREN` into the scratch entry, and stores the entry
+/// in `OVERFLOW` as chunk `index / MAX_CHILDREN + 1` once it is full or the list ends; stops
+/// at the end of the list, or when the map is full. Only with `bpf_loop` (checked once).
+struct SaveOverflowChild;
+
+impl Step for SaveOverflowChild {
+    #[inline(always)]
+    fn run(index: u64, ctx: *mut c_void) -> i64 {
+        // SAFETY: `ctx` is the ChildWalk save_children passed, on its stack.
+        let walk = unsafe { &mut *(ctx as *mut ChildWalk) };
+        if walk.pos.is_null() || walk.pos == walk.head {
+            return 1;
+        }
+        let slot = index as usize & (MAX_CHILDREN - 1);
+        let child = walk.pos.wrapping_sub(off!(task_sibling));
+        // SAFETY: the per-CPU scratch value outlives the loop.
+        let chunk = unsafe { &mut *walk.pending };
+        chunk.children[slot].task = child as u64;
+        chunk.children[slot].id = task_id::<Probe>(child);
+        walk.pos = rd_ptr(child, off!(task_sibling));
+        let end = walk.pos.is_null() || walk.pos == walk.head;
+        if slot == MAX_CHILDREN - 1 || end {
+            chunk.count = slot as u32 + 1;
+            chunk.overflow_chunks = 0;
+            let key = OverflowKey {
+                task: walk.task,
+                chunk: (index / MAX_CHILDREN as u64) + 1,
+            };
+            if OVERFLOW.insert(&key, &*chunk, 0).is_err() {
+                // No room (other exits with many children in flight): this chunk's children
+                // and the rest are counted, not followed.
+                walk.unsaved = slot as u32 + 1;
+                return 1;
+            }
+            walk.chunks = key.chunk as u32;
+            walk.count = index as u32 + 1;
+            if end {
+                return 1;
+            }
+        }
         0
     }
 }

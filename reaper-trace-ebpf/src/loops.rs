@@ -5,7 +5,7 @@ use core::ffi::c_void;
 use aya_ebpf::helpers::generated;
 use reaper_trace_common::{
     MAX_ANCESTOR_THREADS, MAX_ANCESTORS, MAX_CHILDREN, MAX_CHILDREN_COUNTED,
-    MAX_CHILDREN_COUNTED_BOUNDED, MAX_THREADS,
+    MAX_CHILDREN_COUNTED_BOUNDED, MAX_OVERFLOW_CHUNKS, MAX_THREADS,
 };
 
 use crate::reparent::{Adoptions, ReportAdoption, report_chunks};
@@ -31,6 +31,9 @@ pub(crate) trait Step {
 pub(crate) trait Repeat {
     /// Children of an exiting task followed (at most `MAX_CHILDREN`).
     const CHILDREN: u32;
+    /// Overflow chunks (children past the first `CHILDREN`, `MAX_CHILDREN` a chunk) one exit
+    /// may save; zero where the loops are bounded, whose programs then have no overflow code.
+    const OVERFLOW_CHUNKS: u32;
     /// How many children past the followed ones an exit counts (for the `lost` figures).
     const COUNTED: u32;
     /// Ancestors walked looking for subreapers (at most `MAX_ANCESTORS`).
@@ -52,6 +55,7 @@ pub(crate) struct BoundedLoop;
 
 impl Repeat for HelperLoop {
     const CHILDREN: u32 = MAX_CHILDREN as u32;
+    const OVERFLOW_CHUNKS: u32 = MAX_OVERFLOW_CHUNKS;
     const COUNTED: u32 = MAX_CHILDREN_COUNTED;
     const ANCESTORS: u32 = MAX_ANCESTORS as u32;
     const THREADS: u32 = MAX_THREADS as u32;
@@ -73,6 +77,7 @@ impl Repeat for HelperLoop {
 
 impl Repeat for BoundedLoop {
     const CHILDREN: u32 = BOUNDED_CHILDREN;
+    const OVERFLOW_CHUNKS: u32 = 0;
     const COUNTED: u32 = MAX_CHILDREN_COUNTED_BOUNDED;
     const ANCESTORS: u32 = BOUNDED_ANCESTORS;
     const THREADS: u32 = BOUNDED_THREADS;

@@ -6,8 +6,8 @@ use aya_ebpf::{
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use reaper_trace_common::{
-    LOST_SLOTS, MAX_TRACKED, MAX_TRACKED_ZOMBIE_PIDS, PendingCall, PendingChildren, TreeTask,
-    standby,
+    LOST_SLOTS, MAX_OVERFLOW_CHUNKS, MAX_TRACKED, MAX_TRACKED_ZOMBIE_PIDS, OverflowKey,
+    PendingCall, PendingChildren, TreeTask, standby,
 };
 
 /// Size of the one ring buffer, in bytes; userspace may override it at load time.
@@ -28,6 +28,13 @@ const MAX_PENDING_EXITS: u32 = 256;
 #[map]
 pub(crate) static PENDING: HashMap<u64, PendingChildren> =
     HashMap::with_max_entries(MAX_PENDING_EXITS, 0);
+
+/// Children of exiting tasks past the first `MAX_CHILDREN` (kernels with `bpf_loop` only), in
+/// chunks of that many, until the task's final switch. Shared by all exits in flight: only
+/// exits with hundreds of children use it, and a chunk is freed as soon as it is reported.
+#[map]
+pub(crate) static OVERFLOW: HashMap<OverflowKey, PendingChildren> =
+    HashMap::with_max_entries(MAX_OVERFLOW_CHUNKS, 0);
 
 /// In tree scope (`record -- CMD`): the processes of the tree, by tgid, with their leader's
 /// start time (0 until the first record of the root, whose start userspace does not know).

@@ -3,14 +3,15 @@
 use core::ffi::c_void;
 
 use reaper_trace_common::{
-    AdoptionChunkEvent, CHUNK_CHILDREN, MAX_CHILDREN, PendingChildren, REPARENT_REAPER_ID_ONLY,
-    REPARENT_RELEASED, ReparentEvent, SnapshotEvent, TASK_COMM_LEN, TaskId, TaskInfo, kind,
+    AdoptionChunkEvent, CHUNK_CHILDREN, MAX_CHILDREN, OverflowKey, PendingChildren,
+    REPARENT_REAPER_ID_ONLY, REPARENT_RELEASED, ReparentEvent, SnapshotEvent, TASK_COMM_LEN,
+    TaskId, TaskInfo, kind,
 };
 
 use crate::emit::{count_lost_n, emit, header};
 use crate::globals::off;
 use crate::loops::{Repeat, Step};
-use crate::maps::EVENTS;
+use crate::maps::{EVENTS, OVERFLOW};
 use crate::mem::{Probe, rd, rd_ptr, zero};
 use crate::snapshot::take_snapshot;
 use crate::task::{exec_id, is_child_subreaper, task_id, task_info};
@@ -93,6 +94,72 @@ pub(crate) fn report_adoptions<L: Repeat>(father: *const u8, pending: &PendingCh
         reaper_is_subreaper: is_child_subreaper(reaper) as u32,
     };
     L::report(&mut adoptions, count as u32);
+    // The children past the first ones, saved in overflow chunks (with `bpf_loop` only; the
+    // constant drops this code from the bounded programs).
+    if L::OVERFLOW_CHUNKS > 0 {
+        let chunks = pending.overflow_chunks.min(L::OVERFLOW_CHUNKS);
+        if chunks > 0 {
+            let mut overflow = Overflow {
+                adoptions: &adoptions,
+                task: father as u64,
+            };
+            L::repeat::<ReportOverflow>(
+                chunks * RECORDS_PER_CHUNK,
+                (&mut overflow as *mut Overflow).cast(),
+            );
+        }
+    }
+}
+
+/// `ADOPTION_CHUNK` records per overflow chunk.
+const RECORDS_PER_CHUNK: u32 = (MAX_CHILDREN / CHUNK_CHILDREN) as u32;
+const _: () = assert!(RECORDS_PER_CHUNK.is_power_of_two());
+
+/// What `ReportOverflow` reads: the adoptions of one exit, and the key of its chunks.
+#[repr(C)]
+struct Overflow {
+    adoptions: *const Adoptions,
+    task: u64,
+}
+
+/// One `ADOPTION_CHUNK` record for children `sub * CHUNK_CHILDREN..` of overflow chunk
+/// `index / RECORDS_PER_CHUNK + 1` (`sub` the rest); the chunk's last record frees it. One
+/// record per step: the verifier checks the step once, whatever the number of children.
+struct ReportOverflow;
+
+impl Step for ReportOverflow {
+    #[inline(always)]
+    fn run(index: u64, ctx: *mut c_void) -> i64 {
+        // SAFETY: `ctx` is the `Overflow` report_adoptions passed, on its stack, and so is the
+        // `Adoptions` it points to.
+        let (task, adoptions) = unsafe {
+            let o = &*(ctx as *const Overflow);
+            (o.task, &*o.adoptions)
+        };
+        let key = OverflowKey {
+            task,
+            chunk: index / RECORDS_PER_CHUNK as u64 + 1,
+        };
+        let sub = (index % RECORDS_PER_CHUNK as u64) as usize;
+        // SAFETY: the value stays valid until removed below, after its last use.
+        let Some(chunk) = (unsafe { OVERFLOW.get(&key) }) else {
+            return 0;
+        };
+        let base = sub * CHUNK_CHILDREN;
+        if (base as u32) < chunk.count {
+            let n = chunk.count - base as u32;
+            let n = if n > CHUNK_CHILDREN as u32 {
+                CHUNK_CHILDREN as u32
+            } else {
+                n
+            };
+            report_chunk(adoptions, chunk, base, n);
+        }
+        if sub == RECORDS_PER_CHUNK as usize - 1 {
+            let _ = OVERFLOW.remove(&key);
+        }
+        0
+    }
 }
 
 /// One `reparent` record for child `index` of `Adoptions::pending`.
@@ -157,32 +224,46 @@ pub(crate) fn report_chunks(adoptions: &mut Adoptions, count: u32) {
         } else {
             n
         };
-        let Some(mut entry) = EVENTS.reserve::<AdoptionChunkEvent>(0) else {
-            count_lost_n(kind::REPARENT, n as u64);
-            continue;
-        };
-        let ev = entry.as_mut_ptr();
-        // SAFETY: a reserved slot of the record's size; every field is written below.
-        unsafe {
-            (*ev).hdr = header(kind::ADOPTION_CHUNK);
-            (*ev).father = pending.father;
-            (*ev).reaper = adoptions.reaper_info;
-            (*ev).reaper_is_subreaper = adoptions.reaper_is_subreaper;
-            (*ev).count = n;
-            for j in 0..CHUNK_CHILDREN {
-                // Past `n` the saved entries are stale: read anyway (probe reads cannot
-                // fault) rather than branch; userspace reads only `count` of them.
-                let saved = &pending.children[base + j];
-                let child = read_child(saved.task as *const u8, &saved.id);
-                let out = &mut (*ev).children[j];
-                out.orphan = saved.id;
-                out.parent = task_id::<Probe>(child.parent);
-                out.orphan_comm = child.comm;
-                out.orphan_exit_state = child.exit_state;
-                out._pad = 0;
-                out.changed = child.changed;
-            }
-        }
-        entry.submit(0);
+        report_chunk(adoptions, pending, base, n);
     }
+}
+
+/// One `ADOPTION_CHUNK` record: children `base..base + n` of `saved` (`n` at most
+/// `CHUNK_CHILDREN`, `base + CHUNK_CHILDREN` at most `MAX_CHILDREN`), adopted by the reaper of
+/// `adoptions`.
+#[inline(always)]
+fn report_chunk(adoptions: &Adoptions, saved: &PendingChildren, base: usize, n: u32) {
+    // Copied to locals first: a field copied straight from memory that may alias the record
+    // (the caller's state, a map value) is a `memmove`, a byte loop the verifier rejects.
+    let reaper: TaskInfo = adoptions.reaper_info;
+    let reaper_is_subreaper = adoptions.reaper_is_subreaper;
+    let father: TaskId = saved.father;
+    let Some(mut entry) = EVENTS.reserve::<AdoptionChunkEvent>(0) else {
+        count_lost_n(kind::REPARENT, n as u64);
+        return;
+    };
+    let ev = entry.as_mut_ptr();
+    // SAFETY: a reserved slot of the record's size; every field is written below.
+    unsafe {
+        (*ev).hdr = header(kind::ADOPTION_CHUNK);
+        (*ev).father = father;
+        (*ev).reaper = reaper;
+        (*ev).reaper_is_subreaper = reaper_is_subreaper;
+        (*ev).count = n;
+        for j in 0..CHUNK_CHILDREN {
+            // Past `n` the saved entries are stale: read anyway (probe reads cannot
+            // fault) rather than branch; userspace reads only `count` of them.
+            let saved = &saved.children[(base + j) & (MAX_CHILDREN - 1)];
+            let id: TaskId = saved.id;
+            let child = read_child(saved.task as *const u8, &id);
+            let out = &mut (*ev).children[j];
+            out.orphan = id;
+            out.parent = task_id::<Probe>(child.parent);
+            out.orphan_comm = child.comm;
+            out.orphan_exit_state = child.exit_state;
+            out._pad = 0;
+            out.changed = child.changed;
+        }
+    }
+    entry.submit(0);
 }

@@ -25,7 +25,8 @@ pub enum RawEvent {
     /// The same, taken again at its final switch.
     SwitchSnapshot(SnapshotEvent),
     Reparent(ReparentEvent),
-    /// Adoptions of one exit from the programs for kernels without `bpf_loop`: applied as the
+    /// Adoptions of one exit, 16 children a record (from the programs for kernels without
+    /// `bpf_loop`, and from the others for children past the first 256): applied as the
     /// `Reparent` records they stand for (`AdoptionChunkEvent::reparents`).
     AdoptionChunk(AdoptionChunkEvent),
     Wait(WaitEvent),

@@ -484,8 +484,9 @@ fn record_keeps_up_with_a_fork_storm_and_loses_nothing() {
     let _g = serial();
     let m = record_under_storm("fork", &["--fork", "2"]);
     let lost = check_recording("fork", &m);
-    // Records that did not fit in the ring buffer. (`children`, adoptions past 256 children
-    // of one process, is not about the ring: other programs on the machine may cause it.)
+    // Records that did not fit in the ring buffer. (`children`, adoptions past those followed
+    // (more than 32,768 children in flight), is not about the ring: other programs on the
+    // machine may cause it.)
     let ring: Vec<_> = lost.iter().filter(|(what, _)| what != "children").collect();
     assert!(
         ring.is_empty(),

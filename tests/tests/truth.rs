@@ -90,6 +90,13 @@ impl Facts {
             .unwrap_or_else(|| panic!("broken case: no {what:?} note in the facts"))
     }
 
+    /// Every note `what` (a case that notes more than fits a line writes several).
+    fn notes<'a>(&'a self, what: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
+        self.lines
+            .iter()
+            .filter(move |l| l["kind"] == "note" && l["what"] == what)
+    }
+
     fn waits(&self) -> impl Iterator<Item = &Value> {
         self.lines.iter().filter(|l| l["kind"] == "wait")
     }
@@ -215,15 +222,22 @@ fn serial() -> MutexGuard<'static, ()> {
 
 /// `reaper-trace record -q -o F -- truth_workload CASE FACTS`, the recording and the facts.
 fn run_case(case: &str) -> Run {
+    run_case_with(case, &[])
+}
+
+/// The same, with the case's own arguments after FACTS.
+fn run_case_with(case: &str, args: &[&str]) -> Run {
     require_root();
     let serial = serial();
     let facts_path = TempPath::new(&format!("{case}.facts.jsonl"));
     let wl = workload();
-    let (trace, output, record_pid) = trace_command(&[
+    let mut command = vec![
         wl.to_str().expect("utf-8 path"),
         case,
         facts_path.0.to_str().expect("utf-8 path"),
-    ]);
+    ];
+    command.extend_from_slice(args);
+    let (trace, output, record_pid) = trace_command(&command);
     assert!(
         output.status.success(),
         "broken case {case}: the workload or record failed ({}): {}",
@@ -1463,64 +1477,130 @@ fn tasks_from_before_tracing_keep_one_identity() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// 9. children beyond those followed
+// 9. fathers with many children
 
-/// A father with 300 children exits; the kernel side follows 256 of them. The recording says
-/// how many it did not follow: exactly 300 - 256 = 44 `lost` `children`, not one per exit.
-/// The subreaper above adopts all 300 and reaps each with wait4.
+/// A father with 300 children (the old bound was 256) exits: every one is adopted by the
+/// subreaper above, and the recording says so for each.
 #[test]
-fn children_beyond_those_followed_are_counted_exactly() {
-    let run = run_case("many-children");
+fn every_child_of_a_father_with_300_children_is_adopted() {
+    check_many_children(280, 20);
+}
+
+/// A father with 10,000 children, some of them zombies, exits: the recording names the
+/// subreaper as the new parent of every one, `/proc` agrees, and nothing is lost.
+#[test]
+fn every_child_of_a_father_with_10000_children_is_adopted() {
+    check_many_children(9900, 100);
+}
+
+/// `many-children LIVING ZOMBIES` under a subreaper: one `reparent` per child (and per zombie,
+/// marked as one) naming the subreaper; `/proc/PID/stat` shows the subreaper as the parent of
+/// every child after the hand-off; the exit says how many children follow, none truncated;
+/// no record of any kind lost; the subreaper reaps each child once with wait4.
+fn check_many_children(living: usize, zombies: usize) {
+    let run = run_case_with(
+        "many-children",
+        &[&living.to_string(), &zombies.to_string()],
+    );
     let (trace, facts) = (&run.trace, &run.facts);
-    let note = facts.note("many_children");
-    let f = u(&note["father"]);
-    let kids: Vec<u64> = note["children"]
-        .as_array()
-        .expect("children")
-        .iter()
-        .map(u)
-        .collect();
-    assert_eq!(kids.len(), 300, "broken case");
+    let list = |v: &Value| -> Vec<u64> { v.as_array().expect("a list").iter().map(u).collect() };
+    let mut father = None;
+    let (mut kids, mut dead) = (Vec::new(), Vec::new());
+    for note in facts.notes("many_children") {
+        father = Some(u(&note["father"]));
+        kids.extend(list(&note["children"]));
+        dead.extend(list(&note["zombies"]));
+    }
+    let f = father.expect("broken case: no many_children note");
+    assert_eq!((kids.len(), dead.len()), (living, zombies), "broken case");
     let w = u(&facts.one("subreaper")["pid"]);
+    let all: BTreeSet<u64> = kids.iter().chain(&dead).copied().collect();
     let waited: BTreeSet<u64> = facts
         .waits_labelled("subreaper wait")
         .filter(|x| x["reaped"] == true)
         .map(|x| u(&x["ret_global"]))
         .collect();
-    assert_eq!(
-        waited,
-        kids.iter().copied().collect(),
-        "broken case: the subreaper reaped every child"
-    );
+    assert_eq!(waited, all, "broken case: the subreaper reaped every child");
 
     let mut c = Checks::new("many-children", trace);
     c.focus([f, w]);
+    // What /proc showed after the hand-off: the subreaper is every child's parent.
+    let mut ppid_of = HashMap::new();
+    for note in facts.notes("many_children_ppids") {
+        let states = note["states"].as_str().expect("states").as_bytes();
+        for (i, (pid, ppid)) in list(&note["pids"])
+            .into_iter()
+            .zip(list(&note["ppids"]))
+            .enumerate()
+        {
+            ppid_of.insert(pid, (ppid, states[i]));
+        }
+    }
+    let not_adopted: Vec<_> = all
+        .iter()
+        .filter(|k| ppid_of.get(k).is_none_or(|&(ppid, _)| ppid != w))
+        .map(|k| (k, ppid_of.get(k)))
+        .collect();
+    assert!(
+        not_adopted.is_empty(),
+        "broken case: /proc does not show the subreaper {w} as the parent of {} children: {:?}",
+        not_adopted.len(),
+        not_adopted.iter().take(10).collect::<Vec<_>>()
+    );
+    let total = (living + zombies) as u64;
     if let Some(exit) = c.exactly_one(events(trace, "exit", "task", f), &format!("exit of {f}")) {
         c.check(
-            exit["children"] == 256 && exit["children_truncated"] == true,
-            || format!("256 children followed, truncated: {exit}"),
+            exit["children"] == total && exit.get("children_truncated").is_none_or(|t| t == false),
+            || format!("{total} children followed, none truncated: {exit}"),
         );
     }
-    let lost = trace.lost("children");
-    c.check(lost == 300 - 256, || {
+    let lost: Vec<String> = trace
+        .of_type("lost")
+        .filter(|e| u(&e["count"]) > 0)
+        .map(|e| e.to_string())
+        .collect();
+    c.check(lost.is_empty(), || format!("records lost: {lost:?}"));
+    let adoptions = by_pid(trace, "reparent", "orphan");
+    let mut bad = Vec::new();
+    for &k in &all {
+        let found: Vec<&&Value> = adoptions
+            .get(&k)
+            .map(|v| v.iter().filter(|r| r["father"]["pid"] == f).collect())
+            .unwrap_or_default();
+        let zombie = dead.contains(&k);
+        let proc_ppid = ppid_of.get(&k).map(|&(ppid, _)| ppid);
+        let right = found.len() == 1
+            && found[0]["reaper"]["pid"] == w
+            && found[0]["reaper"]["pid"].as_u64() == proc_ppid
+            && found[0]["kind"] == "subreaper"
+            && found[0]["verdict"] == "match"
+            // Omitted when false.
+            && (found[0]["zombie"] == true) == zombie;
+        if !right {
+            bad.push(format!(
+                "{k} (zombie: {zombie}, /proc ppid {proc_ppid:?}): [{}]",
+                found
+                    .iter()
+                    .map(|r| r.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+    }
+    c.check(bad.is_empty(), || {
         format!(
-            "{lost} children counted as lost; the father had 300 children and 256 were followed: 44"
+            "{} of {total} children without exactly one reparent naming the subreaper {w}, the parent /proc shows (kind subreaper, verdict match, zombie as it was); e.g.\n      {}",
+            bad.len(),
+            bad.iter().take(5).cloned().collect::<Vec<_>>().join("\n      ")
         )
     });
-    let adopted = events(trace, "reparent", "father", f);
-    c.check(adopted.len() == 256, || {
-        format!(
-            "{} reparent events for the father, 256 expected",
-            adopted.len()
-        )
-    });
-    let wrong: Vec<&&Value> = adopted.iter().filter(|r| r["reaper"]["pid"] != w).collect();
-    c.check(wrong.is_empty(), || {
-        format!("adoptions not naming the subreaper {w}: {wrong:?}")
+    let extra = events(trace, "reparent", "father", f).len() as u64;
+    c.check(extra == total, || {
+        format!("{extra} reparent events for the father, {total} expected")
     });
     let mut bad = Vec::new();
     let all_reaps = by_pid(trace, "reap", "task");
-    for &k in &kids {
+    for &k in &all {
         let reaps = all_reaps.get(&k).cloned().unwrap_or_default();
         if reaps.len() != 1 || reaps[0]["reaper"]["pid"] != w || reaps[0]["how"] != "wait4" {
             bad.push(format!(
