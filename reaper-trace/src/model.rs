@@ -946,7 +946,12 @@ impl Model {
             }
         }
 
-        if e.flags & REPARENT_RELEASED != 0 {
+        // No task has tid 0 as a parent: a new parent read as 0 was read from a child released
+        // in between (its memory reused while its ids still read the same), so it counts as
+        // released.
+        let released = e.flags & REPARENT_RELEASED != 0
+            || (e.flags & REPARENT_REAPER_ID_ONLY != 0 && e.reaper.id.tid == 0);
+        if released {
             if predicted.is_some_and(|p| p.task.tid == e.father.tid) {
                 // A namespace init with no thread left: the kernel killed and reaped its
                 // children itself (zap_pid_ns_processes); none was adopted.

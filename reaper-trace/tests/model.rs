@@ -1018,7 +1018,14 @@ fn a_dying_namespace_init_settles_its_namespace_before_its_own_reap() {
             // zap_pid_ns_processes killed and reaped both children with no wait syscall.
             exit(310, child, init, 0),
             reparent(400, child, init, TaskInfo::default(), REPARENT_RELEASED),
-            reparent(400, zombie, init, TaskInfo::default(), REPARENT_RELEASED),
+            // Its parent read as 0: released too (its memory reused as it was read).
+            reparent(
+                400,
+                zombie,
+                init,
+                TaskInfo::default(),
+                REPARENT_REAPER_ID_ONLY,
+            ),
             dead(410, init, host, exit_state::EXIT_ZOMBIE),
             wait4(420, host, 70, 0),
         ],
