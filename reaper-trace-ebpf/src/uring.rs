@@ -14,12 +14,13 @@ use reaper_trace_common::{cld, standby, wait_syscall};
 
 use crate::copies::copies;
 use crate::globals::off;
-use crate::mem::{Direct, Mem, rd};
+use crate::mem::rd;
 use crate::syscall::TypedCurrent;
 use crate::wait::{WNOWAIT, emit_wait};
 
-/// The tracepoint's arguments: `(ctx, req, cqe)`. `ctx` is typed (read directly); `req` is a
-/// `void *` (a plain address: read through the probe helper).
+/// The tracepoint's arguments: `(ctx, req, cqe)`. `req` is a `void *`, and so is `ctx` on some
+/// kernels (6.12's; 6.18's is typed): both are read through the probe helper, which takes
+/// either.
 const ARG_CTX: usize = 0;
 const ARG_REQ: usize = 1;
 
@@ -35,14 +36,14 @@ copies!(
 /// The token of one completion (see `copies`): its request, and how many completions the
 /// request's ring had posted with it (counted under the lock the completion is posted under,
 /// so every copy reads the same number). The request alone would not do: io_uring reuses a
-/// request for the next one as soon as it completes. (The ring's address is a typed pointer,
-/// which the verifier lets no program compare as a number.)
+/// request for the next one as soon as it completes. (The ring's address is not used: where
+/// it is a typed pointer, the verifier lets no program use it as a number.)
 #[inline(always)]
 fn request_token(ctx: &BtfTracePointContext) -> [u64; 2] {
     let ring: *const u8 = ctx.arg(ARG_CTX);
     [
         ctx.arg::<u64>(ARG_REQ),
-        Direct::read::<u32>(ring, off!(uring_ctx_cq_tail)) as u64,
+        rd::<u32>(ring, off!(uring_ctx_cq_tail)) as u64,
     ]
 }
 
