@@ -213,7 +213,8 @@ pub mod program {
     pub const EXIT_PRCTL_PLAIN: &str = "sys_exit_prctl_plain";
     /// The standbys of the three syscall exit programs, on `tp_btf/sys_exit`, in the order
     /// they run.
-    pub const SYSCALL_STANDBY: [&str; 2] = ["sys_exit_standby", "sys_exit_standby2"];
+    pub const SYSCALL_STANDBY: [&str; 3] =
+        ["sys_exit_standby", "sys_exit_standby2", "sys_exit_standby3"];
     /// `reaper-trace tree`'s task iterator.
     pub const TREE_TASK: &str = "tree_task";
     /// The bench's floor: programs that do nothing, on the tracer's hooks.
@@ -254,6 +255,7 @@ pub mod program {
         EXIT_PRCTL_PLAIN,
         SYSCALL_STANDBY[0],
         SYSCALL_STANDBY[1],
+        SYSCALL_STANDBY[2],
         TREE_TASK,
         FLOOR_FORK,
         FLOOR_EXEC,

@@ -51,6 +51,7 @@ named!(program::EXIT_PRCTL => prctl::sys_exit_prctl);
 named!(program::EXIT_PRCTL_PLAIN => prctl::sys_exit_prctl_plain);
 named!(program::SYSCALL_STANDBY[0] => sys_exit::sys_exit_standby);
 named!(program::SYSCALL_STANDBY[1] => sys_exit::sys_exit_standby2);
+named!(program::SYSCALL_STANDBY[2] => sys_exit::sys_exit_standby3);
 named!(program::TREE_TASK => tree::tree_task);
 named!(program::FLOOR_FORK => floor::floor_fork);
 named!(program::FLOOR_EXEC => floor::floor_exec);

@@ -29,11 +29,16 @@ pub fn sys_exit_standby(ctx: BtfTracePointContext) -> u32 {
     on_sys_exit::<1>(&ctx)
 }
 
-/// The second: a BTF program is skipped too while its own earlier run is preempted on the
-/// same CPU; a call is lost only when both are.
+/// The second and third: a BTF program is skipped too while its own earlier run is preempted
+/// on the same CPU; a call is lost only when all of them are.
 #[btf_tracepoint(function = "sys_exit")]
 pub fn sys_exit_standby2(ctx: BtfTracePointContext) -> u32 {
     on_sys_exit::<2>(&ctx)
+}
+
+#[btf_tracepoint(function = "sys_exit")]
+pub fn sys_exit_standby3(ctx: BtfTracePointContext) -> u32 {
+    on_sys_exit::<3>(&ctx)
 }
 
 #[inline(always)]
