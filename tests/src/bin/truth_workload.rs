@@ -1,4 +1,4 @@
-//! `truth_workload CASE FACTS [ARGS...]`: the process operations behind `tests/truth.rs`, one
+//! `truth_workload CASE FACTS [ARGS...]`: the process operations behind `tests/truth/`, one
 //! subcommand per case, run under `reaper-trace record`. Each performs real process operations
 //! and appends what the KERNEL said to FACTS, one JSON object per line:
 //!
