@@ -1,7 +1,7 @@
 //! Truth tests: recordings checked against what the KERNEL said, not against what the tracer
 //! believes.
 //!
-//! Each test runs one case of the `truth_workload` binary (`tests/src/bin/truth_workload.rs`)
+//! Each test runs one case of the `truth_workload` binary (`tests/src/bin/truth_workload/`)
 //! under `reaper-trace record -q -o F -- truth_workload CASE FACTS`. The workload performs the
 //! real process operations and writes FACTS: what each wait returned, and what `/proc` showed
 //! about each task while it existed (its ids, pid namespace, start time, state and parent).
