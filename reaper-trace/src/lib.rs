@@ -3,7 +3,7 @@
 
 mod btf_offsets;
 pub mod check;
-mod clock;
+pub mod clock;
 mod container;
 pub mod daemon;
 pub mod dashboard;

@@ -3,6 +3,7 @@
 //! file table, `--socket` pointed at a file that is not a socket, a socket another daemon has
 //! taken over, SIGHUP, a FIFO nobody reads, and a socket only root may use.
 
+use reaper_trace::clock::boottime_ns;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -323,17 +324,6 @@ fn mkfifo(path: &Path) {
     let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
     // SAFETY: a NUL-terminated path.
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
-}
-
-/// `CLOCK_BOOTTIME` in ns: the clock of the recording's timestamps.
-fn boottime_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime fills a struct we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// `record -d 2s -o FIFO`: with nobody reading it gives up after 2 s with one line. With a

@@ -1,17 +1,7 @@
 //! Case 10: reaps by io_uring's IORING_OP_WAITID.
 
 use super::*;
-
-/// `CLOCK_BOOTTIME` nanoseconds: the clock the kernel programs stamp records with.
-pub(crate) fn boottime_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: writes our timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
+use reaper_trace::clock::boottime_ns;
 
 /// The smallest io_uring that runs one request at a time, on raw system calls: one submission
 /// slot and the completion queue. Its waitid requests are the only thing it is used for.
