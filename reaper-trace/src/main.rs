@@ -546,6 +546,15 @@ mod tests {
             .err()
             .expect("an error");
         assert!(one_line_usage_error(&e.to_string()).contains("unknown unit"));
+        // `validate --runs`: 1 to 1000, a number.
+        for bad in ["0", "1001", "two"] {
+            let e = Cli::try_parse_from(["reaper-trace", "validate", "--runs", bad])
+                .err()
+                .unwrap_or_else(|| panic!("--runs {bad} accepted"));
+            let line = one_line_usage_error(&e.to_string());
+            assert!(line.contains("--runs"), "{line}");
+        }
+        assert!(Cli::try_parse_from(["reaper-trace", "validate", "--runs", "10"]).is_ok());
     }
 
     #[test]
