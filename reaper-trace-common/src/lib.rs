@@ -783,6 +783,10 @@ pub struct Offsets {
     pub uring_waitid_pid: u32,
     pub uring_waitid_status: u32,
     pub uring_waitid_cause: u32,
+    /// The hooks whose standby programs are attached, one bit per [`standby`] slot: only
+    /// their primary program notes the calls it handled (for the standbys to look up); set
+    /// by userspace, like the offsets.
+    pub standby_hooks: u32,
     /// Non-zero once userspace filled the table; the programs do nothing before.
     pub valid: u32,
 }

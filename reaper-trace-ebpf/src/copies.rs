@@ -20,9 +20,20 @@ pub(crate) const PRIMARY: u32 = 0;
 /// last ones handled on this CPU if one of them worked: it works only if the token is not.
 /// Each copy notes the token before it works. Where a preempted copy's note is overwritten
 /// halfway, a token can go missing: the record is then sent twice, and userspace drops the
-/// second one (`standby_repeats`).
+/// second one (`standby_repeats`). Where the hook has no standby attached (kernels that never
+/// skip a program), the primary just works: the token is not even computed (the flag is
+/// read-only data, so the verifier drops the branch not taken).
 #[inline(always)]
-pub(crate) fn run_copy<const COPY: u32>(hook: u32, token: [u64; 2], work: impl FnOnce()) {
+pub(crate) fn run_copy<const COPY: u32>(
+    hook: u32,
+    token: impl FnOnce() -> [u64; 2],
+    work: impl FnOnce(),
+) {
+    if COPY == PRIMARY && off!(standby_hooks) & (1 << hook) == 0 {
+        work();
+        return;
+    }
+    let token = token();
     let Some(handled) = HANDLED.get_ptr_mut(hook) else {
         return;
     };
@@ -65,7 +76,7 @@ macro_rules! copies {
             const $copy: u32 = $n;
             if $crate::globals::enabled() {
                 let $ctx = &ctx;
-                $crate::copies::run_copy::<$copy>($hook, $token, || $work);
+                $crate::copies::run_copy::<$copy>($hook, || $token, || $work);
             }
             0
         }

@@ -52,6 +52,7 @@ pub(crate) static OFFSETS: Offsets = Offsets {
     uring_waitid_pid: 0,
     uring_waitid_status: 0,
     uring_waitid_cause: 0,
+    standby_hooks: 0,
     valid: 0,
 };
 

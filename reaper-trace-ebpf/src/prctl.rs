@@ -36,9 +36,11 @@ fn on_exit_prctl<C: Current>(ctx: &TracePointContext) -> u32 {
         return 0;
     }
     let on = call.arg0 != 0;
-    run_copy::<PRIMARY>(standby::PRCTL, call_token(nr::PRCTL, on as u64), || {
-        on_set_subreaper::<C>(on)
-    });
+    run_copy::<PRIMARY>(
+        standby::PRCTL,
+        || call_token(nr::PRCTL, on as u64),
+        || on_set_subreaper::<C>(on),
+    );
     0
 }
 

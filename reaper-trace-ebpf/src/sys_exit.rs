@@ -52,30 +52,36 @@ fn on_sys_exit<const STANDBY: u32>(ctx: &BtfTracePointContext) -> u32 {
     };
     let ret: i64 = ctx.arg(ARG_RET);
     match number {
-        nr::WAIT4 if ret > 0 => {
-            run_copy::<STANDBY>(standby::WAIT4, call_token(number, ret as u64), || {
-                on_wait4::<TypedCurrent>(ret as u32)
-            })
-        }
+        nr::WAIT4 if ret > 0 => run_copy::<STANDBY>(
+            standby::WAIT4,
+            || call_token(number, ret as u64),
+            || on_wait4::<TypedCurrent>(ret as u32),
+        ),
         nr::WAITID if ret == 0 => {
             let infop = call.arg(WAITID_INFOP);
             let (code, pid, status) = waitid_result(infop);
             if waitid_reaped(infop, call.arg(WAITID_OPTIONS), code, pid) {
-                run_copy::<STANDBY>(standby::WAITID, call_token(number, pid as u64), || {
-                    emit_wait::<TypedCurrent>(
-                        reaper_trace_common::wait_syscall::WAITID,
-                        pid as u32,
-                        status,
-                        code,
-                    )
-                })
+                run_copy::<STANDBY>(
+                    standby::WAITID,
+                    || call_token(number, pid as u64),
+                    || {
+                        emit_wait::<TypedCurrent>(
+                            reaper_trace_common::wait_syscall::WAITID,
+                            pid as u32,
+                            status,
+                            code,
+                        )
+                    },
+                )
             }
         }
         nr::PRCTL if ret == 0 && call.arg(PRCTL_OPTION) == PR_SET_CHILD_SUBREAPER => {
             let on = call.arg(PRCTL_ARG2) != 0;
-            run_copy::<STANDBY>(standby::PRCTL, call_token(number, on as u64), || {
-                on_set_subreaper::<TypedCurrent>(on)
-            })
+            run_copy::<STANDBY>(
+                standby::PRCTL,
+                || call_token(number, on as u64),
+                || on_set_subreaper::<TypedCurrent>(on),
+            )
         }
         _ => {}
     }

@@ -62,9 +62,11 @@ fn on_exit_wait4<C: Current>(ctx: &TracePointContext) -> u32 {
     }
     let ret = tp_ret(ctx);
     if ret > 0 {
-        run_copy::<PRIMARY>(standby::WAIT4, call_token(nr::WAIT4, ret as u64), || {
-            on_wait4::<C>(ret as u32)
-        });
+        run_copy::<PRIMARY>(
+            standby::WAIT4,
+            || call_token(nr::WAIT4, ret as u64),
+            || on_wait4::<C>(ret as u32),
+        );
     }
     0
 }
@@ -126,9 +128,11 @@ fn on_exit_waitid<C: Current>(ctx: &TracePointContext) -> u32 {
     }
     let (code, pid, status) = waitid_result(call.arg0);
     if waitid_reaped(call.arg0, call.arg1, code, pid) {
-        run_copy::<PRIMARY>(standby::WAITID, call_token(nr::WAITID, pid as u64), || {
-            emit_wait::<C>(wait_syscall::WAITID, pid as u32, status, code)
-        });
+        run_copy::<PRIMARY>(
+            standby::WAITID,
+            || call_token(nr::WAITID, pid as u64),
+            || emit_wait::<C>(wait_syscall::WAITID, pid as u32, status, code),
+        );
     }
     0
 }

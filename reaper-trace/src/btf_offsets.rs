@@ -269,6 +269,7 @@ impl KernelTypes {
             uring_waitid_pid: 0,
             uring_waitid_status: 0,
             uring_waitid_cause: 0,
+            standby_hooks: 0,
             valid: 1,
         })
     }
@@ -300,18 +301,64 @@ impl UringOffsets {
     }
 }
 
+/// Whether a hook's standby copies are attached (see `reaper_trace_common::standby`), and why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Standby {
+    /// Not attached: this kernel runs tracepoint programs with preemption disabled, so a
+    /// program is never found still running on its CPU, and never skipped.
+    NotNeeded,
+    /// Attached: the kernel runs tracepoint programs preemptibly (Linux 7.0 on) and skips a
+    /// program while its earlier run is preempted on the same CPU.
+    Preemptible,
+    /// Attached because an environment variable asked for it (tests, on any kernel).
+    Forced,
+}
+
+impl Standby {
+    pub fn attached(self) -> bool {
+        self != Standby::NotNeeded
+    }
+
+    fn decide(preemptible: bool, forced: bool) -> Self {
+        match (preemptible, forced) {
+            (true, _) => Standby::Preemptible,
+            (false, true) => Standby::Forced,
+            (false, false) => Standby::NotNeeded,
+        }
+    }
+
+    /// Why, in a few words (`reaper-trace check`).
+    pub fn reason(self, kernel: &str) -> String {
+        match self {
+            Standby::NotNeeded => format!(
+                "Linux {kernel} runs tracepoint programs with preemption disabled, so it never skips one"
+            ),
+            Standby::Preemptible => format!(
+                "Linux {kernel} runs tracepoint programs preemptibly and skips one that is still running on its CPU"
+            ),
+            Standby::Forced => "forced by the environment (a test)".into(),
+        }
+    }
+}
+
 /// BPF helpers the programs use where the kernel has them; older kernels get the programs'
-/// variants built without them.
+/// variants built without them. And the standby copies the kernel needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Features {
     /// `bpf_loop` (Linux 5.17): else bounded loops, with lower bounds.
     pub bpf_loop: bool,
     /// `bpf_get_current_task_btf` (Linux 5.11): else the current task is probe-read.
     pub current_task_btf: bool,
-    /// Attach the `sys_exit` standby of the classic syscall programs: where the kernel skips
-    /// those (7.x, whose syscall tracepoints run preemptibly), or when
-    /// `REAPER_TRACE_SYSCALL_STANDBY=1` asks for it. It costs every system call a program run.
-    pub syscall_standby: bool,
+    /// The standby copies of the fork, exec, exit, free and io_uring programs: where the kernel
+    /// skips programs (7.x), or when `REAPER_TRACE_STANDBY=1` asks for them. Each costs every
+    /// call of its hook a program run.
+    pub hook_standbys: Standby,
+    /// The `sys_exit` standbys of the classic syscall programs: where the kernel skips those
+    /// (7.x, whose syscall tracepoints run preemptibly), or when
+    /// `REAPER_TRACE_SYSCALL_STANDBY=1` asks for them. They cost every system call a program run
+    /// each.
+    pub syscall_standby: Standby,
     /// io_uring's `IORING_OP_WAITID` (Linux 6.7, which also has the helper above): its reaps
     /// are recorded when the request completes; else the kernel has no such reaps.
     pub uring_waitid: bool,
@@ -330,7 +377,9 @@ pub struct Kernel {
 /// makes the exit program take the path of kernels whose `sched_process_exit` has no
 /// `group_dead` argument, `REAPER_TRACE_NO_SWITCH_PREV_STATE=1` makes the switch program read
 /// the task's state as before 5.18, and `REAPER_TRACE_NO_BPF_LOOP=1` /
-/// `REAPER_TRACE_NO_CURRENT_TASK_BTF=1` load the variants built without those helpers.
+/// `REAPER_TRACE_NO_CURRENT_TASK_BTF=1` load the variants built without those helpers;
+/// `REAPER_TRACE_STANDBY=1` and `REAPER_TRACE_SYSCALL_STANDBY=1` attach the standby copies a
+/// kernel that never skips a program does not need.
 pub fn resolve() -> Result<Kernel> {
     let types = KernelTypes::load()?;
     let mut offsets = types.offsets()?;
@@ -343,12 +392,17 @@ pub fn resolve() -> Result<Kernel> {
     }
     let current_task_btf = types.has_helper("BPF_FUNC_get_current_task_btf")?
         && !forced_off("REAPER_TRACE_NO_CURRENT_TASK_BTF");
+    let preemptible = crate::tracer::tracepoints_preemptible(&crate::tracer::kernel_release());
     let mut features = Features {
         bpf_loop: types.has_helper("BPF_FUNC_loop")? && !forced_off("REAPER_TRACE_NO_BPF_LOOP"),
         current_task_btf,
-        syscall_standby: current_task_btf
-            && (crate::tracer::syscalls_preemptible(&crate::tracer::kernel_release())
-                || forced_off("REAPER_TRACE_SYSCALL_STANDBY")),
+        hook_standbys: Standby::decide(preemptible, forced_off("REAPER_TRACE_STANDBY")),
+        // They read the current task's registers through its BTF pointer.
+        syscall_standby: if current_task_btf {
+            Standby::decide(preemptible, forced_off("REAPER_TRACE_SYSCALL_STANDBY"))
+        } else {
+            Standby::NotNeeded
+        },
         uring_waitid: false,
     };
     if features.current_task_btf
@@ -357,6 +411,7 @@ pub fn resolve() -> Result<Kernel> {
         uring.apply(&mut offsets);
         features.uring_waitid = true;
     }
+    offsets.standby_hooks = crate::tracer::standby_hooks(features);
     Ok(Kernel { offsets, features })
 }
 

@@ -47,11 +47,26 @@ fn yes_no(b: bool) -> &'static str {
 }
 
 fn render(report: &Report) -> String {
+    let kernel = escape(&report.kernel);
+    let standby = |what: &str, s: btf_offsets::Standby| {
+        format!(
+            "{what}: {}: {}\n",
+            if s.attached() { "attached" } else { "none" },
+            s.reason(&kernel)
+        )
+    };
     let mut out = format!(
-        "Linux {}: bpf_loop {}, bpf_get_current_task_btf {}\n",
-        escape(&report.kernel),
+        "Linux {kernel}: bpf_loop {}, bpf_get_current_task_btf {}\n",
         yes_no(report.features.bpf_loop),
         yes_no(report.features.current_task_btf),
+    );
+    out += &standby(
+        "standby copies of the fork, exec, exit, free and io_uring programs",
+        report.features.hook_standbys,
+    );
+    out += &standby(
+        "standby copies of the wait4, waitid and prctl programs (at sys_exit)",
+        report.features.syscall_standby,
     );
     let width = report
         .programs
@@ -92,4 +107,49 @@ fn render(report: &Report) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::btf_offsets::Standby;
+
+    fn report(hooks: Standby, syscalls: Standby) -> Report {
+        Report {
+            kernel: "7.3.1".into(),
+            features: Features {
+                bpf_loop: true,
+                current_task_btf: true,
+                hook_standbys: hooks,
+                syscall_standby: syscalls,
+                uring_waitid: true,
+            },
+            programs: Vec::new(),
+            ok: true,
+        }
+    }
+
+    #[test]
+    fn says_which_hooks_have_standby_copies_and_why() {
+        let text = render(&report(Standby::Preemptible, Standby::Forced));
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[1].starts_with("standby copies of the fork, exec, exit, free and io_uring programs: attached: Linux 7.3.1 runs tracepoint programs preemptibly"),
+            "{text}"
+        );
+        assert!(
+            lines[2].ends_with("(at sys_exit): attached: forced by the environment (a test)"),
+            "{text}"
+        );
+        let text = render(&report(Standby::NotNeeded, Standby::NotNeeded));
+        assert!(
+            text.contains("io_uring programs: none: Linux 7.3.1 runs tracepoint programs with preemption disabled, so it never skips one\n"),
+            "{text}"
+        );
+        // And as JSON, for scripts and the kernel matrix.
+        let json = serde_json::to_value(report(Standby::Preemptible, Standby::NotNeeded).features)
+            .unwrap();
+        assert_eq!(json["hook_standbys"], "preemptible");
+        assert_eq!(json["syscall_standby"], "not_needed");
+    }
 }

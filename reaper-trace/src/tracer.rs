@@ -82,16 +82,25 @@ pub fn programs(features: Features) -> Vec<ProgramSpec> {
         skipped_as,
     };
     let typed = features.current_task_btf;
-    // A hook's primary program, then its standby copies.
+    // A hook's primary program, then its standby copies where the kernel needs them.
+    let copies = if features.hook_standbys.attached() {
+        standby::COPIES as usize
+    } else {
+        1
+    };
     let with_standbys = |names: program::Copies, hook, slot, kind| {
-        names.into_iter().enumerate().map(move |(copy, name)| {
-            let role = if copy == 0 {
-                Role::Primary(slot)
-            } else {
-                Role::Standby(slot)
-            };
-            btf(name, hook, role, kind)
-        })
+        names
+            .into_iter()
+            .take(copies)
+            .enumerate()
+            .map(move |(copy, name)| {
+                let role = if copy == 0 {
+                    Role::Primary(slot)
+                } else {
+                    Role::Standby(slot)
+                };
+                btf(name, hook, role, kind)
+            })
     };
     let mut specs: Vec<ProgramSpec> = with_standbys(
         program::FORK,
@@ -182,7 +191,7 @@ pub fn programs(features: Features) -> Vec<ProgramSpec> {
             kind::SUBREAPER,
         ),
     ]);
-    if features.syscall_standby {
+    if features.syscall_standby.attached() {
         for name in program::SYSCALL_STANDBY {
             specs.push(btf(
                 name,
@@ -193,6 +202,21 @@ pub fn programs(features: Features) -> Vec<ProgramSpec> {
         }
     }
     specs
+}
+
+/// The hooks whose standby copies `features` attaches, one bit per `standby` slot: where the
+/// primary program notes the calls it handled (`Offsets::standby_hooks`).
+pub fn standby_hooks(features: Features) -> u32 {
+    let bits = |slots: &[u32]| slots.iter().fold(0, |mask, slot| mask | 1 << slot);
+    programs(features)
+        .iter()
+        .map(|spec| match spec.role {
+            // The syscalls' standbys serve the three calls' slots.
+            Role::Standby(slot) if SYSCALL_SLOTS.contains(&slot) => bits(&SYSCALL_SLOTS),
+            Role::Standby(slot) => bits(&[slot]),
+            _ => 0,
+        })
+        .fold(0, |mask, bits| mask | bits)
 }
 
 /// The order to attach `specs` in: the syscall programs first (exit before enter), then the
@@ -394,10 +418,12 @@ fn kernel_version(release: &str) -> Option<(u32, u32)> {
     Some((major, minor))
 }
 
-/// Whether the kernel runs syscall tracepoint programs preemptibly, so that it skips one
-/// classic program while another is preempted on the same CPU: 7.0 on (seen on every 7.x in
-/// the matrix, never before). A release that does not parse is taken as old.
-pub fn syscalls_preemptible(release: &str) -> bool {
+/// Whether the kernel runs tracepoint programs preemptibly, so that it skips a program while
+/// its earlier run (or, for the classic syscall programs, another one) is preempted on the
+/// same CPU: 7.0 on (seen on every 7.x in the matrix, never before, where every tracepoint
+/// runs its programs with preemption disabled, and none of the hooks fires in an interrupt
+/// that could nest in its own program). A release that does not parse is taken as old.
+pub fn tracepoints_preemptible(release: &str) -> bool {
     kernel_version(release).is_some_and(|v| v >= (7, 0))
 }
 
@@ -869,6 +895,7 @@ impl Drop for Tracer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::btf_offsets::Standby;
 
     #[test]
     fn links_are_closed_in_parallel_from_6_12_on() {
@@ -893,14 +920,21 @@ mod tests {
         assert_eq!(parse_recursion_misses("pos:\t0\nprog_id:\t5\n"), None);
     }
 
+    /// A kernel with every helper and io_uring's waitid, standby copies on its hooks (7.x)
+    /// and `syscall` on the syscalls.
+    fn features_with(bpf_loop: bool, syscall: Standby) -> Features {
+        Features {
+            bpf_loop,
+            current_task_btf: true,
+            hook_standbys: Standby::Preemptible,
+            syscall_standby: syscall,
+            uring_waitid: true,
+        }
+    }
+
     #[test]
     fn skips_a_standby_handled_are_not_lost() {
-        let features = Features {
-            bpf_loop: true,
-            current_task_btf: true,
-            syscall_standby: false,
-            uring_waitid: true,
-        };
+        let features = features_with(true, Standby::NotNeeded);
         let specs = programs(features);
         let misses = |name: &str, n: u64| {
             let spec = *specs.iter().find(|s| s.name == name).unwrap();
@@ -929,12 +963,7 @@ mod tests {
         assert_eq!(lost.get(&kind::WAIT), Some(&1));
         // With the standby attached, the syscalls lose at most what it missed too: skipped
         // prctls that named threads are not lost subreaper records.
-        let every = programs(Features {
-            bpf_loop: true,
-            current_task_btf: true,
-            syscall_standby: true,
-            uring_waitid: true,
-        });
+        let every = programs(features_with(true, Standby::Preemptible));
         let spec = |name: &str| *every.iter().find(|s| s.name == name).unwrap();
         let syscall_losses = |skipped: &[(ProgramSpec, u64)]| -> u64 {
             let lost = uncovered_skips(skipped, &covered);
@@ -959,12 +988,7 @@ mod tests {
 
     #[test]
     fn copies_attach_after_the_copies_before_them() {
-        let specs = programs(Features {
-            bpf_loop: true,
-            current_task_btf: true,
-            syscall_standby: false,
-            uring_waitid: true,
-        });
+        let specs = programs(features_with(true, Standby::NotNeeded));
         let order: Vec<&str> = attach_order(&specs).iter().map(|s| s.name).collect();
         assert_eq!(order.len(), specs.len());
         assert!(order[0].starts_with("sys_exit_"), "{order:?}");
@@ -989,16 +1013,11 @@ mod tests {
     #[test]
     fn standby_copies_only_where_tracepoints_can_preempt_them() {
         let names = |bpf_loop| -> Vec<&str> {
-            programs(Features {
-                bpf_loop,
-                current_task_btf: true,
-                syscall_standby: false,
-                uring_waitid: true,
-            })
-            .iter()
-            .filter(|s| matches!(s.role, Role::Standby(_)))
-            .map(|s| s.name)
-            .collect()
+            programs(features_with(bpf_loop, Standby::NotNeeded))
+                .iter()
+                .filter(|s| matches!(s.role, Role::Standby(_)))
+                .map(|s| s.name)
+                .collect()
         };
         assert_eq!(
             names(true),
@@ -1021,18 +1040,42 @@ mod tests {
                 .any(|n| n.starts_with("sched_process_exit"))
         );
         // The syscalls' standby only where asked for (7.x): it runs at every system call.
-        let with = programs(Features {
-            bpf_loop: true,
-            current_task_btf: true,
-            syscall_standby: true,
-            uring_waitid: true,
-        });
+        let with = programs(features_with(true, Standby::Preemptible));
         assert!(
             with.iter()
                 .any(|s| s.name == "sys_exit_standby" && s.hook == Hook::Btf("sys_exit"))
         );
-        assert!(syscalls_preemptible("7.0.13+deb13-amd64"));
-        assert!(!syscalls_preemptible("6.19.14+deb13-amd64"));
-        assert!(!syscalls_preemptible("?"));
+        assert!(tracepoints_preemptible("7.0.13+deb13-amd64"));
+        assert!(!tracepoints_preemptible("6.19.14+deb13-amd64"));
+        assert!(!tracepoints_preemptible("?"));
+        // A kernel that never skips a program gets none, and its primaries note nothing.
+        let before_7 = Features {
+            hook_standbys: Standby::NotNeeded,
+            ..features_with(true, Standby::NotNeeded)
+        };
+        assert!(
+            !programs(before_7)
+                .iter()
+                .any(|s| matches!(s.role, Role::Standby(_)))
+        );
+        assert_eq!(standby_hooks(before_7), 0);
+        let bits = |slots: &[u32]| slots.iter().fold(0, |m, s| m | 1 << s);
+        let hooks = bits(&[
+            standby::FORK,
+            standby::EXEC,
+            standby::EXIT,
+            standby::FREE,
+            standby::URING,
+        ]);
+        assert_eq!(
+            standby_hooks(features_with(true, Standby::NotNeeded)),
+            hooks
+        );
+        // The syscalls' standbys serve wait4, waitid and prctl: each call's program notes
+        // what it sent for them.
+        assert_eq!(
+            standby_hooks(features_with(true, Standby::Preemptible)) & !hooks,
+            bits(&[standby::WAIT4, standby::WAITID, standby::PRCTL])
+        );
     }
 }

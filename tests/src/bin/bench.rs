@@ -13,8 +13,12 @@ use reaper_trace_tests::measure::{cpu_seconds, fork_and_reap};
 use reaper_trace_tests::{TempPath, reaper_trace};
 
 const FORKS: usize = 10_000;
+const EXECS: usize = 1_000;
 const PINGS: usize = 200_000;
-const ROUNDS: usize = 3;
+/// Throughput rounds, untraced and traced alternated.
+const ROUNDS: usize = 9;
+/// Program-cost rounds, reaper-trace and bpftrace alternated.
+const COST_ROUNDS: usize = 3;
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
@@ -140,31 +144,175 @@ fn program_stats(pid: u32) -> Vec<(String, u64, u64)> {
 
 const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
 
-/// Each tracer program and the floor program on its hook (`reaper-trace floor`).
-const FLOORS: &[(&str, &str)] = &[
-    ("sched_process_fork", "floor_fork"),
-    ("sched_process_exec", "floor_exec"),
-    ("sched_process_exit", "floor_exit"),
-    ("sched_switch", "floor_switch"),
-    ("sched_process_free", "floor_free"),
-    ("sys_exit_wait4", "floor_exit_wait4"),
-];
+/// Run statistics: (program name, runs, nanoseconds).
+type Stats = Vec<(String, u64, u64)>;
 
-/// ns per run of `sched_switch` (or the floor's) between two readings.
-fn switch_delta(before: &[(String, u64, u64)], after: &[(String, u64, u64)]) -> f64 {
-    let find = |v: &[(String, u64, u64)]| {
-        v.iter()
-            .find(|(n, _, _)| n == "sched_switch" || n == "floor_switch")
-            .map(|(_, r, t)| (*r, *t))
-            .unwrap_or((0, 0))
-    };
-    let ((r0, t0), (r1, t1)) = (find(before), find(after));
-    (t1 - t0) as f64 / (r1 - r0).max(1) as f64
+/// The hooks compared: the tracer's program on each, the floor program (`reaper-trace floor`:
+/// an empty program on the same hook), bpftrace's tracepoint, and the target ratio to
+/// bpftrace's `count()` (issue 20: the cheapest program that does anything useful there).
+struct HookCost {
+    program: &'static str,
+    floor: &'static str,
+    bpftrace: &'static str,
+    target: f64,
 }
 
-/// Run statistics of the floor programs over one fork storm and one ping-pong, and the
-/// floor's switch cost over the ping-pong alone.
-fn floor_stats() -> (Vec<(String, u64, u64)>, f64) {
+const HOOKS: &[HookCost] = &[
+    HookCost {
+        program: "sched_process_fork",
+        floor: "floor_fork",
+        bpftrace: "tracepoint:sched:sched_process_fork",
+        target: 2.0,
+    },
+    HookCost {
+        program: "sched_process_exec",
+        floor: "floor_exec",
+        bpftrace: "tracepoint:sched:sched_process_exec",
+        target: 2.0,
+    },
+    HookCost {
+        program: "sched_process_exit",
+        floor: "floor_exit",
+        bpftrace: "tracepoint:sched:sched_process_exit",
+        target: 3.0,
+    },
+    HookCost {
+        program: "sched_process_free",
+        floor: "floor_free",
+        bpftrace: "tracepoint:sched:sched_process_free",
+        target: 2.0,
+    },
+    HookCost {
+        program: "sched_switch",
+        floor: "floor_switch",
+        bpftrace: "tracepoint:sched:sched_switch",
+        target: 1.15,
+    },
+    HookCost {
+        program: "sys_exit_wait4",
+        floor: "floor_exit_wait4",
+        bpftrace: "tracepoint:syscalls:sys_exit_wait4",
+        target: f64::NAN,
+    },
+    // The syscalls' standbys, where attached (7.x): every system call runs them.
+    HookCost {
+        program: "sys_exit_standby",
+        floor: "",
+        bpftrace: "tracepoint:raw_syscalls:sys_exit",
+        target: f64::NAN,
+    },
+];
+
+/// ns per call of a hook: its program's run time plus its standby copies' (which run on every
+/// call where attached), over the program's calls.
+fn per_call(stats: &Stats, program: &str) -> Option<f64> {
+    let (_, calls, _) = stats.iter().find(|(n, _, _)| n == program)?;
+    // `sched_process_fork_standby`, `sched_process_fork_standby2`; `sys_exit_standby2`, ...
+    let copy = |n: &str| {
+        n.strip_prefix(program)
+            .is_some_and(|rest| rest.starts_with("_standby") || program.ends_with("_standby"))
+    };
+    let ns: u64 = stats
+        .iter()
+        .filter(|(n, _, _)| n == program || copy(n))
+        .map(|(_, _, ns)| ns)
+        .sum();
+    Some(ns as f64 / (*calls).max(1) as f64)
+}
+
+/// Execs `n` short programs (`true`): the exec hook's load.
+fn exec_storm(n: usize) {
+    for _ in 0..n {
+        let _ = Command::new("true").status();
+    }
+}
+
+/// The load each hook is measured under: a fork storm, an exec storm, and pinned ping-pong
+/// (context switches of live tasks).
+fn hook_load() {
+    fork_storm(FORKS);
+    exec_storm(EXECS);
+    ping_pong(PINGS);
+}
+
+/// bpftrace with one `count()` on `probe`, attached; stopped (and its programs detached)
+/// when dropped.
+struct Bpftrace(Child);
+
+impl Bpftrace {
+    fn attach(probe: &str) -> Self {
+        let mut child = Command::new("bpftrace")
+            .arg("-e")
+            .arg(format!("{probe} {{ @ = count(); }}"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("bpftrace starts (`cargo xtask bench` installs it)");
+        // "Attaching 1 probe..." once its program is attached.
+        let mut line = String::new();
+        let _ = std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().expect("piped")),
+            &mut line,
+        );
+        assert!(line.starts_with("Attaching"), "bpftrace said {line:?}");
+        Bpftrace(child)
+    }
+
+    /// Its program's runs and run time so far.
+    fn stats(&self) -> (u64, u64) {
+        program_stats(self.0.id())
+            .iter()
+            .fold((0, 0), |(r, t), (_, runs, ns)| (r + runs, t + ns))
+    }
+}
+
+impl Drop for Bpftrace {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGINT) };
+        let _ = self.0.wait();
+    }
+}
+
+/// ns per run of each hook's bpftrace `count()` under [`hook_load`], in the bench's order.
+fn bpftrace_round() -> Vec<f64> {
+    let attached: Vec<Bpftrace> = HOOKS.iter().map(|h| Bpftrace::attach(h.bpftrace)).collect();
+    let before: Vec<(u64, u64)> = attached.iter().map(Bpftrace::stats).collect();
+    hook_load();
+    attached
+        .iter()
+        .zip(before)
+        .map(|(b, (r0, t0))| {
+            let (r1, t1) = b.stats();
+            (t1 - t0) as f64 / (r1 - r0).max(1) as f64
+        })
+        .collect()
+}
+
+/// The tracer's ns per call of each hook under [`hook_load`], recording to a file.
+fn reaper_trace_round() -> Vec<Option<f64>> {
+    let out = TempPath::new("bench-cost.jsonl");
+    let rec = start_recorder(&out);
+    let before = program_stats(rec.id());
+    hook_load();
+    let after = program_stats(rec.id());
+    stop(rec);
+    let delta: Stats = after
+        .iter()
+        .map(|(n, r, t)| {
+            let (r0, t0) = before
+                .iter()
+                .find(|(b, _, _)| b == n)
+                .map(|(_, r, t)| (*r, *t))
+                .unwrap_or((0, 0));
+            (n.clone(), r - r0, t - t0)
+        })
+        .collect();
+    HOOKS.iter().map(|h| per_call(&delta, h.program)).collect()
+}
+
+/// The floor programs' ns per run under [`hook_load`].
+fn floor_round() -> Vec<Option<f64>> {
     let mut floor = Command::new(reaper_trace())
         .arg("floor")
         .stdout(Stdio::piped())
@@ -176,13 +324,29 @@ fn floor_stats() -> (Vec<(String, u64, u64)>, f64) {
         &mut std::io::BufReader::new(floor.stdout.take().expect("piped")),
         &mut line,
     );
-    fork_storm(FORKS);
-    let before_ping = program_stats(floor.id());
-    ping_pong(PINGS);
-    let stats = program_stats(floor.id());
+    let before = program_stats(floor.id());
+    hook_load();
+    let after = program_stats(floor.id());
     stop(floor);
-    let live = switch_delta(&before_ping, &stats);
-    (stats, live)
+    HOOKS
+        .iter()
+        .map(|h| {
+            let find = |s: &Stats| {
+                s.iter()
+                    .find(|(n, _, _)| n == h.floor)
+                    .map(|(_, r, t)| (*r, *t))
+            };
+            let ((r0, t0), (r1, t1)) = (find(&before)?, find(&after)?);
+            Some((t1 - t0) as f64 / (r1 - r0).max(1) as f64)
+        })
+        .collect()
+}
+
+fn min_max(v: &[f64]) -> (f64, f64) {
+    v.iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| {
+            (lo.min(*x), hi.max(*x))
+        })
 }
 
 fn start_recorder(out: &TempPath) -> Child {
@@ -213,46 +377,60 @@ fn main() {
         "the bench attaches eBPF programs: run `cargo xtask bench` as root"
     );
     println!(
-        "reaper-trace bench ({} CPUs)",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+        "reaper-trace bench ({} CPUs, Linux {})",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim()
     );
-
-    // Warm up, then alternate untraced and traced rounds so drift hits both; report medians.
-    fork_storm(2_000);
-    let mut base_fork = Vec::new();
-    let mut base_ping = Vec::new();
-    let mut traced_fork = Vec::new();
-    let mut traced_ping = Vec::new();
-    let (mut storm_cpu, mut storm_secs, mut ping_cpu, mut rss) = (0.0, 0.0, 0.0, 0);
-    let (mut events, mut lost) = (0usize, 0u64);
-    let mut stats = Vec::new();
-    let mut live_switch = 0.0;
     let stats_before = std::fs::read_to_string(BPF_STATS).unwrap_or_default();
     let _ = std::fs::write(BPF_STATS, "1");
+    // Warm up.
+    fork_storm(2_000);
+    // `--costs`: only the programs' costs (for comparing builds of the programs quickly).
+    if !std::env::args().any(|a| a == "--costs") {
+        throughput();
+    }
+    program_costs();
+    if !stats_before.trim().is_empty() {
+        let _ = std::fs::write(BPF_STATS, stats_before.trim());
+    }
+}
+
+/// Untraced and traced rounds alternated, so drift hits both; the ratio of each pair, and
+/// the recorder's own CPU during the traced fork storms.
+fn throughput() {
+    let (mut fork_ratios, mut ping_ratios) = (Vec::new(), Vec::new());
+    let (mut base_fork, mut traced_fork) = (Vec::new(), Vec::new());
+    let (mut storm_cpu, mut storm_secs, mut ping_cpu, mut rss) = (0.0, 0.0, 0.0, 0);
+    let (mut events, mut lost) = (0usize, 0u64);
     for _ in 0..ROUNDS {
-        base_fork.push(fork_storm(FORKS));
-        base_ping.push(ping_pong(PINGS));
+        let untraced_fork = fork_storm(FORKS);
+        let untraced_ping = ping_pong(PINGS);
 
         let out = TempPath::new("bench.jsonl");
         let rec = start_recorder(&out);
         let pid = rec.id();
         let cpu0 = cpu_seconds(pid);
         let t0 = Instant::now();
-        traced_fork.push(fork_storm(FORKS));
-        // Let the recorder drain what the storm produced before reading its CPU time.
+        let fork = fork_storm(FORKS);
+        let storm = t0.elapsed().as_secs_f64();
+        // Let the recorder drain what the storm produced before reading its CPU time: the
+        // CPU it spent on the storm's records, over the storm's own duration.
         std::thread::sleep(Duration::from_millis(700));
-        storm_secs += t0.elapsed().as_secs_f64();
         let cpu1 = cpu_seconds(pid);
-        let before_ping = program_stats(pid);
-        traced_ping.push(ping_pong(PINGS));
+        let ping = ping_pong(PINGS);
         let cpu2 = cpu_seconds(pid);
-        stats = program_stats(pid);
-        live_switch = switch_delta(&before_ping, &stats);
+        storm_secs += storm;
         storm_cpu += cpu1 - cpu0;
         ping_cpu += cpu2 - cpu1;
         rss = rss.max(peak_rss_kib(pid));
         stop(rec);
 
+        fork_ratios.push(fork / untraced_fork);
+        ping_ratios.push(ping / untraced_ping);
+        base_fork.push(untraced_fork);
+        traced_fork.push(fork);
         let text = std::fs::read_to_string(&out.0).unwrap_or_default();
         events += text.lines().count().saturating_sub(1);
         lost += text
@@ -261,83 +439,76 @@ fn main() {
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?["count"].as_u64())
             .sum::<u64>();
     }
-    // The floor: empty programs on the same hooks, under the same load.
-    let (floor, floor_live_switch) = floor_stats();
-    if !stats_before.trim().is_empty() {
-        let _ = std::fs::write(BPF_STATS, stats_before.trim());
-    }
-    let (base_fork, base_ping) = (median(base_fork), median(base_ping));
-    let (traced_fork, traced_ping) = (median(traced_fork), median(traced_ping));
-    println!(
-        "fork+exit+wait   untraced {base_fork:>9.0}/s   traced {traced_fork:>9.0}/s   ratio {:.3}",
-        traced_fork / base_fork
+    println!("throughput, traced over untraced, {ROUNDS} alternated rounds: median (min-max)");
+    let show = |what: &str, ratios: &[f64], target: &str| {
+        let (lo, hi) = min_max(ratios);
+        println!(
+            "  {what:44} {:.3} ({lo:.3}-{hi:.3}){target}",
+            median(ratios.to_vec())
+        );
+    };
+    show(
+        &format!(
+            "fork+exit+wait storm ({:.0}/s untraced)",
+            median(base_fork.clone())
+        ),
+        &fork_ratios,
+        "   target >= 0.97",
     );
+    show("pipe ping-pong pinned to one CPU", &ping_ratios, "");
     println!(
-        "pipe ping-pong   untraced {base_ping:>9.0}/s   traced {traced_ping:>9.0}/s   ratio {:.3}",
-        traced_ping / base_ping
-    );
-    println!(
-        "recorder CPU during the fork storms: {storm_cpu:.2} s over {storm_secs:.2} s ({:.0}% of one CPU) at {:.0} events/s",
+        "recorder CPU during the fork storms (recording to a file): {:.1}% of one CPU ({storm_cpu:.2} s over {storm_secs:.2} s of storm, {:.0} events/s)   target <= 3%",
         100.0 * storm_cpu / storm_secs,
         events as f64 / storm_secs
     );
     println!("recorder CPU during ping-pong (context switches only): {ping_cpu:.2} s");
     println!("recorder peak RSS: {rss} KiB; events written: {events}; lost: {lost}");
-    println!(
-        "kernel programs, last round (kernel.bpf_stats_enabled), beside the floor (an empty program on the same hook, same load):"
-    );
-    println!(
-        "  {:28} {:>10} {:>10} {:>12} {:>10}",
-        "program", "runs", "ns/run", "floor ns/run", "above floor"
-    );
-    let per_run = |runs: u64, ns: u64| ns as f64 / runs.max(1) as f64;
-    for (name, runs, ns) in &stats {
-        let ours = per_run(*runs, *ns);
-        let floor = FLOORS
-            .iter()
-            .find(|(prog, _)| prog == name)
-            .and_then(|(_, f)| floor.iter().find(|(n, _, _)| n == f))
-            .map(|(_, r, n)| per_run(*r, *n));
-        match floor {
-            Some(f) => println!(
-                "  {name:28} {runs:>10} {ours:>10.0} {f:>12.0} {:>10.0}",
-                ours - f
-            ),
-            None => println!(
-                "  {name:28} {runs:>10} {ours:>10.0} {:>12} {:>10}",
-                "-", "-"
-            ),
-        }
+}
+
+/// Each hook's program beside bpftrace's `count()` on the same tracepoint and the empty
+/// floor program, under the same load, in alternated rounds.
+fn program_costs() {
+    let (mut ours, mut counts) = (Vec::new(), Vec::new());
+    for _ in 0..COST_ROUNDS {
+        ours.push(reaper_trace_round());
+        counts.push(bpftrace_round());
     }
-    // A hook with standby copies runs all of them on every call: what the hook costs is
-    // their sum over the primary's calls.
-    for hook in [
-        "sched_process_fork",
-        "sched_process_exec",
-        "sched_process_exit",
-        "sched_process_free",
-    ] {
-        let copies: Vec<&(String, u64, u64)> = stats
-            .iter()
-            .filter(|(n, _, _)| n == hook || n.starts_with(&format!("{hook}_standby")))
-            .collect();
-        let Some((_, calls, _)) = stats.iter().find(|(n, _, _)| n == hook) else {
+    let floor = floor_round();
+    println!(
+        "kernel programs, ns per call (kernel.bpf_stats_enabled; standby copies included where attached), {COST_ROUNDS} alternated rounds: median (min-max)"
+    );
+    println!(
+        "  {:20} {:>20} {:>20} {:>6} {:>18} {:>7}",
+        "hook", "reaper-trace", "bpftrace count()", "floor", "ratio to count()", "target"
+    );
+    for (i, hook) in HOOKS.iter().enumerate() {
+        let mine: Vec<f64> = ours.iter().filter_map(|r| r[i]).collect();
+        if mine.is_empty() {
             continue;
-        };
-        if copies.len() > 1 {
-            let total: u64 = copies.iter().map(|(_, _, ns)| ns).sum();
-            println!(
-                "  {hook} with its {} standby copies: {:.0} ns per call",
-                copies.len() - 1,
-                per_run(*calls, total)
-            );
         }
+        let theirs: Vec<f64> = counts.iter().map(|r| r[i]).collect();
+        let ratios: Vec<f64> = ours
+            .iter()
+            .zip(&counts)
+            .filter_map(|(o, c)| Some(o[i]? / c[i]))
+            .collect();
+        let range = |v: &[f64]| {
+            let (lo, hi) = min_max(v);
+            format!("{:.0} ({lo:.0}-{hi:.0})", median(v.to_vec()))
+        };
+        let (lo, hi) = min_max(&ratios);
+        println!(
+            "  {:20} {:>20} {:>20} {:>6} {:>18} {:>7}",
+            hook.program,
+            range(&mine),
+            range(&theirs),
+            floor[i].map_or("-".into(), |f| format!("{f:.0}")),
+            format!("{:.2} ({lo:.2}-{hi:.2})", median(ratios.clone())),
+            if hook.target.is_nan() {
+                "-".to_string()
+            } else {
+                format!("<= {}", hook.target)
+            }
+        );
     }
-    println!(
-        "  sched_switch of live tasks only (ping-pong, no exits): {live_switch:.0} ns/run, floor {floor_live_switch:.0}, above floor {:.0}",
-        live_switch - floor_live_switch
-    );
-    println!(
-        "(medians of {ROUNDS} alternating rounds; a ratio near 1.0 means tracing costs little)"
-    );
 }
