@@ -268,8 +268,9 @@ impl Bpftrace {
 
 impl Drop for Bpftrace {
     fn drop(&mut self) {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGINT) };
+        // Killed, not interrupted: its counts were read already, and bpftrace 0.17 missed a
+        // SIGINT now and then (and ran on). Its programs detach as its descriptors close.
+        let _ = self.0.kill();
         let _ = self.0.wait();
     }
 }
@@ -290,9 +291,9 @@ fn bpftrace_round() -> Vec<f64> {
 }
 
 /// The tracer's ns per call of each hook under [`hook_load`], recording to a file.
-fn reaper_trace_round() -> Vec<Option<f64>> {
+fn reaper_trace_round(bin: &std::path::Path) -> Vec<Option<f64>> {
     let out = TempPath::new("bench-cost.jsonl");
-    let rec = start_recorder(&out);
+    let rec = start_recorder(bin, &out);
     let before = program_stats(rec.id());
     hook_load();
     let after = program_stats(rec.id());
@@ -342,6 +343,26 @@ fn floor_round() -> Vec<Option<f64>> {
         .collect()
 }
 
+/// The other build's figure for hook `i` and its ratio to `count()`, round by round.
+fn compare(others: &[Vec<Option<f64>>], counts: &[Vec<f64>], i: usize) -> String {
+    let mine: Vec<f64> = others.iter().filter_map(|r| r[i]).collect();
+    if mine.is_empty() {
+        return String::new();
+    }
+    let ratios: Vec<f64> = others
+        .iter()
+        .zip(counts)
+        .filter_map(|(o, c)| Some(o[i]? / c[i]))
+        .collect();
+    format!(
+        "   {:.0} ({:.0}-{:.0}), {:.2}",
+        median(mine.clone()),
+        min_max(&mine).0,
+        min_max(&mine).1,
+        median(ratios)
+    )
+}
+
 fn min_max(v: &[f64]) -> (f64, f64) {
     v.iter()
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| {
@@ -349,10 +370,16 @@ fn min_max(v: &[f64]) -> (f64, f64) {
         })
 }
 
-fn start_recorder(out: &TempPath) -> Child {
-    let child = Command::new(reaper_trace())
+/// Arguments after `--` on the bench's command line, given to `record` (e.g. `--ring-mib 1`).
+fn record_args() -> Vec<String> {
+    std::env::args().skip_while(|a| a != "--").skip(1).collect()
+}
+
+fn start_recorder(bin: &std::path::Path, out: &TempPath) -> Child {
+    let child = Command::new(bin)
         .args(["record", "-q", "-o"])
         .arg(&out.0)
+        .args(record_args())
         .stderr(Stdio::inherit())
         .spawn()
         .expect("reaper-trace starts");
@@ -384,13 +411,16 @@ fn main() {
             .trim()
     );
     let stats_before = std::fs::read_to_string(BPF_STATS).unwrap_or_default();
-    let _ = std::fs::write(BPF_STATS, "1");
     // Warm up.
     fork_storm(2_000);
     // `--costs`: only the programs' costs (for comparing builds of the programs quickly).
     if !std::env::args().any(|a| a == "--costs") {
+        // Without the kernel's statistics, as users run it: they cost every program run two
+        // clock reads.
+        let _ = std::fs::write(BPF_STATS, "0");
         throughput();
     }
+    let _ = std::fs::write(BPF_STATS, "1");
     program_costs();
     if !stats_before.trim().is_empty() {
         let _ = std::fs::write(BPF_STATS, stats_before.trim());
@@ -404,13 +434,17 @@ fn throughput() {
     let (mut base_fork, mut traced_fork) = (Vec::new(), Vec::new());
     let (mut storm_cpu, mut storm_secs, mut ping_cpu, mut rss) = (0.0, 0.0, 0.0, 0);
     let (mut events, mut lost) = (0usize, 0u64);
-    for _ in 0..ROUNDS {
-        let untraced_fork = fork_storm(FORKS);
-        let untraced_ping = ping_pong(PINGS);
+    for round in 0..ROUNDS {
+        // Untraced first in even rounds, last in odd ones: a machine drifting faster or
+        // slower over the run favours neither side.
+        let untraced = || (fork_storm(FORKS), ping_pong(PINGS));
+        let before = (round % 2 == 0).then(untraced);
 
         let out = TempPath::new("bench.jsonl");
-        let rec = start_recorder(&out);
+        let rec = start_recorder(&reaper_trace(), &out);
         let pid = rec.id();
+        // Past its start-up (the first look at /proc's tasks), before the storm.
+        std::thread::sleep(Duration::from_millis(300));
         let cpu0 = cpu_seconds(pid);
         let t0 = Instant::now();
         let fork = fork_storm(FORKS);
@@ -426,6 +460,7 @@ fn throughput() {
         ping_cpu += cpu2 - cpu1;
         rss = rss.max(peak_rss_kib(pid));
         stop(rec);
+        let (untraced_fork, untraced_ping) = before.unwrap_or_else(untraced);
 
         fork_ratios.push(fork / untraced_fork);
         ping_ratios.push(ping / untraced_ping);
@@ -468,18 +503,37 @@ fn throughput() {
 /// Each hook's program beside bpftrace's `count()` on the same tracepoint and the empty
 /// floor program, under the same load, in alternated rounds.
 fn program_costs() {
-    let (mut ours, mut counts) = (Vec::new(), Vec::new());
+    // For work on the programs: `REAPER_TRACE_COMPARE=BIN` measures another build's programs
+    // in the same rounds (one run on this machine compares; two runs do not).
+    let other = std::env::var_os("REAPER_TRACE_COMPARE").map(std::path::PathBuf::from);
+    let (mut ours, mut counts, mut others) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..COST_ROUNDS {
-        ours.push(reaper_trace_round());
+        ours.push(reaper_trace_round(&reaper_trace()));
         counts.push(bpftrace_round());
+        if let Some(bin) = &other {
+            others.push(reaper_trace_round(bin));
+        }
     }
     let floor = floor_round();
     println!(
         "kernel programs, ns per call (kernel.bpf_stats_enabled; standby copies included where attached), {COST_ROUNDS} alternated rounds: median (min-max)"
     );
+    if let Some(bin) = &other {
+        println!("  (the other build: {})", bin.display());
+    }
     println!(
-        "  {:20} {:>20} {:>20} {:>6} {:>18} {:>7}",
-        "hook", "reaper-trace", "bpftrace count()", "floor", "ratio to count()", "target"
+        "  {:20} {:>20} {:>20} {:>6} {:>18} {:>7}{}",
+        "hook",
+        "reaper-trace",
+        "bpftrace count()",
+        "floor",
+        "ratio to count()",
+        "target",
+        if other.is_some() {
+            "   other build, ratio"
+        } else {
+            ""
+        }
     );
     for (i, hook) in HOOKS.iter().enumerate() {
         let mine: Vec<f64> = ours.iter().filter_map(|r| r[i]).collect();
@@ -498,7 +552,7 @@ fn program_costs() {
         };
         let (lo, hi) = min_max(&ratios);
         println!(
-            "  {:20} {:>20} {:>20} {:>6} {:>18} {:>7}",
+            "  {:20} {:>20} {:>20} {:>6} {:>18} {:>7}{}",
             hook.program,
             range(&mine),
             range(&theirs),
@@ -508,7 +562,8 @@ fn program_costs() {
                 "-".to_string()
             } else {
                 format!("<= {}", hook.target)
-            }
+            },
+            compare(&others, &counts, i)
         );
     }
 }
