@@ -19,13 +19,26 @@ impl Prometheus {
     /// Starts Prometheus scraping `target` (`host:port`, path /metrics); `Err` when it is not
     /// installed or does not come up.
     pub fn start(target: &str) -> Result<Self, String> {
+        Self::start_with_rules(target, false)
+    }
+
+    /// [`Prometheus::start`], evaluating `packaging/prometheus/reaper-trace.rules.yml` every
+    /// second with every `for:` cut to 2 s (a test cannot wait the real 5 to 10 minutes; the
+    /// rules' unit tests check those).
+    pub fn start_with_rules(target: &str, rules: bool) -> Result<Self, String> {
         let dir = TempPath::new("prometheus");
         std::fs::create_dir_all(&dir.0).map_err(|e| e.to_string())?;
+        let mut rule_files = String::new();
+        if rules {
+            let path = dir.0.join("reaper-trace.rules.yml");
+            std::fs::write(&path, quick_rules()).map_err(|e| e.to_string())?;
+            rule_files = format!("rule_files:\n  - {}\n", path.display());
+        }
         let config = dir.0.join("prometheus.yml");
         std::fs::write(
             &config,
             format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: reaper-trace\n    static_configs:\n      - targets: ['{target}']\n"
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n{rule_files}scrape_configs:\n  - job_name: reaper-trace\n    static_configs:\n      - targets: ['{target}']\n"
             ),
         )
         .map_err(|e| e.to_string())?;
@@ -80,4 +93,27 @@ impl Prometheus {
         let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
         v["data"]["result"].as_array().cloned().unwrap_or_default()
     }
+
+    /// The alerts named `name` firing now, each as its labels.
+    pub fn firing(&self, name: &str) -> Vec<Value> {
+        self.query(&format!(
+            r#"ALERTS{{alertname="{name}",alertstate="firing"}}"#
+        ))
+        .into_iter()
+        .map(|r| r["metric"].clone())
+        .collect()
+    }
+}
+
+/// The packaged rules with every `for:` duration cut to 2 s.
+pub fn quick_rules() -> String {
+    let path = crate::workspace_root().join("packaging/prometheus/reaper-trace.rules.yml");
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(|line| match line.split_once("for: ") {
+            Some((indent, _)) if indent.trim().is_empty() => format!("{indent}for: 2s\n"),
+            _ => format!("{line}\n"),
+        })
+        .collect()
 }

@@ -257,9 +257,9 @@ fn docker_exec_orphans_are_held_by_pid_1_and_doctor_names_it() {
         "{replayed}"
     );
 
-    // A real Prometheus scrapes the daemon: the zombie gauge for that container, through its
-    // HTTP API.
-    let prometheus = match Prometheus::start(&daemon.metrics) {
+    // A real Prometheus scrapes the daemon and evaluates the packaged rules: the zombie gauge
+    // for that container, through its HTTP API, and the alert for the process holding them.
+    let prometheus = match Prometheus::start_with_rules(&daemon.metrics, true) {
         Ok(p) => p,
         Err(reason) => {
             docker::skip("the Prometheus part of the Docker test", &reason);
@@ -299,4 +299,46 @@ fn docker_exec_orphans_are_held_by_pid_1_and_doctor_names_it() {
             .is_some_and(|v| v.parse::<f64>().unwrap_or(0.0) >= 1.0),
         "{unreaping:?}"
     );
+
+    // The alert names the container and its PID 1, and only it; once the container is gone
+    // (its zombies with it), it clears.
+    let held = |p: &Prometheus| -> Vec<Value> {
+        p.firing("ReaperTraceZombiesHeld")
+            .into_iter()
+            .filter(|a| {
+                a["container"] == plain.name.as_str() || a["container"] == with_init.name.as_str()
+            })
+            .collect()
+    };
+    let firing = wait_for(&prometheus, "ReaperTraceZombiesHeld to fire", |p| {
+        let a = held(p);
+        (!a.is_empty()).then_some(a)
+    });
+    assert_eq!(firing.len(), 1, "{firing:?}");
+    assert_eq!(firing[0]["container"], plain.name.as_str(), "{firing:?}");
+    assert_eq!(firing[0]["reaper"], "sleep", "{firing:?}");
+    assert_eq!(firing[0]["severity"], "warning", "{firing:?}");
+    docker::docker_ok(&["rm", "-f", &plain.name]);
+    wait_for(&prometheus, "ReaperTraceZombiesHeld to clear", |p| {
+        held(p).is_empty().then_some(())
+    });
+    let down = prometheus.firing("ReaperTraceDown");
+    assert!(down.is_empty(), "the daemon is up: {down:?}");
+}
+
+/// Polls `check` on Prometheus for up to 60 s (the rules run every second, `for:` is 2 s
+/// here, a scrape every second).
+fn wait_for<T>(p: &Prometheus, what: &str, check: impl Fn(&Prometheus) -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(v) = check(p) {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {what} within 60 s; alerts: {:?}",
+            p.query("ALERTS")
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
