@@ -10,6 +10,7 @@ use std::process::{Command, ExitCode};
 use anyhow::{Context, Result, bail};
 use clap::{CommandFactory, Parser, Subcommand};
 
+mod image;
 mod install;
 mod vm;
 
@@ -129,6 +130,9 @@ enum Cmd {
     /// The binaries go in DIR/bin, their shell completions and man pages where bash, zsh, fish
     /// and man look under DIR.
     Install(install::InstallArgs),
+    /// Build the container image (docker build, no base image pulled) of
+    /// packaging/image/Dockerfile: the optimized binary and the libraries it loads
+    Image(image::ImageArgs),
 }
 
 /// `--kernels`' value, split at commas: blanks around a name and empty names are dropped.
@@ -289,10 +293,13 @@ fn build(release: bool) -> Result<PathBuf> {
         args.push("--release");
     }
     run(&mut cargo(&args))?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
+    Ok(target_dir().join(if release { "release" } else { "debug" }))
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target"));
-    Ok(target.join(if release { "release" } else { "debug" }))
+        .unwrap_or_else(|| root().join("target"))
 }
 
 fn main() -> ExitCode {
@@ -483,6 +490,23 @@ fn execute(command: Option<Cmd>) -> Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+        Cmd::Image(image::ImageArgs { tag, binary }) => {
+            apt_install(&missing_debs(&["docker.io"]))?;
+            if !succeeds(Command::new("docker").arg("info")) {
+                bail!(
+                    "docker does not answer: start it (`systemctl start docker`, or `dockerd &`)"
+                );
+            }
+            let binary = match binary {
+                Some(path) => path,
+                None => {
+                    setup(false)?;
+                    build(true)?.join("reaper-trace")
+                }
+            };
+            image::build(&root(), &target_dir().join("image"), &binary, &tag)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Install(install::InstallArgs { prefix }) => {
             setup(false)?;
             let dir = build(true)?;
@@ -580,6 +604,20 @@ mod tests {
             }))
         );
         assert!(parse("cargo-xtask bench --startup --daemon-soak").is_err());
+        assert_eq!(
+            parse("cargo-xtask image"),
+            Ok(Some(Cmd::Image(image::ImageArgs {
+                tag: image::DEFAULT_TAG.into(),
+                binary: None
+            })))
+        );
+        assert_eq!(
+            parse("cargo-xtask image --tag rt:1 --binary /tmp/rt"),
+            Ok(Some(Cmd::Image(image::ImageArgs {
+                tag: "rt:1".into(),
+                binary: Some("/tmp/rt".into())
+            })))
+        );
         assert_eq!(
             parse("cargo-xtask vm-test --check-only"),
             Ok(Some(Cmd::VmTest {
