@@ -181,6 +181,11 @@ struct DaemonArgs {
     /// make room. A connection that sends no request within 10 s is closed.
     #[arg(long, value_name = "N", default_value_t = daemon::exporter::DEFAULT_MAX_CONNECTIONS as u16, value_parser = clap::value_parser!(u16).range(1..))]
     max_connections: u16,
+    /// Serve the metrics over TLS and/or behind a password: a web configuration file in the
+    /// format of Prometheus's exporter-toolkit (tls_server_config: cert_file, key_file,
+    /// min_version; basic_auth_users: bcrypt hashes).
+    #[arg(long, value_name = "FILE")]
+    web_config: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -362,6 +367,7 @@ fn run(cli: Cli) -> Result<i32> {
                 max_connections: a.max_connections.into(),
                 ..Default::default()
             },
+            web_config: a.web_config,
         })),
         Command::Floor => runtime()?.block_on(async {
             reaper_trace::preflight::check_privileges()?;

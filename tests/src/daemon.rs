@@ -23,6 +23,19 @@ impl Daemon {
     /// [`Daemon::start`] with the daemon run by a wrapper command, e.g.
     /// `["prlimit", "--nofile=1024:20000", "--"]`.
     pub fn start_under(wrapper: &[&str], socket: PathBuf, args: &[&str]) -> Self {
+        Self::start_when(wrapper, socket, args, |metrics| {
+            http_get(metrics, "/metrics").is_some()
+        })
+    }
+
+    /// [`Daemon::start_under`], ready once `ready(metrics address)` says so (a daemon serving
+    /// over TLS or behind a password answers no plain request).
+    pub fn start_when(
+        wrapper: &[&str],
+        socket: PathBuf,
+        args: &[&str],
+        ready: impl Fn(&str) -> bool,
+    ) -> Self {
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
@@ -53,7 +66,7 @@ impl Daemon {
             metrics,
         };
         let deadline = Instant::now() + Duration::from_secs(60);
-        while http_get(&d.metrics, "/metrics").is_none() {
+        while !ready(&d.metrics) {
             if let Some(status) = d.child.try_wait() {
                 panic!("the daemon exited ({status}): {}", d.child.stderr());
             }

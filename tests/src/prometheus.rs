@@ -26,6 +26,17 @@ impl Prometheus {
     /// second with every `for:` cut to 2 s (a test cannot wait the real 5 to 10 minutes; the
     /// rules' unit tests check those).
     pub fn start_with_rules(target: &str, rules: bool) -> Result<Self, String> {
+        Self::start_with(
+            &format!(
+                "  - job_name: reaper-trace\n    static_configs:\n      - targets: ['{target}']\n"
+            ),
+            rules,
+        )
+    }
+
+    /// Prometheus with these `scrape_configs` entries (YAML, indented under the key), every
+    /// second.
+    pub fn start_with(scrape_configs: &str, rules: bool) -> Result<Self, String> {
         let dir = TempPath::new("prometheus");
         std::fs::create_dir_all(&dir.0).map_err(|e| e.to_string())?;
         let mut rule_files = String::new();
@@ -38,7 +49,7 @@ impl Prometheus {
         std::fs::write(
             &config,
             format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n{rule_files}scrape_configs:\n  - job_name: reaper-trace\n    static_configs:\n      - targets: ['{target}']\n"
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n{rule_files}scrape_configs:\n{scrape_configs}"
             ),
         )
         .map_err(|e| e.to_string())?;

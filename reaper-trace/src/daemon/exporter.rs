@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 use super::backoff::Acceptor;
+use super::web_config::{Users, WebConfig};
 use crate::metrics::{ClosedLabels, Metrics, ServerMetrics};
 
 pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
@@ -66,8 +67,8 @@ impl Open {
     }
 }
 
-fn router(metrics: Arc<Mutex<Metrics>>) -> axum::Router {
-    axum::Router::new().route(
+fn router(metrics: Arc<Mutex<Metrics>>, users: Option<Arc<Users>>) -> axum::Router {
+    let app = axum::Router::new().route(
         "/metrics",
         axum::routing::get(move || {
             let m = metrics.clone();
@@ -82,17 +83,56 @@ fn router(metrics: Arc<Mutex<Metrics>>) -> axum::Router {
                 )
             }
         }),
-    )
+    );
+    match users {
+        Some(users) => app.layer(axum::middleware::from_fn(move |request, next| {
+            authenticated(users.clone(), request, next)
+        })),
+        None => app,
+    }
 }
 
-/// Serves `/metrics` on `listener` until the task is aborted.
+/// Lets a request through only with the user and password of `basic_auth_users`; else 401
+/// with the challenge Prometheus and curl answer. The bcrypt check runs off the async
+/// threads, so a slow check does not hold up other connections.
+async fn authenticated(
+    users: Arc<Users>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::http::{StatusCode, header};
+    use axum::response::IntoResponse;
+    let authorization = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(String::from);
+    let allowed = tokio::task::spawn_blocking(move || users.allows(authorization.as_deref()))
+        .await
+        .unwrap_or(false);
+    if allowed {
+        next.run(request).await
+    } else {
+        (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Basic realm=\"reaper-trace\"")],
+            "Unauthorized\n",
+        )
+            .into_response()
+    }
+}
+
+/// Serves `/metrics` on `listener` until the task is aborted, over TLS and behind a password
+/// where `web` asks for them.
 pub async fn serve(
     listener: TcpListener,
     metrics: Arc<Mutex<Metrics>>,
     server: ServerMetrics,
     limits: Limits,
+    web: WebConfig,
 ) {
-    let app = router(metrics);
+    let app = router(metrics, web.users.clone());
+    let tls = web.tls.map(tokio_rustls::TlsAcceptor::from);
     let open = Arc::new(Mutex::new(Open::default()));
     let mut acceptor = Acceptor::new(
         server
@@ -119,16 +159,39 @@ pub async fn serve(
         let service = TowerToHyperService::new(app.clone());
         let open = open.clone();
         let server = server.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let mut http = hyper::server::conn::http1::Builder::new();
-            http.timer(TokioTimer::new())
-                .header_read_timeout(limits.header_timeout)
-                .max_header_size(MAX_HEADER_BYTES);
-            let conn = http.serve_connection(TokioIo::new(stream), service);
+            let timed_out = || {
+                server
+                    .closed
+                    .get_or_create(&ClosedLabels {
+                        listener: "metrics",
+                        reason: "timeout",
+                    })
+                    .inc()
+            };
+            let served = async {
+                match tls {
+                    // The handshake within the header timeout too: a client that opens a
+                    // connection and says nothing holds it no longer over TLS.
+                    Some(tls) => {
+                        match tokio::time::timeout(limits.header_timeout, tls.accept(stream)).await
+                        {
+                            Ok(Ok(stream)) => serve_http(stream, service, limits).await,
+                            Ok(Err(_)) => Ok(()),
+                            Err(_) => {
+                                timed_out();
+                                Ok(())
+                            }
+                        }
+                    }
+                    None => serve_http(stream, service, limits).await,
+                }
+            };
             tokio::select! {
-                r = conn => {
+                r = served => {
                     if r.is_err_and(|e| e.is_timeout()) {
-                        server.closed.get_or_create(&ClosedLabels { listener: "metrics", reason: "timeout" }).inc();
+                        timed_out();
                     }
                     open.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
                 }
@@ -138,6 +201,22 @@ pub async fn serve(
             server.http_connections.dec();
         });
     }
+}
+
+/// HTTP/1.1 on one connection, plain or TLS, with the header timeout and size limit.
+async fn serve_http<S>(
+    stream: S,
+    service: TowerToHyperService<axum::Router>,
+    limits: Limits,
+) -> hyper::Result<()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_header_size(MAX_HEADER_BYTES);
+    http.serve_connection(TokioIo::new(stream), service).await
 }
 
 #[cfg(test)]
@@ -201,7 +280,7 @@ mod tests {
                     .unwrap();
                 rt.block_on(async {
                     let listener = TcpListener::from_std(std_listener).unwrap();
-                    serve(listener, metrics, server, limits).await
+                    serve(listener, metrics, server, limits, WebConfig::default()).await
                 })
             });
         }

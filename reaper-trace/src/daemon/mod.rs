@@ -23,6 +23,7 @@ pub(crate) mod client;
 pub mod exporter;
 mod socket_file;
 mod stream;
+pub mod web_config;
 
 pub const DEFAULT_METRICS: &str = "127.0.0.1:9750";
 pub const DEFAULT_SOCKET: &str = "/run/reaper-trace.sock";
@@ -35,6 +36,8 @@ pub struct DaemonOptions {
     pub zombie_threshold: Duration,
     pub ring_bytes: u32,
     pub limits: exporter::Limits,
+    /// `--web-config`: TLS and basic authentication for the metrics.
+    pub web_config: Option<PathBuf>,
 }
 
 /// Raises the soft limit on open files to the hard one: every connection is a file, and a
@@ -83,6 +86,15 @@ pub async fn run(opts: DaemonOptions) -> Result<i32> {
     crate::preflight::check_privileges()?;
     let file_limit = raise_file_limit();
     // Everything a user can get wrong is checked before the programs are attached.
+    let web = match &opts.web_config {
+        Some(path) => web_config::WebConfig::load(path)?,
+        None => web_config::WebConfig::default(),
+    };
+    if web.users.is_some() && web.tls.is_none() {
+        eprintln!(
+            "reaper-trace: daemon: warning: basic_auth_users without tls_server_config: passwords cross the network in clear text"
+        );
+    }
     let http = listen_tcp(opts.metrics).with_context(|| {
         format!(
             "cannot serve metrics on {}: choose another --metrics address (e.g. 127.0.0.1:9751)",
@@ -106,6 +118,7 @@ pub async fn run(opts: DaemonOptions) -> Result<i32> {
         metrics.clone(),
         server.clone(),
         opts.limits,
+        web.clone(),
     ));
     let mut update = tokio::time::interval(UPDATE_EVERY);
     update.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -117,8 +130,14 @@ pub async fn run(opts: DaemonOptions) -> Result<i32> {
         streamer: None,
         update,
         serving: format!(
-            "reaper-trace: daemon: metrics on http://{}/metrics (at most {} connections), events on {} (open files: {file_limit})",
+            "reaper-trace: daemon: metrics on {}://{}/metrics{} (at most {} connections), events on {} (open files: {file_limit})",
+            web.scheme(),
             opts.metrics,
+            if web.users.is_some() {
+                " (password required)"
+            } else {
+                ""
+            },
             opts.limits.max_connections,
             crate::escape::escape_control(&opts.socket.display().to_string())
         ),
