@@ -24,8 +24,8 @@ const LLVM_PACKAGES: &[&str] = &[
 ];
 /// Used by the tests: reference reaping inits, tmux for the dashboard test, bpftool to check
 /// that no program stays attached, stress-ng for the load test, Docker (started by the
-/// container tests themselves) with busybox-static for its image, Prometheus to scrape the
-/// daemon.
+/// container tests themselves) with busybox-static for its image, Prometheus (and promtool)
+/// to scrape the daemon and check the rules, openssl and curl for the metrics over TLS.
 const TEST_PACKAGES: &[&str] = &[
     "tini",
     "dumb-init",
@@ -36,6 +36,8 @@ const TEST_PACKAGES: &[&str] = &[
     "docker.io",
     "busybox-static",
     "prometheus",
+    "openssl",
+    "curl",
 ];
 /// Used by the bench: bpftrace's `count()` on each hook is the floor the programs are held to.
 const BENCH_PACKAGES: &[&str] = &["bpftrace"];
