@@ -99,8 +99,11 @@ impl ContainerInfo {
     pub fn describe(&self, pidns: u32) -> String {
         let runtime = self.runtime.unwrap_or(Runtime::Unknown);
         let rid = match &self.id {
-            Some(id) => format!("{} {}", runtime.as_str(), short_id(id)),
-            None => runtime.as_str().to_string(),
+            // A name its client gave (`ctr run IMAGE NAME`) is said once.
+            Some(id) if self.name.as_ref() != Some(id) => {
+                format!("{} {}", runtime.as_str(), short_id(id))
+            }
+            _ => runtime.as_str().to_string(),
         };
         match (&self.pod, &self.name) {
             (Some(pod), name) => format!(
@@ -331,6 +334,45 @@ impl Paths {
         }
     }
 
+    /// containerd's clients that name containers themselves (`ctr run IMAGE NAME`): the
+    /// cgroupfs path is `/<namespace>/<name>`, which looks like any other cgroup, so it is
+    /// taken for a container only where containerd keeps that task's bundle (its own
+    /// containerd's state, or the one Docker runs). The name is the container's id.
+    fn containerd_task(&self, cgroup_file: &str) -> Option<(CgroupMatch, String)> {
+        const TASK_DIRS: [&str; 2] = [
+            "run/containerd/io.containerd.runtime.v2.task",
+            "run/docker/containerd/daemon/io.containerd.runtime.v2.task",
+        ];
+        cgroup_file.lines().find_map(|line| {
+            let path = line.splitn(3, ':').nth(2)?;
+            let parts: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
+            let [namespace, id] = parts[..] else {
+                return None;
+            };
+            if [namespace, id]
+                .iter()
+                .any(|c| c.starts_with('.') || c.contains(".slice"))
+            {
+                return None;
+            }
+            TASK_DIRS
+                .iter()
+                .any(|dir| self.at(&format!("{dir}/{namespace}/{id}")).is_dir())
+                .then(|| {
+                    (
+                        CgroupMatch {
+                            runtime: Some(Runtime::Containerd),
+                            id: Some(id.to_string()),
+                            pod_uid: None,
+                            name: Some(id.to_string()),
+                            guessed: false,
+                        },
+                        path.to_string(),
+                    )
+                })
+        })
+    }
+
     /// Kubernetes: the kubelet's log directories name the pod (`/var/log/pods/NS_POD_UID/`)
     /// and the container (`/var/log/containers/POD_NS_CONTAINER-ID.log`).
     fn kubernetes(&self, uid: &str, id: Option<&str>, info: &mut ContainerInfo) {
@@ -388,7 +430,8 @@ fn read_json(path: &Path) -> Option<serde_json::Value> {
 
 /// What a cgroup file's match becomes, with the names found on disk.
 pub fn resolve_from_cgroup(contents: &str, paths: &Paths) -> ContainerInfo {
-    let Some((m, path)) = parse_cgroup_file(contents) else {
+    let Some((m, path)) = parse_cgroup_file(contents).or_else(|| paths.containerd_task(contents))
+    else {
         let cgroup = contents
             .lines()
             .find_map(|l| l.strip_prefix("0::"))
@@ -748,6 +791,22 @@ mod tests {
         .unwrap();
         let info = resolve_from_cgroup(&format!("0::/machine.slice/libpod-{ID}.scope\n"), &paths);
         assert_eq!(info.name.as_deref(), Some("db"));
+
+        // containerd with a name its client gave (`ctr run IMAGE rt-ctr`): a container only
+        // where containerd keeps that task (seen live: a cgroup v1 file, Docker's containerd).
+        let ctr = "9:name=systemd:/rt/rt-ctr\n8:pids:/rt/rt-ctr\n";
+        assert_eq!(
+            resolve_from_cgroup(ctr, &paths).runtime,
+            Some(Runtime::None)
+        );
+        std::fs::create_dir_all(
+            root.join("run/docker/containerd/daemon/io.containerd.runtime.v2.task/rt/rt-ctr"),
+        )
+        .unwrap();
+        let info = resolve_from_cgroup(ctr, &paths);
+        assert_eq!(info.runtime, Some(Runtime::Containerd));
+        assert_eq!(info.name.as_deref(), Some("rt-ctr"));
+        assert_eq!(info.describe(1), "container rt-ctr (containerd)");
 
         // No runtime: `none`, the cgroup kept.
         let info = resolve_from_cgroup("0::/user.slice/x.scope\n", &paths);

@@ -258,3 +258,161 @@ pub fn state_and_ppid(pid: u32) -> Option<(char, u32)> {
     let ppid = f.next()?.parse().ok()?;
     Some((state, ppid))
 }
+
+/// containerd, driven with `ctr` as a user of containerd alone would: the daemon Docker runs
+/// (this machine's containerd), its own namespace, the test image imported from `docker save`
+/// (an archive, no registry).
+pub struct CtrContainer {
+    pub name: String,
+    /// Its PID 1, as the host numbers it.
+    pub init_pid: u32,
+}
+
+const CTR_NAMESPACE: &str = "reaper-trace-test";
+
+/// The socket of a containerd that answers: the system's, else the one dockerd started. (A
+/// socket file nobody listens on makes `ctr` wait 10 s: connected to first.)
+fn containerd_socket() -> Option<&'static str> {
+    static SOCKET: OnceLock<Option<&'static str>> = OnceLock::new();
+    *SOCKET.get_or_init(|| {
+        [
+            "/run/containerd/containerd.sock",
+            "/run/docker/containerd/containerd.sock",
+        ]
+        .into_iter()
+        .find(|s| std::os::unix::net::UnixStream::connect(s).is_ok())
+    })
+}
+
+fn ctr(args: &[&str]) -> Output {
+    let socket = containerd_socket().expect("a containerd answers");
+    Command::new("ctr")
+        .args(["-a", socket, "-n", CTR_NAMESPACE])
+        .args(args)
+        .output()
+        .expect("ctr runs")
+}
+
+fn ctr_ok(args: &[&str]) -> String {
+    let out = ctr(args);
+    assert!(
+        out.status.success(),
+        "ctr {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+impl CtrContainer {
+    /// Docker answering (its containerd with it) and `ctr` installed, or why not.
+    pub fn ready() -> Result<(), String> {
+        ready()?;
+        if !found("ctr") {
+            return Err("ctr is not installed (it comes with docker.io's containerd)".into());
+        }
+        containerd_socket().ok_or("no containerd answers on its socket")?;
+        Ok(())
+    }
+
+    /// `sleep 1000` as PID 1 of a container named `name`, from the test image.
+    pub fn run(name: &str) -> Self {
+        let image = format!("docker.io/library/{IMAGE}");
+        if !ctr_ok(&["images", "ls", "-q"]).lines().any(|l| l == image) {
+            let mut save = Command::new("docker")
+                .args(["save", IMAGE])
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("docker save runs");
+            let socket = containerd_socket().expect("a containerd answers");
+            let import = Command::new("ctr")
+                .args(["-a", socket, "-n", CTR_NAMESPACE, "images", "import", "-"])
+                .stdin(save.stdout.take().expect("piped"))
+                .output()
+                .expect("ctr import runs");
+            let saved = save.wait().expect("docker save ends");
+            assert!(
+                saved.success() && import.status.success(),
+                "docker save ({saved}) | ctr images import: {}",
+                String::from_utf8_lossy(&import.stderr)
+            );
+        }
+        Self::remove(name);
+        ctr_ok(&["run", "-d", &image, name, "sleep", "1000"]);
+        let tasks = ctr_ok(&["tasks", "ls"]);
+        let init_pid = tasks
+            .lines()
+            .find_map(|l| {
+                let mut f = l.split_whitespace();
+                (f.next() == Some(name)).then(|| f.next()?.parse().ok())?
+            })
+            .unwrap_or_else(|| panic!("no task {name}: {tasks}"));
+        Self {
+            name: name.into(),
+            init_pid,
+        }
+    }
+
+    /// The experiment of [`Container`]: parent.sh started, killed, its orphans let exit.
+    pub fn make_orphans_exit(&self) {
+        ctr_ok(&[
+            "tasks",
+            "exec",
+            "-d",
+            "--exec-id",
+            "parent",
+            &self.name,
+            "bash",
+            "/parent.sh",
+        ]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = ctr(&[
+                "tasks",
+                "exec",
+                "--exec-id",
+                "kill",
+                &self.name,
+                "sh",
+                "-c",
+                "kill -9 $(cat /tmp/parent.pid) && sleep 0.3 && touch /tmp/go",
+            ]);
+            if out.status.success() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "parent.sh never started in {}",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        ctr_ok(&[
+            "tasks",
+            "exec",
+            "--exec-id",
+            "release",
+            &self.name,
+            "touch",
+            "/tmp/go2",
+        ]);
+    }
+
+    fn remove(name: &str) {
+        let _ = ctr(&["tasks", "kill", "-s", "KILL", name]);
+        for _ in 0..50 {
+            if ctr(&["tasks", "rm", name]).status.success()
+                || !ctr_ok(&["tasks", "ls"]).contains(name)
+            {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = ctr(&["containers", "rm", name]);
+    }
+}
+
+impl Drop for CtrContainer {
+    fn drop(&mut self) {
+        Self::remove(&self.name);
+    }
+}

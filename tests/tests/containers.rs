@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use reaper_trace_tests::daemon::Daemon;
-use reaper_trace_tests::docker::{self, Container, state_and_ppid};
+use reaper_trace_tests::docker::{self, Container, CtrContainer, state_and_ppid};
 use reaper_trace_tests::prometheus::Prometheus;
 use reaper_trace_tests::{
     ChildGuard, TempPath, Trace, reaper_trace, require_root, wait_for_header,
@@ -54,9 +54,13 @@ fn summary(trace: &Trace, ns: u64) -> String {
         .join("\n")
 }
 
+/// The tests here watch the whole machine: one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn docker_exec_orphans_are_held_by_pid_1_and_doctor_names_it() {
     require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     if let Err(reason) = docker::ready() {
         docker::skip(
             "docker_exec_orphans_are_held_by_pid_1_and_doctor_names_it",
@@ -341,4 +345,48 @@ fn wait_for<T>(p: &Prometheus, what: &str, check: impl Fn(&Prometheus) -> Option
         );
         std::thread::sleep(Duration::from_millis(500));
     }
+}
+
+/// containerd without Docker's names: a container `ctr run` named itself. Its cgroup path
+/// (`/NAMESPACE/NAME` under cgroupfs) looks like any cgroup; containerd's task directory
+/// says it is one. doctor names it and its PID 1. (Before that directory was read, the same
+/// container was `pid namespace N (runtime none)`.)
+#[test]
+fn a_container_ctr_ran_is_named_by_doctor() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if let Err(reason) = CtrContainer::ready() {
+        docker::skip("a_container_ctr_ran_is_named_by_doctor", &reason);
+        return;
+    }
+    let c = CtrContainer::run("reaper-trace-test-ctr");
+    let doctor = Command::new(reaper_trace())
+        .args(["doctor", "-d", "8s", "--zombie-threshold", "1s"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("doctor runs");
+    c.make_orphans_exit();
+    std::thread::sleep(Duration::from_millis(1500));
+    let held = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| state_and_ppid(pid) == Some(('Z', c.init_pid)))
+        .count();
+    assert_eq!(held, 2, "/proc: two zombies held by the container's PID 1");
+    let out = doctor.wait_with_output().expect("doctor ends");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("container {} (containerd): PID 1 `sleep`", c.name)))
+        .unwrap_or_else(|| panic!("doctor did not name {}: {stdout}", c.name));
+    assert!(line.contains("2 zombies"), "{line}");
 }
