@@ -20,22 +20,31 @@ const PARENT_SH: &str = "#!/bin/bash\nbash /child.sh &\necho $$ > /tmp/parent.pi
 const CHILD_SH: &str = "#!/bin/bash\nbash -c 'while [ ! -e /tmp/go2 ]; do sleep 0.1; done' &\nwhile [ ! -e /tmp/go ]; do sleep 0.1; done\n";
 
 pub fn docker(args: &[&str]) -> Output {
-    Command::new("docker")
+    cli("docker", args)
+}
+
+/// `PROGRAM ARGS` for a Docker-like command line (docker, podman).
+fn cli(program: &str, args: &[&str]) -> Output {
+    Command::new(program)
         .args(args)
         .stdin(Stdio::null())
         .output()
-        .expect("docker runs")
+        .unwrap_or_else(|e| panic!("{program} runs: {e}"))
+}
+
+fn cli_ok(program: &str, args: &[&str]) -> String {
+    let out = cli(program, args);
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// `docker ARGS`, which must succeed; its standard output, trimmed.
 pub fn docker_ok(args: &[&str]) -> String {
-    let out = docker(args);
-    assert!(
-        out.status.success(),
-        "docker {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    cli_ok("docker", args)
 }
 
 fn daemon_answers() -> bool {
@@ -184,44 +193,60 @@ pub struct Container {
     pub id: String,
     /// Its PID 1, as the host numbers it.
     pub init_pid: u32,
+    /// The command line that runs it: `docker` or `podman`.
+    program: &'static str,
 }
 
 impl Container {
     pub fn run(name: &str, init: bool) -> Self {
-        let _ = docker(&["rm", "-f", name]);
+        Self::run_with("docker", &[], name, init)
+    }
+
+    /// With `program` (docker, or podman with the image `podman_ready` loaded), and
+    /// `options` for its `run`.
+    pub fn run_with(program: &'static str, options: &[&str], name: &str, init: bool) -> Self {
+        let _ = cli(program, &["rm", "-f", name]);
         let mut args = vec!["run", "-d", "--name", name];
         if init {
             args.push("--init");
         }
+        args.extend(options);
         args.extend([IMAGE, "sleep", "1000"]);
-        let id = docker_ok(&args);
-        let init_pid = docker_ok(&["inspect", "-f", "{{.State.Pid}}", name])
+        let id = cli_ok(program, &args);
+        let init_pid = cli_ok(program, &["inspect", "-f", "{{.State.Pid}}", name])
             .parse()
             .expect("a pid");
         Self {
             name: name.into(),
             id,
             init_pid,
+            program,
         }
     }
 
     /// The article's experiment, started: `docker exec` runs parent.sh, which starts
     /// child.sh. [`Container::kill_parent`] then kills parent.sh.
     pub fn exec_parent(&self) {
-        docker_ok(&["exec", "-d", &self.name, "bash", "/parent.sh"]);
+        cli_ok(
+            self.program,
+            &["exec", "-d", &self.name, "bash", "/parent.sh"],
+        );
     }
 
     /// Kills parent.sh (its orphans are adopted), then lets child.sh exit.
     pub fn kill_parent(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let out = docker(&[
-                "exec",
-                &self.name,
-                "sh",
-                "-c",
-                "kill -9 $(cat /tmp/parent.pid) && sleep 0.3 && touch /tmp/go",
-            ]);
+            let out = cli(
+                self.program,
+                &[
+                    "exec",
+                    &self.name,
+                    "sh",
+                    "-c",
+                    "kill -9 $(cat /tmp/parent.pid) && sleep 0.3 && touch /tmp/go",
+                ],
+            );
             if out.status.success() {
                 return;
             }
@@ -239,14 +264,43 @@ impl Container {
 impl Container {
     /// Lets child.sh's background job exit.
     pub fn release_job(&self) {
-        docker_ok(&["exec", &self.name, "touch", "/tmp/go2"]);
+        cli_ok(self.program, &["exec", &self.name, "touch", "/tmp/go2"]);
     }
 }
 
 impl Drop for Container {
     fn drop(&mut self) {
-        let _ = docker(&["rm", "-f", &self.name]);
+        let _ = cli(self.program, &["rm", "-f", &self.name]);
     }
+}
+
+/// Podman installed, with the test image loaded from Docker's (`docker save`, an archive: no
+/// registry), or why not.
+pub fn podman_ready() -> Result<(), String> {
+    static READY: OnceLock<Result<(), String>> = OnceLock::new();
+    READY
+        .get_or_init(|| {
+            ready()?;
+            if !found("podman") {
+                return Err("podman is not installed (`cargo xtask setup` installs it)".into());
+            }
+            if cli("podman", &["image", "exists", IMAGE]).status.success() {
+                return Ok(());
+            }
+            let archive = std::env::temp_dir().join("reaper-trace-test-image.tar");
+            let path = archive.to_str().expect("a UTF-8 temporary path");
+            docker_ok(&["save", "-o", path, IMAGE]);
+            let loaded = cli("podman", &["load", "-i", path]);
+            let _ = std::fs::remove_file(&archive);
+            if !loaded.status.success() {
+                return Err(format!(
+                    "podman load failed: {}",
+                    String::from_utf8_lossy(&loaded.stderr).trim()
+                ));
+            }
+            Ok(())
+        })
+        .clone()
 }
 
 /// `/proc/PID/stat`'s state and parent pid.

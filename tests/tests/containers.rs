@@ -390,3 +390,67 @@ fn a_container_ctr_ran_is_named_by_doctor() {
         .unwrap_or_else(|| panic!("doctor did not name {}: {stdout}", c.name));
     assert!(line.contains("2 zombies"), "{line}");
 }
+
+/// Podman (Debian's package, rootful, cgroupfs: `/libpod_parent/libpod-ID`): a container
+/// whose PID 1 holds two zombies is named from Podman's own files, by doctor.
+#[test]
+fn a_podman_container_is_named_by_doctor() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if let Err(reason) = docker::podman_ready() {
+        docker::skip("a_podman_container_is_named_by_doctor", &reason);
+        return;
+    }
+    // Podman raises the container's open-file and process limits by default, which takes
+    // CAP_SYS_RESOURCE; these VMs' bounding set lacks it, so ask for limits below our own.
+    let c = Container::run_with(
+        "podman",
+        &[
+            "--network=none",
+            "--ulimit=nofile=4096:4096",
+            "--ulimit=nproc=4096:4096",
+        ],
+        "reaper-trace-test-podman",
+        false,
+    );
+    let doctor = Command::new(reaper_trace())
+        .args(["doctor", "-d", "8s", "--zombie-threshold", "1s"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("doctor runs");
+    c.exec_parent();
+    c.kill_parent();
+    c.release_job();
+    std::thread::sleep(Duration::from_millis(1500));
+    let held = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| state_and_ppid(pid) == Some(('Z', c.init_pid)))
+        .count();
+    assert_eq!(held, 2, "/proc: two zombies held by the container's PID 1");
+    let out = doctor.wait_with_output().expect("doctor ends");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let prefix = format!(
+        "container {} (podman {}): PID 1 `sleep`",
+        c.name,
+        &c.id[..12]
+    );
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("doctor did not say {prefix}: {stdout}"));
+    assert!(line.contains("2 zombies"), "{line}");
+    assert!(
+        line.ends_with("podman run --init, tini, reaper-init)"),
+        "{line}"
+    );
+}

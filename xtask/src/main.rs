@@ -25,7 +25,8 @@ const LLVM_PACKAGES: &[&str] = &[
 /// Used by the tests: reference reaping inits, tmux for the dashboard test, bpftool to check
 /// that no program stays attached, stress-ng for the load test, Docker (started by the
 /// container tests themselves) with busybox-static for its image, Prometheus (and promtool)
-/// to scrape the daemon and check the rules, openssl and curl for the metrics over TLS.
+/// to scrape the daemon and check the rules, openssl and curl for the metrics over TLS, podman
+/// for its container names (containerd's ctr comes with docker.io).
 const TEST_PACKAGES: &[&str] = &[
     "tini",
     "dumb-init",
@@ -38,6 +39,7 @@ const TEST_PACKAGES: &[&str] = &[
     "prometheus",
     "openssl",
     "curl",
+    "podman",
 ];
 /// Used by the bench: bpftrace's `count()` on each hook is the floor the programs are held to.
 const BENCH_PACKAGES: &[&str] = &["bpftrace"];
