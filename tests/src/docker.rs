@@ -303,6 +303,31 @@ pub fn podman_ready() -> Result<(), String> {
         .clone()
 }
 
+/// How many zombies `/proc` shows with parent `pid`.
+pub fn zombies_of(pid: u32) -> usize {
+    std::fs::read_dir("/proc")
+        .map(|dir| {
+            dir.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+                .filter(|&p| state_and_ppid(p) == Some(('Z', pid)))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// Waits until `/proc` shows `n` zombies with parent `pid` (up to 20 s: a loaded machine runs
+/// the container's last `sleep 0.1` late); returns how many it shows then.
+pub fn wait_for_zombies_of(pid: u32, n: usize) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let found = zombies_of(pid);
+        if found >= n || Instant::now() > deadline {
+            return found;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// `/proc/PID/stat`'s state and parent pid.
 pub fn state_and_ppid(pid: u32) -> Option<(char, u32)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

@@ -15,6 +15,7 @@ pub mod daemon;
 pub mod docker;
 pub mod measure;
 pub mod prometheus;
+pub mod tls;
 pub mod tmux;
 
 pub fn workspace_root() -> PathBuf {

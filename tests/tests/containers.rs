@@ -360,22 +360,34 @@ fn a_container_ctr_ran_is_named_by_doctor() {
         return;
     }
     let c = CtrContainer::run("reaper-trace-test-ctr");
+    let line = doctor_line_for(
+        c.init_pid,
+        &format!("container {} (containerd): PID 1 `sleep`", c.name),
+        || c.make_orphans_exit(),
+    );
+    assert!(line.contains("2 zombies"), "{line}");
+}
+
+/// Runs `doctor` while `make_zombies` leaves two zombies under `init_pid` (checked in
+/// `/proc`); doctor must fail and say a line starting with `prefix`, which is returned.
+fn doctor_line_for(init_pid: u32, prefix: &str, make_zombies: impl FnOnce()) -> String {
     let doctor = Command::new(reaper_trace())
-        .args(["doctor", "-d", "8s", "--zombie-threshold", "1s"])
+        .args(["doctor", "-d", "60s", "--zombie-threshold", "1s"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("doctor runs");
-    c.make_orphans_exit();
-    std::thread::sleep(Duration::from_millis(1500));
-    let held = std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&pid| state_and_ppid(pid) == Some(('Z', c.init_pid)))
-        .count();
-    assert_eq!(held, 2, "/proc: two zombies held by the container's PID 1");
+    make_zombies();
+    assert_eq!(
+        docker::wait_for_zombies_of(init_pid, 2),
+        2,
+        "/proc: two zombies held by the container's PID 1"
+    );
+    // Past the zombie threshold, then Ctrl-C: doctor reports at once.
+    std::thread::sleep(Duration::from_secs(2));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(doctor.id() as i32, libc::SIGINT) };
     let out = doctor.wait_with_output().expect("doctor ends");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
@@ -384,11 +396,11 @@ fn a_container_ctr_ran_is_named_by_doctor() {
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let line = stdout
+    stdout
         .lines()
-        .find(|l| l.starts_with(&format!("container {} (containerd): PID 1 `sleep`", c.name)))
-        .unwrap_or_else(|| panic!("doctor did not name {}: {stdout}", c.name));
-    assert!(line.contains("2 zombies"), "{line}");
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("doctor did not say {prefix}: {stdout}"))
+        .to_string()
 }
 
 /// Podman (Debian's package, rootful, cgroupfs: `/libpod_parent/libpod-ID`): a container
@@ -413,41 +425,16 @@ fn a_podman_container_is_named_by_doctor() {
         "reaper-trace-test-podman",
         false,
     );
-    let doctor = Command::new(reaper_trace())
-        .args(["doctor", "-d", "8s", "--zombie-threshold", "1s"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("doctor runs");
-    c.exec_parent();
-    c.kill_parent();
-    c.release_job();
-    std::thread::sleep(Duration::from_millis(1500));
-    let held = std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&pid| state_and_ppid(pid) == Some(('Z', c.init_pid)))
-        .count();
-    assert_eq!(held, 2, "/proc: two zombies held by the container's PID 1");
-    let out = doctor.wait_with_output().expect("doctor ends");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let prefix = format!(
         "container {} (podman {}): PID 1 `sleep`",
         c.name,
         &c.id[..12]
     );
-    let line = stdout
-        .lines()
-        .find(|l| l.starts_with(&prefix))
-        .unwrap_or_else(|| panic!("doctor did not say {prefix}: {stdout}"));
+    let line = doctor_line_for(c.init_pid, &prefix, || {
+        c.exec_parent();
+        c.kill_parent();
+        c.release_job();
+    });
     assert!(line.contains("2 zombies"), "{line}");
     assert!(
         line.ends_with("podman run --init, tini, reaper-init)"),

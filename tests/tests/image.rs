@@ -1,13 +1,14 @@
 //! The container image (`cargo xtask image`), run the way `packaging/kubernetes/daemonset.yaml`
 //! runs it: privileged, in the host's pid namespace, with the host's BTF, tracefs and Docker's
-//! container files under `/host`. A zombie held by another container's PID 1 shows up in that
-//! daemon's `/metrics` with the container's name, and `doctor` run inside the image names it.
+//! container files under `/host`, and the metrics over TLS behind a password (its secret). A
+//! zombie held by another container's PID 1 shows up in that daemon's `/metrics` with the
+//! container's name, and `doctor` run inside the image names it.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use reaper_trace_tests::daemon::http_get;
-use reaper_trace_tests::docker::{self, Container, docker, state_and_ppid};
+use reaper_trace_tests::docker::{self, Container, docker};
+use reaper_trace_tests::tls::SecureWeb;
 use reaper_trace_tests::{reaper_trace, require_root, workspace_root};
 
 const TAG: &str = "reaper-trace:test";
@@ -26,8 +27,10 @@ impl Drop for Running {
 /// `docker run` as the DaemonSet does; where this machine's capability bounding set lacks one
 /// `--privileged` grants (CAP_SYS_RESOURCE here), runc cannot start a privileged container,
 /// so every capability but that one, with seccomp, AppArmor and the masked paths off.
-fn run_daemon(metrics: &str) -> Running {
+fn run_daemon(metrics: &str, web: &SecureWeb) -> Running {
     let _ = docker(&["rm", "-f", DAEMON]);
+    // The DaemonSet's secret: the web configuration, certificate and key.
+    let secret = format!("{}:/etc/reaper-trace:ro", web.dir.0.display());
     let common = [
         "--pid=host",
         "--network=host",
@@ -37,6 +40,8 @@ fn run_daemon(metrics: &str) -> Running {
         "/sys/kernel/tracing:/sys/kernel/tracing",
         "-v",
         "/var/lib/docker/containers:/host/var/lib/docker/containers:ro",
+        "-v",
+        &secret,
     ];
     let args = |privileges: &[&str]| -> Vec<String> {
         let mut a: Vec<String> = ["run", "-d", "--name", DAEMON].map(String::from).into();
@@ -47,6 +52,7 @@ fn run_daemon(metrics: &str) -> Running {
             "daemon".into(),
             format!("--metrics={metrics}"),
             "--socket=/run/reaper-trace/reaper-trace.sock".into(),
+            "--web-config=/etc/reaper-trace/web.yml".into(),
         ]);
         a
     };
@@ -120,13 +126,7 @@ fn the_image_run_as_the_daemonset_names_a_containers_zombies() {
     held.exec_parent();
     held.kill_parent();
     held.release_job();
-    std::thread::sleep(Duration::from_millis(1500));
-    let zombies = std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&pid| state_and_ppid(pid) == Some(('Z', held.init_pid)))
-        .count();
+    let zombies = docker::wait_for_zombies_of(held.init_pid, 2);
     assert_eq!(
         zombies, 2,
         "/proc: two zombies held by the container's PID 1"
@@ -137,14 +137,15 @@ fn the_image_run_as_the_daemonset_names_a_containers_zombies() {
         .unwrap()
         .port();
     let metrics = format!("127.0.0.1:{port}");
-    let _daemon = run_daemon(&metrics);
+    let web = SecureWeb::new("image-web");
+    let _daemon = run_daemon(&metrics, &web);
     let wanted = format!(
         "reaper_trace_zombies{{container=\"{}\",reaper=\"sleep\"}} 2",
         held.name
     );
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let served = http_get(&metrics, "/metrics").unwrap_or_default();
+        let served = web.scrape(&metrics).unwrap_or_default();
         if served.lines().any(|l| l == wanted) {
             break;
         }
