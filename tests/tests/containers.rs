@@ -103,7 +103,9 @@ fn docker_exec_orphans_are_held_by_pid_1_and_doctor_names_it() {
     for c in [&plain, &with_init] {
         c.release_job();
     }
-    std::thread::sleep(Duration::from_millis(1500));
+    // Both of the plain container's orphans exited (a loaded machine runs their last
+    // `sleep 0.1` late); docker-init reaps its two at once.
+    docker::wait_for_zombies_of(plain.init_pid, 2);
 
     // What the kernel holds now, from /proc: zombies whose parent is the plain PID 1.
     let held: Vec<u32> = std::fs::read_dir("/proc")
