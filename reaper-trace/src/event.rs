@@ -184,21 +184,27 @@ pub enum ReapHow {
     /// Released by the kernel without a wait: the parent ignores `SIGCHLD` (or uses
     /// `SA_NOCLDWAIT`), or the task was a detached thread group leader.
     Auto,
+    /// Reaped inside the kernel as its pid namespace was torn down: the namespace's init died,
+    /// and `zap_pid_ns_processes` killed the namespace's other tasks and reaped those left to
+    /// the init with no wait the programs see. `ts` is the init's final switch, when the
+    /// teardown was complete: the reap came at most that late.
+    Namespace,
     /// Seen only when the kernel freed it, an RCU grace period (milliseconds) after the reap:
     /// released on a path with no earlier sign (a ptracer detaching, a usermode helper's
-    /// kernel wait, a 32-bit wait syscall, an io_uring wait that posts no completion), reaped
-    /// inside the kernel as a pid namespace is torn down, or its wait record was lost.
+    /// kernel wait, a 32-bit wait syscall, an io_uring wait that posts no completion), or its
+    /// wait record was lost.
     Free,
     /// Gone from `/proc` with no record of how: its records were lost.
     Vanished,
 }
 
 impl ReapHow {
-    pub const ALL: [ReapHow; 6] = [
+    pub const ALL: [ReapHow; 7] = [
         Self::Wait4,
         Self::Waitid,
         Self::IoUring,
         Self::Auto,
+        Self::Namespace,
         Self::Free,
         Self::Vanished,
     ];
@@ -209,6 +215,7 @@ impl ReapHow {
             Self::Waitid => "waitid",
             Self::IoUring => "io_uring",
             Self::Auto => "auto",
+            Self::Namespace => "namespace",
             Self::Free => "free",
             Self::Vanished => "vanished",
         }
@@ -300,7 +307,8 @@ pub enum Event {
     Reap {
         ts: u64,
         task: Proc,
-        /// The process that reaped it (for `free` and `vanished`: its last known parent).
+        /// The process that reaped it (for `namespace`, `free` and `vanished`: its last known
+        /// parent).
         reaper: Option<Proc>,
         how: ReapHow,
         /// Nanoseconds it spent as a zombie (`null` if it became one before tracing began).

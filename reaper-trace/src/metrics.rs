@@ -141,7 +141,7 @@ impl Metrics {
         let reaps = Family::<HowLabels, Counter>::default();
         registry.register(
             "reaper_trace_reaps",
-            "Zombies reaped, by how (wait4, waitid, io_uring, auto, free, vanished)",
+            "Zombies reaped, by how (wait4, waitid, io_uring, auto, namespace, free, vanished)",
             reaps.clone(),
         );
         let lost = Family::<WhatLabels, Counter>::default();

@@ -830,7 +830,7 @@ impl Model {
                     self.report_reap(&task, at, None, ReapHow::Auto, Some(exit_code), out);
                 }
                 TaskState::Zombie { .. } | TaskState::Exiting => {
-                    self.report_reap(&task, ts, None, ReapHow::Free, None, out);
+                    self.report_reap(&task, ts, None, ReapHow::Namespace, None, out);
                 }
                 _ => continue,
             }

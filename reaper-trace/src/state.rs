@@ -265,7 +265,7 @@ impl State {
                         .filter(|z| z.since_known)
                         .map(|z| ts.saturating_sub(z.since))
                 });
-                // `free`/`vanished` name its last known parent; a released orphan names none.
+                // `namespace`/`free`/`vanished` name its last known parent; a released orphan names none.
                 let reaper = reaper
                     .clone()
                     .or_else(|| zombie.and_then(|z| z.reaper))

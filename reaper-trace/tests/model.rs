@@ -1042,8 +1042,8 @@ fn a_dying_namespace_init_settles_its_namespace_before_its_own_reap() {
     assert_eq!(
         r.iter().map(|r| (r.0, r.2)).collect::<Vec<_>>(),
         [
-            (71, ReapHow::Free),
-            (72, ReapHow::Free),
+            (71, ReapHow::Namespace),
+            (72, ReapHow::Namespace),
             (70, ReapHow::Wait4)
         ],
         "{out:?}"

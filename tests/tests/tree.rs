@@ -166,9 +166,9 @@ fn zombie_of_a_sleep_init_is_freed_only_with_its_namespace() {
             .all(|r| r["how"] != "wait4" && r["how"] != "waitid"),
         "a sleep init reaped nothing: {reaps:?}"
     );
-    // ... until the namespace dies with its init and the kernel frees it.
+    // ... until the namespace dies with its init and the kernel reaps it in the teardown.
     let reap = trace.one("reap", "task", "pid", orphan);
-    assert_eq!(reap["how"], "free", "{reap}");
+    assert_eq!(reap["how"], "namespace", "{reap}");
     assert_eq!(reap["reaper"]["pid"], init, "{reap}");
     let ns = reap["zombie_ns"].as_u64().expect("zombie_ns is known");
     assert!(

@@ -363,7 +363,7 @@ impl<'a> Judge<'a> {
                 continue;
             };
             match how {
-                ReapHow::Free | ReapHow::Vanished => {
+                ReapHow::Namespace | ReapHow::Free | ReapHow::Vanished => {
                     z.not_reaped += 1;
                     continue;
                 }

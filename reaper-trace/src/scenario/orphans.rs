@@ -238,7 +238,7 @@ pub(super) static SLEEP_INIT: Def<Orphan> = Def::new(
         p.check(ReaperKind::Init, None, j);
         let (o, init) = (p.orphan, p.reaper);
         // Its zombie waits for `sleep`, which never waits: released only when the namespace
-        // dies (reaped inside the kernel: `free`).
+        // dies (reaped inside the kernel: `namespace`).
         let zombie = j.one(j.zombies(o), format_args!("zombie events of {o}"));
         if let Some(Event::Zombie { parent, .. }) = zombie {
             j.check(parent.pid == init, || {
@@ -248,7 +248,7 @@ pub(super) static SLEEP_INIT: Def<Orphan> = Def::new(
         let z = j.zombie_stats(&[o], init);
         let reap = j.one(j.reaps(o), format_args!("reap events of {o}"));
         if let Some(Event::Reap { how, zombie_ns, .. }) = reap
-            && j.check(matches!(how, ReapHow::Free), || {
+            && j.check(matches!(how, ReapHow::Namespace), || {
                 format!(
                     "orphan {o} recorded as reaped ({}) before the namespace died: sleep never waits",
                     how.as_str()

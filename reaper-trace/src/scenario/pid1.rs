@@ -543,7 +543,7 @@ mod tests {
         for &o in &b.orphans {
             ev.push(reparent(1, o, o + 100, 50, ReaperKind::Init, 50));
             ev.push(zombie(o, 50, false));
-            ev.push(reap(o, 50, ReapHow::Free));
+            ev.push(reap(o, 50, ReapHow::Namespace));
         }
         let r = judge(&PID1_SLEEP, &b, &ev);
         passes(&r);

@@ -72,7 +72,7 @@ pub struct Zombies {
     /// Of the orphans, how many another process reaped.
     pub reaped_by_other: u32,
     /// Of the orphans, how many were only released when their pid namespace was torn down
-    /// (reap `free` or `vanished`), or never seen reaped.
+    /// (reap `namespace`; `free` or `vanished` when seen only later), or never seen reaped.
     pub not_reaped: u32,
     /// Longest time an orphan spent as a zombie, in milliseconds (of those with a known
     /// zombie time).
