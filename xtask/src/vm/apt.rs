@@ -171,13 +171,15 @@ impl Apt {
         Ok(releases)
     }
 
+    /// Downloads `package` (`name`, `name=version` or `name/suite`) into `into`: its `.deb`.
     pub(super) fn download(&self, package: &str, into: &Path) -> Result<PathBuf> {
         run_quiet(
             self.command("apt-get")
                 .current_dir(into)
                 .args(["download", "-qq", package]),
         )?;
-        let prefix = format!("{package}_");
+        let name = package.split(['=', '/']).next().unwrap_or(package);
+        let prefix = format!("{name}_");
         std::fs::read_dir(into)?
             .flatten()
             .map(|e| e.path())

@@ -3,17 +3,16 @@
 use super::*;
 
 /// How the emulator runs the guest's two CPUs: `multi` (a host thread each) unless
-/// `REAPER_TRACE_VM_TCG=single` (one host thread taking turns). Neither keeps a guest from
-/// dying of an int3 at a site its kernel just patched (an int3 taken after the patch was
-/// complete, which real hardware rules out by serializing the CPUs first): single-threaded
-/// TCG did so too, in `trace_syscall_exit` on 7.3, and took 2.2-2.6 times as long (wait-race
-/// ten times: 551 and 639 s against 247 s), with more of the guest's programs preempted.
-fn tcg_threads() -> String {
+/// `REAPER_TRACE_VM_TCG=single` (one host thread taking turns, 2.2-2.6 times as slow, with
+/// more of the guest's programs preempted). Under the host's QEMU 7.2 neither kept guests
+/// from dying of an int3 their kernel had finished patching; see `emulator`.
+pub(super) fn tcg_threads() -> String {
     std::env::var("REAPER_TRACE_VM_TCG").unwrap_or_else(|_| "multi".to_string())
 }
 
 /// Boots `kernel` and returns its console output (`\r` removed).
 pub(super) fn boot(
+    emulator: &Emulator,
     kernel: &Kernel,
     initrd: &Path,
     log: &Path,
@@ -31,7 +30,8 @@ pub(super) fn boot(
     }
     let started = Instant::now();
     let file = std::fs::File::create(log)?;
-    let mut qemu = Command::new("qemu-system-x86_64")
+    let mut qemu = emulator
+        .command()
         .args(["-accel", &format!("tcg,thread={}", tcg_threads())])
         .args(["-cpu", "max", "-smp", "2"])
         .args(["-m", "2048", "-nographic", "-no-reboot", "-kernel"])
@@ -46,7 +46,7 @@ pub(super) fn boot(
         .stdout(file)
         .stderr(Stdio::piped())
         .spawn()
-        .context("starting qemu-system-x86_64")?;
+        .with_context(|| format!("starting {}", emulator.binary.display()))?;
     let mut last_lockup_check = 0;
     loop {
         if let Some(status) = qemu.try_wait()? {
