@@ -107,8 +107,22 @@ fn check_namespace_privileges() -> Result<()> {
 fn run_again(result: &ScenarioResult, events: &[Event], stopped: bool) -> Option<String> {
     let lost = kernel_records_lost(events);
     (!stopped && result.status == Status::Fail && lost > 0).then(|| {
+        // Which kinds, in the order first lost: where to look for the cause.
+        let mut kinds: Vec<(&str, u64)> = Vec::new();
+        for e in events {
+            if let Event::Lost { what, count, .. } = e
+                && what != "children"
+            {
+                match kinds.iter_mut().find(|(w, _)| *w == what.as_str()) {
+                    Some((_, n)) => *n += count,
+                    None => kinds.push((what, *count)),
+                }
+            }
+        }
+        let kinds: Vec<String> = kinds.iter().map(|(w, n)| format!("{w} {n}")).collect();
         format!(
-            "run twice: {lost} kernel records were lost in the first run, which failed ({})",
+            "run twice: {lost} kernel records were lost in the first run ({}), which failed ({})",
+            kinds.join(", "),
             result.reason.as_deref().unwrap_or("no reason given")
         )
     })
@@ -391,8 +405,12 @@ mod tests {
         };
         let mut failed = ScenarioResult::new("x", "");
         failed.fail(Failure::Mismatch, "no reparent event for orphan 7");
-        let note = run_again(&failed, &[lost("fork")], false).expect("run again");
-        assert!(note.contains("3 kernel records were lost"), "{note}");
+        let note = run_again(&failed, &[lost("fork"), lost("exit"), lost("fork")], false)
+            .expect("run again");
+        assert!(
+            note.contains("9 kernel records were lost in the first run (fork 6, exit 3)"),
+            "{note}"
+        );
         assert!(note.contains("no reparent event for orphan 7"), "{note}");
         // Nothing lost, or only children not followed (a scenario asks for those): the
         // failure stands.

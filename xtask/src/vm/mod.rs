@@ -181,6 +181,17 @@ pub fn run(specs: &[String], bins: &Path, out_dir: &Path, guest: &Guest) -> Resu
         results.push(result);
     }
     print!("{}", table(&results));
+    let ran_twice: String = results
+        .iter()
+        .flat_map(|r| {
+            r.validate_ran_twice
+                .iter()
+                .map(move |n| format!("  {}: validate: {n}\n", r.release))
+        })
+        .collect();
+    if !ran_twice.is_empty() {
+        print!("ran twice (kernel records lost in the first run):\n{ran_twice}");
+    }
     let failures: String = results.iter().map(details).collect();
     if !failures.is_empty() {
         print!("failures:\n{failures}");

@@ -15,6 +15,10 @@ pub(super) struct KernelResult {
     /// Scenarios skipped because the kernel has no FUSE (its modules are not in the archive).
     pub(super) validate_skipped_no_fuse: u64,
     pub(super) validate_failures: Vec<String>,
+    /// Scenarios validate ran a second time because kernel records were lost in the first
+    /// run, which failed (`scenario: validate's note`). Shown in the table and the details,
+    /// so a pass on the second run never hides the loss.
+    pub(super) validate_ran_twice: Vec<String>,
     pub(super) checks: Vec<Check>,
 }
 
@@ -45,6 +49,7 @@ pub(super) fn evaluate(
         validate_total: 0,
         validate_skipped_no_fuse: 0,
         validate_failures: Vec::new(),
+        validate_ran_twice: Vec::new(),
         checks: Vec::new(),
     };
     if let Ok(check) = serde_json::from_str::<Value>(console.section("check").trim()) {
@@ -80,6 +85,16 @@ pub(super) fn evaluate(
             let results = v.get("results").and_then(Value::as_array);
             result.validate_total = results.map_or(0, |r| r.len() as u64);
             for r in results.into_iter().flatten() {
+                let ran_twice = r
+                    .pointer("/notes/0")
+                    .and_then(Value::as_str)
+                    .filter(|n| n.starts_with("run twice"));
+                if let Some(note) = ran_twice {
+                    result.validate_ran_twice.push(format!(
+                        "{}: {note}",
+                        r.get("scenario").and_then(Value::as_str).unwrap_or("?")
+                    ));
+                }
                 let status = r.get("status").and_then(Value::as_str);
                 let skip = r.pointer("/skip/kind").and_then(Value::as_str);
                 if !has_fuse && status == Some("SKIPPED") && skip == Some("no_fuse") {
@@ -150,18 +165,28 @@ pub(super) fn table(results: &[KernelResult]) -> String {
             out += &format!("{cell:>7} ");
         }
         let ok = r.checks.iter().filter(|c| c.ok).count();
+        let mut notes = Vec::new();
+        if r.validate_skipped_no_fuse > 0 {
+            notes.push(format!(
+                "{} skipped: no FUSE module in the archive",
+                r.validate_skipped_no_fuse
+            ));
+        }
+        if !r.validate_ran_twice.is_empty() {
+            notes.push(format!(
+                "{} ran twice: records lost",
+                r.validate_ran_twice.len()
+            ));
+        }
         out += &format!(
             "{:>9} {:>7} {:>5.0}{}\n",
             format!("{}/{}", r.validate_passed, r.validate_total),
             format!("{ok}/{}", r.checks.len()),
             r.seconds,
-            if r.validate_skipped_no_fuse > 0 {
-                format!(
-                    "  ({} skipped: no FUSE module in the archive)",
-                    r.validate_skipped_no_fuse
-                )
-            } else {
+            if notes.is_empty() {
                 String::new()
+            } else {
+                format!("  ({})", notes.join("; "))
             }
         );
     }
@@ -206,6 +231,31 @@ mod tests {
             assert_eq!(r.validate_failures.len(), 1, "{release}");
             assert!(!r.ok(false), "{release}");
         }
+    }
+
+    #[test]
+    fn a_scenario_run_twice_is_shown_though_it_passed() {
+        let doc = serde_json::json!({
+            "passed": 2,
+            "results": [
+                {"scenario": "threads-exit", "status": "PASS",
+                 "notes": ["run twice: 7 kernel records were lost in the first run (exit 7), which failed (no reparent event for orphan 1698)", "40 orphans"]},
+                {"scenario": "wait-race", "status": "PASS", "notes": ["1000 waits"]},
+            ],
+        });
+        let console = Console::parse(&format!("@@RT validate BEGIN\n{doc}\n@@RT validate END\n"));
+        let r = evaluate("7.1.13+deb13-amd64", &console, 1.0, false, true);
+        assert_eq!(r.validate_ran_twice.len(), 1);
+        assert!(
+            r.validate_ran_twice[0].starts_with("threads-exit: run twice: 7 kernel records"),
+            "{:?}",
+            r.validate_ran_twice
+        );
+        let t = table(std::slice::from_ref(&r));
+        assert!(
+            t.contains("2/2") && t.contains("(1 ran twice: records lost)"),
+            "{t}"
+        );
     }
 
     #[test]
