@@ -140,7 +140,9 @@ const _: () = {
 /// A copy knows whether an earlier one handled this call by its token (the task the call is
 /// about, and its start time or exec count), kept in a small per-CPU ring. The ring can only
 /// miss a token (a copy then sends the record again, which userspace drops), never show one
-/// that was not handled.
+/// that was not handled. Since it can miss one, a copy cannot count the calls it covered for
+/// the skipped ones before it; userspace bounds the calls lost by the skips instead: a call is
+/// lost only if every copy skipped it, so at most as many as the copy that skipped fewest.
 pub mod standby {
     pub const FORK: u32 = 0;
     pub const EXEC: u32 = 1;
@@ -273,13 +275,11 @@ pub mod map {
     pub const EVENTS: &str = "EVENTS";
     /// Per-CPU lost-record counters ([`super::LOST_SLOTS`] slots).
     pub const LOST: &str = "LOST";
-    /// Per hook of [`super::standby`]: calls a standby copy handled.
-    pub const COVERED: &str = "COVERED";
     /// Tree scope: the processes of the traced tree.
     pub const TRACKED: &str = "TRACKED";
 
     /// Every map above.
-    pub const ALL: &[&str] = &[EVENTS, LOST, COVERED, TRACKED];
+    pub const ALL: &[&str] = &[EVENTS, LOST, TRACKED];
 }
 
 /// The name of the global holding [`Offsets`], which userspace writes before load.

@@ -5,9 +5,8 @@ use core::ptr::{addr_of, addr_of_mut, read_volatile, write_volatile};
 use aya_ebpf::programs::BtfTracePointContext;
 use reaper_trace_common::standby;
 
-use crate::emit::add;
 use crate::globals::off;
-use crate::maps::{COVERED, HANDLED};
+use crate::maps::HANDLED;
 use crate::mem::{Direct, Mem};
 use crate::task::exec_id;
 
@@ -47,7 +46,6 @@ pub(crate) fn run_copy<const COPY: u32>(
                     return;
                 }
             }
-            add(COVERED.get_ptr_mut(hook), 1);
         }
         let next = read_volatile(addr_of!((*handled).next));
         let slot = (next as usize) & (standby::RING as usize - 1);

@@ -68,11 +68,6 @@ pub(crate) struct Handled {
 #[map]
 pub(crate) static HANDLED: PerCpuArray<Handled> = PerCpuArray::with_max_entries(standby::HOOKS, 0);
 
-/// Per hook of [`standby`]: calls a standby copy handled because the kernel had skipped the
-/// primary one (userspace takes them from the primary's skipped calls: the rest is lost).
-#[map]
-pub(crate) static COVERED: PerCpuArray<u64> = PerCpuArray::with_max_entries(standby::HOOKS, 0);
-
 /// One slot per possible tid at the default `pid_max`: full only on machines that raised it
 /// and have that many threads inside these calls at once.
 const MAX_PENDING_CALLS: u32 = 32768;

@@ -62,7 +62,6 @@ named!(program::FLOOR_EXIT_WAIT4 => floor::floor_exit_wait4);
 
 named!(map::EVENTS => maps::EVENTS);
 named!(map::LOST => maps::LOST);
-named!(map::COVERED => maps::COVERED);
 named!(map::TRACKED => maps::TRACKED);
 
 named!(OFFSETS_GLOBAL => globals::OFFSETS);
