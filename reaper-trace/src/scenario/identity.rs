@@ -12,7 +12,7 @@ use crate::event::{Event, ReapHow};
 
 use super::Def;
 use super::judge::{index, kernel_said};
-use super::result::{Failure, SkipReason};
+use super::result::SkipReason;
 use super::sys::{Waited, fork_then, global_pid, global_ppid, wait_for, wait4};
 
 // ---------------------------------------------------------------------------------------------
@@ -298,10 +298,7 @@ pub(super) static PID_REUSE: Def<PidReuse> = Def::new(
                 ));
             }
         }
-        let lost = j.lost();
-        j.check_as(Failure::RecordsLost { count: lost }, lost == 0, || {
-            format!("{lost} kernel records lost: the recording cannot be checked")
-        });
+        j.check_lost(wrong.is_empty());
         j.check(wrong.is_empty(), || {
             format!(
                 "{} of {} pids misrecorded, e.g. {}",

@@ -193,6 +193,28 @@ impl<'a> Judge<'a> {
         kernel_records_lost(self.events)
     }
 
+    /// Judges the kernel records reported lost while the scenario ran, once it has checked
+    /// every record it is about against the kernel (what its waits returned, what `/proc`
+    /// showed): `whole` when all were there. The count covers every process on the machine
+    /// and, where standby copies are attached (7.x), is an upper bound: with the scenario's
+    /// own records whole, it is noted; else the failure says the recording cannot be checked.
+    pub fn check_lost(&mut self, whole: bool) {
+        let lost = self.lost();
+        if lost == 0 {
+            return;
+        }
+        if whole {
+            self.note(format!(
+                "{lost} kernel records reported lost (at most, machine-wide), none of them this \
+                 scenario's: every record it checks is there"
+            ));
+        } else {
+            self.check_as(Failure::RecordsLost { count: lost }, false, || {
+                format!("{lost} kernel records lost: the recording cannot be checked")
+            });
+        }
+    }
+
     /// The one event in `found`, else a failure that says how many there were of `what`.
     pub fn one(&mut self, found: Vec<&'a Event>, what: impl Display) -> Option<&'a Event> {
         match found.len() {
