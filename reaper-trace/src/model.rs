@@ -803,16 +803,20 @@ impl Model {
                 self.tasks.get_mut(&tid).expect("known").zombie_reported = true;
             }
         }
-        let task = &self.tasks[&tid];
-        if task.level > 0 && task.ns_tgid == 1 {
-            self.teardown(tid, ts, out);
-        }
+        self.teardown_if_init(tid, ts, out);
     }
 
-    /// A pid namespace's init finished exiting: `zap_pid_ns_processes` has killed every other
-    /// task of the namespace and waited until all were released, with no wait syscall the
-    /// programs could see. Settles what the model still holds pending there.
-    fn teardown(&mut self, init: u32, ts: u64, out: &mut Vec<Event>) {
+    /// A pid namespace's init finished exiting if `tid` is one: `zap_pid_ns_processes` has
+    /// killed every other task of the namespace and waited until all were released, with no
+    /// wait syscall the programs could see. Settles what the model still holds pending there,
+    /// at `ts`, the first record after the teardown: the init's final switch, or its reap
+    /// or release when those came first (its parent can reap it on another CPU between its
+    /// exit and that switch).
+    fn teardown_if_init(&mut self, init: u32, ts: u64, out: &mut Vec<Event>) {
+        let task = &self.tasks[&init];
+        if task.level == 0 || task.ns_tgid != 1 {
+            return;
+        }
         let ns = self.tasks[&init].pidns;
         let Some(members) = self.members.get(&ns) else {
             return;
@@ -1162,6 +1166,9 @@ impl Model {
             u32::MAX => task.exit_code.unwrap_or(u32::MAX),
             s => s,
         };
+        if task.state == TaskState::Exiting {
+            self.teardown_if_init(tid, ts, out);
+        }
         let mut reaped = task.clone();
         if let TaskState::Released { .. } = reaped.state {
             // Reaped on another CPU before its final switch was recorded: a zombie, however
@@ -1219,6 +1226,7 @@ impl Model {
             }
             TaskState::Exiting if task.is_process() && task.group_dead => {
                 // Its process's final record was lost: it was reaped, how is not known.
+                self.teardown_if_init(tid, e.hdr.ts_ns, out);
                 self.report_reap(&task, e.hdr.ts_ns, None, ReapHow::Free, None, out);
             }
             _ => {}

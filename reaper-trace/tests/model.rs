@@ -994,6 +994,17 @@ fn a_state_that_changed_before_the_kernel_chose_is_not_a_mismatch() {
 
 #[test]
 fn a_dying_namespace_init_settles_its_namespace_before_its_own_reap() {
+    namespace_teardown(false);
+}
+
+/// Its parent reaps the init on another CPU between the init's exit and its final switch:
+/// the reap is then the first record after the teardown.
+#[test]
+fn a_namespace_init_reaped_before_its_final_switch_settles_its_namespace_first() {
+    namespace_teardown(true);
+}
+
+fn namespace_teardown(reaped_before_final_switch: bool) {
     let ns = 4026532100;
     let mut m = Model::new(Scope::All);
     let host = info(10, 10, 1, "host");
@@ -1026,9 +1037,18 @@ fn a_dying_namespace_init_settles_its_namespace_before_its_own_reap() {
                 TaskInfo::default(),
                 REPARENT_REAPER_ID_ONLY,
             ),
-            dead(410, init, host, exit_state::EXIT_ZOMBIE),
-            wait4(420, host, 70, 0),
         ],
+        if reaped_before_final_switch {
+            vec![
+                wait4(405, host, 70, 0),
+                dead(410, init, host, exit_state::EXIT_ZOMBIE),
+            ]
+        } else {
+            vec![
+                dead(410, init, host, exit_state::EXIT_ZOMBIE),
+                wait4(420, host, 70, 0),
+            ]
+        },
     ]
     .concat();
     let mut out = apply(&mut m, &records);
