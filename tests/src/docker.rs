@@ -328,6 +328,33 @@ pub fn wait_for_zombies_of(pid: u32, n: usize) -> usize {
     }
 }
 
+/// Waits until `/proc` shows no `bash` left in the pid namespace of `init` (child.sh and its
+/// job exited and, zombies included, were reaped), up to 20 s: the job exits only after its
+/// current `sleep 0.1`, late on a loaded machine. Returns how many are left then.
+pub fn wait_for_scripts_reaped(init: u32) -> usize {
+    let ns_of = |pid: u32| std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
+    let Some(ns) = ns_of(init) else { return 0 };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let left = std::fs::read_dir("/proc")
+            .map(|dir| {
+                dir.flatten()
+                    .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+                    .filter(|&p| {
+                        ns_of(p).as_ref() == Some(&ns)
+                            && std::fs::read_to_string(format!("/proc/{p}/comm"))
+                                .is_ok_and(|c| c.trim_end() == "bash")
+                    })
+                    .count()
+            })
+            .unwrap_or(0);
+        if left == 0 || Instant::now() > deadline {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// `/proc/PID/stat`'s state and parent pid.
 pub fn state_and_ppid(pid: u32) -> Option<(char, u32)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

@@ -104,8 +104,9 @@ fn docker_exec_orphans_are_held_by_pid_1_and_doctor_names_it() {
         c.release_job();
     }
     // Both of the plain container's orphans exited (a loaded machine runs their last
-    // `sleep 0.1` late); docker-init reaps its two at once.
+    // `sleep 0.1` late); docker-init reaps its two as they exit.
     docker::wait_for_zombies_of(plain.init_pid, 2);
+    let unreaped = docker::wait_for_scripts_reaped(with_init.init_pid);
 
     // What the kernel holds now, from /proc: zombies whose parent is the plain PID 1.
     let held: Vec<u32> = std::fs::read_dir("/proc")
@@ -135,6 +136,10 @@ fn docker_exec_orphans_are_held_by_pid_1_and_doctor_names_it() {
     assert!(
         held_by_docker_init.is_empty(),
         "docker-init reaps: {held_by_docker_init:?}"
+    );
+    assert_eq!(
+        unreaped, 0,
+        "/proc: child.sh and its job exited and docker-init reaped them within 20 s"
     );
 
     // Each container named once, from its init's cgroup and Docker's config.
