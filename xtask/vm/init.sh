@@ -49,16 +49,31 @@ section proc1 /tmp/proc1.txt
 section proc2 /tmp/proc2.txt
 
 # 3. A whole-system recording stopped by SIGTERM: a valid file, and no program left attached.
+# A link is gone as soon as the recorder's descriptors close; the program behind it is freed
+# by the kernel only after an RCU grace period (a raw tracepoint link's deferred dealloc, on
+# recent kernels), and a lazy RCU callback may wait up to 10 s: links are listed at once,
+# programs once the ones loaded during the recording are gone, or after 20 s.
+prog_ids() { bpftool prog show 2>/dev/null | sed -n 's/^\([0-9][0-9]*\): .*/\1/p'; }
 reaper-trace record -q -o /tmp/sigterm.jsonl 2>/tmp/sigterm.err &
 rec=$!
 sleep 3
 sh -c 'sleep 0.1 & exit 0'
 sleep 1
+prog_ids > /tmp/ids-during.txt
 kill -TERM $rec
 wait $rec
 say sigterm-rc $?
+bpftool link show > /tmp/links.txt 2>&1
 section sigterm-stderr /tmp/sigterm.err
 section sigterm /tmp/sigterm.jsonl
+section links-after /tmp/links.txt
+centis() { read -r up _ < /proc/uptime; echo "${up%.*}${up#*.}"; }
+t0=$(centis)
+while [ $(($(centis) - t0)) -lt 2000 ] && [ -s /tmp/ids-during.txt ] \
+    && prog_ids | grep -qxFf /tmp/ids-during.txt; do
+    sleep 0.1
+done
+say programs-freed-within-ms $((($(centis) - t0) * 10))
 bpftool prog show > /tmp/progs.txt 2>&1
 section programs-after /tmp/progs.txt
 

@@ -247,34 +247,80 @@ pub(super) fn sigterm_checks(console: &Console) -> Vec<Check> {
             (_, Err(e)) => Err(e),
         },
     ));
-    let ours = [
+    checks.push(check("no program left attached", left_attached(console)));
+    checks
+}
+
+/// Nothing of the recorder's is left in the kernel once it exited: no link (the guest runs no
+/// other BPF user), and none of its programs (bpftool shows names cut to 15 bytes) once the
+/// kernel freed them, which it does after a grace period.
+fn left_attached(console: &Console) -> Result<String, String> {
+    const OURS: [&str; 6] = [
         "sched_process_",
         "sched_switch",
-        "sys_exit_wait4",
-        "sys_exit_waitid",
-        "sys_exit_prctl",
-        "sys_enter_waiti",
-        "sys_enter_prctl",
+        "sys_exit_",
+        "sys_enter_",
+        "io_uring_comple",
+        "tree_task",
     ];
-    let progs = console.section("programs-after");
-    let left: Vec<&str> = progs
+    let links: Vec<&str> = console
+        .section("links-after")
         .lines()
-        .filter(|l| ours.iter().any(|n| l.contains(&format!("name {n}"))))
+        .filter(|l| {
+            l.split_once(": ")
+                .is_some_and(|(id, _)| id.parse::<u32>().is_ok())
+        })
         .collect();
-    checks.push(check(
-        "no program left attached",
-        if left.is_empty() {
-            Ok("bpftool lists none of reaper-trace's programs".into())
-        } else {
-            Err(format!("still loaded: {}", left.join(" | ")))
-        },
-    ));
-    checks
+    if !links.is_empty() {
+        return Err(format!("links left: {}", links.join(" | ")));
+    }
+    let progs: Vec<&str> = console
+        .section("programs-after")
+        .lines()
+        .filter(|l| OURS.iter().any(|n| l.contains(&format!("name {n}"))))
+        .collect();
+    let waited = console.value("programs-freed-within-ms").unwrap_or("?");
+    if !progs.is_empty() {
+        return Err(format!(
+            "no link left, but programs still loaded after {waited} ms: {}",
+            progs.join(" | ")
+        ));
+    }
+    Ok(format!(
+        "bpftool lists no link, and none of reaper-trace's programs (freed within {waited} ms)"
+    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_link_or_a_program_left_after_the_recorder_exits_fails() {
+        let console = |links: &str, progs: &str| {
+            Console::parse(&format!(
+                "@@RT links-after BEGIN\n{links}\n@@RT links-after END\n@@RT programs-freed-within-ms 300\n@@RT programs-after BEGIN\n{progs}\n@@RT programs-after END\n"
+            ))
+        };
+        let bpftool_own = "7: tracing  name iter  tag 1234  gpl";
+        let ok = left_attached(&console("", bpftool_own));
+        assert!(
+            ok.as_ref().is_ok_and(|d| d.contains("within 300 ms")),
+            "{ok:?}"
+        );
+        let link = "63: tracing  prog 63\n\tprog_type tracing  attach_type trace_raw_tp";
+        assert!(
+            left_attached(&console(link, ""))
+                .unwrap_err()
+                .contains("links left: 63:")
+        );
+        let prog = "63: tracing  name sched_process_fork_standby  tag 651e7b841ad6a7dd  gpl";
+        let err = left_attached(&console("", prog)).unwrap_err();
+        assert!(
+            err.contains("after 300 ms") && err.contains("sched_process_fork_standby"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn proc_stat_lines() {
