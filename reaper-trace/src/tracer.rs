@@ -270,7 +270,7 @@ const SYSCALL_SLOTS: [u32; 3] = [standby::WAIT4, standby::WAITID, standby::PRCTL
 /// so those slots' losses together are at most the fewest skips of one of them (and each at
 /// most its primaries' skips, which include calls that are no record: a prctl that names a
 /// thread, a wait4 that fails).
-fn uncovered_skips(skipped: &[(ProgramSpec, u64)]) -> std::collections::BTreeMap<u32, u64> {
+fn lost_calls(skipped: &[(ProgramSpec, u64)]) -> std::collections::BTreeMap<u32, u64> {
     let mut lost = std::collections::BTreeMap::new();
     let mut by_slot = std::collections::BTreeMap::<(u32, u32), u64>::new();
     // The fewest skips of one standby, per slot (the syscalls' standbys under WAIT4).
@@ -866,7 +866,7 @@ impl Tracer {
             .iter()
             .map(|(spec, fd)| (*spec, recursion_misses(*fd)))
             .collect();
-        for (slot, total) in uncovered_skips(&skipped) {
+        for (slot, total) in lost_calls(&skipped) {
             let seen = self.skipped_seen.entry(slot).or_default();
             if total > *seen {
                 match out.iter_mut().find(|(s, _)| *s == slot) {
@@ -957,7 +957,7 @@ mod tests {
             misses("sys_exit_waitid", 2),
             misses("sys_enter_waitid", 1),
         ];
-        let lost = uncovered_skips(&skipped);
+        let lost = lost_calls(&skipped);
         assert_eq!(lost.get(&kind::FORK), Some(&0));
         assert_eq!(lost.get(&kind::EXIT), Some(&2));
         assert_eq!(lost.get(&kind::FREE), Some(&1));
@@ -966,14 +966,14 @@ mod tests {
         // that skipped 37 while a standby also skipped 5 and the last one 1 may have lost 1.
         let mut one_left = skipped.to_vec();
         one_left[2] = misses("sched_process_fork_standby2", 1);
-        assert_eq!(uncovered_skips(&one_left).get(&kind::FORK), Some(&1));
+        assert_eq!(lost_calls(&one_left).get(&kind::FORK), Some(&1));
 
         // With the sys_exit standbys attached, the syscalls together lose at most the fewest
         // skips of one of them: skipped prctls that named threads are not lost records.
         let every = programs(features_with(true, Standby::Preemptible));
         let spec = |name: &str| *every.iter().find(|s| s.name == name).unwrap();
         let syscall_losses = |skipped: &[(ProgramSpec, u64)]| -> u64 {
-            let lost = uncovered_skips(skipped);
+            let lost = lost_calls(skipped);
             [kind::WAIT, kind::SUBREAPER]
                 .iter()
                 .map(|k| lost.get(k).copied().unwrap_or(0))
