@@ -99,14 +99,19 @@ enum Cmd {
     /// dashboard CPU: figures, not pass/fail.
     Bench {
         /// Only the first two: start-up and reaping inits' zombie times
-        #[arg(long, conflicts_with = "daemon_soak")]
+        #[arg(long, conflicts_with_all = ["daemon_soak", "costs", "args"])]
         startup: bool,
+        /// Only the kernel programs' cost beside bpftrace's `count()` (for work on the
+        /// programs; `REAPER_TRACE_COMPARE=BIN[:BIN...]` measures other builds in the same rounds)
+        #[arg(long, conflicts_with = "daemon_soak")]
+        costs: bool,
         /// Only the daemon's soak: `stress-ng --fork 1` for N minutes (5 by default, `--
         /// --minutes N`); RSS every 10 s, its slope, CPU, events, losses
         #[arg(long)]
         daemon_soak: bool,
-        /// Passed to the soak, e.g. `-- --minutes N` (only with --daemon-soak)
-        #[arg(last = true, value_name = "ARGS", requires = "daemon_soak")]
+        /// Passed to the soak (`-- --minutes N`), or else to every `record` the bench starts
+        /// (`-- --ring-mib 1`)
+        #[arg(last = true, value_name = "ARGS")]
         args: Vec<String>,
     },
     /// Run the checks on Debian's kernel images under qemu (needs root)
@@ -430,6 +435,8 @@ fn execute(command: Option<Cmd>) -> Result<ExitCode> {
         }
         Cmd::Bench {
             startup: startup_only,
+            costs: costs_only,
+            args,
             ..
         } => {
             setup(true)?;
@@ -442,10 +449,12 @@ fn execute(command: Option<Cmd>) -> Result<ExitCode> {
             // the dashboard's own CPU under load.
             let bins: &[&str] = if startup_only {
                 &["bench_startup"]
+            } else if costs_only {
+                &["bench"]
             } else {
                 &["bench_startup", "bench", "bench_dashboard"]
             };
-            if !startup_only {
+            if !startup_only && !costs_only {
                 run(&mut cargo(&[
                     "bench",
                     "-p",
@@ -457,6 +466,15 @@ fn execute(command: Option<Cmd>) -> Result<ExitCode> {
             for bin in bins {
                 let mut bench =
                     cargo(&["run", "--release", "-p", "reaper-trace-tests", "--bin", bin]);
+                if *bin == "bench" {
+                    bench.arg("--");
+                    if costs_only {
+                        bench.arg("--costs");
+                    }
+                    if !args.is_empty() {
+                        bench.arg("--").args(&args);
+                    }
+                }
                 bench
                     .env("REAPER_TRACE_BIN", dir.join("reaper-trace"))
                     .env("REAPER_INIT_BIN", dir.join("reaper-init"));
@@ -581,14 +599,25 @@ mod tests {
             parse("cargo-xtask bench --daemon-soak -- --minutes 2"),
             Ok(Some(Cmd::Bench {
                 startup: false,
+                costs: false,
                 daemon_soak: true,
                 args: strings(&["--minutes", "2"])
             }))
         );
+        // Without the soak, they go to `record`, as docs/cost.md shows.
+        assert_eq!(
+            parse("cargo-xtask bench --costs -- --ring-mib 1"),
+            Ok(Some(Cmd::Bench {
+                startup: false,
+                costs: true,
+                daemon_soak: false,
+                args: strings(&["--ring-mib", "1"])
+            }))
+        );
         // Before the `--` only xtask's own flags are taken: reaper-trace's are refused there.
         assert!(parse("cargo-xtask run top").is_err());
-        // Only the soak takes arguments.
-        assert!(parse("cargo-xtask bench -- --minutes 2").is_err());
+        // The start-up figures start no `record`.
+        assert!(parse("cargo-xtask bench --startup -- --ring-mib 1").is_err());
     }
 
     #[test]
@@ -603,11 +632,13 @@ mod tests {
             parse("cargo-xtask bench --startup"),
             Ok(Some(Cmd::Bench {
                 startup: true,
+                costs: false,
                 daemon_soak: false,
                 args: vec![]
             }))
         );
         assert!(parse("cargo-xtask bench --startup --daemon-soak").is_err());
+        assert!(parse("cargo-xtask bench --costs --daemon-soak").is_err());
         assert_eq!(
             parse("cargo-xtask image"),
             Ok(Some(Cmd::Image(image::ImageArgs {
@@ -657,9 +688,9 @@ mod tests {
              '-- --nocapture'; usage: cargo xtask test [-- <ARGS>...]"
         );
         assert_eq!(
-            parse("cargo-xtask bench -- --minutes 2").unwrap_err(),
-            "the following required arguments were not provided: --daemon-soak; usage: cargo \
-             xtask bench --daemon-soak -- <ARGS>..."
+            parse("cargo-xtask bench --startup -- --ring-mib 1").unwrap_err(),
+            "the argument '--startup' cannot be used with '[ARGS]...'; usage: cargo xtask bench \
+             --startup [-- <ARGS>...]"
         );
         let e = parse("cargo-xtask build --relase").unwrap_err();
         assert!(e.contains("unexpected argument '--relase'"), "{e}");

@@ -503,23 +503,26 @@ fn throughput() {
 /// Each hook's program beside bpftrace's `count()` on the same tracepoint and the empty
 /// floor program, under the same load, in alternated rounds.
 fn program_costs() {
-    // For work on the programs: `REAPER_TRACE_COMPARE=BIN` measures another build's programs
-    // in the same rounds (one run on this machine compares; two runs do not).
-    let other = std::env::var_os("REAPER_TRACE_COMPARE").map(std::path::PathBuf::from);
-    let (mut ours, mut counts, mut others) = (Vec::new(), Vec::new(), Vec::new());
+    // For work on the programs: `REAPER_TRACE_COMPARE=BIN[:BIN...]` measures other builds'
+    // programs in the same rounds (one run on this machine compares; two runs do not).
+    let other: Vec<std::path::PathBuf> = std::env::var_os("REAPER_TRACE_COMPARE")
+        .map(|v| std::env::split_paths(&v).collect())
+        .unwrap_or_default();
+    let (mut ours, mut counts) = (Vec::new(), Vec::new());
+    let mut others: Vec<Vec<Vec<Option<f64>>>> = vec![Vec::new(); other.len()];
     for _ in 0..COST_ROUNDS {
         ours.push(reaper_trace_round(&reaper_trace()));
         counts.push(bpftrace_round());
-        if let Some(bin) = &other {
-            others.push(reaper_trace_round(bin));
+        for (bin, rounds) in other.iter().zip(&mut others) {
+            rounds.push(reaper_trace_round(bin));
         }
     }
     let floor = floor_round();
     println!(
         "kernel programs, ns per call (kernel.bpf_stats_enabled; standby copies included where attached), {COST_ROUNDS} alternated rounds: median (min-max)"
     );
-    if let Some(bin) = &other {
-        println!("  (the other build: {})", bin.display());
+    for (i, bin) in other.iter().enumerate() {
+        println!("  (other build {}: {})", i + 1, bin.display());
     }
     println!(
         "  {:20} {:>20} {:>20} {:>6} {:>18} {:>7}{}",
@@ -529,10 +532,12 @@ fn program_costs() {
         "floor",
         "ratio to count()",
         "target",
-        if other.is_some() {
-            "   other build, ratio"
+        if other.is_empty() {
+            String::new()
         } else {
-            ""
+            (1..=other.len())
+                .map(|i| format!("   other build {i}, ratio"))
+                .collect()
         }
     );
     for (i, hook) in HOOKS.iter().enumerate() {
@@ -563,7 +568,10 @@ fn program_costs() {
             } else {
                 format!("<= {}", hook.target)
             },
-            compare(&others, &counts, i)
+            others
+                .iter()
+                .map(|o| compare(o, &counts, i))
+                .collect::<String>()
         );
     }
 }
