@@ -9,7 +9,7 @@ use reaper_trace_common::{ARGS_LEN, ExecEvent, kind, standby};
 use crate::copies::{copies, task_token};
 use crate::emit::emit;
 use crate::globals::off;
-use crate::mem::{Direct, rd, rd_ptr, zero};
+use crate::mem::{Direct, rd, rd_ptr};
 use crate::scope::in_scope;
 use crate::task::{exec_id, task_info};
 
@@ -28,7 +28,8 @@ fn on_exec(ctx: &BtfTracePointContext) {
             ev.exec_id = exec_id(task);
             let filename = rd_ptr(bprm, off!(binprm_filename));
             let _ = bpf_probe_read_kernel_str_bytes(filename, &mut ev.filename);
-            zero(&mut ev.args);
+            // `args` past `args_len` are left as the ring had them (userspace reads only
+            // `args_len` bytes): clearing them would cost a helper call per exec.
             let mm = rd_ptr(task, off!(task_mm));
             let start = rd::<u64>(mm, off!(mm_arg_start));
             let end = rd::<u64>(mm, off!(mm_arg_end));
