@@ -38,7 +38,9 @@ fn on_exit<L: Repeat, const COPY: u32>(ctx: &BtfTracePointContext) {
     // The children to follow, saved before the exit record is written (it says how many).
     let id = task_id::<Direct>(task);
     let head = task.wrapping_add(off!(task_children));
-    let first = rd_ptr(task, off!(task_children));
+    // A typed load, not a probe read: most exits have no children, and this is all they read
+    // of the list.
+    let first = Direct::ptr(task, off!(task_children));
     let (followed, truncated) = if !first.is_null() && first != head {
         save_children::<L, COPY>(ctx, task, id, head, first)
     } else {
