@@ -303,16 +303,28 @@ pub fn podman_ready() -> Result<(), String> {
         .clone()
 }
 
-/// How many zombies `/proc` shows with parent `pid`.
-pub fn zombies_of(pid: u32) -> usize {
+/// The pids `/proc` lists now.
+fn pids() -> Vec<u32> {
     std::fs::read_dir("/proc")
         .map(|dir| {
             dir.flatten()
                 .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-                .filter(|&p| state_and_ppid(p) == Some(('Z', pid)))
-                .count()
+                .collect()
         })
-        .unwrap_or(0)
+        .unwrap_or_default()
+}
+
+/// The zombies `/proc` shows with parent `pid`.
+pub fn zombie_children(pid: u32) -> Vec<u32> {
+    pids()
+        .into_iter()
+        .filter(|&p| state_and_ppid(p) == Some(('Z', pid)))
+        .collect()
+}
+
+/// How many zombies `/proc` shows with parent `pid`.
+pub fn zombies_of(pid: u32) -> usize {
+    zombie_children(pid).len()
 }
 
 /// Waits until `/proc` shows `n` zombies with parent `pid` (up to 20 s: a loaded machine runs
@@ -336,18 +348,14 @@ pub fn wait_for_scripts_reaped(init: u32) -> usize {
     let Some(ns) = ns_of(init) else { return 0 };
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let left = std::fs::read_dir("/proc")
-            .map(|dir| {
-                dir.flatten()
-                    .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-                    .filter(|&p| {
-                        ns_of(p).as_ref() == Some(&ns)
-                            && std::fs::read_to_string(format!("/proc/{p}/comm"))
-                                .is_ok_and(|c| c.trim_end() == "bash")
-                    })
-                    .count()
+        let left = pids()
+            .into_iter()
+            .filter(|&p| {
+                ns_of(p).as_ref() == Some(&ns)
+                    && std::fs::read_to_string(format!("/proc/{p}/comm"))
+                        .is_ok_and(|c| c.trim_end() == "bash")
             })
-            .unwrap_or(0);
+            .count();
         if left == 0 || Instant::now() > deadline {
             return left;
         }

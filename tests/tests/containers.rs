@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use reaper_trace_tests::daemon::Daemon;
-use reaper_trace_tests::docker::{self, Container, CtrContainer, state_and_ppid};
+use reaper_trace_tests::docker::{self, Container, CtrContainer};
 use reaper_trace_tests::prometheus::Prometheus;
 use reaper_trace_tests::{
     ChildGuard, TempPath, Trace, reaper_trace, require_root, wait_for_header,
@@ -109,18 +109,8 @@ fn docker_exec_orphans_are_held_by_pid_1_and_doctor_names_it() {
     let unreaped = docker::wait_for_scripts_reaped(with_init.init_pid);
 
     // What the kernel holds now, from /proc: zombies whose parent is the plain PID 1.
-    let held: Vec<u32> = std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&pid| state_and_ppid(pid) == Some(('Z', plain.init_pid)))
-        .collect();
-    let held_by_docker_init: Vec<u32> = std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&pid| state_and_ppid(pid) == Some(('Z', with_init.init_pid)))
-        .collect();
+    let held = docker::zombie_children(plain.init_pid);
+    let held_by_docker_init = docker::zombie_children(with_init.init_pid);
     record.signal(libc::SIGINT);
     let status = record
         .wait_timeout(Duration::from_secs(20))
