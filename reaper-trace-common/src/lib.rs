@@ -143,6 +143,20 @@ const _: () = {
 /// that was not handled. Since it can miss one, a copy cannot count the calls it covered for
 /// the skipped ones before it; userspace bounds the calls lost by the skips instead: a call is
 /// lost only if every copy skipped it, so at most as many as the copy that skipped fewest.
+/// Where the kernel skips programs (7.x, see [`standby`]), a fork or an exit that every copy
+/// of its program skipped is recorded all the same, from `sched_switch`, which the kernel never
+/// skips (it runs with interrupts off): a fork at the child's first switch in, an exit at the
+/// task's final switch. Each copy that records a fork or an exit marks the task (by address)
+/// in a map; the switch takes the mark off, and records the fork or the exit itself when
+/// there is none. Such a record is flagged late ([`FORK_FLAG_LATE`], [`EXIT_FLAG_LATE`]).
+pub mod backstop {
+    /// Tasks forked and not yet run, whose fork is recorded: many only when a fork storm
+    /// outruns the CPUs (a full map sends a fork twice, and userspace drops the second).
+    pub const MAX_FORK_MARKS: u32 = 16384;
+    /// Tasks exited and not yet switched out for the last time, whose exit is recorded.
+    pub const MAX_EXIT_MARKS: u32 = 8192;
+}
+
 pub mod standby {
     pub const FORK: u32 = 0;
     pub const EXEC: u32 = 1;
@@ -277,9 +291,12 @@ pub mod map {
     pub const LOST: &str = "LOST";
     /// Tree scope: the processes of the traced tree.
     pub const TRACKED: &str = "TRACKED";
+    /// The marks of recorded forks and exits (see [`super::backstop`]).
+    pub const FORK_MARKS: &str = "FORK_MARKS";
+    pub const EXIT_MARKS: &str = "EXIT_MARKS";
 
     /// Every map above.
-    pub const ALL: &[&str] = &[EVENTS, LOST, TRACKED];
+    pub const ALL: &[&str] = &[EVENTS, LOST, TRACKED, FORK_MARKS, EXIT_MARKS];
 }
 
 /// The name of the global holding [`Offsets`], which userspace writes before load.
@@ -384,12 +401,18 @@ pub struct ForkEvent {
     pub child: TaskInfo,
     /// The child's `real_parent` (differs from `parent` for threads and `CLONE_PARENT`).
     pub real_parent: TaskId,
-    /// Bit 0: the child is a thread (same thread group as its creator).
+    /// Bit 0: the child is a thread (same thread group as its creator). Bit 1
+    /// ([`FORK_FLAG_LATE`]): recorded late (see [`backstop`]).
     pub flags: u32,
     pub _pad: u32,
 }
 
 pub const FORK_FLAG_THREAD: u32 = 1;
+/// Recorded at the child's first switch in, as every copy of the fork program skipped the fork
+/// (see [`backstop`]): the time is the child's start time; the caller is the child's
+/// `real_parent` for a process (which `CLONE_PARENT` or an exit since may have changed), and
+/// its group leader for a thread (the thread that created it is not known).
+pub const FORK_FLAG_LATE: u32 = 2;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -445,6 +468,12 @@ pub struct ReaperSnapshot {
     pub _pad: u32,
 }
 
+/// Recorded at the task's final switch, as every copy of the exit program skipped the exit (see
+/// [`backstop`]): the time is that of the final switch; the children the task had are gone
+/// to their reaper by then and were not read (`children_followed` is 0); `group_dead` says
+/// whether no thread of the group was left alive then.
+pub const EXIT_FLAG_LATE: u32 = 1;
+
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ExitEvent {
@@ -467,7 +496,8 @@ pub struct ExitEvent {
     /// tid and start time (`de_thread`): the old leader's exit and the new program's exit
     /// differ only by this.
     pub exec_id: u32,
-    pub _pad: u32,
+    /// [`EXIT_FLAG_LATE`], or 0.
+    pub flags: u32,
     /// Pid numbers at levels `0..=task.level` (capped at `MAX_PID_LEVELS`), read while the
     /// task is still hashed: a task released at exit reads back as zeros later.
     pub pids: [UPid; MAX_PID_LEVELS],
@@ -787,6 +817,15 @@ pub struct Offsets {
     /// their primary program notes the calls it handled (for the standbys to look up); set
     /// by userspace, like the offsets.
     pub standby_hooks: u32,
+    /// The hooks ([`standby::FORK`], [`standby::EXIT`] bits) whose skipped calls
+    /// `sched_switch` records (see [`backstop`]); set by userspace.
+    pub backstop_hooks: u32,
+    /// `task_struct::se.sum_exec_runtime`: 0 until the task first ran (the first switch in).
+    pub task_sum_exec_runtime: u32,
+    /// For tests (`REAPER_TRACE_TEST_SKIP=N`): the fork and exit programs act as if the kernel
+    /// had skipped every copy for one task in N (N a power of two; this is N - 1, or 0 for
+    /// none), counting each as lost, as the kernel's skips are. `backstop` must make up for it.
+    pub test_skip_mask: u32,
     /// Non-zero once userspace filled the table; the programs do nothing before.
     pub valid: u32,
 }

@@ -42,16 +42,16 @@ pub(crate) fn count_lost(slot: u32) {
 
 /// The one way every record is written: reserve, stamp the header, let `fill` write every
 /// other field in place (no copy of the record through the stack), submit. A full ring buffer
-/// is counted per kind, never silent.
+/// is counted per kind, never silent. Returns whether the record was sent.
 ///
 /// # Safety
 /// `T` must be a record type whose first field is an `EventHeader`, and `fill` must write
 /// every field after it.
 #[inline(always)]
-pub(crate) unsafe fn emit<T: 'static>(kind: u32, fill: impl FnOnce(&mut T)) {
+pub(crate) unsafe fn emit<T: 'static>(kind: u32, fill: impl FnOnce(&mut T)) -> bool {
     let Some(mut entry) = EVENTS.reserve::<T>(0) else {
         count_lost(kind);
-        return;
+        return false;
     };
     let record = entry.as_mut_ptr();
     // SAFETY: `record` is a reserved ring buffer slot of `size_of::<T>()` bytes that starts
@@ -61,4 +61,5 @@ pub(crate) unsafe fn emit<T: 'static>(kind: u32, fill: impl FnOnce(&mut T)) {
         fill(&mut *record);
     }
     entry.submit(0);
+    true
 }

@@ -11,11 +11,12 @@ use reaper_trace_common::{
     standby,
 };
 
+use crate::backstop::{backstop, mark};
 use crate::copies::{PRIMARY, copies, task_token};
 use crate::emit::{count_lost_n, emit};
 use crate::globals::{enabled, off};
 use crate::loops::{BoundedLoop, HelperLoop, Repeat, Step};
-use crate::maps::{OVERFLOW, PENDING, SCRATCH};
+use crate::maps::{EXIT_MARKS, OVERFLOW, PENDING, SCRATCH};
 use crate::mem::{Direct, Mem, Probe, rd, rd_ptr, zero};
 use crate::scope::in_scope;
 use crate::snapshot::take_snapshot;
@@ -46,20 +47,9 @@ fn on_exit<L: Repeat, const COPY: u32>(ctx: &BtfTracePointContext) {
     } else {
         (0, 0)
     };
-    // SAFETY: ExitEvent starts with the header; every other field is written.
-    unsafe {
-        emit::<ExitEvent>(kind::EXIT, |ev| {
-            ev.task = task_info::<Direct>(task);
-            ev.parent = task_id::<Direct>(Direct::ptr(task, off!(task_real_parent)));
-            ev.exit_code = Direct::read::<u32>(task, off!(task_exit_code));
-            ev.group_dead = group_dead as u32;
-            ev.children_followed = followed;
-            ev.children_truncated = truncated;
-            ev.exec_id = exec_id(task);
-            ev._pad = 0;
-            read_pids::<Direct>(task, ev.task.level, &mut ev.pids);
-        })
-    };
+    if record_exit(task, group_dead as u32, followed, truncated, 0) && backstop(standby::EXIT) {
+        mark(&EXIT_MARKS, task);
+    }
     if followed > 0 {
         // SAFETY: SnapshotEvent starts with the header; every other field is written.
         unsafe {
@@ -71,6 +61,38 @@ fn on_exit<L: Repeat, const COPY: u32>(ctx: &BtfTracePointContext) {
                 take_snapshot::<L>(task, &mut ev.snapshot);
             })
         };
+    }
+}
+
+/// Records `task`'s exit (with `EXIT_FLAG_LATE` in `flags`: at its final switch, its children
+/// not read). Returns whether the record was sent.
+#[inline(always)]
+pub(crate) fn record_exit(
+    task: *const u8,
+    group_dead: u32,
+    followed: u32,
+    truncated: u32,
+    flags: u32,
+) -> bool {
+    // SAFETY: ExitEvent starts with the header; every other field is written.
+    unsafe {
+        emit::<ExitEvent>(
+            kind::EXIT,
+            // Inlined where it is used: the verifier refuses a function that returns with a
+            // stack pointer left in r0 (and the record is on the ring, not the stack).
+            #[inline(always)]
+            |ev| {
+                ev.task = task_info::<Direct>(task);
+                ev.parent = task_id::<Direct>(Direct::ptr(task, off!(task_real_parent)));
+                ev.exit_code = Direct::read::<u32>(task, off!(task_exit_code));
+                ev.group_dead = group_dead;
+                ev.children_followed = followed;
+                ev.children_truncated = truncated;
+                ev.exec_id = exec_id(task);
+                ev.flags = flags;
+                read_pids::<Direct>(task, ev.task.level, &mut ev.pids);
+            },
+        )
     }
 }
 

@@ -1,12 +1,13 @@
 //! `sched_process_fork`: a new task.
 
 use aya_ebpf::programs::BtfTracePointContext;
-use reaper_trace_common::{FORK_FLAG_THREAD, ForkEvent, kind, lost_slot, standby};
+use reaper_trace_common::{FORK_FLAG_LATE, FORK_FLAG_THREAD, ForkEvent, kind, lost_slot, standby};
 
+use crate::backstop::{backstop, mark};
 use crate::copies::{copies, task_token};
 use crate::emit::{count_lost, emit};
 use crate::globals::off;
-use crate::maps::TRACKED;
+use crate::maps::{FORK_MARKS, TRACKED};
 use crate::mem::{Direct, Mem};
 use crate::scope::{in_scope, tree_scope};
 use crate::task::{task_id, task_info};
@@ -14,9 +15,19 @@ use crate::task::{task_id, task_info};
 fn on_fork(ctx: &BtfTracePointContext) {
     let parent: *const u8 = ctx.arg(0);
     let child: *const u8 = ctx.arg(1);
+    if record_fork(parent, child, 0) && backstop(standby::FORK) {
+        mark(&FORK_MARKS, child);
+    }
+}
+
+/// Records `caller`'s fork of `child` (with `FORK_FLAG_LATE` in `late`: at the child's first
+/// switch in, timed at its start). In tree scope, adds a new process to the scope map when its
+/// caller is in scope, and records nothing otherwise. Returns whether the record was sent.
+#[inline(always)]
+pub(crate) fn record_fork(caller: *const u8, child: *const u8, late: u32) -> bool {
     if tree_scope() {
-        if !in_scope::<Direct>(parent) {
-            return;
+        if !in_scope::<Direct>(caller) {
+            return false;
         }
         let tid = Direct::read::<u32>(child, off!(task_pid));
         let tgid = Direct::read::<u32>(child, off!(task_tgid));
@@ -27,24 +38,46 @@ fn on_fork(ctx: &BtfTracePointContext) {
     }
     // SAFETY: ForkEvent starts with the header; every other field is written.
     unsafe {
-        emit::<ForkEvent>(kind::FORK, |ev| {
-            ev.parent = task_info::<Direct>(parent);
-            ev.child = task_info::<Direct>(child);
-            // The caller, unless CLONE_PARENT (or a thread) gave the child another parent.
-            let real_parent = Direct::ptr(child, off!(task_real_parent));
-            ev.real_parent = if real_parent == parent {
-                ev.parent.id
-            } else {
-                task_id::<Direct>(real_parent)
-            };
-            ev.flags = if ev.child.id.tid != ev.child.id.tgid {
-                FORK_FLAG_THREAD
-            } else {
-                0
-            };
-            ev._pad = 0;
-        })
+        emit::<ForkEvent>(
+            kind::FORK,
+            // See `record_exit`.
+            #[inline(always)]
+            |ev| {
+                ev.parent = task_info::<Direct>(caller);
+                ev.child = task_info::<Direct>(child);
+                // The caller, unless CLONE_PARENT (or a thread) gave the child another parent.
+                let real_parent = Direct::ptr(child, off!(task_real_parent));
+                ev.real_parent = if real_parent == caller {
+                    ev.parent.id
+                } else {
+                    task_id::<Direct>(real_parent)
+                };
+                ev.flags = if ev.child.id.tid != ev.child.id.tgid {
+                    FORK_FLAG_THREAD
+                } else {
+                    0
+                } | late;
+                if late != 0 {
+                    ev.hdr.ts_ns = ev.child.id.start_ns;
+                }
+                ev._pad = 0;
+            },
+        )
+    }
+}
+
+/// A fork every copy of the fork program skipped, recorded at the child's first switch in:
+/// by its `real_parent` for a process, by its group leader for a thread.
+#[inline(always)]
+pub(crate) fn record_late_fork(child: *const u8) {
+    let caller = if Direct::read::<u32>(child, off!(task_pid))
+        == Direct::read::<u32>(child, off!(task_tgid))
+    {
+        Direct::ptr(child, off!(task_real_parent))
+    } else {
+        Direct::ptr(child, off!(task_group_leader))
     };
+    record_fork(caller, child, FORK_FLAG_LATE);
 }
 
 copies!(

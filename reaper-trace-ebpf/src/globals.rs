@@ -53,6 +53,9 @@ pub(crate) static OFFSETS: Offsets = Offsets {
     uring_waitid_status: 0,
     uring_waitid_cause: 0,
     standby_hooks: 0,
+    backstop_hooks: 0,
+    task_sum_exec_runtime: 0,
+    test_skip_mask: 0,
     valid: 0,
 };
 

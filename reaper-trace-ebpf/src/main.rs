@@ -9,6 +9,7 @@
 #![allow(internal_features)]
 
 // What the programs share.
+mod backstop;
 mod copies;
 mod emit;
 mod globals;

@@ -7,7 +7,7 @@ use aya_ebpf::{
 };
 use reaper_trace_common::{
     LOST_SLOTS, MAX_OVERFLOW_CHUNKS, MAX_TRACKED, MAX_TRACKED_ZOMBIE_PIDS, OverflowKey,
-    PendingCall, PendingChildren, TreeTask, standby,
+    PendingCall, PendingChildren, TreeTask, backstop, standby,
 };
 
 /// Size of the one ring buffer, in bytes; userspace may override it at load time.
@@ -81,3 +81,15 @@ pub(crate) static CALLS: HashMap<u32, PendingCall> =
 /// `bpf_seq_write` wants memory the verifier knows the size of).
 #[map]
 pub(crate) static TREE_SCRATCH: PerCpuArray<TreeTask> = PerCpuArray::with_max_entries(1, 0);
+
+/// Tasks whose fork a copy of the fork program recorded, by address, until their first switch
+/// in (see [`backstop`]). Userspace sizes it to 1 where no hook has a backstop.
+#[map]
+pub(crate) static FORK_MARKS: HashMap<u64, u8> =
+    HashMap::with_max_entries(backstop::MAX_FORK_MARKS, 0);
+
+/// Tasks whose exit a copy of the exit program recorded, by address, until their final
+/// switch (see [`backstop`]). Userspace sizes it to 1 where no hook has a backstop.
+#[map]
+pub(crate) static EXIT_MARKS: HashMap<u64, u8> =
+    HashMap::with_max_entries(backstop::MAX_EXIT_MARKS, 0);

@@ -63,5 +63,7 @@ named!(program::FLOOR_EXIT_WAIT4 => floor::floor_exit_wait4);
 named!(map::EVENTS => maps::EVENTS);
 named!(map::LOST => maps::LOST);
 named!(map::TRACKED => maps::TRACKED);
+named!(map::FORK_MARKS => maps::FORK_MARKS);
+named!(map::EXIT_MARKS => maps::EXIT_MARKS);
 
 named!(OFFSETS_GLOBAL => globals::OFFSETS);

@@ -2,6 +2,7 @@
 
 use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
 
+use crate::backstop::{on_final_switch, on_switch_in};
 use crate::dead::report_dead;
 use crate::globals::{enabled, off};
 use crate::loops::{BoundedLoop, HelperLoop, Repeat};
@@ -15,6 +16,8 @@ const TASK_DEAD: u32 = 0x80;
 
 /// The dead task's last switch: reparenting is done, read the results.
 fn on_task_dead<L: Repeat>(task: *const u8) {
+    // Before what follows from it.
+    on_final_switch(task);
     let key = task as u64;
     // Only tasks in scope at their exit have an entry.
     // SAFETY: the map value stays valid until we remove it below.
@@ -36,11 +39,13 @@ fn on_task_dead<L: Repeat>(task: *const u8) {
     }
 }
 
-/// Runs on every context switch: returns at once unless the previous task is dead. Its state
+/// Runs on every context switch: returns at once unless the next task runs for the first time
+/// (where forks have a backstop) or the previous task is dead. Its state
 /// is read from the task (the tracepoint's `prev_state` argument only exists since 5.18): a
 /// dead task's final switch is never a preemption, so the two agree for it.
 #[inline(always)]
 fn on_switch<L: Repeat>(ctx: &BtfTracePointContext) -> u32 {
+    on_switch_in(ctx.arg(2));
     let prev: *const u8 = ctx.arg(1);
     // A rodata constant: the verifier drops the branch not taken (and never sees the missing
     // argument on older kernels).

@@ -197,7 +197,7 @@ impl Records {
             children_followed: 0,
             children_truncated: 0,
             exec_id: 0,
-            _pad: 0,
+            flags: 0,
             pids: task.pids(),
         });
     }

@@ -7,7 +7,7 @@
 
 use anyhow::{Context, Result, anyhow, bail};
 use btf_rs::{Btf, Type};
-use reaper_trace_common::Offsets;
+use reaper_trace_common::{Offsets, standby};
 
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
@@ -270,6 +270,9 @@ impl KernelTypes {
             uring_waitid_status: 0,
             uring_waitid_cause: 0,
             standby_hooks: 0,
+            backstop_hooks: 0,
+            task_sum_exec_runtime: o("task_struct", "se.sum_exec_runtime")?,
+            test_skip_mask: 0,
             valid: 1,
         })
     }
@@ -362,6 +365,10 @@ pub struct Features {
     /// io_uring's `IORING_OP_WAITID` (Linux 6.7, which also has the helper above): its reaps
     /// are recorded when the request completes; else the kernel has no such reaps.
     pub uring_waitid: bool,
+    /// Forks and exits every copy skipped are recorded from `sched_switch`
+    /// (`reaper_trace_common::backstop`): wherever the hooks have standby copies, unless
+    /// `REAPER_TRACE_NO_BACKSTOP=1` (a test of what it makes up for).
+    pub backstop: bool,
 }
 
 /// What the programs need to know about the running kernel.
@@ -404,6 +411,7 @@ pub fn resolve() -> Result<Kernel> {
             Standby::NotNeeded
         },
         uring_waitid: false,
+        backstop: false,
     };
     if features.current_task_btf
         && let Some(uring) = types.uring_offsets()
@@ -412,7 +420,28 @@ pub fn resolve() -> Result<Kernel> {
         features.uring_waitid = true;
     }
     offsets.standby_hooks = crate::tracer::standby_hooks(features);
+    features.backstop =
+        features.hook_standbys.attached() && !forced_off("REAPER_TRACE_NO_BACKSTOP");
+    if features.backstop {
+        offsets.backstop_hooks = 1 << standby::FORK | 1 << standby::EXIT;
+    }
+    offsets.test_skip_mask =
+        test_skip_mask(std::env::var("REAPER_TRACE_TEST_SKIP").ok().as_deref())?;
     Ok(Kernel { offsets, features })
+}
+
+/// `REAPER_TRACE_TEST_SKIP=N` (a test of the backstop): the fork and exit programs skip one
+/// task in N, a power of two, as if the kernel had skipped every copy.
+fn test_skip_mask(value: Option<&str>) -> Result<u32> {
+    let Some(value) = value.filter(|v| !v.is_empty()) else {
+        return Ok(0);
+    };
+    match value.parse::<u32>() {
+        Ok(n) if n >= 2 && n.is_power_of_two() => Ok(n - 1),
+        _ => bail!(
+            "REAPER_TRACE_TEST_SKIP={value}: expected a power of two from 2 (one task in N skipped); unset it to skip none"
+        ),
+    }
 }
 
 #[cfg(test)]
@@ -425,6 +454,22 @@ mod tests {
             return None;
         }
         Some(KernelTypes::load().expect("BTF loads"))
+    }
+
+    #[test]
+    fn a_test_skips_one_task_in_a_power_of_two() {
+        assert_eq!(test_skip_mask(None).unwrap(), 0);
+        assert_eq!(test_skip_mask(Some("")).unwrap(), 0);
+        assert_eq!(test_skip_mask(Some("8")).unwrap(), 7);
+        for bad in ["1", "6", "0", "x", "-8"] {
+            let e = test_skip_mask(Some(bad)).unwrap_err().to_string();
+            assert!(
+                e.starts_with(&format!(
+                    "REAPER_TRACE_TEST_SKIP={bad}: expected a power of two"
+                )),
+                "{e}"
+            );
+        }
     }
 
     #[test]

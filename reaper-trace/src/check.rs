@@ -68,6 +68,17 @@ fn render(report: &Report) -> String {
         "standby copies of the wait4, waitid and prctl programs (at sys_exit)",
         report.features.syscall_standby,
     );
+    out += &format!(
+        "forks and exits every copy skipped, recorded at sched_switch: {}\n",
+        match (
+            report.features.backstop,
+            report.features.hook_standbys.attached()
+        ) {
+            (true, _) => "yes (at the child's first switch in and the task's final switch)",
+            (false, true) => "no: turned off by REAPER_TRACE_NO_BACKSTOP=1 (a test)",
+            (false, false) => "not needed: no program is skipped",
+        }
+    );
     let width = report
         .programs
         .iter()
@@ -123,6 +134,7 @@ mod tests {
                 hook_standbys: hooks,
                 syscall_standby: syscalls,
                 uring_waitid: true,
+                backstop: hooks.attached(),
             },
             programs: Vec::new(),
             ok: true,
@@ -141,9 +153,17 @@ mod tests {
             lines[2].ends_with("(at sys_exit): attached: forced by the environment (a test)"),
             "{text}"
         );
+        assert!(
+            lines[3].ends_with("recorded at sched_switch: yes (at the child's first switch in and the task's final switch)"),
+            "{text}"
+        );
         let text = render(&report(Standby::NotNeeded, Standby::NotNeeded));
         assert!(
             text.contains("io_uring programs: none: Linux 7.3.1 runs tracepoint programs with preemption disabled, so it never skips one\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("recorded at sched_switch: not needed"),
             "{text}"
         );
         // And as JSON, for scripts and the kernel matrix.
@@ -151,5 +171,6 @@ mod tests {
             .unwrap();
         assert_eq!(json["hook_standbys"], "preemptible");
         assert_eq!(json["syscall_standby"], "not_needed");
+        assert_eq!(json["backstop"], true);
     }
 }

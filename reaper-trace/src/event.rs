@@ -239,6 +239,11 @@ pub enum Event {
         caller: Option<Proc>,
         /// The child is a thread of `parent`'s process.
         thread: bool,
+        /// Recorded late, at the child's first run: the kernel skipped every copy of the fork
+        /// program (Linux 7.x). `ts` is still the child's start; `parent` is the child's parent
+        /// then, and for a thread its process's main thread (the creating thread is unknown).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        late: bool,
     },
     /// A process replaced its program.
     Exec {
@@ -268,6 +273,11 @@ pub enum Event {
         /// It had more children than reaper-trace follows.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         children_truncated: bool,
+        /// Recorded late, at the task's final switch: the kernel skipped every copy of the exit
+        /// program (Linux 7.x). `ts` is that switch; its children had gone to their reaper and
+        /// were not read (`children` is 0: their adoptions are counted as lost).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        late: bool,
     },
     /// An orphan was adopted by a new parent.
     Reparent {

@@ -17,6 +17,7 @@ pub mod exit;
 mod hand_offs;
 pub mod identity;
 pub mod jsonl;
+pub mod late_records;
 pub mod live;
 pub mod metrics;
 pub mod model;

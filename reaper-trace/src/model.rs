@@ -28,10 +28,10 @@
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 
 use reaper_trace_common::{
-    DEAD_LEADER_GONE, DeadEvent, ExecEvent, ExitEvent, FORK_FLAG_THREAD, FREE_REPLACED_LEADER,
-    ForkEvent, FreeEvent, REPARENT_REAPER_ID_ONLY, REPARENT_RELEASED, ReparentEvent, SnapshotEvent,
-    SubreaperEvent, TASK_COMM_LEN, TaskId, TaskInfo, UPid, WAIT_STATUS_UNKNOWN, WaitEvent, cld,
-    exit_state, wait_syscall,
+    DEAD_LEADER_GONE, DeadEvent, EXIT_FLAG_LATE, ExecEvent, ExitEvent, FORK_FLAG_LATE,
+    FORK_FLAG_THREAD, FREE_REPLACED_LEADER, ForkEvent, FreeEvent, REPARENT_REAPER_ID_ONLY,
+    REPARENT_RELEASED, ReparentEvent, SnapshotEvent, SubreaperEvent, TASK_COMM_LEN, TaskId,
+    TaskInfo, UPid, WAIT_STATUS_UNKNOWN, WaitEvent, cld, exit_state, wait_syscall,
 };
 
 use crate::decode::{RawEvent, c_string, split_args};
@@ -256,6 +256,9 @@ pub struct Model {
     /// Adoptions waiting for the hand-offs of their orphan that came before or after them.
     hand_offs: HandOffs<HopRecord>,
     scope_all: bool,
+    /// Adoptions no record will tell: the children of tasks whose exit was recorded late
+    /// (`EXIT_FLAG_LATE`), not yet reported as lost (see [`Model::take_unread_adoptions`]).
+    unread_adoptions: u64,
 }
 
 /// What an adoption record said, kept until its hop goes out (see [`crate::hand_offs`]).
@@ -302,6 +305,7 @@ impl Model {
     pub fn new(scope: Scope) -> Self {
         Self {
             scope_all: scope == Scope::All,
+            unread_adoptions: 0,
             ..Default::default()
         }
     }
@@ -633,6 +637,7 @@ impl Model {
         let caller = self.learn(&e.parent, out);
         let child = self.learn(&e.child, out);
         let thread = e.flags & FORK_FLAG_THREAD != 0;
+        let late = e.flags & FORK_FLAG_LATE != 0;
         // A process's parent is its real parent: the caller's parent with CLONE_PARENT.
         let parent = if thread || e.real_parent.tid == 0 {
             self.tasks[&caller].id
@@ -659,6 +664,7 @@ impl Model {
             child: self.proc_of(child),
             caller,
             thread,
+            late,
         });
     }
 
@@ -695,6 +701,16 @@ impl Model {
 
     fn exit(&mut self, e: &ExitEvent, out: &mut Vec<Event>) {
         let tid = self.learn(&e.task, out);
+        let late = e.flags & EXIT_FLAG_LATE != 0;
+        if late {
+            // Its children were handed on unseen: each is an adoption no record tells.
+            let id = self.tasks[&tid].id;
+            self.unread_adoptions += self
+                .tasks
+                .values()
+                .filter(|t| t.parent == Some(id) && t.is_process() && t.state != TaskState::Reaped)
+                .count() as u64;
+        }
         let level = (e.task.level as usize).min(e.pids.len() - 1);
         let task = self.tasks.get_mut(&tid).expect("learned");
         task.exit_ts = Some(e.hdr.ts_ns);
@@ -728,6 +744,7 @@ impl Model {
             age_ns: e.hdr.ts_ns.saturating_sub(e.task.id.start_ns),
             children: e.children_followed,
             children_truncated: e.children_truncated != 0,
+            late,
         });
     }
 
@@ -1305,6 +1322,11 @@ impl Model {
 
     /// At the end of a session, once every record has been read: processes found released
     /// that no wait claimed were auto-reaped (their free may not have come yet).
+    /// Adoptions no record will tell since the last call (see `Model::unread_adoptions`).
+    pub fn take_unread_adoptions(&mut self) -> u64 {
+        std::mem::take(&mut self.unread_adoptions)
+    }
+
     pub fn finish(&mut self, out: &mut Vec<Event>) {
         let held = self.hand_offs.drain();
         self.write_hops(held, out);

@@ -108,6 +108,7 @@ fn events(full: bool) -> Vec<Event> {
             child: p(),
             caller: full.then(p),
             thread: false,
+            late: full,
         },
         Event::Exec {
             ts: 1,
@@ -126,6 +127,7 @@ fn events(full: bool) -> Vec<Event> {
             age_ns: 1,
             children: 0,
             children_truncated: full,
+            late: full,
         },
         Event::Reparent {
             ts: 1,

@@ -11,12 +11,14 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::Result;
+use reaper_trace_common::{EXIT_FLAG_LATE, FORK_FLAG_LATE, kind};
 use tokio::time::{Instant, sleep_until};
 
 use crate::clock::boottime_ns;
 use crate::container::Resolver;
 use crate::decode::{self, RawEvent, decode};
 use crate::event::Event;
+use crate::late_records::LateRecords;
 use crate::model::{Model, Scope, VANISH_GRACE_NS, ZombieCheck};
 use crate::tracer::Tracer;
 use crate::{btf_offsets, preflight, procfs};
@@ -78,6 +80,8 @@ impl Stats {
 pub struct Session {
     tracer: Tracer,
     model: Model,
+    /// Losses of forks and exits, netted against the late records that made up for them.
+    late: LateRecords,
     stats: Stats,
     repeats: crate::repeats::Repeats,
     pub started_ts: u64,
@@ -120,6 +124,7 @@ impl Session {
         Ok(Self {
             tracer,
             model,
+            late: LateRecords::default(),
             stats: Stats::default(),
             repeats: Default::default(),
             started_ts,
@@ -240,6 +245,8 @@ impl Session {
         let model = &mut self.model;
         let stats = &mut self.stats;
         let repeats = &mut self.repeats;
+        let late = &mut self.late;
+        let started_ts = self.started_ts;
         let mut newest = 0;
         let mut bad = false;
         let stopped_at = self.stopped_at.unwrap_or(u64::MAX);
@@ -252,6 +259,20 @@ impl Session {
                 if repeats.is_repeat(&raw) {
                     stats.repeats += 1;
                     return;
+                }
+                match &raw {
+                    // A task forked before the session that first runs in it: the model
+                    // learned it from /proc, and no loss was counted for it.
+                    RawEvent::Fork(e) if e.flags & FORK_FLAG_LATE != 0 => {
+                        if e.child.id.start_ns < started_ts {
+                            return;
+                        }
+                        late.applied(kind::FORK);
+                    }
+                    RawEvent::Exit(e) if e.flags & EXIT_FLAG_LATE != 0 => {
+                        late.applied(kind::EXIT);
+                    }
+                    _ => {}
                 }
                 stats.records += 1;
                 model.apply(&raw, out);
@@ -304,7 +325,7 @@ impl Session {
             // Records are still coming faster than they are applied: count the rest.
             self.count_unread(stopped_at, out);
         }
-        self.report_lost(out);
+        self.report_lost(out, true);
         // A zombie known to be one since the last records were lost is one: its reap is not
         // among them. Only the others are looked up in /proc (none when nothing was lost).
         let at_risk = if self.lost_by > 0 {
@@ -325,7 +346,7 @@ impl Session {
             }
         }
         self.count_unread(stopped_at, out);
-        self.report_lost(out);
+        self.report_lost(out, true);
         self.model.settle(self.applied_until, out);
         self.model.finish(out);
     }
@@ -395,9 +416,15 @@ impl Session {
         self.tracer.kernel_messages()
     }
 
-    fn report_lost(&mut self, out: &mut Vec<Event>) {
+    /// Reports the losses counted since the last call; `last` at the end of the session
+    /// (nothing is held back then, see [`LateRecords`]).
+    fn report_lost(&mut self, out: &mut Vec<Event>, last: bool) {
         let now = boottime_ns();
-        let lost = self.tracer.lost_since_last();
+        let mut lost = self.late.net(self.tracer.lost_since_last(), last);
+        let unread = self.model.take_unread_adoptions();
+        if unread > 0 {
+            lost.push((kind::REPARENT, unread));
+        }
         if !lost.is_empty() {
             // Lost before the counters were read: before now.
             self.lost_by = boottime_ns();
@@ -417,7 +444,7 @@ impl Session {
     /// that are due against `/proc`. [`Session::step`] runs it when it is due.
     pub fn housekeeping(&mut self, out: &mut Vec<Event>) {
         self.last_housekeeping = Instant::now();
-        self.report_lost(out);
+        self.report_lost(out, false);
         self.model.settle(self.applied_until, out);
         let now = boottime_ns();
         let due = self.model.due_for_check(now, CHECK_BUDGET);

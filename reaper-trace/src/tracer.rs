@@ -584,22 +584,29 @@ impl Drop for Detaching {
 
 /// The object with `kernel`'s offsets written in, not yet verified.
 fn open_object(offsets: &Offsets, ring_bytes: u32) -> Result<Ebpf> {
-    EbpfLoader::new()
+    let mut loader = EbpfLoader::new();
+    loader
         .override_global(OFFSETS_GLOBAL, offsets, true)
-        .map_max_entries(map::EVENTS, ring_bytes)
-        .load(object())
-        .map_err(|e| {
-            if e.to_string().contains(&format!("`{}`", map::EVENTS)) {
-                // The ring buffer is the one large allocation: say which, and its cause.
-                anyhow!(
-                    "creating the {} MiB ring buffer failed: {}: {RING_ADVICE}",
-                    ring_bytes >> 20,
-                    verifier_reason(format!("{:#}", anyhow::Error::new(e)))
-                )
-            } else {
-                anyhow!("loading the eBPF object failed: {}", verifier_reason(e))
-            }
-        })
+        .map_max_entries(map::EVENTS, ring_bytes);
+    // The marks of a hook without a backstop are never used: no memory for them.
+    if offsets.backstop_hooks & (1 << standby::FORK) == 0 {
+        loader.map_max_entries(map::FORK_MARKS, 1);
+    }
+    if offsets.backstop_hooks & (1 << standby::EXIT) == 0 {
+        loader.map_max_entries(map::EXIT_MARKS, 1);
+    }
+    loader.load(object()).map_err(|e| {
+        if e.to_string().contains(&format!("`{}`", map::EVENTS)) {
+            // The ring buffer is the one large allocation: say which, and its cause.
+            anyhow!(
+                "creating the {} MiB ring buffer failed: {}: {RING_ADVICE}",
+                ring_bytes >> 20,
+                verifier_reason(format!("{:#}", anyhow::Error::new(e)))
+            )
+        } else {
+            anyhow!("loading the eBPF object failed: {}", verifier_reason(e))
+        }
+    })
 }
 
 /// What the kernel said of one program (`reaper-trace check`).
@@ -928,6 +935,7 @@ mod tests {
             hook_standbys: Standby::Preemptible,
             syscall_standby: syscall,
             uring_waitid: true,
+            backstop: true,
         }
     }
 

@@ -896,6 +896,7 @@ pub(crate) mod tests {
             parent: parent.clone(),
             child: child.clone(),
             thread: false,
+            late: false,
             caller: None,
         }
     }

@@ -12,7 +12,7 @@ use std::process::{Command, Output};
 use std::sync::Mutex;
 
 use reaper_trace::scenario::result::{Failure, SkipReason};
-use reaper_trace_tests::{TempPath, reaper_init, reaper_trace, require_root};
+use reaper_trace_tests::{TempPath, Trace, reaper_init, reaper_trace, require_root};
 use serde_json::Value;
 
 /// The runs are serialised: each one loads its own programs, the timing-sensitive scenarios
@@ -404,6 +404,68 @@ fn the_suite_passes_with_every_standby_copy_attached() {
         ],
     );
     assert_suite_passed(&run);
+    assert_nothing_left(&run);
+}
+
+/// Forks and exits the kernel skipped in every copy of their program (7.x, under load; made
+/// here by skipping one task in 8 on purpose, `REAPER_TRACE_TEST_SKIP`) are recorded at
+/// `sched_switch`, late: `wait-race`, whose 1,000 children are each checked against what its
+/// wait returned, and `zombie` and `pid-reuse` pass with no record lost, and the recording
+/// holds late forks and exits. Without the backstop the same skips lose them, and the
+/// scenarios fail saying so: the check can fail.
+#[test]
+fn forks_and_exits_every_copy_skipped_are_recorded_at_the_switch() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let scenarios = ["wait-race", "zombie", "pid-reuse"];
+    let only: Vec<&str> = scenarios.iter().flat_map(|s| ["--only", *s]).collect();
+    let skip = [
+        ("REAPER_TRACE_STANDBY", "1"),
+        ("REAPER_TRACE_TEST_SKIP", "8"),
+    ];
+    let events = TempPath::new("late-events");
+    let dir = events.0.to_str().unwrap();
+    let args: Vec<&str> = only.iter().copied().chain(["--events", dir]).collect();
+    let run = validate_with(&args, &skip);
+    for name in scenarios {
+        let r = result(&run.report, name);
+        if name == "pid-reuse" && r["status"] == "SKIPPED" {
+            continue;
+        }
+        assert_eq!(r["status"], "PASS", "{r:#}");
+        let notes = r["notes"].to_string();
+        assert!(
+            !notes.contains("lost") && !notes.contains("run twice"),
+            "records were lost: {r:#}"
+        );
+    }
+    let trace = Trace::read(&events.0.join("wait-race.jsonl"));
+    let late = |kind: &str| {
+        trace
+            .events
+            .iter()
+            .filter(|e| e["type"] == kind && e["late"] == true)
+            .count()
+    };
+    // About one child in 8 of 1,000, each forked and exited.
+    assert!(
+        late("fork") >= 50 && late("exit") >= 50,
+        "late forks {}, exits {}",
+        late("fork"),
+        late("exit")
+    );
+    assert_nothing_left(&run);
+
+    let without = [skip[0], skip[1], ("REAPER_TRACE_NO_BACKSTOP", "1")];
+    let run = validate_with(&["--only", "wait-race"], &without);
+    let r = result(&run.report, "wait-race");
+    assert_eq!(r["status"], "FAIL", "{r:#}");
+    assert!(
+        failures(r)
+            .iter()
+            .any(|f| matches!(f, Failure::RecordsLost { count } if *count > 0)),
+        "{r:#}"
+    );
     assert_nothing_left(&run);
 }
 

@@ -413,6 +413,7 @@ mod tests {
                 child: task(pid, start),
                 caller: None,
                 thread: false,
+                late: false,
             });
             ev.push(Event::Zombie {
                 ts: start + 1,

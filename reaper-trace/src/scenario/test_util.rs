@@ -117,6 +117,7 @@ pub fn exit(ts: u64, pid: u32, parent: u32, signal: Option<i32>) -> Event {
         age_ns: 0,
         children: 0,
         children_truncated: false,
+        late: false,
     }
 }
 
@@ -127,6 +128,7 @@ pub fn fork(parent: u32, child: u32, caller: Option<u32>) -> Event {
         child: p(child),
         caller: caller.map(p),
         thread: false,
+        late: false,
     }
 }
 

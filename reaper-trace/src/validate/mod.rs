@@ -473,6 +473,7 @@ mod tests {
             parent: a,
             child: b,
             thread: false,
+            late: false,
             caller: None,
         };
         // The root's own fork (by the validator) brings it in.
@@ -489,6 +490,7 @@ mod tests {
             parent: p(1, 1),
             child: p(13, 130),
             thread: false,
+            late: false,
             caller: Some(p(12, 120)),
         };
         assert!(absorb(&clone, &mut tree));
