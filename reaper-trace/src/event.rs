@@ -297,6 +297,13 @@ pub enum Event {
         /// The orphan was already a zombie when it was adopted.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         zombie: bool,
+        /// The father's exit was recorded late (its `exit` says `late`), so this hand-off was not
+        /// read: `reaper` is the parent the orphan's next record named (the father of its next
+        /// adoption, or its parent at its own exit), `ts` the father's late exit record or, if
+        /// that came later, just before the record that named the parent, and
+        /// `verdict` is `unknown` (nothing was captured to predict from).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        late: bool,
     },
     /// A process finished exiting: it now waits for its parent to reap it.
     Zombie {
@@ -456,6 +463,7 @@ mod tests {
             verdict: Verdict::Match,
             reason: None,
             zombie: false,
+            late: false,
         };
         let line = serde_json::to_string(&ev).unwrap();
         assert!(line.starts_with(r#"{"type":"reparent""#), "{line}");

@@ -256,8 +256,11 @@ pub struct Model {
     /// Adoptions waiting for the hand-offs of their orphan that came before or after them.
     hand_offs: HandOffs<HopRecord>,
     scope_all: bool,
-    /// Adoptions no record will tell: the children of tasks whose exit was recorded late
-    /// (`EXIT_FLAG_LATE`), not yet reported as lost (see [`Model::take_unread_adoptions`]).
+    /// Hand-offs out of fathers whose exit was recorded late, by orphan tid, until a record
+    /// names the orphan's parent.
+    unread_hops: HashMap<u32, UnreadHop>,
+    /// Hand-offs no record told (an orphan of [`Model::unread_hops`] gone, or still unnamed at
+    /// the end), not yet reported as lost (see [`Model::take_unread_adoptions`]).
     unread_adoptions: u64,
 }
 
@@ -278,6 +281,18 @@ struct HopRecord {
     inputs: Option<Box<ReaperInputs>>,
     final_inputs: Option<Box<ReaperInputs>>,
     zombie: bool,
+    /// Inferred from a later record: the father's exit was recorded late (see `UnreadHop`).
+    late: bool,
+}
+
+/// A hand-off no record read: `orphan` was a child of `father` when its exit was recorded late
+/// (`EXIT_FLAG_LATE`, its children gone to their reaper unread). The next record that names the
+/// orphan's parent tells who received it.
+#[derive(Debug, Clone, Copy)]
+struct UnreadHop {
+    orphan: TaskId,
+    father: TaskId,
+    father_exit: u64,
 }
 
 /// Whether processes `a` and `b` (tgids) are one, or one descends from the other as far as the
@@ -305,6 +320,7 @@ impl Model {
     pub fn new(scope: Scope) -> Self {
         Self {
             scope_all: scope == Scope::All,
+            unread_hops: HashMap::new(),
             unread_adoptions: 0,
             ..Default::default()
         }
@@ -494,6 +510,9 @@ impl Model {
 
     fn remove(&mut self, tid: u32) -> Option<Task> {
         let task = self.tasks.remove(&tid)?;
+        if self.unread_hops.remove(&tid).is_some() {
+            self.unread_adoptions += 1;
+        }
         self.tree.remove(&tid);
         self.unindex(&task);
         self.depart(&task);
@@ -703,13 +722,28 @@ impl Model {
         let tid = self.learn(&e.task, out);
         let late = e.flags & EXIT_FLAG_LATE != 0;
         if late {
-            // Its children were handed on unseen: each is an adoption no record tells.
-            let id = self.tasks[&tid].id;
-            self.unread_adoptions += self
+            // Its children were handed on unread: the next record naming each one's parent
+            // tells who received it.
+            let father = self.tasks[&tid].id;
+            let orphans: Vec<TaskId> = self
                 .tasks
                 .values()
-                .filter(|t| t.parent == Some(id) && t.is_process() && t.state != TaskState::Reaped)
-                .count() as u64;
+                .filter(|t| {
+                    t.parent == Some(father) && t.is_process() && t.state != TaskState::Reaped
+                })
+                .map(|t| t.id)
+                .collect();
+            for orphan in orphans {
+                let hop = UnreadHop {
+                    orphan,
+                    father,
+                    father_exit: e.hdr.ts_ns,
+                };
+                self.unread_hops.insert(orphan.tid, hop);
+            }
+        } else if e.parent.tid != 0 {
+            self.read_hop(&e.task.id, e.parent, e.hdr.ts_ns);
+            self.release_hops(out);
         }
         let level = (e.task.level as usize).min(e.pids.len() - 1);
         let task = self.tasks.get_mut(&tid).expect("learned");
@@ -779,6 +813,9 @@ impl Model {
                 self.learn(&e.parent, out);
             }
             self.tasks.get_mut(&tid).expect("known").parent = Some(e.parent.id);
+            let id = self.tasks[&tid].id;
+            self.read_hop(&id, e.parent.id, ts);
+            self.release_hops(out);
         }
         let level = (e.task.level as usize).min(e.pids.len() - 1);
         if e.pids[0].nr != 0 {
@@ -999,6 +1036,7 @@ impl Model {
                 verdict: Verdict::Unobserved,
                 reason: None,
                 zombie: true,
+                late: false,
             });
             return;
         }
@@ -1043,6 +1081,8 @@ impl Model {
             Some(p) if p.task.tid == e.reaper.id.tid => p.kind,
             _ => reaper::classify(e.father, &observed, inputs.as_deref()),
         };
+        // The father had the orphan at its exit: if the hop into it was not read, it was this.
+        self.read_hop(&e.orphan, e.father, father_exit.unwrap_or(ts));
         self.hand_offs.add(Hop {
             orphan: e.orphan,
             father: e.father,
@@ -1061,6 +1101,7 @@ impl Model {
                 inputs,
                 final_inputs,
                 zombie,
+                late: false,
             },
         });
         if current {
@@ -1110,8 +1151,61 @@ impl Model {
                 verdict: r.verdict,
                 reason: r.reason,
                 zombie: r.zombie,
+                late: r.late,
             });
         }
+    }
+
+    /// A record says `parent` had `orphan` at `at`. If the orphan's hand-off out of a father
+    /// whose exit was recorded late is unread, it went to `parent`: the hop is added, judged
+    /// `unknown` (nothing was captured to predict from). It came before `at`, and so did the
+    /// father's exit, whatever the late record's time says.
+    fn read_hop(&mut self, orphan: &TaskId, parent: TaskId, at: u64) {
+        let Some(u) = self
+            .unread_hops
+            .get(&orphan.tid)
+            .filter(|u| same_start(u.orphan.start_ns, orphan.start_ns) && u.father != parent)
+            .copied()
+        else {
+            return;
+        };
+        self.unread_hops.remove(&orphan.tid);
+        let reaper = self.proc_by_id(&parent);
+        let observed = Observed {
+            reaper: parent,
+            reaper_is_subreaper: self.known(&parent).is_some_and(|t| t.subreaper),
+            reaper_ns_pid: reaper.ns_pid,
+        };
+        let kind = reaper::classify(u.father, &observed, None);
+        let father_exit = u.father_exit.min(at.saturating_sub(1));
+        self.hand_offs.add(Hop {
+            orphan: u.orphan,
+            father: u.father,
+            father_exit: Some(father_exit),
+            // Its receiver is known: none other is looked for.
+            read_ts: father_exit,
+            data: HopRecord {
+                orphan: self.proc_by_id(&u.orphan),
+                father: self.proc_by_id(&u.father),
+                reaper,
+                observed,
+                kind,
+                verdict: Verdict::Unknown,
+                reason: None,
+                predicted: None,
+                after: None,
+                inputs: None,
+                final_inputs: None,
+                zombie: false,
+                late: true,
+            },
+        });
+    }
+
+    /// The hand-offs still unread at the end of a session: counted as lost.
+    pub fn give_up_unread_hops(&mut self) {
+        self.unread_adoptions += self.unread_hops.len() as u64;
+        self.unread_hops.clear();
     }
 
     fn wait(&mut self, e: &WaitEvent, out: &mut Vec<Event>) {

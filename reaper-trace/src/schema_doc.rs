@@ -139,6 +139,7 @@ fn events(full: bool) -> Vec<Event> {
             verdict: Verdict::Changed,
             reason: full.then(|| "why".into()),
             zombie: full,
+            late: full,
         },
         Event::Zombie {
             ts: 1,

@@ -346,6 +346,7 @@ impl Session {
             }
         }
         self.count_unread(stopped_at, out);
+        self.model.give_up_unread_hops();
         self.report_lost(out, true);
         self.model.settle(self.applied_until, out);
         self.model.finish(out);

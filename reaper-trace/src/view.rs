@@ -887,6 +887,7 @@ pub(crate) mod tests {
             verdict: Verdict::Match,
             reason: None,
             zombie: false,
+            late: false,
         }
     }
 
@@ -1356,6 +1357,7 @@ pub(crate) mod tests {
             verdict: Verdict::Unobserved,
             reason: None,
             zombie: true,
+            late: false,
         });
         v.apply(&Event::Lost {
             ts: S,

@@ -1338,3 +1338,98 @@ fn thread_hand_offs_recorded_out_of_order_leave_the_last_parent() {
     assert_eq!(reaper.map(|r| r.pid), Some(5), "{out:?}");
     assert_eq!(reaps(&out), [(30, 5, ReapHow::Wait4, Some(10))]);
 }
+
+fn late_exit(ts: u64, task: TaskInfo, parent: TaskInfo) -> RawEvent {
+    let RawEvent::Exit(mut e) = exit(ts, task, parent, 0) else {
+        unreachable!()
+    };
+    e.flags = EXIT_FLAG_LATE;
+    e.group_dead = 0;
+    RawEvent::Exit(e)
+}
+
+/// The hand-offs of an orphan, as (father, reaper, late).
+fn hops(events: &[Event], orphan: u32) -> Vec<(u32, Option<u32>, bool)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Reparent {
+                orphan: o,
+                father,
+                reaper,
+                late,
+                ..
+            } if o.tid == orphan => Some((father.tid, reaper.as_ref().map(|r| r.tid), *late)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A thread whose exit every copy of the exit program skipped (7.x) is recorded late, at its
+/// final switch, without its children: the hop out of it is the next record naming the orphan's
+/// parent, here the next thread's adoption record, which also comes before it in the chain.
+#[test]
+fn the_hop_out_of_a_late_exit_is_the_next_record_naming_the_orphans_parent() {
+    let mut m = Model::new(Scope::All);
+    let sub = info(10, 10, 1, "sub");
+    let leader = info(100, 100, 2, "p");
+    let t1 = info(101, 100, 3, "p");
+    let t2 = info(102, 100, 4, "p");
+    let orphan = info(200, 200, 5, "c");
+    let ev = apply(
+        &mut m,
+        &[
+            fork(10, sub, leader),
+            fork(11, leader, t1),
+            fork(12, leader, t2),
+            fork(13, t1, orphan),
+            // t1 exits, hands the orphan to t2 unseen; t2 exits and hands it to the leader.
+            late_exit(30, t1, sub),
+            exit(40, t2, sub, 0),
+            reparent(41, orphan, t2, leader, 0),
+        ],
+    );
+    assert_eq!(
+        hops(&ev, 200),
+        vec![(101, Some(102), true), (102, Some(100), false)],
+        "{ev:#?}"
+    );
+    let late_hop = ev
+        .iter()
+        .find(|e| matches!(e, Event::Reparent { late: true, .. }))
+        .unwrap();
+    assert!(
+        matches!(late_hop, Event::Reparent { verdict: Verdict::Unknown, kind: Some(ReaperKind::Thread), ts, .. } if *ts < 40),
+        "{late_hop:#?}"
+    );
+    assert_eq!(m.take_unread_adoptions(), 0);
+
+    // The orphan's own exit names its parent: a hop out of a late exit straight to it.
+    let t3 = info(103, 100, 6, "p");
+    let orphan2 = info(201, 201, 7, "c");
+    let ev = apply(
+        &mut m,
+        &[
+            fork(50, leader, t3),
+            fork(51, t3, orphan2),
+            late_exit(60, t3, sub),
+            exit(70, orphan2, sub, 0),
+        ],
+    );
+    assert_eq!(hops(&ev, 201), vec![(103, Some(10), true)], "{ev:#?}");
+
+    // One no record names before the end is counted as lost, once.
+    let t4 = info(104, 100, 8, "p");
+    let orphan3 = info(202, 202, 9, "c");
+    apply(
+        &mut m,
+        &[
+            fork(80, leader, t4),
+            fork(81, t4, orphan3),
+            late_exit(90, t4, sub),
+        ],
+    );
+    m.give_up_unread_hops();
+    assert_eq!(m.take_unread_adoptions(), 1);
+    assert_eq!(m.take_unread_adoptions(), 0);
+}

@@ -409,36 +409,34 @@ fn the_suite_passes_with_every_standby_copy_attached() {
 
 /// Forks and exits the kernel skipped in every copy of their program (7.x, under load; made
 /// here by skipping one task in 8 on purpose, `REAPER_TRACE_TEST_SKIP`) are recorded at
-/// `sched_switch`, late: `wait-race`, whose 1,000 children are each checked against what its
-/// wait returned, and `zombie` and `pid-reuse` pass with no record lost, and the recording
-/// holds late forks and exits. Without the backstop the same skips lose them, and the
-/// scenarios fail saying so: the check can fail.
+/// `sched_switch`, late, and a late exit's hand-offs are named by the orphans' next records:
+/// the whole suite passes with no record lost (`wait-race` checks each of its 1,000 children
+/// against what its wait returned, `threads-exit` each orphan's chain of hops against /proc),
+/// and the recording holds late forks, exits and hops. Without the backstop the same skips
+/// lose them, and the scenarios fail saying so: the check can fail.
 #[test]
 fn forks_and_exits_every_copy_skipped_are_recorded_at_the_switch() {
     require_root();
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let scenarios = ["wait-race", "zombie", "pid-reuse"];
-    let only: Vec<&str> = scenarios.iter().flat_map(|s| ["--only", *s]).collect();
     let skip = [
         ("REAPER_TRACE_STANDBY", "1"),
         ("REAPER_TRACE_TEST_SKIP", "8"),
     ];
     let events = TempPath::new("late-events");
-    let dir = events.0.to_str().unwrap();
-    let args: Vec<&str> = only.iter().copied().chain(["--events", dir]).collect();
-    let run = validate_with(&args, &skip);
-    for name in scenarios {
-        let r = result(&run.report, name);
-        if name == "pid-reuse" && r["status"] == "SKIPPED" {
-            continue;
-        }
-        assert_eq!(r["status"], "PASS", "{r:#}");
+    let run = validate_with(&["--events", events.0.to_str().unwrap()], &skip);
+    assert_suite_passed(&run);
+    for r in results(&run.report) {
         let notes = r["notes"].to_string();
         assert!(
             !notes.contains("lost") && !notes.contains("run twice"),
             "records were lost: {r:#}"
         );
     }
+    let threads_exit = result(&run.report, "threads-exit");
+    assert!(
+        threads_exit["notes"].to_string().contains("read late"),
+        "no hop of threads-exit was read late: {threads_exit:#}"
+    );
     let trace = Trace::read(&events.0.join("wait-race.jsonl"));
     let late = |kind: &str| {
         trace
@@ -447,7 +445,7 @@ fn forks_and_exits_every_copy_skipped_are_recorded_at_the_switch() {
             .filter(|e| e["type"] == kind && e["late"] == true)
             .count()
     };
-    // About one child in 8 of 1,000, each forked and exited.
+    // One child in 8 of 1,000 (by tid), its fork and its exit.
     assert!(
         late("fork") >= 50 && late("exit") >= 50,
         "late forks {}, exits {}",

@@ -969,6 +969,7 @@ mod tests {
             verdict: Verdict::Mismatch,
             reason: None,
             zombie: false,
+            late: false,
         });
         for i in 0..20u64 {
             let c = p(7000 + i as u32, 40 + i, "job");

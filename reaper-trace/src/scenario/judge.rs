@@ -634,7 +634,12 @@ fn adoption(
     // With a prediction judged `changed`, the prediction is allowed to differ.
     let predicted_ok = same(&predicted) || (*verdict == Verdict::Changed && verdict_ok(*verdict));
     let repeated = once && all.len() > 1;
-    let ok = !repeated && verdict_ok(*verdict) && same(&observed) && predicted_ok;
+    // A hand-off out of a father whose exit was recorded late (Linux 7.x) has no prediction:
+    // only the kernel's choice is checked.
+    let unpredicted =
+        matches!(e, Event::Reparent { late: true, .. }) && *verdict == Verdict::Unknown;
+    let ok =
+        !repeated && same(&observed) && (unpredicted || (verdict_ok(*verdict) && predicted_ok));
     Adoption {
         orphan,
         father: father.pid,

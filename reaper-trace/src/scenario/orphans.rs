@@ -604,6 +604,34 @@ mod tests {
         );
     }
 
+    /// A hop out of a father whose exit was recorded late (7.x) has no prediction: the kernel's
+    /// choice alone is checked. A hop without a prediction that is not late still fails.
+    #[test]
+    fn a_late_hop_is_judged_by_the_kernels_choice_alone() {
+        let unpredicted = |late: bool, to: u32| {
+            let mut events = adopted(to, ReaperKind::Init, to);
+            if let Event::Reparent {
+                predicted,
+                verdict,
+                late: l,
+                ..
+            } = &mut events[0]
+            {
+                (*predicted, *verdict, *l) = (None, Verdict::Unknown, late);
+            }
+            events
+        };
+        passes(&judge(&ORPHAN_INIT, &orphan(), &unpredicted(true, 10)));
+        fails(
+            &judge(&ORPHAN_INIT, &orphan(), &unpredicted(true, 20)),
+            "adopted by 20",
+        );
+        fails(
+            &judge(&ORPHAN_INIT, &orphan(), &unpredicted(false, 10)),
+            "orphan 12",
+        );
+    }
+
     #[test]
     fn tasks_are_told_apart_from_an_earlier_holder_of_their_pid() {
         // Another of the scenario's tasks had pid 12 before the orphan: its zombie and reap
@@ -674,6 +702,7 @@ mod tests {
             verdict: Verdict::Unobserved,
             reason: None,
             zombie: true,
+            late: false,
         }];
         let r = judge(&ORPHAN_SUBREAPER, &orphan(), &ev);
         assert_eq!(r.status, Status::Fail);

@@ -92,6 +92,7 @@ pub fn reparent(ts: u64, orphan: u32, father: u32, to: u32, kind: ReaperKind, pr
         },
         reason: None,
         zombie: false,
+        late: false,
     }
 }
 

@@ -375,7 +375,7 @@ pub(super) static THREADS_EXIT: Def<ThreadsExit> = Def::new(
             matches!(v, Verdict::Match | Verdict::Changed)
         });
         j.expected_add(", match or changed");
-        let (mut hops, mut matched, mut changed) = (0, 0, 0);
+        let (mut hops, mut matched, mut changed, mut late_hops) = (0, 0, 0, 0);
         let mut reasons: BTreeSet<String> = BTreeSet::new();
         for o in &p.orphans {
             let (f, k) = (o.father, o.orphan);
@@ -387,11 +387,13 @@ pub(super) static THREADS_EXIT: Def<ThreadsExit> = Def::new(
                     reaper,
                     verdict,
                     reason,
+                    late,
                     ..
                 } = e
                 else {
                     continue;
                 };
+                late_hops += *late as usize;
                 match verdict {
                     Verdict::Match => matched += 1,
                     Verdict::Changed => {
@@ -455,12 +457,17 @@ pub(super) static THREADS_EXIT: Def<ThreadsExit> = Def::new(
             j.zombie_then_reap(k, o.ppid, &[ReapHow::Wait4]);
         }
         j.note(format!(
-            "{} orphans, {hops} adoptions (thread to thread, then the subreaper): {matched} match, {changed} changed{}",
+            "{} orphans, {hops} adoptions (thread to thread, then the subreaper): {matched} match, {changed} changed{}{}",
             p.orphans.len(),
             if reasons.is_empty() {
                 String::new()
             } else {
                 format!(" ({})", reasons.into_iter().take(3).collect::<Vec<_>>().join("; "))
+            },
+            if late_hops > 0 {
+                format!(", {late_hops} read late (their father's exit was skipped: no prediction)")
+            } else {
+                String::new()
             }
         ));
     },
