@@ -260,6 +260,9 @@ impl Session {
                     stats.repeats += 1;
                     return;
                 }
+                // A late record makes up for a loss counted before it, while the programs are
+                // attached: not one sent after the stop, when the exit program may be detached
+                // before the switch program.
                 match &raw {
                     // A task forked before the session that first runs in it: the model
                     // learned it from /proc, and no loss was counted for it.
@@ -267,9 +270,11 @@ impl Session {
                         if e.child.id.start_ns < started_ts {
                             return;
                         }
-                        late.applied(kind::FORK);
+                        if e.child.id.start_ns <= stopped_at {
+                            late.applied(kind::FORK);
+                        }
                     }
-                    RawEvent::Exit(e) if e.flags & EXIT_FLAG_LATE != 0 => {
+                    RawEvent::Exit(e) if e.flags & EXIT_FLAG_LATE != 0 && newest <= stopped_at => {
                         late.applied(kind::EXIT);
                     }
                     _ => {}
