@@ -823,8 +823,9 @@ pub struct Offsets {
     /// `task_struct::se.sum_exec_runtime`: 0 until the task first ran (the first switch in).
     pub task_sum_exec_runtime: u32,
     /// For tests (`REAPER_TRACE_TEST_SKIP=N`): the fork and exit programs act as if the kernel
-    /// had skipped every copy for one task in N (N a power of two; this is N - 1, or 0 for
-    /// none), counting each as lost, as the kernel's skips are. `backstop` must make up for it.
+    /// had skipped every copy for one task in N, by tid (N a power of two; this is N - 1, or 0
+    /// for none), counting each in scope as lost, as the kernel's skips are. `backstop` must make
+    /// up for it.
     pub test_skip_mask: u32,
     /// Non-zero once userspace filled the table; the programs do nothing before.
     pub valid: u32,

@@ -18,6 +18,14 @@ pub(crate) fn backstop(hook: u32) -> bool {
     off!(backstop_hooks) & (1 << hook) != 0
 }
 
+/// For tests (`Offsets::test_skip_mask`): is `task`'s call one to act on as if the kernel had
+/// skipped every copy of the program? The caller counts it as lost where the task is in scope.
+#[inline(always)]
+pub(crate) fn skipped_for_test(task: *const u8) -> bool {
+    let mask = off!(test_skip_mask) as u32;
+    mask != 0 && Direct::read::<u32>(task, off!(task_pid)) & mask == 0
+}
+
 /// Notes that `task`'s fork or exit is recorded. A full map loses the note only: the switch
 /// then records the call a second time, and userspace drops the repeat.
 #[inline(always)]

@@ -3,9 +3,7 @@
 use core::ptr::{addr_of, addr_of_mut, read_volatile, write_volatile};
 
 use aya_ebpf::programs::BtfTracePointContext;
-use reaper_trace_common::{kind, standby};
-
-use crate::emit::count_lost;
+use reaper_trace_common::standby;
 
 use crate::globals::off;
 use crate::maps::HANDLED;
@@ -35,20 +33,6 @@ pub(crate) fn run_copy<const COPY: u32>(
         return;
     }
     let token = token();
-    if (hook == standby::FORK || hook == standby::EXIT)
-        && off!(test_skip_mask) != 0
-        && (token[0] as u32) & off!(test_skip_mask) as u32 == 0
-    {
-        // A test's skipped call (see `Offsets::test_skip_mask`): counted as the kernel's are.
-        if COPY == PRIMARY {
-            count_lost(if hook == standby::FORK {
-                kind::FORK
-            } else {
-                kind::EXIT
-            });
-        }
-        return;
-    }
     let Some(handled) = HANDLED.get_ptr_mut(hook) else {
         return;
     };

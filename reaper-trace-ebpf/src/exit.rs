@@ -11,9 +11,9 @@ use reaper_trace_common::{
     standby,
 };
 
-use crate::backstop::{backstop, mark};
+use crate::backstop::{backstop, mark, skipped_for_test};
 use crate::copies::{PRIMARY, copies, task_token};
-use crate::emit::{count_lost_n, emit};
+use crate::emit::{count_lost, count_lost_n, emit};
 use crate::globals::{enabled, off};
 use crate::loops::{BoundedLoop, HelperLoop, Repeat, Step};
 use crate::maps::{EXIT_MARKS, OVERFLOW, PENDING, SCRATCH};
@@ -27,6 +27,10 @@ use crate::task::{exec_id, read_pids, task_id, task_info};
 fn on_exit<L: Repeat, const COPY: u32>(ctx: &BtfTracePointContext) {
     let task: *const u8 = ctx.arg(0);
     if !in_scope::<Direct>(task) {
+        return;
+    }
+    if skipped_for_test(task) {
+        count_lost(kind::EXIT);
         return;
     }
     let group_dead: u64 = if off!(exit_has_group_dead) != 0 {

@@ -3,7 +3,7 @@
 use aya_ebpf::programs::BtfTracePointContext;
 use reaper_trace_common::{FORK_FLAG_LATE, FORK_FLAG_THREAD, ForkEvent, kind, lost_slot, standby};
 
-use crate::backstop::{backstop, mark};
+use crate::backstop::{backstop, mark, skipped_for_test};
 use crate::copies::{copies, task_token};
 use crate::emit::{count_lost, emit};
 use crate::globals::off;
@@ -15,6 +15,12 @@ use crate::task::{task_id, task_info};
 fn on_fork(ctx: &BtfTracePointContext) {
     let parent: *const u8 = ctx.arg(0);
     let child: *const u8 = ctx.arg(1);
+    if skipped_for_test(child) {
+        if in_scope::<Direct>(parent) {
+            count_lost(kind::FORK);
+        }
+        return;
+    }
     if record_fork(parent, child, 0) && backstop(standby::FORK) {
         mark(&FORK_MARKS, child);
     }

@@ -123,6 +123,9 @@ pub struct Task {
     final_inputs: Option<Box<ReaperInputs>>,
     /// A wait that returned it before the records of its adoption came: see `Model::wait`.
     early_wait: Option<EarlyWait>,
+    /// A wait that returned it before its exit was recorded: only a late exit (recorded at the
+    /// final switch) comes after the wait that reaped it. Applied when that exit comes.
+    wait_before_exit: Option<EarlyWait>,
     /// When the father whose hand-off named `parent` exited. Hand-offs between threads of one
     /// process are recorded at each thread's final switch, and those can run in another order
     /// than the exits (threads on other CPUs): a record whose father exited earlier than that
@@ -167,6 +170,7 @@ impl Task {
             reaper_inputs: None,
             final_inputs: None,
             early_wait: None,
+            wait_before_exit: None,
             parent_since: None,
         }
     }
@@ -259,6 +263,11 @@ pub struct Model {
     /// Hand-offs out of fathers whose exit was recorded late, by orphan tid, until a record
     /// names the orphan's parent.
     unread_hops: HashMap<u32, UnreadHop>,
+    /// Orphans whose own exit or end named another parent than the model had, with no
+    /// adoption record yet: by orphan tid, the hop (its `father` the parent the model had, its
+    /// `father_exit` when the new one was named). The father's adoption record normally follows;
+    /// if its exit is recorded late instead, this is the hop.
+    moved: HashMap<u32, Moved>,
     /// Hand-offs no record told (an orphan of [`Model::unread_hops`] gone, or still unnamed at
     /// the end), not yet reported as lost (see [`Model::take_unread_adoptions`]).
     unread_adoptions: u64,
@@ -283,6 +292,15 @@ struct HopRecord {
     zombie: bool,
     /// Inferred from a later record: the father's exit was recorded late (see `UnreadHop`).
     late: bool,
+}
+
+/// An orphan's own record named `to` as its parent at `at`, where the model had `from`.
+#[derive(Debug, Clone, Copy)]
+struct Moved {
+    orphan: TaskId,
+    from: TaskId,
+    to: TaskId,
+    at: u64,
 }
 
 /// A hand-off no record read: `orphan` was a child of `father` when its exit was recorded late
@@ -321,6 +339,7 @@ impl Model {
         Self {
             scope_all: scope == Scope::All,
             unread_hops: HashMap::new(),
+            moved: HashMap::new(),
             unread_adoptions: 0,
             ..Default::default()
         }
@@ -513,6 +532,7 @@ impl Model {
         if self.unread_hops.remove(&tid).is_some() {
             self.unread_adoptions += 1;
         }
+        self.moved.remove(&tid);
         self.tree.remove(&tid);
         self.unindex(&task);
         self.depart(&task);
@@ -721,33 +741,27 @@ impl Model {
     fn exit(&mut self, e: &ExitEvent, out: &mut Vec<Event>) {
         let tid = self.learn(&e.task, out);
         let late = e.flags & EXIT_FLAG_LATE != 0;
+        let mut ts = e.hdr.ts_ns;
+        let mut wait_first = None;
         if late {
-            // Its children were handed on unread: the next record naming each one's parent
-            // tells who received it.
-            let father = self.tasks[&tid].id;
-            let orphans: Vec<TaskId> = self
+            // A late exit comes after the final switch, and may come after the wait that
+            // reaped the task: the exit came before that wait.
+            wait_first = self
                 .tasks
-                .values()
-                .filter(|t| {
-                    t.parent == Some(father) && t.is_process() && t.state != TaskState::Reaped
-                })
-                .map(|t| t.id)
-                .collect();
-            for orphan in orphans {
-                let hop = UnreadHop {
-                    orphan,
-                    father,
-                    father_exit: e.hdr.ts_ns,
-                };
-                self.unread_hops.insert(orphan.tid, hop);
+                .get_mut(&tid)
+                .and_then(|t| t.wait_before_exit.take());
+            if let Some(w) = wait_first {
+                ts = ts.min(w.ts);
             }
+            self.late_exit_children(tid, ts, out);
         } else if e.parent.tid != 0 {
-            self.read_hop(&e.task.id, e.parent, e.hdr.ts_ns);
+            self.note_parent(tid, e.parent, ts);
+            self.read_hop(&e.task.id, e.parent, ts);
             self.release_hops(out);
         }
         let level = (e.task.level as usize).min(e.pids.len() - 1);
         let task = self.tasks.get_mut(&tid).expect("learned");
-        task.exit_ts = Some(e.hdr.ts_ns);
+        task.exit_ts = Some(ts);
         task.group_dead = e.group_dead != 0;
         task.exit_code = Some(e.exit_code);
         if e.parent.tid != 0 {
@@ -764,22 +778,82 @@ impl Model {
                 .collect();
         }
         self.set_state(tid, TaskState::Exiting);
-        self.hand_offs
-            .exited(e.task.id, e.hdr.ts_ns, e.children_followed);
+        self.hand_offs.exited(e.task.id, ts, e.children_followed);
         let task = &self.tasks[&tid];
         let parent = (e.parent.tid != 0).then(|| self.proc_by_id(&e.parent));
         out.push(Event::Exit {
-            ts: e.hdr.ts_ns,
+            ts,
             task: task.proc(),
             thread: e.task.id.tid != e.task.id.tgid,
             parent,
             status: ExitStatus::from_wait_status(e.exit_code),
             group_dead: e.group_dead != 0,
-            age_ns: e.hdr.ts_ns.saturating_sub(e.task.id.start_ns),
+            age_ns: ts.saturating_sub(e.task.id.start_ns),
             children: e.children_followed,
             children_truncated: e.children_truncated != 0,
             late,
         });
+        if let Some(w) = wait_first
+            && let Some(waiter) = self.known(&w.waiter).map(|t| t.id.tid)
+        {
+            self.reap_by_wait(tid, waiter, w.ts, w.how, w.status, out);
+        }
+    }
+
+    /// Task `tid`'s exit was recorded late (at `ts`), its children handed on unread. Those
+    /// whose own record already named their new parent have their hop now; for the others,
+    /// the next record naming their parent tells (see [`UnreadHop`]).
+    fn late_exit_children(&mut self, tid: u32, ts: u64, out: &mut Vec<Event>) {
+        let father = self.tasks[&tid].id;
+        let moved: Vec<Moved> = self
+            .moved
+            .values()
+            .filter(|m| m.from == father)
+            .copied()
+            .collect();
+        for m in &moved {
+            self.moved.remove(&m.orphan.tid);
+            let hop = UnreadHop {
+                orphan: m.orphan,
+                father,
+                father_exit: ts,
+            };
+            self.add_read_hop(hop, m.to, m.at);
+        }
+        let orphans: Vec<TaskId> = self
+            .tasks
+            .values()
+            .filter(|t| t.parent == Some(father) && t.is_process() && t.state != TaskState::Reaped)
+            .map(|t| t.id)
+            .collect();
+        for orphan in orphans {
+            let hop = UnreadHop {
+                orphan,
+                father,
+                father_exit: ts,
+            };
+            self.unread_hops.insert(orphan.tid, hop);
+        }
+        if !moved.is_empty() {
+            self.release_hops(out);
+        }
+    }
+
+    /// Task `tid`'s own record names `parent` at `at`: where the model had another parent and
+    /// no adoption record said so yet, that is noted (see [`Moved`]).
+    fn note_parent(&mut self, tid: u32, parent: TaskId, at: u64) {
+        let t = &self.tasks[&tid];
+        if let Some(from) = t.parent.filter(|p| *p != parent)
+            && t.is_process()
+        {
+            let m = Moved {
+                orphan: t.id,
+                from,
+                to: parent,
+                at,
+            };
+            self.moved.insert(tid, m);
+        }
     }
 
     /// A process finished exiting. Several threads exiting together may each send one: the
@@ -812,6 +886,7 @@ impl Model {
             if e.parent.pidns != 0 {
                 self.learn(&e.parent, out);
             }
+            self.note_parent(tid, e.parent.id, ts);
             self.tasks.get_mut(&tid).expect("known").parent = Some(e.parent.id);
             let id = self.tasks[&tid].id;
             self.read_hop(&id, e.parent.id, ts);
@@ -1083,6 +1158,7 @@ impl Model {
         };
         // The father had the orphan at its exit: if the hop into it was not read, it was this.
         self.read_hop(&e.orphan, e.father, father_exit.unwrap_or(ts));
+        self.moved.remove(&orphan_tid);
         self.hand_offs.add(Hop {
             orphan: e.orphan,
             father: e.father,
@@ -1170,6 +1246,11 @@ impl Model {
             return;
         };
         self.unread_hops.remove(&orphan.tid);
+        self.add_read_hop(u, parent, at);
+    }
+
+    /// Adds hop `u`, to `parent`, which a record named at `at` (see [`Model::read_hop`]).
+    fn add_read_hop(&mut self, u: UnreadHop, parent: TaskId, at: u64) {
         let reaper = self.proc_by_id(&parent);
         let observed = Observed {
             reaper: parent,
@@ -1230,15 +1311,22 @@ impl Model {
             .get(&key)
             .filter(|tid| self.tasks.get(tid).is_some_and(Task::is_pending))
         else {
-            // A child unknown to the model (its records were lost, or it was reaped before
+            // Not exiting as far as the model knows: a child whose exit will be recorded late
+            // (at its final switch, which the wait did not wait for), kept for then. Else a
+            // child unknown to the model (its records were lost, or it was reaped before
             // tracing began) or not waitable any more.
+            if let Some(child) = self.running_child(&e.waiter, e.pid) {
+                let w = EarlyWait {
+                    waiter: self.tasks[&waiter].id,
+                    ts: e.hdr.ts_ns,
+                    how: reap_how(e),
+                    status: wait_status(e),
+                };
+                self.tasks.get_mut(&child).expect("known").wait_before_exit = Some(w);
+            }
             return;
         };
-        let how = match e.syscall {
-            wait_syscall::WAITID => ReapHow::Waitid,
-            wait_syscall::IO_URING => ReapHow::IoUring,
-            _ => ReapHow::Wait4,
-        };
+        let how = reap_how(e);
         let waiter_id = self.tasks[&waiter].id;
         let parent = self.tasks[&tid].parent;
         if parent.is_some_and(|p| p.tgid != waiter_id.tgid) {
@@ -1259,6 +1347,25 @@ impl Model {
             return;
         }
         self.reap_by_wait(tid, waiter, e.hdr.ts_ns, how, wait_status(e), out);
+    }
+
+    /// The running process `waiter`'s wait returned as `pid` (in the waiter's namespace), if
+    /// the model has it as a child of the waiter's process.
+    fn running_child(&self, waiter: &TaskInfo, pid: u32) -> Option<u32> {
+        let is_child = |t: &&Task| {
+            t.is_process()
+                && t.state == TaskState::Running
+                && t.parent.is_none_or(|p| p.tgid == waiter.id.tgid)
+        };
+        if waiter.level == 0 {
+            return self.tasks.get(&pid).filter(is_child).map(|t| t.id.tid);
+        }
+        self.members
+            .get(&waiter.pidns)?
+            .iter()
+            .filter_map(|tid| self.tasks.get(tid))
+            .find(|t| t.ns_tid == pid && is_child(t))
+            .map(|t| t.id.tid)
     }
 
     /// Task `tid` reaped by `waiter`'s wait at `ts`.
@@ -1509,6 +1616,15 @@ fn wait_status(e: &WaitEvent) -> u32 {
 
 /// The verdict on the kernel's choice: `predicted` from the snapshot at exit, `after` from the
 /// one taken at the final switch, once the kernel had chosen.
+/// How a wait record reaped.
+fn reap_how(e: &WaitEvent) -> ReapHow {
+    match e.syscall {
+        wait_syscall::WAITID => ReapHow::Waitid,
+        wait_syscall::IO_URING => ReapHow::IoUring,
+        _ => ReapHow::Wait4,
+    }
+}
+
 fn judge(
     predicted: Option<Predicted>,
     after: Option<Predicted>,

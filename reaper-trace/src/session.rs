@@ -271,11 +271,11 @@ impl Session {
                             return;
                         }
                         if e.child.id.start_ns <= stopped_at {
-                            late.applied(kind::FORK);
+                            late.applied(kind::FORK, newest);
                         }
                     }
                     RawEvent::Exit(e) if e.flags & EXIT_FLAG_LATE != 0 && newest <= stopped_at => {
-                        late.applied(kind::EXIT);
+                        late.applied(kind::EXIT, newest);
                     }
                     _ => {}
                 }
@@ -422,11 +422,13 @@ impl Session {
         self.tracer.kernel_messages()
     }
 
-    /// Reports the losses counted since the last call; `last` at the end of the session
-    /// (nothing is held back then, see [`LateRecords`]).
+    /// Reports the losses counted since the last call, those of forks and exits once their
+    /// late records had time to come (see [`LateRecords`]); `last` at the end of the session,
+    /// when nothing is held back.
     fn report_lost(&mut self, out: &mut Vec<Event>, last: bool) {
         let now = boottime_ns();
-        let mut lost = self.late.net(self.tracer.lost_since_last(), last);
+        let read = self.tracer.lost_since_last();
+        let mut lost = self.late.net(read, now, self.applied_until, last);
         let unread = self.model.take_unread_adoptions();
         if unread > 0 {
             lost.push((kind::REPARENT, unread));
