@@ -82,14 +82,17 @@ pub(crate) static CALLS: HashMap<u32, PendingCall> =
 #[map]
 pub(crate) static TREE_SCRATCH: PerCpuArray<TreeTask> = PerCpuArray::with_max_entries(1, 0);
 
-/// Tasks whose fork a copy of the fork program recorded, by address, until their first switch
-/// in (see [`backstop`]). Userspace sizes it to 1 where no hook has a backstop.
+/// Tasks whose fork a copy of the fork program recorded, by address, with their start time,
+/// until their first switch in (see [`backstop`]). The start time tells a mark from one left by
+/// an earlier task at the same address; least recently used marks make room for new ones.
+/// Userspace sizes it to 1 where no hook has a backstop.
 #[map]
-pub(crate) static FORK_MARKS: HashMap<u64, u8> =
-    HashMap::with_max_entries(backstop::MAX_FORK_MARKS, 0);
+pub(crate) static FORK_MARKS: LruHashMap<u64, u64> =
+    LruHashMap::with_max_entries(backstop::MAX_FORK_MARKS, 0);
 
-/// Tasks whose exit a copy of the exit program recorded, by address, until their final
-/// switch (see [`backstop`]). Userspace sizes it to 1 where no hook has a backstop.
+/// Tasks whose exit a copy of the exit program recorded, by address, with their start time,
+/// until their final switch (see [`backstop`]). Userspace sizes it to 1 where no hook has a
+/// backstop.
 #[map]
-pub(crate) static EXIT_MARKS: HashMap<u64, u8> =
-    HashMap::with_max_entries(backstop::MAX_EXIT_MARKS, 0);
+pub(crate) static EXIT_MARKS: LruHashMap<u64, u64> =
+    LruHashMap::with_max_entries(backstop::MAX_EXIT_MARKS, 0);

@@ -12,7 +12,7 @@ use std::process::{Command, Output};
 use std::sync::Mutex;
 
 use reaper_trace::scenario::result::{Failure, SkipReason};
-use reaper_trace_tests::{TempPath, Trace, reaper_init, reaper_trace, require_root};
+use reaper_trace_tests::{TempPath, reaper_init, reaper_trace, require_root};
 use serde_json::Value;
 
 /// The runs are serialised: each one loads its own programs, the timing-sensitive scenarios
@@ -409,70 +409,6 @@ fn the_suite_passes_with_every_standby_copy_attached() {
         ],
     );
     assert_suite_passed(&run);
-    assert_nothing_left(&run);
-}
-
-/// Forks and exits the kernel skipped in every copy of their program (7.x, under load; made
-/// here by skipping one task in 8 on purpose, `REAPER_TRACE_TEST_SKIP`) are recorded at
-/// `sched_switch`, late, and a late exit's hand-offs are named by the orphans' next records:
-/// the suite passes with no record lost (`wait-race` checks each of its 1,000 children
-/// against what its wait returned, `threads-exit` each orphan's chain of hops against /proc),
-/// and the recording holds late forks and exits. Without the backstop the same skips
-/// lose them, and the scenarios fail saying so: the check can fail.
-#[test]
-fn forks_and_exits_every_copy_skipped_are_recorded_at_the_switch() {
-    require_root();
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let skip = [
-        ("REAPER_TRACE_STANDBY", "1"),
-        ("REAPER_TRACE_TEST_SKIP", "8"),
-    ];
-    let events = TempPath::new("late-events");
-    // Not `clone-parent`: a late fork cannot name the caller that `CLONE_PARENT` hides (it is
-    // documented so), and its child's tid is skipped one run in 8.
-    let names: Vec<&str> = REQUIRED
-        .iter()
-        .copied()
-        .filter(|&n| n != "clone-parent")
-        .collect();
-    let mut args: Vec<&str> = names.iter().flat_map(|&n| ["--only", n]).collect();
-    args.extend(["--events", events.0.to_str().unwrap()]);
-    let run = validate_with(&args, &skip);
-    assert_passed(&run, &names);
-    for r in results(&run.report) {
-        let notes = r["notes"].to_string();
-        assert!(
-            !notes.contains("lost") && !notes.contains("run twice"),
-            "records were lost: {r:#}"
-        );
-    }
-    let trace = Trace::read(&events.0.join("wait-race.jsonl"));
-    let late = |kind: &str| {
-        trace
-            .events
-            .iter()
-            .filter(|e| e["type"] == kind && e["late"] == true)
-            .count()
-    };
-    // One child in 8 of 1,000 (by tid), its fork and its exit.
-    assert!(
-        late("fork") >= 50 && late("exit") >= 50,
-        "late forks {}, exits {}",
-        late("fork"),
-        late("exit")
-    );
-    assert_nothing_left(&run);
-
-    let without = [skip[0], skip[1], ("REAPER_TRACE_NO_BACKSTOP", "1")];
-    let run = validate_with(&["--only", "wait-race"], &without);
-    let r = result(&run.report, "wait-race");
-    assert_eq!(r["status"], "FAIL", "{r:#}");
-    assert!(
-        failures(r)
-            .iter()
-            .any(|f| matches!(f, Failure::RecordsLost { count } if *count > 0)),
-        "{r:#}"
-    );
     assert_nothing_left(&run);
 }
 
