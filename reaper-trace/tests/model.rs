@@ -1433,3 +1433,56 @@ fn the_hop_out_of_a_late_exit_is_the_next_record_naming_the_orphans_parent() {
     assert_eq!(m.take_unread_adoptions(), 1);
     assert_eq!(m.take_unread_adoptions(), 0);
 }
+
+/// A wait does not wait for the child's final switch: it can reap a child whose exit every
+/// copy skipped before that exit is recorded, late, at the final switch. The reap is kept
+/// until the exit comes, and the exit is then no later than the wait.
+#[test]
+fn a_wait_that_comes_before_a_late_exit_is_the_reap() {
+    let mut m = Model::new(Scope::All);
+    let parent = info(10, 10, 1, "parent");
+    let child = info(11, 11, 50, "child");
+    let out = apply(
+        &mut m,
+        &[
+            fork(100, parent, child),
+            wait4(300, parent, 11, 3 << 8),
+            late_exit(400, child, parent),
+            dead(400, child, parent, exit_state::EXIT_DEAD),
+            free(500, child),
+        ],
+    );
+    let exit_ts = out
+        .iter()
+        .find_map(|e| match e {
+            Event::Exit { ts, late: true, .. } => Some(*ts),
+            _ => None,
+        })
+        .expect("a late exit event");
+    assert!(exit_ts <= 300, "{out:#?}");
+    let r = reaps(&out);
+    assert_eq!(r.len(), 1, "{out:#?}");
+    assert_eq!((r[0].0, r[0].2), (11, ReapHow::Wait4), "{out:#?}");
+}
+
+/// The orphan's own exit can name its new parent before its father's late exit is recorded
+/// (the father's final switch ran later): the hop out of the father is that parent.
+#[test]
+fn an_orphan_that_named_its_parent_before_its_fathers_late_exit_has_its_hop() {
+    let mut m = Model::new(Scope::All);
+    let sub = info(10, 10, 1, "sub");
+    let father = info(100, 100, 2, "p");
+    let orphan = info(200, 200, 5, "c");
+    let ev = apply(
+        &mut m,
+        &[
+            fork(10, sub, father),
+            fork(11, father, orphan),
+            exit(30, orphan, sub, 0),
+            late_exit(40, father, sub),
+        ],
+    );
+    assert_eq!(hops(&ev, 200), vec![(100, Some(10), true)], "{ev:#?}");
+    m.give_up_unread_hops();
+    assert_eq!(m.take_unread_adoptions(), 0);
+}
